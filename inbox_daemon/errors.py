@@ -1,0 +1,21 @@
+"""The exception tree, in its own module so that every layer can import it without loops."""
+
+from __future__ import annotations
+
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "QueryError"]
+
+
+class InboxDaemonError(Exception):
+    """Base of every error the daemon raises on purpose."""
+
+
+class ConfigError(InboxDaemonError):
+    """The configuration is invalid; the message names the key. Exit status 78 (EX_CONFIG)."""
+
+
+class StoreUnavailable(InboxDaemonError):
+    """The database could not commit; intake answers a temporary failure (SMTP 451)."""
+
+
+class QueryError(InboxDaemonError):
+    """The query socket could not be reached or answered something unexpected."""
