@@ -1,0 +1,288 @@
+"""One frozen, typed Config built once at start from TOML and the environment.
+
+Lookup order: ``--config PATH``; else ``./inbox-daemon.toml``; else
+``/etc/inbox-daemon/config.toml``; else the embedded defaults. Every key can be overridden
+with ``INBOX_DAEMON_<SECTION>_<KEY>`` (e.g. ``INBOX_DAEMON_SMTP_PORT=2526``).
+A bad key or value raises ConfigError naming it; the CLI turns that into exit 78.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DatabaseConfig",
+    "SmtpConfig",
+    "QueryConfig",
+    "SecurityConfig",
+    "ImapConfig",
+    "ImapAccount",
+    "LogConfig",
+    "load_config",
+    "query_tcp_address",
+    "default_state_dir",
+    "SEARCH_PATHS",
+]
+
+SEARCH_PATHS = (Path("inbox-daemon.toml"), Path("/etc/inbox-daemon/config.toml"))
+ENV_PREFIX = "INBOX_DAEMON_"
+
+
+def default_state_dir() -> Path:
+    """Where the embedded defaults keep their files: $INBOX_DAEMON_HOME, else ./var."""
+    return Path(os.environ.get("INBOX_DAEMON_HOME", "var")).absolute()
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""  # empty: SQLite file under the state directory
+    auto_upgrade: bool = True  # serve upgrades an embedded SQLite by itself
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    recipients: tuple[str, ...] = ()  # accepted RCPT addresses; empty = any
+    max_message_bytes: int = 10 * 1024 * 1024
+    timeout_seconds: float = 60.0  # idle client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    max_recipients: int = 100
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    socket: str = ""  # empty: query.sock under the state directory
+    tcp: str = ""  # optional "host:port"
+    max_connections: int = 1024
+    idle_seconds: float = 300.0
+    sync_seconds: float = 1.0  # how often other processes' changes are pulled in (issue: within 2 s)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    require_registered_forwarder: bool = False
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    name: str
+    host: str
+    username: str
+    port: int = 993
+    tls: str = "implicit"  # implicit | starttls | none (loopback only)
+    password: str = ""
+    password_file: str = ""
+    mailbox: str = "INBOX"
+    on_stored: str = "flag"  # flag | move
+    flag_keyword: str = "$OptOutProcessed"
+    move_to: str = ""
+    poll_seconds: float = 60.0
+    idle: bool = True
+
+    def __repr__(self) -> str:  # never print a password (log.py redacts too)
+        return f"ImapAccount(name={self.name!r}, host={self.host!r}, username={self.username!r})"
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    accounts: tuple[ImapAccount, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto (console on a TTY, JSON otherwise) | json | console
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    imap: ImapConfig = field(default_factory=ImapConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "embedded defaults"  # the file it came from, for the start-up log
+    state_dir: str = ""
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{Path(self.state_dir) / 'inbox-daemon.db'}"
+
+    @property
+    def query_socket(self) -> str:
+        return self.query.socket or str(Path(self.state_dir) / "query.sock")
+
+    @property
+    def is_embedded_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_SECTIONS: dict[str, type] = {
+    "database": DatabaseConfig,
+    "smtp": SmtpConfig,
+    "query": QueryConfig,
+    "security": SecurityConfig,
+    "log": LogConfig,
+}
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (explicit path, or the first search path that exists), then env."""
+    env = os.environ if environ is None else environ
+    data, source = _read_file(path)
+    for key, raw in env.items():
+        if key.startswith(ENV_PREFIX) and key not in ("INBOX_DAEMON_HOME", "INBOX_DAEMON_CONFIG"):
+            _set_from_env(data, key, raw)
+    unknown = set(data) - set(_SECTIONS) - {"imap"}
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
+    built: dict[str, Any] = {name: _build(cls, name, data.get(name, {})) for name, cls in _SECTIONS.items()}
+    built["imap"] = _build_imap(data.get("imap", {}))
+    cfg = Config(**built, source=source, state_dir=str(default_state_dir()))
+    _validate(cfg)
+    return cfg
+
+
+def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        found = next((p for p in SEARCH_PATHS if p.is_file()), None)
+        if found is None:
+            return {}, "embedded defaults"
+        path = found
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh), str(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _set_from_env(data: dict[str, Any], key: str, raw: str) -> None:
+    rest = key[len(ENV_PREFIX):].lower()
+    section, _, name = rest.partition("_")
+    if section not in _SECTIONS or not name:
+        raise ConfigError(f"unknown environment setting {key}")
+    data.setdefault(section, {})[name] = _EnvValue(raw)
+
+
+class _EnvValue(str):
+    """A string from the environment: coerced to the field's type, unlike TOML values."""
+
+
+def _build(cls: type, section: str, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ConfigError(f"unknown key {section}.{name}")
+        kwargs[name] = _coerce(f"{section}.{name}", known[name].type, value)
+    return cls(**kwargs)
+
+
+def _coerce(where: str, type_name: Any, value: Any) -> Any:
+    """Check (TOML) or convert (environment) one value against the field's declared type."""
+    t = str(type_name)
+    from_env = isinstance(value, _EnvValue)
+    try:
+        if t == "bool":
+            if from_env:
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                return low in ("1", "true", "yes", "on")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if t == "int":
+            if isinstance(value, bool) or not (from_env or isinstance(value, int)):
+                raise ValueError
+            return int(value)
+        if t == "float":
+            if isinstance(value, bool) or not (from_env or isinstance(value, (int, float))):
+                raise ValueError
+            return float(value)
+        if t == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return str(value)
+        if t.startswith("tuple[str"):
+            items = [v.strip() for v in value.split(",") if v.strip()] if from_env else value
+            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+                raise ValueError
+            return tuple(items)
+    except ValueError:
+        pass
+    raise ConfigError(f"{where}: expected {t.replace('tuple[str, ...]', 'a list of strings')}, got {value!r}")
+
+
+def _build_imap(values: Any) -> ImapConfig:
+    if not isinstance(values, dict) or set(values) - {"accounts"}:
+        raise ConfigError("[imap] takes only [[imap.accounts]] tables")
+    accounts = values.get("accounts", [])
+    if not isinstance(accounts, list):
+        raise ConfigError("imap.accounts must be an array of tables ([[imap.accounts]])")
+    built = []
+    for i, acct in enumerate(accounts):
+        if not isinstance(acct, dict):
+            raise ConfigError(f"imap.accounts[{i}] must be a table")
+        acct = {"name": acct.get("name") or f"{acct.get('username', '')}@{acct.get('host', '')}", **acct}
+        for required in ("host", "username"):
+            if not acct.get(required):
+                raise ConfigError(f"imap.accounts[{i}].{required} is required")
+        built.append(_build(ImapAccount, f"imap.accounts[{i}]", acct))
+    return ImapConfig(accounts=tuple(built))
+
+
+def _validate(cfg: Config) -> None:
+    checks = [
+        (1 <= cfg.smtp.port <= 65535 or cfg.smtp.port == 0, "smtp.port must be 0..65535"),
+        (cfg.smtp.max_message_bytes > 0, "smtp.max_message_bytes must be positive"),
+        (cfg.smtp.timeout_seconds > 0, "smtp.timeout_seconds must be positive"),
+        (cfg.query.max_connections > 0, "query.max_connections must be positive"),
+        (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
+        (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
+        (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
+        # Issue 3: until the trust work (issue 5) lands this may only be false.
+        (not cfg.security.require_registered_forwarder,
+         "security.require_registered_forwarder = true is not supported yet (sellers and forwarders land with the trust work)"),
+        (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
+         "database.url must be a sqlite:/// or postgresql:// URL"),
+    ]
+    if cfg.query.tcp:
+        host, _, port = cfg.query.tcp.rpartition(":")
+        checks.append((bool(host) and port.isdigit() and int(port) <= 65535, "query.tcp must be host:port"))
+    for acct in cfg.imap.accounts:
+        checks += [
+            (acct.tls in ("implicit", "starttls", "none"), f"imap account {acct.name}: tls must be implicit|starttls|none"),
+            (acct.tls != "none" or acct.host in ("127.0.0.1", "::1", "localhost"),
+             f"imap account {acct.name}: tls = none is allowed only for loopback"),
+            (acct.on_stored in ("flag", "move"), f"imap account {acct.name}: on_stored must be flag|move"),
+            (acct.on_stored != "move" or bool(acct.move_to), f"imap account {acct.name}: on_stored = move needs move_to"),
+            (bool(acct.password) != bool(acct.password_file), f"imap account {acct.name}: set exactly one of password, password_file"),
+            (acct.poll_seconds > 0, f"imap account {acct.name}: poll_seconds must be positive"),
+        ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def query_tcp_address(cfg: Config) -> tuple[str, int] | None:
+    """The optional TCP listener as (host, port)."""
+    if not cfg.query.tcp:
+        return None
+    host, _, port = cfg.query.tcp.rpartition(":")
+    return host.strip("[]"), int(port)

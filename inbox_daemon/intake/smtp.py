@@ -1,0 +1,145 @@
+"""The SMTP listener: a thin aiosmtpd handler that persists, then answers.
+
+It never parses or touches SQL itself: ``handle_DATA`` hands the bytes to ``Intake.accept``
+and answers 250 only once they are committed (nothing acknowledged is ever lost), 451 when
+the store cannot commit (the sending MTA retries, RFC 5321 4.2.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ..config import SmtpConfig
+from ..errors import StoreUnavailable
+from ..log import get_logger
+from .pipeline import Delivery, Intake
+
+__all__ = ["OptOutHandler", "SmtpListener"]
+
+# Replies, named (Mailman's lmtp runner habit). Enhanced codes from RFC 3463.
+ERR_451 = "451 4.3.0 Requested action aborted: storage unavailable, try again later"
+ERR_452_RCPTS = "452 4.5.3 Too many recipients"
+ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
+ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
+OK_250_RCPT = "250 2.1.5 OK"
+OK_250_DATA = "250 2.0.0 OK: stored as {}"
+
+
+class OptOutHandler:
+    """aiosmtpd handler: accept the opt-out recipients, persist DATA, answer."""
+
+    def __init__(self, intake: Intake, config: SmtpConfig) -> None:
+        self._intake = intake
+        self._recipients = frozenset(r.strip().lower() for r in config.recipients)
+        self._max_rcpts = config.max_recipients
+        self._log = get_logger(component="smtp")
+        self.in_flight = 0  # DATA transactions between receipt and their answer
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self._recipients and address.lower() not in self._recipients:
+            return ERR_550_RCPT.format(address)  # never a relay
+        if len(envelope.rcpt_tos) >= self._max_rcpts:
+            return ERR_452_RCPTS
+        envelope.rcpt_tos.append(address)
+        return OK_250_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        peer = _peer(session.peer)
+        delivery = Delivery(raw=raw, source="smtp", envelope_from=envelope.mail_from,
+                            envelope_to=tuple(envelope.rcpt_tos), peer=peer)
+        self.in_flight += 1
+        try:
+            saved = await self._intake.accept(delivery)
+        except StoreUnavailable as exc:
+            self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
+            return ERR_451
+        except Exception as exc:  # never lose a message: an unknown failure is a temporary one
+            self._log.error("smtp_accept_failed", peer=peer, size=len(raw), error=repr(exc))
+            return ERR_451
+        finally:
+            self.in_flight -= 1
+        self._log.info("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
+                       duplicate=not saved.is_new, size=len(raw))
+        return OK_250_DATA.format(saved.sha256[:16])
+
+
+def _peer(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer else None
+
+
+class _CappedSMTP(SMTP):
+    """aiosmtpd's SMTP with a cap on concurrent connections (421 past it, RFC 5321 3.8)."""
+
+    def __init__(self, listener: SmtpListener, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener = listener
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self._listener.connections) >= self._listener.config.max_connections:
+            self._refused = True
+            transport.write(ERR_421_BUSY)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._listener.connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        self._listener.connections.discard(self)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+
+class SmtpListener:
+    """Binds the SMTP port on the daemon's own loop; start()/stop() like every component."""
+
+    def __init__(self, intake: Intake, config: SmtpConfig, hostname: str = "inbox-daemon") -> None:
+        self.config = config
+        self.handler = OptOutHandler(intake, config)
+        self.connections: set[_CappedSMTP] = set()
+        self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
+        self._server: asyncio.Server | None = None
+
+    def _factory(self) -> _CappedSMTP:
+        return _CappedSMTP(
+            self, self.handler, data_size_limit=self.config.max_message_bytes, hostname=self._hostname,
+            ident="inbox-daemon", timeout=self.config.timeout_seconds, command_call_limit=100,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._factory, self.config.host, self.config.port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let DATA transactions in flight get their answer, then close."""
+        if self._server is None:
+            return
+        self._server.close()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.handler.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        await self._server.wait_closed()
+        self._server = None

@@ -1,0 +1,101 @@
+"""Keeps the in-memory index in step with the database.
+
+Changes this daemon commits are applied to the index in the same step (the intake calls
+``index.apply`` after each commit). Changes other processes commit (a CLI removal, a second
+daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence, pulled every
+``interval`` seconds: only the rows changed since the cursor, never a full reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import StoreUnavailable
+from ..log import get_logger
+
+__all__ = ["IndexFollower", "AddressLearner"]
+
+
+class IndexFollower:
+    """Pulls the change sequence into the index; start()/stop()."""
+
+    def __init__(self, store: Any, index: Any, cursor: Any, interval: float = 1.0) -> None:
+        self._store, self._index, self._cursor, self._interval = store, index, cursor, interval
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger(component="follow")
+        self.applied = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="index-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def poll_once(self) -> int:
+        entries = await self._store.changes_since(self._cursor)
+        if entries:
+            self._index.apply(entries)
+            self.applied += len(entries)
+        return len(entries)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.poll_once()
+            except StoreUnavailable as exc:
+                self._log.warning("follow_deferred", error=str(exc))
+            except Exception as exc:  # keep following: one bad poll must not stop the index
+                self._log.error("follow_failed", error=repr(exc))
+
+
+class AddressLearner:
+    """Persists "this address belongs to that blocked order" learned from CHECK, then indexes it."""
+
+    MAX_PENDING = 10_000
+
+    def __init__(self, store: Any, index: Any) -> None:
+        self._store, self._index = store, index
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(self.MAX_PENDING)
+        self._pending: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger(component="learn")
+
+    def submit(self, address: str, order_id: str) -> None:
+        """Called by the query server; never blocks the answer."""
+        item = (address, order_id)
+        if item in self._pending:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._log.warning("learn_queue_full", address=address, order_id=order_id)
+            return
+        self._pending.add(item)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="address-learner")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            self._log.warning("learn_stop_timeout", pending=self._queue.qsize())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                entries = await self._store.learn_address(item[1], item[0])
+                self._index.apply(entries)
+            except Exception as exc:  # the next CHECK with both keys will submit it again
+                self._log.warning("learn_failed", order_id=item[1], error=repr(exc))
+            finally:
+                self._pending.discard(item)
+                self._queue.task_done()

@@ -1,0 +1,165 @@
+"""Runs ``inbox-daemon serve`` as a real subprocess and talks to it as users do."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+EXE = str(Path(sys.executable).with_name("inbox-daemon"))
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """A TOML config from nested dicts (strings, numbers, bools, lists of strings)."""
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class DaemonProcess:
+    """One daemon process in its own state directory; readiness read from its JSON log."""
+
+    def __init__(self, home: Path, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.config = config
+        self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
+                    "INBOX_DAEMON_LOG_FORMAT": "json", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.smtp: tuple[str, int] = ("", 0)
+        self.socket_path = ""
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        args = [EXE, "serve"] + (["--config", str(self.config)] if self.config else [])
+        self.events.clear()
+        self._lines = queue.Queue()
+        self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True).start()
+        ready = self.wait_event("ready", timeout)
+        host, port = ready["smtp"].rsplit(":", 1)
+        self.smtp = (host, int(port))
+        self.socket_path = ready["query_socket"]
+        return self
+
+    def _read(self, proc: subprocess.Popen[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                event = {"event": "text", "text": raw.decode(errors="replace").rstrip()}
+            out.put(event)
+        out.put(None)
+
+    def wait_event(self, name: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
+        """Block until the daemon logs ``name`` (with the given fields); fail on exit or timeout."""
+        for event in self.events:
+            if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
+                return event
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name!r} event within {timeout}s; log: {self.events[-20:]}")
+            try:
+                event = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event is None:
+                raise AssertionError(f"daemon exited before {name!r}; log: {self.events[-20:]}")
+            self.events.append(event)
+            if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
+                return event
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._drain_log()
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self._drain_log()
+
+    def _drain_log(self) -> None:
+        while True:
+            try:
+                event = self._lines.get(timeout=5)
+            except queue.Empty:
+                return
+            if event is None:
+                return
+            self.events.append(event)
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def send(self, raw: bytes, rcpt: str = "optout@sellers.example", sender: str = "fwd@seller.example") -> tuple[int, bytes]:
+        """One SMTP transaction with smtplib; returns the DATA reply (code, text)."""
+        with smtplib.SMTP(*self.smtp, timeout=30) as client:
+            client.ehlo("test.example")
+            code, msg = client.mail(sender)
+            assert code == 250, (code, msg)
+            code, msg = client.rcpt(rcpt)
+            if code != 250:
+                return code, msg
+            return client.data(raw)
+
+    def query(self, *lines: str) -> list[str]:
+        """Pipelined lines over the Unix socket; one reply each, in order."""
+        return query_socket(self.socket_path, lines)
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        full = [EXE, *args] + (["--config", str(self.config)] if self.config else [])
+        return subprocess.run(full, env=self.env, capture_output=True, text=True, timeout=60, check=check)
+
+
+def query_socket(path: str, lines: Any, timeout: float = 10.0) -> list[str]:
+    lines = list(lines)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall("".join(f"{line}\n" for line in lines).encode())
+        buf = b""
+        while buf.count(b"\n") < len(lines):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode().splitlines()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll a condition with a deadline (for state in another process; never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
