@@ -1,0 +1,104 @@
+"""Amazon's domains, buyer relay addresses and order ids: recognising and normalising them.
+
+Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (issue 2);
+notices sometimes show them upper-cased inside a display name (corpus s06) or with a ``+tag``.
+Decision: the +tag is *stripped* — it is a routing variant of the same anonymised buyer, and the
+blocklist keys on the buyer. Lookups must normalise the same way: use ``normalise_relay_address``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MARKETPLACE_TLDS",
+    "AMAZON_SENDER_DOMAINS",
+    "RELAY_DOMAINS",
+    "find_relay_addresses",
+    "find_forged_relay_domains",
+    "find_order_ids",
+    "normalise_relay_address",
+    "sender_address",
+    "sender_kind",
+    "first_address",
+]
+
+# Marketplaces whose domain may send notices and host relay addresses. Amazon.com.au and the
+# younger marketplaces (.sg, .ae, .sa, .eg, .com.be, .ie, .co.za) follow the same scheme.
+MARKETPLACE_TLDS: tuple[str, ...] = (
+    "com", "co.uk", "de", "fr", "it", "es", "ca", "com.mx", "co.jp", "in", "com.au", "nl",
+    "se", "pl", "com.tr", "com.br", "sg", "ae", "sa", "com.be", "eg", "ie", "co.za", "cn",
+)
+AMAZON_SENDER_DOMAINS = frozenset(f"amazon.{tld}" for tld in MARKETPLACE_TLDS)
+RELAY_DOMAINS = frozenset(f"marketplace.amazon.{tld}" for tld in MARKETPLACE_TLDS)
+
+# Matching runs on lower-cased text (the output is lower-case anyway) and starts from the literal
+# "@marketplace.amazon." so the regex engine can skip ahead; the 15-character local part is then
+# checked on the few characters before the "@". Right edge: the domain must end there — not
+# continue into ".relay-notify.example" (the forged s23) or a longer label.
+_RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?)(?![\w-]|\.[a-z0-9])")
+# Left edge: not inside a longer local part; an optional +tag between the id and the "@".
+_RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
+_ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
+# 3-7-7 digits; not part of a longer run of digits or dashes (issue 2, point 6).
+_ORDER_RE = re.compile(r"(?<![\d-])(\d{3}-\d{7}-\d{7})(?![\d-]|-\d)")
+_ANGLE_ADDR_RE = re.compile(r"<\s*(?:mailto:)?([^<>@\s\"]+@[^<>@\s\"]+?)\s*>")
+# A bare address must stand alone: "a@marketplace@amazon.com" is not "marketplace@amazon.com".
+_BARE_ADDR_RE = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~@-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+(?![\w@-])")
+
+
+def normalise_relay_address(address: str) -> str | None:
+    """The canonical form of a relay address (lower-case, +tag stripped), or None if not one."""
+    found = find_relay_addresses(address)
+    return found[0] if len(found) == 1 else None
+
+
+def find_relay_addresses(text: str) -> list[str]:
+    """Relay addresses in the text, canonical, in order of first appearance, each once."""
+    low = text.lower()
+    seen: dict[str, None] = {}
+    for found in _RELAY_DOMAIN_RE.finditer(low):
+        domain = found.group(1)
+        local = _RELAY_LOCAL_RE.search(low, max(0, found.start() - 80), found.start())
+        if local is not None and domain in RELAY_DOMAINS:
+            seen.setdefault(f"{local.group(1)}@{domain}", None)
+    return list(seen)
+
+
+def find_forged_relay_domains(text: str) -> list[str]:
+    """Domains that pose as ``marketplace.amazon.*`` but are not one (corpus s23)."""
+    domains = {m.group(1) for m in _ANY_MARKETPLACE_RE.finditer(text.lower())}
+    return sorted(d for d in domains if d not in RELAY_DOMAINS)
+
+
+def find_order_ids(text: str) -> list[str]:
+    """Order ids (NNN-NNNNNNN-NNNNNNN) in order of first appearance, each once."""
+    return list(dict.fromkeys(_ORDER_RE.findall(text)))
+
+
+def first_address(value: str | None) -> str | None:
+    """The first mail address in a header value ("Name <a@b>", "<a@b>", "a@b c@d"), lower-case."""
+    if not value:
+        return None
+    found = _ANGLE_ADDR_RE.search(value)
+    if found is not None:
+        return found.group(1).lower()
+    bare = _BARE_ADDR_RE.search(value)
+    return bare.group(0).lower() if bare is not None else None
+
+
+def sender_address(value: str | None) -> str | None:
+    """The sender address of a From value; alias of ``first_address`` for readability."""
+    return first_address(value)
+
+
+def sender_kind(address: str | None) -> str:
+    """"amazon" (an Amazon marketplace domain), "relay" (a buyer relay), "none" or "other"."""
+    if not address or "@" not in address:
+        return "none"
+    domain = address.rsplit("@", 1)[1].rstrip(".")
+    if domain in AMAZON_SENDER_DOMAINS:
+        return "amazon"
+    if domain in RELAY_DOMAINS:
+        return "relay"
+    return "other"

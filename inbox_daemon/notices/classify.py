@@ -1,0 +1,101 @@
+"""The verdict on one candidate notice: who sent it, what its reason sentence says, whom it names.
+
+Rules (issue 2, point 5): the reason sentence decides, never the subject; the sender must be an
+Amazon marketplace domain; buyer addresses count only on ``marketplace.amazon.<tld>``; anything
+forged or look-alike is ``not_opt_out`` with a reason; damage that hides the reason is
+``malformed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
+from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, normalise
+from .result import Buyer, Kind
+from .unwrap import Candidate
+
+__all__ = ["NOT_A_NOTICE", "Verdict", "classify"]
+
+NOT_A_NOTICE = "not an Amazon notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one candidate contributes to the message's result."""
+
+    kind: Kind
+    reason: str | None = None
+    buyers: tuple[Buyer, ...] = ()
+    is_notice: bool = False  # sent from an Amazon marketplace domain
+    has_opt_out_wording: bool = False
+
+
+def classify(candidate: Candidate) -> Verdict:
+    """Classify one candidate; never raises on any text."""
+    norm = normalise(candidate.text)
+    found = first_reason(norm)
+    reason = found[0] if found else None
+    kind = sender_kind(candidate.sender)
+    if kind != "amazon":
+        return _not_from_amazon(candidate, kind, reason)
+    if reason is None:
+        return _no_reason(candidate, norm)
+    if isinstance(reason, LookAlike):
+        return Verdict(Kind.NOT_OPT_OUT, reason.value, is_notice=True)
+    return _opt_out(candidate)
+
+
+def _not_from_amazon(candidate: Candidate, kind: str, reason: str | LookAlike | None) -> Verdict:
+    wording = reason == OPT_OUT
+    if kind == "relay":
+        # A buyer's own message relayed by Amazon, even one that talks about opting out (s20).
+        why = "message relayed from a buyer, not an Amazon notice"
+        return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=wording)
+    if not wording:
+        return Verdict(Kind.NOT_OPT_OUT, NOT_A_NOTICE)
+    if kind == "none":
+        why = "opt-out wording in a forward without the sender's address: cannot verify it is from Amazon"
+        return Verdict(Kind.MALFORMED, why, has_opt_out_wording=True)
+    why = f"opt-out wording from {candidate.sender}, which is not an Amazon domain (forged or look-alike)"
+    return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=True)
+
+
+def _no_reason(candidate: Candidate, norm: str) -> Verdict:
+    """An Amazon message without a known reason sentence: damaged, unknown, or not a notice."""
+    if candidate.defects:
+        why = "Amazon message damaged, reason unreadable: " + "; ".join(candidate.defects)
+        return Verdict(Kind.MALFORMED, why, is_notice=True)
+    if not norm.strip():
+        return Verdict(Kind.MALFORMED, "Amazon message with no readable text", is_notice=True)
+    if is_notice_subject(candidate.subject):
+        why = "Amazon delivery notice whose reason is not recognised (unknown language or layout)"
+        return Verdict(Kind.MALFORMED, why, is_notice=True)
+    return Verdict(Kind.NOT_OPT_OUT, "Amazon message that is not a delivery notice", is_notice=True)
+
+
+def _opt_out(candidate: Candidate) -> Verdict:
+    """An Amazon opt-out notice: check the buyer addresses, then name the buyers."""
+    forged = find_forged_relay_domains(candidate.text + "\n" + "\n".join(candidate.recipients))
+    if forged:
+        why = f"buyer address on {forged[0]}, not an Amazon marketplace relay domain (forged)"
+        return Verdict(Kind.NOT_OPT_OUT, why, is_notice=True, has_opt_out_wording=True)
+    emails = find_relay_addresses(candidate.text)
+    for address in find_relay_addresses("\n".join(candidate.recipients)):
+        if address not in emails:
+            emails.append(address)
+    orders = find_order_ids(candidate.text)
+    if not emails and not orders:
+        why = "opt-out notice that names neither an order nor a buyer address"
+        return Verdict(Kind.MALFORMED, why, is_notice=True, has_opt_out_wording=True)
+    return Verdict(Kind.OPT_OUT, buyers=_pair(emails, orders), is_notice=True, has_opt_out_wording=True)
+
+
+def _pair(emails: list[str], orders: list[str]) -> tuple[Buyer, ...]:
+    """One notice blocks one message: pair addresses and orders in order, the rest alone."""
+    buyers = []
+    for n in range(max(len(emails), len(orders))):
+        email = emails[n] if n < len(emails) else None
+        order = orders[n] if n < len(orders) else None
+        buyers.append(Buyer(email, order, email.rsplit("@", 1)[1] if email else None))
+    return tuple(buyers)

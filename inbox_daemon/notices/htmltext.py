@@ -1,0 +1,50 @@
+"""HTML to plain text, just enough to read a notice: tags become line breaks or nothing,
+entities are unescaped, and a ``mailto:`` link keeps its address even when the link text does
+not show it (Outlook.com forwards are HTML only, corpus s07; issue 2 point 3).
+
+Regular expressions rather than ``html.parser``: notices are small and regular, and this runs
+for most messages on the hot path.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["html_to_text"]
+
+_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_MAILTO = re.compile(
+    r"<a\b[^>]*?href\s*=\s*[\"']?\s*mailto:([^\"'>\s?]+)[^>]*>(.*?)</a\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+_BLOCK = re.compile(
+    r"<\s*(?:br|p|div|tr|li|ul|ol|table|blockquote|hr|h[1-6]|pre|dt|dd)\b[^>]*>"
+    r"|<\s*/\s*(?:p|div|tr|li|ul|ol|table|blockquote|h[1-6]|pre)\s*>",
+    re.IGNORECASE,
+)
+_CELL = re.compile(r"<\s*/?\s*t[dh]\b[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_BLANKS = re.compile(r"\n\s*\n\s*\n+")
+
+
+def _mailto(found: re.Match[str]) -> str:
+    address = html.unescape(found.group(1))
+    label = found.group(2)
+    if address.lower() in html.unescape(_TAG.sub("", label)).lower():
+        return label
+    # Escaped brackets: a literal "<addr>" would be taken for a tag and stripped below.
+    return f"{label} &lt;{address}&gt;"
+
+
+def html_to_text(markup: str) -> str:
+    """Readable text of an HTML body: one line per block, cells separated by spaces."""
+    text = _DROP.sub("", markup)
+    text = _MAILTO.sub(_mailto, text)
+    text = text.replace("\r", "").replace("\n", " ")
+    text = _BLOCK.sub("\n", text)
+    text = _CELL.sub(" ", text)
+    text = html.unescape(_TAG.sub("", text))
+    text = _SPACES.sub(" ", text)
+    return _BLANKS.sub("\n\n", "\n".join(line.strip() for line in text.split("\n")))

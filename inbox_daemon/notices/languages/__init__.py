@@ -1,0 +1,143 @@
+"""Per-language phrase tables, one small module per marketplace language.
+
+Adding a language means adding one module here that defines ``LANGUAGE`` and naming it in
+``_MODULES``; nothing else changes (the flufl.bounce one-module-per-dialect shape, see
+/work/shared/STYLE.md). Patterns are regular expressions matched against *normalised* text:
+lower-case, straight quotes, whitespace collapsed to one space, and no spaces between two CJK
+characters (see ``normalise``).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+__all__ = [
+    "LookAlike",
+    "Language",
+    "LANGUAGES",
+    "OPT_OUT",
+    "first_reason",
+    "is_notice_subject",
+    "label_kind",
+    "normalise",
+]
+
+
+class LookAlike(str, enum.Enum):
+    """Amazon's other rejections and notifications; the value is the result's reason."""
+
+    CONTENT_POLICY = "content-policy rejection, not an opt-out"
+    UNSUBSCRIBE_LINK = "content-policy rejection (unsubscribe or opt-out link), not an opt-out"
+    ATTACHMENT = "attachment rejected, not an opt-out"
+    RESTRICTED_ACCOUNT = "seller account restricted from sending messages, not an opt-out"
+    UNAUTHORISED_SENDER = "sent from an unauthorised sender address, not an opt-out"
+    FRAUD_FILTER = "stopped by Amazon's fraud filtering, not an opt-out"
+    CLOSED_ADDRESS = "bounce for a closed or inactive address, not an opt-out"
+    ORDER_NOTIFICATION = "order notification, not an opt-out"
+    SENT_COPY = "Amazon's copy of a message the seller sent, not an opt-out"
+    CANCELLATION = "cancellation request, not an opt-out"
+
+
+# Marker returned by first_reason() when the opt-out reason sentence matched.
+OPT_OUT = "opt_out"
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """The phrases of one marketplace language. Every pattern is a regex on normalised text."""
+
+    code: str
+    opt_out: tuple[str, ...]  # the reason sentence of the opt-out notice
+    look_alikes: dict[LookAlike, tuple[str, ...]] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()  # notice subjects: a hint for "damaged notice", never a verdict
+    # Labels of the header block a mail client writes above an inline forward, by field.
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr")
+
+
+def _load() -> tuple[Language, ...]:
+    return tuple(
+        importlib.import_module(f"{__name__}.{name}").LANGUAGE for name in _MODULES
+    )
+
+
+LANGUAGES: tuple[Language, ...] = _load()
+
+_CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+_SPACE = re.compile(r"\s+")
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"'})
+
+
+def normalise(text: str) -> str:
+    """Lower-case, NFKC, straight quotes, one space for any whitespace run, CJK joined."""
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+    text = _SPACE.sub(" ", text)
+    return _CJK_GAP.sub("", text)
+
+
+def _compile_reasons() -> re.Pattern[str]:
+    """One alternation with a named group per verdict: one scan finds the earliest reason."""
+    groups: dict[str, list[str]] = {OPT_OUT: []}
+    for lang in LANGUAGES:
+        groups[OPT_OUT].extend(lang.opt_out)
+        for look_alike, patterns in lang.look_alikes.items():
+            groups.setdefault(look_alike.name, []).extend(patterns)
+    return re.compile("|".join(f"(?P<{name}>{'|'.join(p)})" for name, p in groups.items()))
+
+
+_REASONS = _compile_reasons()
+
+
+def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
+    """The earliest reason sentence in the text: ``OPT_OUT`` or a ``LookAlike``, and where.
+
+    The reason sentence decides, never the subject (issue 2, point 5): Amazon states the cause
+    in its first sentence, and later paragraphs may mention opting out in passing (s04).
+    """
+    found = _REASONS.search(normalised)
+    if found is None or found.lastgroup is None:
+        return None
+    name = found.lastgroup
+    return (OPT_OUT if name == OPT_OUT else LookAlike[name]), found.start()
+
+
+_SUBJECTS = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)
+
+
+def is_notice_subject(subject: str) -> bool:
+    """Whether a subject is one of the notice subjects Amazon uses (a hint only)."""
+    norm = normalise(subject)
+    return any(s in norm for s in _SUBJECTS)
+
+
+def _label_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for lang in LANGUAGES:
+        for kind, labels in lang.labels.items():
+            for label in labels:
+                table.setdefault(label, kind)
+    return table
+
+
+_LABELS = _label_table()
+_LABEL_RE = re.compile(
+    r"^[\s>*]*(" + "|".join(sorted(map(re.escape, _LABELS), key=len, reverse=True)) + r")"
+    r"\s*\*?\s*[:：]\s*\*?[ \t]*(.*)$",
+    re.IGNORECASE,
+)
+
+
+def label_kind(line: str) -> tuple[str, str] | None:
+    """For a forward header line ("From: x", "Von: x", "差出人: x"): (field kind, value)."""
+    found = _LABEL_RE.match(line)
+    if found is None:
+        return None
+    kind = _LABELS.get(found.group(1).lower())
+    return None if kind is None else (kind, found.group(2).strip())

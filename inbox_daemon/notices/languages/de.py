@@ -1,0 +1,38 @@
+"""German notices (amazon.de). Wording RECONSTRUCTED (corpus s15): "… nicht zustellen, weil der
+Käufer den Erhalt unerwünschter Nachrichten von Verkäufern deaktiviert hat." Apple Mail's German
+forward labels ("Anfang der weitergeleiteten E-Mail:", "Von:", "Betreff:") are in ``labels``.
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="de",
+    opt_out=(
+        r"käufer (?:hat )?den (?:erhalt|empfang) unerwünschter nachrichten (?:von verkäufern )?deaktiviert",
+        r"käufer hat sich (?:dafür |dazu )?entschieden, keine unerwünschten nachrichten",
+        r"käufer möchte keine unerwünschten nachrichten",
+    ),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (r"(?:abmelde|abbestell)-?link",),
+        LookAlike.CONTENT_POLICY: (
+            r"(?:entspricht|entsprach) nicht den (?:kommunikations)?richtlinien",
+            r"inhalte?, die (?:in nachrichten an käufer )?nicht (?:zulässig|erlaubt)",
+        ),
+        LookAlike.ATTACHMENT: (r"anhang (?:mit einem )?(?:nicht unterstützt|dateityp)", r"dateityp des anhangs"),
+        LookAlike.RESTRICTED_ACCOUNT: (r"konto (?:wurde |ist )?(?:vorübergehend )?(?:eingeschränkt|gesperrt)",),
+        LookAlike.UNAUTHORISED_SENDER: (r"nicht (?:autorisierte|autorisierten|zugelassene) (?:e-mail-)?(?:adresse|absender)",),
+        LookAlike.FRAUD_FILTER: (r"betrugs(?:filter|erkennung|prüfung)",),
+        LookAlike.CLOSED_ADDRESS: (r"adresse (?:ist |wurde )?(?:geschlossen|deaktiviert|nicht mehr aktiv)",),
+        LookAlike.ORDER_NOTIFICATION: (r"verkauft, jetzt versenden", r"sie haben eine neue bestellung"),
+        LookAlike.CANCELLATION: (r"stornierungsanfrage", r"stornierungsantrag"),
+    },
+    subjects=("Ihre Nachricht an einen Käufer konnte nicht zugestellt werden",),
+    labels={
+        "from": ("von",),
+        "subject": ("betreff",),
+        "date": ("datum", "gesendet"),
+        "to": ("an", "kopie"),
+    },
+)

@@ -1,0 +1,74 @@
+"""English notices (amazon.com, .co.uk, .ca, .in, .com.au, .sg, .ae …).
+
+Opt-out sentence verified on public copies (corpus s01-s05): "We were unable to deliver the
+message you sent for order [NNN-NNNNNNN-NNNNNNN] because the buyer has chosen to opt out of
+receiving unsolicited messages from sellers." Look-alike wording follows s17-s19 and Seller
+Central help pages; it is deliberately a little loose because these only ever *reject*.
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="en",
+    opt_out=(
+        r"buyer has (?:chosen|elected|decided|opted) to opt[- ]?out of receiving (?:unsolicited|proactive)",
+        r"buyer has opted out of receiving (?:unsolicited|proactive) messages",
+    ),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (
+            r"(?:contains?|includes?|including) (?:an? )?(?:unsubscribe|opt[- ]?out) link",
+            r"(?:unsubscribe|opt[- ]?out) links? (?:is|are) not (?:permitted|allowed)",
+        ),
+        LookAlike.CONTENT_POLICY: (
+            r"did not (?:meet|follow|comply with) the (?:buyer-seller messaging )?(?:communication )?guidelines",
+            r"contains? content that is not permitted",
+            r"violat\w* (?:our|the) (?:communication|messaging) (?:guidelines|policies)",
+        ),
+        LookAlike.ATTACHMENT: (
+            r"includes? an attachment",
+            r"attachment (?:whose )?(?:file )?type",
+            r"attachments? (?:is|are|was|were) not (?:supported|accepted|permitted|allowed)",
+        ),
+        LookAlike.RESTRICTED_ACCOUNT: (
+            r"(?:account|you) (?:has |have |is |was )?(?:been )?(?:temporarily )?restricted from sending",
+        ),
+        LookAlike.UNAUTHORISED_SENDER: (
+            r"unauthori[sz]ed (?:sender|e-?mail address|address)",
+            r"(?:e-?mail )?address that (?:is|has) not (?:been )?(?:authori[sz]ed|approved|registered)",
+            r"not an? (?:authori[sz]ed|approved|registered) (?:sender|e-?mail address)",
+        ),
+        LookAlike.FRAUD_FILTER: (
+            r"fraud(?:ulent)?[- ](?:filter|detection|prevention|screening)",
+            r"did not pass (?:our |amazon's )?(?:fraud|security|spam)",
+            r"flagged (?:as|by) (?:potential |possible )?fraud",
+        ),
+        LookAlike.CLOSED_ADDRESS: (
+            # "the buyer's e-mail address x@… is no longer active": the address may sit in between
+            r"address (?:\S+ )?(?:is|has been|was) (?:closed|deactivated|no longer (?:active|valid|in use))",
+            r"(?:account|mailbox) (?:is|has been|was) closed",
+            r"closed (?:e-?mail )?address",
+        ),
+        LookAlike.ORDER_NOTIFICATION: (
+            r"sold, ship now",
+            r"you have a new order",
+            r"please ship this order",
+        ),
+        LookAlike.SENT_COPY: (
+            r"(?:this is )?a copy of (?:the |your )?(?:e-?mail|message) (?:that )?you (?:have )?sent",
+            r"you sent the following message",
+        ),
+        LookAlike.CANCELLATION: (
+            r"cancellation request",
+            r"request(?:ed)? (?:to cancel|a cancellation|the cancellation)",
+        ),
+    },
+    subjects=("Your message to a buyer could not be delivered",),
+    labels={
+        "from": ("from",),
+        "subject": ("subject",),
+        "date": ("date", "sent"),
+        "to": ("to", "cc"),
+    },
+)

@@ -1,0 +1,32 @@
+"""Spanish notices (amazon.es, amazon.com.mx). Wording RECONSTRUCTED (corpus s12): "… porque el
+comprador ha elegido no recibir mensajes no solicitados de los vendedores."
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="es",
+    opt_out=(
+        r"comprador ha (?:elegido|decidido|optado por|seleccionado) no recibir mensajes no solicitados",
+    ),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (r"enlace (?:para darse de baja|de baja|de cancelación de suscripción)",),
+        LookAlike.CONTENT_POLICY: (r"no cumpl[eií]\w* (?:con )?las (?:directrices|pautas|normas)", r"contenido no permitido"),
+        LookAlike.ATTACHMENT: (r"archivo adjunto (?:con un tipo|no (?:compatible|admitido|permitido))",),
+        LookAlike.RESTRICTED_ACCOUNT: (r"cuenta (?:ha sido |está )?(?:temporalmente )?(?:restringida|limitada)",),
+        LookAlike.UNAUTHORISED_SENDER: (r"dirección de (?:correo )?(?:electrónico )?no autorizada",),
+        LookAlike.FRAUD_FILTER: (r"filtr\w+ (?:de |contra el |antifraude)?fraude",),
+        LookAlike.CLOSED_ADDRESS: (r"dirección (?:de correo )?(?:electrónico )?(?:está |ha sido )?(?:cerrada|desactivada)",),
+        LookAlike.ORDER_NOTIFICATION: (r"vendido, envíalo ya", r"tienes un nuevo pedido"),
+        LookAlike.CANCELLATION: (r"solicitud de cancelación",),
+    },
+    subjects=("No se ha podido entregar tu mensaje a un comprador",),
+    labels={
+        "from": ("de",),
+        "subject": ("asunto",),
+        "date": ("fecha", "enviado"),
+        "to": ("para",),
+    },
+)

@@ -1,0 +1,39 @@
+"""French notices (amazon.fr, amazon.ca French, amazon.com.be).
+
+Subject and first sentence as quoted on a French seller forum (corpus s10): "… car l'acheteur
+a choisi de ne pas recevoir de messages non sollicités de la part des vendeurs."
+Look-alike wording is a translation of the English table (RECONSTRUCTED).
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="fr",
+    opt_out=(
+        r"acheteur a choisi de ne (?:pas|plus) recevoir (?:de |des )?messages non sollicit",
+        r"acheteur a refusé (?:de recevoir|la réception d)(?:es)? messages non sollicit",
+    ),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (r"lien de (?:désinscription|désabonnement)",),
+        LookAlike.CONTENT_POLICY: (
+            r"ne respecte pas les (?:règles|consignes|directives) (?:de communication|relatives)",
+            r"contenu (?:qui n'est pas |non )autorisé",
+        ),
+        LookAlike.ATTACHMENT: (r"pièce jointe (?:dont le type|non (?:prise en charge|autorisée))",),
+        LookAlike.RESTRICTED_ACCOUNT: (r"compte (?:a été |est )?(?:temporairement )?(?:restreint|limité)",),
+        LookAlike.UNAUTHORISED_SENDER: (r"adresse e-?mail (?:non autorisée|qui n'est pas autorisée)",),
+        LookAlike.FRAUD_FILTER: (r"(?:filtre|filtrage|détection) (?:anti-?)?fraude",),
+        LookAlike.CLOSED_ADDRESS: (r"adresse (?:e-?mail )?(?:est |a été )?(?:fermée|désactivée)",),
+        LookAlike.ORDER_NOTIFICATION: (r"vendu, expédiez maintenant", r"vous avez une nouvelle commande"),
+        LookAlike.CANCELLATION: (r"demande d'annulation",),
+    },
+    subjects=("Votre message qui était adressé à un acheteur n'a pas pu être transmis",),
+    labels={
+        "from": ("de",),
+        "subject": ("objet", "sujet"),
+        "date": ("date", "envoyé"),
+        "to": ("à", "pour"),
+    },
+)

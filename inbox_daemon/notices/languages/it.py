@@ -1,0 +1,30 @@
+"""Italian notices (amazon.it). Wording RECONSTRUCTED (corpus s09): "… perché l'acquirente ha
+scelto di non ricevere messaggi non richiesti dai venditori."
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="it",
+    opt_out=(r"acquirente ha (?:scelto|deciso) di non ricevere messaggi non (?:richiesti|sollecitati)",),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (r"link (?:per (?:annullare l'iscrizione|la disiscrizione)|di disiscrizione)",),
+        LookAlike.CONTENT_POLICY: (r"non (?:rispetta|rispettava) le linee guida", r"contenuti? non consentit"),
+        LookAlike.ATTACHMENT: (r"allegato (?:con un tipo|non supportato)", r"tipo di file (?:dell'allegato )?non"),
+        LookAlike.RESTRICTED_ACCOUNT: (r"account (?:è stato )?(?:temporaneamente )?(?:limitato|sospeso)",),
+        LookAlike.UNAUTHORISED_SENDER: (r"indirizzo e-?mail non autorizzato",),
+        LookAlike.FRAUD_FILTER: (r"filtr\w+ (?:anti-?)?frode",),
+        LookAlike.CLOSED_ADDRESS: (r"indirizzo (?:e-?mail )?(?:è )?(?:chiuso|disattivato)",),
+        LookAlike.ORDER_NOTIFICATION: (r"venduto, spedisci ora", r"hai un nuovo ordine"),
+        LookAlike.CANCELLATION: (r"richiesta di cancellazione", r"richiesta di annullamento"),
+    },
+    subjects=("Non è stato possibile consegnare il tuo messaggio a un acquirente",),
+    labels={
+        "from": ("da",),
+        "subject": ("oggetto",),
+        "date": ("data", "inviato"),
+        "to": ("a",),
+    },
+)

@@ -1,0 +1,35 @@
+"""Japanese notices (amazon.co.jp). Subject and first sentence as quoted on the Seller Central JP
+forum (corpus s16): "購入者が出品者からの未承諾広告メールを受信しないように設定しているため、
+注文 … に関するメッセージを送信できませんでした。" Normalised text has no spaces between CJK
+characters, so a sentence wrapped across lines still matches.
+"""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="ja",
+    opt_out=(
+        r"購入者が出品者からの未承諾広告メールを受信しない(?:よう)?に?設定",
+        r"購入者が出品者からの(?:未承諾の?|不要な)メッセージを受け取らない(?:よう)?に?設定",
+    ),
+    look_alikes={
+        LookAlike.UNSUBSCRIBE_LINK: (r"配信停止(?:の)?リンク",),
+        LookAlike.CONTENT_POLICY: (r"ガイドラインに(?:準拠|違反)", r"許可されていない(?:コンテンツ|内容)"),
+        LookAlike.ATTACHMENT: (r"添付ファイル(?:の種類|の形式)",),
+        LookAlike.RESTRICTED_ACCOUNT: (r"アカウント(?:は|が)?(?:一時的に)?(?:制限|停止)",),
+        LookAlike.UNAUTHORISED_SENDER: (r"(?:承認|許可)されていない(?:メール)?アドレス",),
+        LookAlike.FRAUD_FILTER: (r"不正(?:検知|防止)?フィルター",),
+        LookAlike.CLOSED_ADDRESS: (r"(?:メール)?アドレス(?:は|が)(?:閉鎖|無効)",),
+        LookAlike.ORDER_NOTIFICATION: (r"注文が確定しました", r"商品を発送してください"),
+        LookAlike.CANCELLATION: (r"キャンセル(?:の)?リクエスト",),
+    },
+    subjects=("購入者へのメッセージを送信できませんでした",),
+    labels={
+        "from": ("差出人", "送信者"),
+        "subject": ("件名",),
+        "date": ("日付", "送信日時"),
+        "to": ("宛先",),
+    },
+)

@@ -1,0 +1,17 @@
+"""Dutch notices (amazon.nl, amazon.com.be). Wording RECONSTRUCTED from the English notice."""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="nl",
+    opt_out=(r"koper heeft ervoor gekozen geen ongevraagde berichten(?: van verkopers)? te ontvangen",),
+    look_alikes={
+        LookAlike.CONTENT_POLICY: (r"voldoet niet aan de (?:communicatie)?richtlijnen",),
+        LookAlike.RESTRICTED_ACCOUNT: (r"account is (?:tijdelijk )?beperkt",),
+        LookAlike.CANCELLATION: (r"annuleringsverzoek",),
+    },
+    subjects=("Je bericht aan een koper kon niet worden bezorgd",),
+    labels={"from": ("van",), "subject": ("onderwerp",), "date": ("datum", "verzonden"), "to": ("aan",)},
+)

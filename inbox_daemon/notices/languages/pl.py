@@ -1,0 +1,16 @@
+"""Polish notices (amazon.pl). Wording RECONSTRUCTED from the English notice."""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="pl",
+    opt_out=(r"kupujący (?:zdecydował|postanowił|wybrał)\w*,? (?:że )?nie (?:chce )?otrzymywać niezamówionych wiadomości",),
+    look_alikes={
+        LookAlike.CONTENT_POLICY: (r"nie (?:spełnia|spełniała) wytycznych",),
+        LookAlike.CANCELLATION: (r"prośba o anulowanie", r"żądanie anulowania"),
+    },
+    subjects=("Nie można dostarczyć wiadomości do kupującego",),
+    labels={"from": ("od",), "subject": ("temat",), "date": ("data", "wysłano"), "to": ("do",)},
+)

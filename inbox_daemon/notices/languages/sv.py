@@ -1,0 +1,16 @@
+"""Swedish notices (amazon.se). Wording RECONSTRUCTED from the English notice."""
+
+from __future__ import annotations
+
+from . import Language, LookAlike
+
+LANGUAGE = Language(
+    code="sv",
+    opt_out=(r"köparen har valt att inte ta emot oönskade meddelanden",),
+    look_alikes={
+        LookAlike.CONTENT_POLICY: (r"uppfyllde inte riktlinjerna",),
+        LookAlike.CANCELLATION: (r"begäran om avbokning", r"annulleringsbegäran"),
+    },
+    subjects=("Ditt meddelande till en köpare kunde inte levereras",),
+    labels={"from": ("från",), "subject": ("ämne",), "date": ("datum", "skickat"), "to": ("till",)},
+)

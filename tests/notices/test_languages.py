@@ -1,0 +1,53 @@
+"""The language tables: one module per language, one reason scan for all of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from inbox_daemon.notices.languages import (
+    LANGUAGES,
+    OPT_OUT,
+    LookAlike,
+    first_reason,
+    is_notice_subject,
+    normalise,
+)
+
+OPT_OUT_SENTENCES = {
+    "en": "because the buyer has chosen to opt out of receiving unsolicited messages from sellers",
+    "fr": "car l’acheteur a choisi de ne pas recevoir de messages non sollicités",
+    "de": "weil der Käufer den Erhalt unerwünschter Nachrichten von Verkäufern deaktiviert hat",
+    "it": "perché l'acquirente ha scelto di non ricevere messaggi non richiesti dai venditori",
+    "es": "porque el comprador ha elegido no recibir mensajes no solicitados",
+    "ja": "購入者が出品者からの未承諾広告メールを受信\nしないように設定しているため",
+    "pt": "porque o comprador optou por não receber mensagens não solicitadas",
+    "nl": "omdat de koper ervoor heeft gekozen",  # not the table's wording: must not match
+}
+
+
+def test_every_language_module_has_an_opt_out_sentence() -> None:
+    assert {lang.code for lang in LANGUAGES} >= {"en", "fr", "de", "it", "es", "ja"}
+    assert all(lang.opt_out and lang.labels for lang in LANGUAGES)
+
+
+@pytest.mark.parametrize("code", [c for c in OPT_OUT_SENTENCES if c != "nl"])
+def test_opt_out_sentence_is_recognised(code: str) -> None:
+    found = first_reason(normalise(OPT_OUT_SENTENCES[code]))
+    assert found is not None and found[0] == OPT_OUT
+
+
+def test_unknown_wording_is_not_an_opt_out() -> None:
+    assert first_reason(normalise(OPT_OUT_SENTENCES["nl"])) is None
+    assert first_reason(normalise("Every week more buyers opt out of receiving unsolicited messages")) is None
+
+
+def test_the_earliest_reason_decides() -> None:
+    text = ("We could not deliver it because it did not meet the communication guidelines. "
+            "Note: the buyer has chosen to opt out of receiving unsolicited messages.")
+    assert first_reason(normalise(text)) == (LookAlike.CONTENT_POLICY, text.lower().index("did not"))
+
+
+def test_notice_subjects_in_several_languages() -> None:
+    assert is_notice_subject("Fwd: Your message to a buyer could not be delivered")
+    assert is_notice_subject("購入者へのメッセージを送信できませんでした")
+    assert not is_notice_subject("Sold, ship now")

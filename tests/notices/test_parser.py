@@ -1,0 +1,116 @@
+"""parse_notice as a whole: verdict rules, buyer merging, forwarders, hostile inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from inbox_daemon.notices import Buyer, Kind, parse_notice
+from inbox_daemon.notices.mime import MAX_PARTS
+from inbox_daemon.notices.parser import merge_buyers
+
+ADDR = "q1w2e3r4t5y6u7i@marketplace.amazon.com"
+ORDER = "113-1234567-7654321"
+SENTENCE = (f"We were unable to deliver the message you sent to {ADDR} for order {ORDER} because the "
+            "buyer has chosen to opt out of receiving unsolicited messages from sellers.")
+
+
+def notice(extra_headers: str = "", sender: str = "auto-communication@amazon.com", body: str = SENTENCE) -> bytes:
+    head = (f"{extra_headers}From: Amazon.com <{sender}>\r\nTo: shop@seller.example\r\n"
+            "Subject: Your message to a buyer could not be delivered\r\nMessage-ID: <n1@email.amazonses.com>\r\n"
+            "Date: Mon, 06 May 2024 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+    return (head + body + "\r\n").encode()
+
+
+def test_plain_notice() -> None:
+    result = parse_notice(notice())
+    assert result.kind is Kind.OPT_OUT
+    assert result.buyers == (Buyer(ADDR, ORDER, "marketplace.amazon.com"),)
+    assert (result.message_id, result.notices, result.reason) == ("n1@email.amazonses.com", 1, None)
+
+
+def test_subject_alone_never_decides() -> None:
+    result = parse_notice(notice(body=f"Order {ORDER} to {ADDR}: please see Seller Central."))
+    assert result.kind is not Kind.OPT_OUT and result.reason
+
+
+def test_non_amazon_sender_with_the_exact_wording_is_rejected() -> None:
+    result = parse_notice(notice(sender="auto-communication@amazon.com.evil.example"))
+    assert result.kind is Kind.NOT_OPT_OUT and result.buyers == ()
+    assert "not an Amazon domain" in (result.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("headers", "forwarder", "via"),
+    [
+        ("Resent-From: <Ops@Seller.example>\r\n", "ops@seller.example", "resent"),
+        ("X-Forwarded-For: a@seller.example optout@desk.example\r\n", "a@seller.example", "x-forwarded-for"),
+        ("X-Sieve-Redirected-From: b@seller.example\r\n", "b@seller.example", "sieve"),
+        ("Delivered-To: optout@desk.example\r\nX-Original-To: c@seller.example\r\n", "c@seller.example", "x-original-to"),
+        ("Delivered-To: optout@desk.example\r\n", "shop@seller.example", "redirect"),
+        ("", None, None),
+    ],
+)
+def test_forwarding_identity_of_redirects(headers: str, forwarder: str | None, via: str | None) -> None:
+    result = parse_notice(notice(headers))
+    assert (result.forwarder, result.forwarded_via) == (forwarder, via)
+
+
+def test_merge_buyers_joins_address_and_order_mentions() -> None:
+    merged = merge_buyers([
+        Buyer(None, ORDER, None),
+        Buyer(ADDR, ORDER, "marketplace.amazon.com"),
+        Buyer(ADDR, None, "marketplace.amazon.com"),
+        Buyer(None, "113-0000000-0000001", None),
+    ])
+    assert merged == (Buyer(ADDR, ORDER, "marketplace.amazon.com"), Buyer(None, "113-0000000-0000001", None))
+
+
+def test_same_address_with_two_orders_stays_two_records() -> None:
+    merged = merge_buyers([Buyer(ADDR, ORDER, "m"), Buyer(ADDR, "113-0000000-0000001", "m")])
+    assert len(merged) == 2
+
+
+@pytest.mark.parametrize("raw", [b"", b"\r\n\r\n", b"From: x\r\n", b"\x00\xff" * 10, b"Content-Type: multipart/mixed\r\n\r\n--"])
+def test_junk_is_malformed_or_not_opt_out_never_an_exception(raw: bytes) -> None:
+    result = parse_notice(raw)
+    assert result.kind in (Kind.MALFORMED, Kind.NOT_OPT_OUT) and result.reason and not result.buyers
+
+
+def test_ten_thousand_parts_are_bounded_and_an_early_notice_still_reads() -> None:
+    part = "--b\r\nContent-Type: text/plain\r\n\r\nfiller\r\n"
+    first = f"--b\r\nContent-Type: text/plain\r\n\r\n{SENTENCE}\r\n"
+    body = first + part * 10_000 + "--b--\r\n"
+    raw = notice(body=body).replace(b"text/plain; charset=utf-8", b'multipart/mixed; boundary="b"')
+    result = parse_notice(raw)
+    assert result.kind is Kind.OPT_OUT and len(result.buyers) == 1
+    assert MAX_PARTS < 10_000
+
+
+def test_two_hundred_levels_of_nesting() -> None:
+    inner = notice().decode()
+    for level in range(200):
+        inner = (f"Content-Type: multipart/mixed; boundary=\"l{level}\"\r\n\r\n--l{level}\r\n"
+                 f"{inner}\r\n--l{level}--\r\n")
+    result = parse_notice(("From: x@seller.example\r\n" + inner).encode())
+    assert result.kind in (Kind.MALFORMED, Kind.NOT_OPT_OUT, Kind.OPT_OUT)
+    assert isinstance(result.notices, int)
+
+
+def test_two_hundred_attached_messages_deep() -> None:
+    inner = notice().decode()
+    for level in range(200):
+        inner = (f"From: f{level}@seller.example\r\nContent-Type: message/rfc822\r\n\r\n{inner}")
+    result = parse_notice(inner.encode())
+    assert result.kind in (Kind.MALFORMED, Kind.NOT_OPT_OUT)
+
+
+def test_fifty_megabyte_body() -> None:
+    raw = notice(body=SENTENCE + "\r\n" + ("x" * 998 + "\r\n") * (50 * 1024))
+    assert len(raw) > 50_000_000
+    result = parse_notice(raw)
+    assert result.kind is Kind.OPT_OUT  # the notice sits before the bound
+
+
+def test_a_single_fifty_megabyte_line() -> None:
+    result = parse_notice(notice(body="A" * 50_000_000))
+    assert result.kind is not Kind.OPT_OUT and result.reason

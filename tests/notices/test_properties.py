@@ -1,0 +1,100 @@
+"""Property tests (issue 2, point 7): any bytes in, a ParseResult out, never an exception;
+and no buyers out of non-notices.
+
+"No buyers" is asserted where a mutation cannot create a verified Amazon opt-out notice: random
+bytes, and mutations of samples that are not opt-outs because of their *sender* or their
+*reason sentence*. Flipping bytes could in principle turn "amazon-seller-alerts" into
+"amazon.com"; the mutations below are limited to the body half of the mail and to flips that
+keep bytes non-alphanumeric, so they cannot mend a forged sender or write an opt-out sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inbox_daemon.notices import Kind, ParseResult, parse_notice
+
+from .expectations import OWN_SAMPLES, SHARED_CORPUS, load_cases
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _samples(kinds: set[str]) -> list[bytes]:
+    found = []
+    for folder in (SHARED_CORPUS, OWN_SAMPLES):
+        for case in load_cases(folder):
+            if case["kind"] in kinds and not case.get("also_ok"):
+                found.append((Path(folder) / case["file"]).read_bytes())
+    return found
+
+
+ALL = _samples({"opt_out", "not_opt_out", "malformed"})
+# A genuine Amazon sender whose only flaw is a forged buyer domain in the body: flipping that
+# domain's "@" leaves a real notice, so such samples cannot serve as "non-notices" here.
+NOT_OPT_OUT = [raw for raw in _samples({"not_opt_out", "malformed"})
+               if not (parse_notice(raw).notices and "forged" in (parse_notice(raw).reason or ""))]
+
+
+def _check(result: ParseResult) -> None:
+    assert isinstance(result, ParseResult)
+    assert isinstance(result.kind, Kind)
+    if result.kind is not Kind.OPT_OUT:
+        assert result.reason and not result.buyers
+    else:
+        assert result.buyers and all(b.email or b.order_id for b in result.buyers)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, pool: list[bytes], body_only: bool) -> bytes:
+    raw = bytearray(draw(st.sampled_from(pool)))
+    start = raw.find(b"\r\n\r\n") + 4 if body_only else 0
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(["flip", "cut", "splice", "dup"]))
+        if len(raw) <= start + 1:
+            break
+        at = draw(st.integers(start, len(raw) - 1))
+        if kind == "flip":
+            raw[at] = draw(st.sampled_from(b"\x00\r\n =-<>@.:;\"\x1b\xff\x80"))
+        elif kind == "cut":
+            del raw[at:at + draw(st.integers(1, 200))]
+        elif kind == "splice" and not body_only:
+            other = draw(st.sampled_from(pool))
+            raw[at:] = other[draw(st.integers(0, len(other))):]
+        else:
+            raw[at:at] = raw[at:at + draw(st.integers(1, 64))]
+    return bytes(raw)
+
+
+@SETTINGS
+@given(st.binary(max_size=4096))
+def test_random_bytes_never_raise_and_name_nobody(raw: bytes) -> None:
+    result = parse_notice(raw)
+    _check(result)
+    assert result.buyers == ()
+
+
+@SETTINGS
+@given(mutated(ALL, body_only=False))
+def test_mutated_samples_never_raise(raw: bytes) -> None:
+    _check(parse_notice(raw))
+
+
+@SETTINGS
+@given(mutated(NOT_OPT_OUT, body_only=True))
+def test_mutated_non_notices_never_yield_buyers(raw: bytes) -> None:
+    result = parse_notice(raw)
+    _check(result)
+    assert result.buyers == ()
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from([
+    b"From: Amazon.com <auto-communication@amazon.com>\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n",
+    b"--b\r\n", b"--b--\r\n", b"Content-Type: message/rfc822\r\n", b"\r\n", b"Content-Transfer-Encoding: base64\r\n",
+    b"=?utf-8?b?QQ==?=", b"Subject: x\r\n", b"opt out of receiving unsolicited messages", b"113-1234567-7654321 ",
+]), max_size=60))
+def test_header_soup_never_raises(chunks: list[bytes]) -> None:
+    _check(parse_notice(b"".join(chunks)))

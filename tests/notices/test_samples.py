@@ -1,0 +1,55 @@
+"""Our own samples (tests/data/notices) with their expectation table, plus facts per sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inbox_daemon.notices import Kind, parse_notice
+
+from .expectations import OWN_SAMPLES, check_case, load_cases
+
+CASES = load_cases(OWN_SAMPLES)
+
+
+def test_there_are_at_least_twenty_own_cases() -> None:
+    assert len(CASES) >= 20
+    assert {c["file"] for c in CASES} == {p.name for p in OWN_SAMPLES.glob("*.eml")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_own_sample(case: dict[str, Any]) -> None:
+    check_case(OWN_SAMPLES, case)
+
+
+def _parse(name: str) -> Any:
+    return parse_notice((OWN_SAMPLES / name).read_bytes())
+
+
+def test_digest_counts_every_notice_but_only_opt_outs_add_buyers() -> None:
+    result = _parse("digest_three_one_policy_lookalike.eml")
+    assert result.kind is Kind.OPT_OUT
+    assert result.notices == 3
+    assert len(result.buyers) == 2
+
+
+def test_direct_notice_keeps_its_own_message_id_and_date() -> None:
+    result = _parse("plus_tag_address_in.eml")
+    assert result.message_id and result.message_id.endswith("@email.amazonses.com")
+    assert not result.message_id.startswith("<")
+    assert result.date == "Mon, 06 May 2024 10:00:00 +0000"
+    assert result.forwarder is None and result.notices == 1
+
+
+def test_inline_forward_takes_the_quoted_date_not_the_outer_one() -> None:
+    result = _parse("fwd_gmail_4k.eml")
+    assert result.date == "Mon, May 6, 2024 at 10:00 AM"
+    assert result.message_id is None  # forward header blocks do not quote it
+    assert result.forwarded_via == "inline"
+
+
+def test_reasons_name_the_look_alike() -> None:
+    assert "closed" in (_parse("closed_address_bounce.eml").reason or "")
+    assert "forged" in (_parse("forged_buyer_domain.eml").reason or "")
+    assert "relayed from a buyer" in (_parse("relayed_buyer_message_fwd.eml").reason or "")
