@@ -1,0 +1,185 @@
+"""Opt-outs: the index view of them, operator removal, learnt addresses and listings.
+
+Functions take an open session and never commit; ``Store`` owns the transactions.
+
+The identity rules and notice counting are in ``applying``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import changes
+from .records import EvidenceRow, IndexEntry, OptOutRow
+from .tables import Evidence, OptOut, RawMessage
+
+__all__ = [
+    "normalize_email",
+    "chunks",
+    "entries_for",
+    "remove",
+    "learn_address",
+    "order_index",
+    "index_entry",
+    "email_index",
+    "rows",
+    "find",
+    "evidence_for",
+    "active_counts",
+]
+
+IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
+CHUNK = 500  # ids per IN (...): well under SQLite's and asyncpg's parameter limits
+
+
+def normalize_email(value: str) -> str:
+    """Addresses compare case-insensitively, without display name brackets (issue 3, 6)."""
+    return value.strip().strip("<>").strip().lower()
+
+
+def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    """``values`` in lists of at most CHUNK, in their order."""
+    ordered = list(values)
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+async def entries_for(session: AsyncSession, opt_out_ids: Iterable[int]) -> list[IndexEntry]:
+    """The current index state of every email and order key of these opt-outs."""
+    emails: set[str] = set()
+    orders: set[str] = set()
+    for chunk in chunks(opt_out_ids):
+        statement = select(OptOut.email, OptOut.order_id).where(OptOut.id.in_(chunk))
+        for email, order in (await session.execute(statement)):
+            if email:
+                emails.add(email)
+            if order:
+                orders.add(order)
+    entries = [IndexEntry("order", order, None, 0) for order in sorted(orders)]
+    entries += [IndexEntry("email", email, None, 0) for email in sorted(emails)]
+    blocked: dict[tuple[str, str], IndexEntry] = {}
+    for chunk in chunks(orders):
+        by_order = order_index().where(OptOut.order_id.in_(chunk))
+        async for entry in _stream(session, "order", by_order):
+            blocked[entry.kind, entry.value] = entry
+    for chunk in chunks(emails):
+        async for entry in _stream(session, "email", email_index(OptOut.email.in_(chunk))):
+            blocked[entry.kind, entry.value] = entry
+    return [blocked.get((e.kind, e.value), e) for e in entries]
+
+
+def order_index() -> IndexSelect:
+    """Order keys as (order_id, first_seen, notice_count) of active opt-outs."""
+    return select(OptOut.order_id, OptOut.first_seen, OptOut.notice_count).where(
+        OptOut.active, OptOut.order_id.is_not(None)
+    )
+
+
+def email_index(*conditions: Any) -> IndexSelect:
+    """Email keys as (email, min first_seen, sum notice_count) over active opt-outs."""
+    return (
+        select(OptOut.email, func.min(OptOut.first_seen), func.sum(OptOut.notice_count))
+        .where(OptOut.active, OptOut.email.is_not(None), *conditions)
+        .group_by(OptOut.email)
+    )
+
+
+def index_entry(kind: Literal["email", "order"], row: Sequence[Any]) -> IndexEntry:
+    """A row of ``order_index()`` or ``email_index()`` as an IndexEntry."""
+    return IndexEntry(kind, row[0], row[1], int(row[2]))
+
+
+async def _stream(
+    session: AsyncSession, kind: Literal["email", "order"], statement: IndexSelect
+) -> AsyncIterator[IndexEntry]:
+    for row in (await session.execute(statement)):
+        yield index_entry(kind, row)
+
+
+def _key_condition(key: str) -> Any:
+    key = key.strip()
+    if "@" in key:
+        return OptOut.email == normalize_email(key)
+    return OptOut.order_id == key
+
+
+async def remove(
+    session: AsyncSession, key: str, reason: str, who: str, now: datetime
+) -> list[IndexEntry]:
+    """Lift every active opt-out the key names, recording who, when and why."""
+    statement = select(OptOut).where(_key_condition(key), OptOut.active)
+    statement = statement.with_for_update(key_share=True)
+    removed = list((await session.scalars(statement)).all())
+    for row in removed:
+        row.active = False
+        row.removed_at, row.removed_by, row.removed_reason = now, who, reason
+    ids = [row.id for row in removed]
+    await session.flush()
+    await changes.record(session, ids, now)
+    return await entries_for(session, ids)
+
+
+async def learn_address(
+    session: AsyncSession, order_id: str, email: str, now: datetime
+) -> list[IndexEntry]:
+    """Record a relay address on the active opt-out of this order if it has none yet."""
+    statement = (
+        select(OptOut)
+        .where(OptOut.order_id == order_id.strip(), OptOut.active, OptOut.email.is_(None))
+        .with_for_update(key_share=True)
+    )
+    row = await session.scalar(statement)
+    if row is None:
+        return []
+    row.email = normalize_email(email)
+    await session.flush()
+    await changes.record(session, [row.id], now)
+    return await entries_for(session, [row.id])
+
+
+_OPT_OUT_COLUMNS = tuple(OptOut.__table__.columns)
+
+
+def rows(active: bool | None = None) -> Select[Any]:
+    """All opt-outs, or only active / only removed ones, oldest first."""
+    statement = select(*_OPT_OUT_COLUMNS).order_by(OptOut.id)
+    return statement if active is None else statement.where(OptOut.active.is_(active))
+
+
+def opt_out_row(mapping: Any) -> OptOutRow:
+    return OptOutRow(**mapping)
+
+
+async def find(session: AsyncSession, key: str) -> list[OptOutRow]:
+    result = await session.execute(rows().where(_key_condition(key)))
+    return [opt_out_row(m) for m in result.mappings()]
+
+
+async def evidence_for(session: AsyncSession, opt_out_id: int) -> list[EvidenceRow]:
+    statement = (
+        select(
+            Evidence.id,
+            Evidence.opt_out_id,
+            Evidence.raw_message_id,
+            RawMessage.sha256,
+            RawMessage.source,
+            Evidence.forwarder,
+            Evidence.notice_message_id,
+            Evidence.seen_at,
+        )
+        .join(RawMessage, RawMessage.id == Evidence.raw_message_id)
+        .where(Evidence.opt_out_id == opt_out_id)
+        .order_by(Evidence.seen_at, Evidence.id)
+    )
+    return [EvidenceRow(**m) for m in (await session.execute(statement)).mappings()]
+
+
+async def active_counts(session: AsyncSession) -> dict[str, int]:
+    statement = select(OptOut.active, func.count()).group_by(OptOut.active)
+    by_state = {bool(a): int(n) for a, n in (await session.execute(statement))}
+    return {"opt_outs_active": by_state.get(True, 0), "opt_outs_removed": by_state.get(False, 0)}

@@ -1,0 +1,133 @@
+"""Engines for the two supported databases, and the line between "the database is down" (a
+temporary failure the SMTP client retries) and a bug.
+
+SQLite is the embedded default: WAL, ``synchronous=FULL`` (an acknowledged message survives
+power loss, https://www.sqlite.org/pragma.html#pragma_synchronous), foreign keys on, and writes
+start with ``BEGIN IMMEDIATE`` so that a writer waits on ``busy_timeout`` instead of failing
+with SQLITE_BUSY when its read snapshot turns out stale. PostgreSQL goes through asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from inbox_daemon.errors import StoreUnavailable
+
+__all__ = [
+    "WRITE",
+    "async_url",
+    "make_engine",
+    "unavailable",
+    "retrying",
+]
+
+T = TypeVar("T")
+
+#: Execution option that marks a connection as about to write (SQLite: BEGIN IMMEDIATE).
+WRITE = "inbox_daemon_write"
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 5.0
+
+# PostgreSQL SQLSTATEs worth one more try: serialization failure, deadlock, unique violation
+# (two daemons inserting the same order id at once; the retry finds the other's row).
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+RETRIES = 3
+
+
+def async_url(url: str | URL) -> URL:
+    """Any SQLite URL to aiosqlite, any PostgreSQL one to asyncpg: the store is async only."""
+    parsed = make_url(url)
+    backend = parsed.drivername.partition("+")[0]  # "postgres" has no dialect to ask
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    return parsed
+
+
+def make_engine(url: str | URL, *, pool_size: int = 5, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine with this project's connection settings (used by the store and Alembic)."""
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        engine = create_async_engine(target, **kwargs)
+        _sqlite_events(engine)
+        return engine
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", pool_size)
+    kwargs.setdefault("pool_pre_ping", True)  # a restarted server must not cost a 451 per conn
+    kwargs.setdefault("connect_args", {"timeout": PG_CONNECT_TIMEOUT_S})
+    return create_async_engine(target, **kwargs)
+
+
+def _sqlite_events(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take BEGIN away from the sqlite3 module so that _on_begin decides its kind
+        # (SQLAlchemy docs, "Enabling Non-Legacy SQLite Transactional Modes").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlstate(error: exc.DBAPIError) -> str | None:
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # OperationalError covers SQLite "database is locked"/"unable to open" and the
+        # PostgreSQL connection-class failures; InterfaceError a connection closed under us.
+        return isinstance(error, (exc.OperationalError, exc.InterfaceError))
+    # Pool checkout timeouts, refused or reset sockets, connect timeouts.
+    return isinstance(error, (exc.TimeoutError, OSError, asyncio.TimeoutError))
+
+
+@asynccontextmanager
+async def unavailable() -> AsyncIterator[None]:
+    """Turn "cannot reach or commit to the database" into StoreUnavailable; let bugs through."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except Exception as error:
+        if _is_unavailable(error):
+            raise StoreUnavailable(f"database unavailable: {error}") from error
+        raise
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run one whole transaction, again when PostgreSQL says a concurrent one got in its way;
+    StoreUnavailable when the database cannot be reached."""
+    async with unavailable():
+        for remaining in range(RETRIES, 0, -1):
+            try:
+                return await attempt()
+            except exc.DBAPIError as error:
+                if remaining == 1 or _sqlstate(error) not in RETRY_SQLSTATES:
+                    raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,157 @@
+"""Raw messages: the durable write before SMTP's 250, and the reads over kept mail.
+
+Functions take an open session and never commit; ``Store`` owns the transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .blocklist import chunks
+from .records import RawIn, RawRecord, RawRow, SavedRaw
+from .tables import OUTCOMES, RawMessage
+
+__all__ = [
+    "save_many",
+    "pending_ids",
+    "load",
+    "mark_error",
+    "list_rows",
+    "find",
+    "outcome_counts",
+]
+
+
+SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine's limit
+
+
+async def save_many(session: AsyncSession, items: Sequence[RawIn], now: datetime) -> list[SavedRaw]:
+    """Insert the bytes, or count one more delivery of bytes already stored.
+
+    One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
+    both engines: no race between two deliveries of the same bytes, one round trip for a
+    batch. Repeats within the batch are folded first (PostgreSQL refuses to update a row twice
+    in one statement); the first of them is the new one.
+    """
+    digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
+    repeats = Counter(digests)
+    firsts: dict[str, RawIn] = {}  # in arrival order: ids follow it
+    for digest, item in zip(digests, items):
+        firsts.setdefault(digest, item)
+    totals: dict[str, tuple[int, int]] = {}
+    for chunk in chunks(firsts):
+        rows = [_values(firsts[d], d, repeats[d], now) for d in chunk]
+        totals.update({d: (i, t) for i, d, t in await session.execute(_upsert(session, rows))})
+    saved, seen = [], set()
+    for digest in digests:
+        raw_id, times = totals[digest]
+        first = times == repeats[digest] and digest not in seen  # inserted by this batch
+        saved.append(SavedRaw(raw_id, digest, is_new=first))
+        seen.add(digest)
+    return saved
+
+
+def _values(item: RawIn, digest: str, repeats: int, now: datetime) -> dict[str, object]:
+    recipients = [item.envelope_to] if isinstance(item.envelope_to, str) else item.envelope_to
+    return {
+        "sha256": digest,
+        "data": item.raw,
+        "size": len(item.raw),
+        "source": item.source,
+        "envelope_from": item.envelope_from,
+        "envelope_to": json.dumps(list(recipients)),
+        "peer": item.peer,
+        "message_id": item.message_id,
+        "received_at": item.received_at or now,
+        "times_received": repeats,
+        "outcome": "pending",
+    }
+
+
+def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Any:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(RawMessage).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=[RawMessage.sha256],
+        set_={"times_received": RawMessage.times_received + statement.excluded.times_received},
+    ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received)
+
+
+async def pending_ids(session: AsyncSession, limit: int) -> list[int]:
+    statement = (
+        select(RawMessage.id)
+        .where(RawMessage.outcome == "pending")
+        .order_by(RawMessage.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+_ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key != "data")
+
+
+def _decoded(found: RowMapping) -> dict[str, Any]:
+    values = dict(found)
+    values["envelope_to"] = tuple(json.loads(str(values["envelope_to"])))
+    return values
+
+
+async def load(session: AsyncSession, raw_id: int) -> RawRecord | None:
+    statement = select(*_ROW_COLUMNS, RawMessage.data).where(RawMessage.id == raw_id)
+    found = (await session.execute(statement)).mappings().one_or_none()
+    return None if found is None else RawRecord(**_decoded(found))
+
+
+async def mark_error(session: AsyncSession, raw_id: int, reason: str, now: datetime) -> bool:
+    statement = (
+        update(RawMessage)
+        .where(RawMessage.id == raw_id)
+        .values(outcome="error", reason=reason, processed_at=now)
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def list_rows(session: AsyncSession, outcome: str | None, limit: int) -> list[RawRow]:
+    statement = select(*_ROW_COLUMNS).order_by(RawMessage.id.desc()).limit(limit)
+    if outcome is not None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+        statement = statement.where(RawMessage.outcome == outcome)
+    rows = (await session.execute(statement)).mappings()
+    return [RawRow(**_decoded(m)) for m in rows]
+
+
+async def find(session: AsyncSession, ref: str) -> RawRecord | None:
+    """By id, else by sha256 prefix (at least 4 hex digits). ValueError if the prefix is
+    ambiguous, so that a CLI never shows the wrong message."""
+    ref = ref.strip().lower()
+    if ref.isdigit():
+        record = await load(session, int(ref))
+        if record is not None:
+            return record
+    if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
+        return None
+    statement = select(RawMessage.id).where(RawMessage.sha256.startswith(ref)).limit(2)
+    ids = list((await session.scalars(statement)).all())
+    if len(ids) > 1:
+        raise ValueError(f"sha256 prefix {ref!r} names more than one message")
+    return await load(session, ids[0]) if ids else None
+
+
+async def outcome_counts(session: AsyncSession) -> dict[str, int]:
+    statement = select(RawMessage.outcome, func.count()).group_by(RawMessage.outcome)
+    counts = dict.fromkeys(OUTCOMES, 0)
+    counts.update({outcome: n for outcome, n in (await session.execute(statement))})
+    counts["messages"] = sum(counts[o] for o in OUTCOMES)
+    return counts

@@ -1,0 +1,80 @@
+"""Shared fixtures: a way to run a coroutine under a timeout, and a throwaway database for
+each engine.
+
+PostgreSQL: a database ``inbox_test_<random>`` is made on the server named by
+``INBOX_DAEMON_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) for the
+session and dropped at its end, so parallel runs do not collide. When the server cannot be
+reached the PostgreSQL tests fail under CI (``CI`` set) and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+ASYNC_TEST_TIMEOUT_S = 30.0
+PG_ADMIN_URL = os.environ.get(
+    "INBOX_DAEMON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def run_async(coro: Coroutine[Any, Any, T], timeout: float = ASYNC_TEST_TIMEOUT_S) -> T:
+    """Run a coroutine on a fresh event loop, failing it after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture
+def run() -> Callable[..., Any]:
+    return run_async
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'inbox.db'}"
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def _throwaway_pg_database() -> Iterator[str]:
+    """A new database on the local server, dropped afterwards; fail in CI if the server is down."""
+    name = f"inbox_test_{secrets.token_hex(6)}"
+    try:
+        run_async(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
+        message = f"PostgreSQL at {PG_ADMIN_URL} unavailable: {error!r}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    run_async(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with _throwaway_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A database of this test's own (end-to-end tests that run daemons against it)."""
+    with _throwaway_pg_database() as url:
+        yield url

@@ -1,0 +1,48 @@
+"""Builders shared by the store tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from inbox_daemon.notices.result import Buyer, Kind, ParseResult
+from inbox_daemon.store import Applied, Store
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+MARKET = "marketplace.amazon.com"
+E1 = "jxxvbothd0wtflh@marketplace.amazon.com"
+E2 = "q2w3e4r5t6y7u8i@marketplace.amazon.com"
+O1 = "113-5663737-4342765"
+O2 = "114-1111111-2222222"
+O3 = "205-3333333-4444444"
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def buyer(email: str | None = None, order: str | None = None) -> Buyer:
+    return Buyer(email=email, order_id=order, marketplace=MARKET)
+
+
+def notice(
+    *buyers: Buyer, message_id: str | None = None, forwarder: str | None = None
+) -> ParseResult:
+    return ParseResult(
+        kind=Kind.OPT_OUT,
+        buyers=buyers,
+        message_id=message_id,
+        forwarder=forwarder,
+        notices=1,
+    )
+
+
+async def ingest(
+    store: Store, body: bytes, result: ParseResult, *, minutes: int = 0
+) -> Applied:
+    """Save ``body`` as received ``minutes`` after T0 and apply ``result`` to it."""
+    saved = await store.save_raw(body, source="smtp", received_at=at(minutes))
+    return await store.apply_result(saved.id, result, parser_version="test-1")
+
+
+def keys(entries: list) -> dict[tuple[str, str], int]:  # type: ignore[type-arg]
+    return {(e.kind, e.value): e.count for e in entries}

@@ -1,0 +1,226 @@
+"""Applying parse results: identity rules, notice counting, removal and reactivation, learnt
+addresses and the index view, on both engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inbox_daemon.store import IndexEntry, RawIn, Store
+
+from .store_builders import E1, E2, O1, O2, O3, at, buyer, ingest, keys, notice
+
+
+def test_first_notice_inserts_and_applying_again_changes_nothing(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        saved = await store.save_raw(b"n1", source="smtp", received_at=at(0))
+        result = notice(buyer(E1, O1), message_id="amz-1@amazon.com", forwarder="seller@x.com")
+        first = await store.apply_result(saved.id, result, parser_version="p1")
+        assert (first.buyers_new, first.buyers_updated) == (1, 0)
+        assert sorted(first.entries, key=lambda e: e.kind) == [
+            IndexEntry("email", E1, at(0), 1),
+            IndexEntry("order", O1, at(0), 1),
+        ]
+        seq = await store.last_change_seq()
+        record = await store.load_raw(saved.id)
+        assert (record.outcome, record.forwarder, record.parser_version) == (
+            "opt_out", "seller@x.com", "p1")
+
+        again = await store.apply_result(saved.id, result, parser_version="p1")
+        assert (again.buyers_new, again.buyers_updated) == (0, 0)
+        assert sorted(again.entries, key=lambda e: e.kind) == sorted(
+            first.entries, key=lambda e: e.kind)
+        assert await store.last_change_seq() == seq  # nothing changed, nothing to follow
+        assert (await store.load_raw(saved.id)).processed_at == record.processed_at
+        (row,) = await store.find_opt_outs(O1)
+        assert (row.notice_count, row.email, row.marketplace) == (1, E1, "marketplace.amazon.com")
+        (evidence,) = await store.evidence_for(row.id)
+        assert (evidence.raw_message_id, evidence.sha256, evidence.source) == (
+            saved.id, saved.sha256, "smtp")
+        assert (evidence.forwarder, evidence.notice_message_id) == (
+            "seller@x.com", "amz-1@amazon.com")
+
+    with_store(body)
+
+
+def test_a_later_notice_bumps_the_count_and_last_seen(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"n1", notice(buyer(order=O1)), minutes=5)
+        applied = await ingest(store, b"n2", notice(buyer(order=O1)), minutes=9)
+        earlier = await ingest(store, b"n0", notice(buyer(order=O1)), minutes=1)  # recovery order
+        assert (applied.buyers_new, applied.buyers_updated) == (0, 1)
+        assert earlier.entries == [IndexEntry("order", O1, at(1), 3)]
+        (row,) = await store.find_opt_outs(O1)
+        assert (row.first_seen, row.last_seen, row.notice_count) == (at(1), at(9), 3)
+
+    with_store(body)
+
+
+def test_one_amazon_notice_forwarded_twice_counts_once(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        same = "amz-7@amazon.com"
+        await ingest(store, b"via seller a", notice(buyer(order=O1), message_id=same,
+                                                    forwarder="a@x"))
+        applied = await ingest(store, b"via seller b", notice(buyer(order=O1), message_id=same,
+                                                              forwarder="b@y"), minutes=3)
+        assert applied.entries == [IndexEntry("order", O1, at(0), 1)]
+        (row,) = await store.find_opt_outs(O1)
+        assert row.last_seen == at(3)
+        assert {e.forwarder for e in await store.evidence_for(row.id)} == {"a@x", "b@y"}
+
+    with_store(body)
+
+
+def test_an_address_with_no_order_takes_the_order(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"email only", notice(buyer(E1)))
+        applied = await ingest(store, b"both", notice(buyer(E1, O1)), minutes=2)
+        assert (applied.buyers_new, applied.buyers_updated) == (0, 1)
+        (by_order,) = await store.find_opt_outs(O1)
+        (by_email,) = await store.find_opt_outs(E1.upper())
+        assert by_order == by_email and by_order.notice_count == 2
+
+    with_store(body)
+
+
+def test_an_order_learns_its_address_and_keeps_one_it_has(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"order only", notice(buyer(order=O1)))
+        learnt = await ingest(store, b"both", notice(buyer(E1, O1)), minutes=1)
+        assert keys(learnt.entries) == {("order", O1): 2, ("email", E1): 2}
+        other = await ingest(store, b"other address", notice(buyer(E2, O1)), minutes=2)
+        assert keys(other.entries) == {("order", O1): 3, ("email", E1): 3}  # E1 kept
+        assert await store.find_opt_outs(E2) == []
+
+    with_store(body)
+
+
+def test_an_address_alone_bumps_its_earliest_row(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"o1", notice(buyer(E1, O1)))
+        await ingest(store, b"o2", notice(buyer(E1, O2)), minutes=1)  # same buyer, new order
+        applied = await ingest(store, b"e", notice(buyer(E1)), minutes=2)
+        assert keys(applied.entries) == {("order", O1): 2, ("email", E1): 3}
+        rows = {r.order_id: r.notice_count for r in await store.find_opt_outs(E1)}
+        assert rows == {O1: 2, O2: 1}
+
+    with_store(body)
+
+
+def test_buyers_of_one_message_and_a_batch(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        saved = await store.save_raw_many(
+            [RawIn(b"a", "smtp"), RawIn(b"b", "smtp")]
+        )
+        results = [
+            notice(buyer(E1, O1), buyer(order=O2), buyer(order=O1)),  # O1 twice: one notice
+            notice(buyer(order=O2), buyer(None, None)),  # a buyer naming nothing is ignored
+        ]
+        applied = await store.apply_many(
+            [(s.id, r) for s, r in zip(saved, results)], parser_version="p")
+        assert [(a.buyers_new, a.buyers_updated) for a in applied] == [(2, 0), (0, 1)]
+        assert keys(applied[1].entries) == {("order", O2): 2}
+        assert (await store.counts())["opt_outs_active"] == 2
+
+    with_store(body)
+
+
+def test_remove_keeps_history_and_new_evidence_reactivates(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"n1", notice(buyer(E1, O1)))
+        with pytest.raises(ValueError):
+            await store.remove(O1, reason="  ", who="ops")
+        removed = await store.remove(E1.upper(), reason="buyer asked", who="ops@us")
+        assert keys(removed) == {("order", O1): 0, ("email", E1): 0}
+        assert all(e.first_seen is None for e in removed)
+        assert await store.remove(O1, reason="again", who="ops") == []
+        (row,) = await store.find_opt_outs(O1)
+        assert (row.active, row.removed_by, row.removed_reason) == (False, "ops@us", "buyer asked")
+        assert row.removed_at is not None
+        assert [e async for e in store.iter_index()] == []
+        assert await store.list_opt_outs() == []
+        assert [r.id for r in await store.list_opt_outs(active=False)] == [row.id]
+
+        again = await ingest(store, b"n1", notice(buyer(E1, O1)))  # same bytes: no new proof
+        assert (again.buyers_updated, keys(again.entries)[("order", O1)]) == (0, 0)
+        back = await ingest(store, b"n2", notice(buyer(order=O1)), minutes=4)
+        assert keys(back.entries) == {("order", O1): 2, ("email", E1): 2}
+        (row,) = await store.find_opt_outs(O1)
+        assert row.active and row.removed_reason == "buyer asked"  # history stays
+
+    with_store(body)
+
+
+def test_learn_address(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"n1", notice(buyer(order=O1)), minutes=1)
+        await ingest(store, b"n2", notice(buyer(E2, O2)))
+        assert await store.learn_address(O3, E1) == []  # not blocked
+        assert await store.learn_address(O2, E1) == []  # already has an address
+        learnt = await store.learn_address(O1, f"  <{E1.upper()}> ")
+        assert sorted(learnt, key=lambda e: e.kind) == [
+            IndexEntry("email", E1, at(1), 1),
+            IndexEntry("order", O1, at(1), 1),
+        ]
+        assert await store.learn_address(O1, E2) == []
+        await store.remove(O2, reason="test", who="t")
+        assert await store.learn_address(O2, E1) == []  # removed: not actively blocked
+
+    with_store(body)
+
+
+def test_iter_index_streams_every_active_key(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        await ingest(store, b"1", notice(buyer(E1, O1)), minutes=3)
+        await ingest(store, b"2", notice(buyer(E1, O2)), minutes=1)
+        await ingest(store, b"3", notice(buyer(E2, O3)))
+        await ingest(store, b"4", notice(buyer(order="999-0000000-0000000")))
+        await store.remove(O3, reason="test", who="t")
+        got = {(e.kind, e.value): (e.first_seen, e.count) async for e in store.iter_index()}
+        assert got == {
+            ("order", O1): (at(3), 1),
+            ("order", O2): (at(1), 1),
+            ("order", "999-0000000-0000000"): (at(0), 1),
+            ("email", E1): (at(1), 2),  # earliest of its rows, notices summed
+        }
+
+    with_store(body)
+
+
+def test_operator_listings_and_export(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        for n, order in enumerate((O1, O2, O3)):
+            await ingest(store, f"n{n}".encode(), notice(buyer(order=order)), minutes=n)
+        await store.remove(O2, reason="test", who="t")
+        assert [r.order_id for r in await store.list_opt_outs()] == [O1, O3]
+        assert [r.order_id for r in await store.list_opt_outs(active=None, offset=1, limit=1)] == [
+            O2]
+        exported = [r async for r in store.export_rows()]
+        assert [(r.order_id, r.active) for r in exported] == [(O1, True), (O2, False), (O3, True)]
+        assert exported[0].first_seen == at(0)
+
+    with_store(body)
+
+
+def test_identity_rules_hold_within_one_batch(with_store: Any) -> None:
+    async def body(store: Store) -> None:
+        saved = await store.save_raw_many([RawIn(b, "smtp", received_at=at(n))
+                                           for n, b in enumerate((b"a", b"b", b"c", b"d"))])
+        results = [
+            notice(buyer(E1), message_id="amz-1"),
+            notice(buyer(E1, O1), message_id="amz-2"),
+            notice(buyer(order=O1), message_id="amz-2"),  # the same notice again
+            notice(buyer(E2, O1), message_id="amz-3"),
+        ]
+        applied = await store.apply_many(
+            [(s.id, r) for s, r in zip(saved, results)], parser_version="p")
+        assert [(a.buyers_new, a.buyers_updated) for a in applied] == [
+            (1, 0), (0, 1), (0, 1), (0, 1)]
+        (row,) = await store.find_opt_outs(O1)
+        assert (row.email, row.notice_count, row.first_seen, row.last_seen) == (E1, 3, at(0), at(3))
+        assert len(await store.evidence_for(row.id)) == 4
+        # entries are the state after the batch, of every key the named opt-outs have by then
+        assert keys(applied[0].entries) == {("email", E1): 3, ("order", O1): 3}
+
+    with_store(body)
