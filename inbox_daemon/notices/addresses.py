@@ -53,12 +53,19 @@ def normalise_relay_address(address: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def find_relay_addresses(text: str) -> list[str]:
-    """Relay addresses in the text, canonical, in order of first appearance, each once."""
+def find_relay_addresses(text: str, *, open_end: bool = False) -> list[str]:
+    """Relay addresses in the text, canonical, in order of first appearance, each once.
+
+    ``open_end``: the text was cut off, so an address running into its very end is dropped —
+    relay domains nest (".com" is a whole prefix of ".com.au"), so a cut one can look complete
+    (redteam/damaged_truncated_after_dot_com_of_com_au.eml).
+    """
     low = text.lower()
     seen: dict[str, None] = {}
     for found in _RELAY_DOMAIN_RE.finditer(low):
         domain = found.group(1)
+        if open_end and found.end() == len(low):
+            continue
         local = _RELAY_LOCAL_RE.search(low, max(0, found.start() - 80), found.start())
         if local is not None and domain in RELAY_DOMAINS:
             seen.setdefault(f"{local.group(1)}@{domain}", None)

@@ -36,6 +36,9 @@ def classify(candidate: Candidate) -> Verdict:
     norm = normalise(candidate.text)
     found = first_reason(norm)
     reason = found[0] if found else None
+    if candidate.inside_relay:
+        why = "quoted inside a message from a buyer relay address: the buyer's text, not an Amazon notice"
+        return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=reason == OPT_OUT)
     kind = sender_kind(candidate.sender)
     if kind != "amazon":
         return _not_from_amazon(candidate, kind, reason)
@@ -80,7 +83,7 @@ def _opt_out(candidate: Candidate) -> Verdict:
     if forged:
         why = f"buyer address on {forged[0]}, not an Amazon marketplace relay domain (forged)"
         return Verdict(Kind.NOT_OPT_OUT, why, is_notice=True, has_opt_out_wording=True)
-    emails = find_relay_addresses(candidate.text)
+    emails = find_relay_addresses(candidate.text, open_end=candidate.cut_short)
     for address in find_relay_addresses("\n".join(candidate.recipients)):
         if address not in emails:
             emails.append(address)
@@ -92,7 +95,14 @@ def _opt_out(candidate: Candidate) -> Verdict:
 
 
 def _pair(emails: list[str], orders: list[str]) -> tuple[Buyer, ...]:
-    """One notice blocks one message: pair addresses and orders in order, the rest alone."""
+    """One notice blocks one message: pair addresses and orders in order, the rest alone.
+
+    A single address goes with every order: one message about two orders of the same buyer
+    names both (redteam/two_orders_one_sentence_one_buyer.eml).
+    """
+    if len(emails) == 1 and len(orders) > 1:
+        domain = emails[0].rsplit("@", 1)[1]
+        return tuple(Buyer(emails[0], order, domain) for order in orders)
     buyers = []
     for n in range(max(len(emails), len(orders))):
         email = emails[n] if n < len(emails) else None

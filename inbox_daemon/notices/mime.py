@@ -8,8 +8,11 @@ bounds the work per message: bytes read, parts visited, message nesting depth. A
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.header
+import quopri
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
@@ -90,6 +93,9 @@ class MailNode:
     children: list[MailNode] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)  # damage that may hide the text
     notes: list[str] = field(default_factory=list)  # harmless oddities, for diagnostics
+    # The raw bytes stop mid-line: SMTP delivers whole lines, so the file was cut (corpus s25,
+    # redteam/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
+    cut_short: bool = False
 
 
 @dataclass(slots=True)
@@ -103,6 +109,7 @@ def read_message(raw: bytes) -> MailNode:
     truncated = len(raw) > MAX_BYTES
     msg = email.message_from_bytes(raw[:MAX_BYTES], policy=compat32)
     node = _walk(msg, 0, _Budget())
+    node.cut_short = truncated or raw[-1:] not in (b"\n", b"\r")
     if truncated:
         node.notes.append(f"message larger than {MAX_BYTES} bytes; only the start was read")
     return node
@@ -124,18 +131,20 @@ def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None
         return
     if part.defects:
         _note_defects(part, node)
+    _tidy_transfer_encoding(part)
     ctype = part.get_content_type()
     maintype = ctype.split("/", 1)[0]
     payload = part.get_payload()
-    if ctype in ("message/rfc822", "message/global") and isinstance(payload, list) and payload:
-        node.children.append(_walk(payload[0], depth + 1, budget))
+    subparts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+    if ctype in ("message/rfc822", "message/global") and subparts:
+        node.children.append(_walk(_attached_message(part, subparts[0], node), depth + 1, budget))
     elif maintype == "multipart":
-        if not isinstance(payload, list) or not payload:
+        if not subparts:
             node.defects.append("multipart body whose parts cannot be found (boundary mismatch)")
         elif ctype == "multipart/alternative":
-            node.bodies.append(_alternative(payload, node, depth, budget))
+            node.bodies.append(_alternative(subparts, node, depth, budget))
         else:
-            for sub in payload:
+            for sub in subparts:
                 _collect(sub, node, depth + 1, budget)
     elif ctype in ("text/plain", "text/html"):
         text = _text(part, node, ctype == "text/html")
@@ -145,6 +154,35 @@ def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None
         if isinstance(data, bytes) and data:
             inner = email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
             node.children.append(_walk(inner, depth + 1, budget))
+
+
+def _tidy_transfer_encoding(part: Message) -> None:
+    """Strip stray whitespace from Content-Transfer-Encoding: ``email`` compares the value as
+    written, so "Base64 " would leave the body undecoded
+    (redteam/jp_subject_split_multibyte_cte_trailing_space.eml)."""
+    value = part.get("content-transfer-encoding")
+    if isinstance(value, str) and value != value.strip():
+        part.replace_header("content-transfer-encoding", value.strip())
+
+
+def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
+    """The message inside a message/rfc822 part, decoded first when the part was itself base64 or
+    quoted-printable (RFC 2046 section 5.2.1 forbids it; some clients do it anyway,
+    redteam/attachment_nested_outer_rfc822_base64.eml). ``email`` then parsed the encoded text
+    as a header-less message; decode that text and parse again."""
+    cte = str(part.get("content-transfer-encoding", "")).lower()
+    if cte not in ("base64", "quoted-printable") or inner.keys():
+        return inner
+    encoded = inner.get_payload()
+    if not isinstance(encoded, str):
+        return inner
+    data = encoded.encode("ascii", "replace")
+    try:
+        data = binascii.a2b_base64(data) if cte == "base64" else quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        node.defects.append(f"attached message's {cte} encoding damaged")
+        return inner
+    return email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
 
 
 def _alternative(payload: list[Message], node: MailNode, depth: int, budget: _Budget) -> Body:
@@ -207,5 +245,5 @@ def _note_defects(part: Message, node: MailNode) -> None:
         node.notes.append("harmless MIME defect (" + _defect_names(harmless) + ")")
 
 
-def _defect_names(defects: list[errors.MessageDefect]) -> str:
+def _defect_names(defects: Sequence[errors.MessageDefect]) -> str:
     return ", ".join(sorted({type(d).__name__ for d in defects}))

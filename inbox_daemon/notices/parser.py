@@ -30,7 +30,7 @@ def _parse(raw: bytes) -> ParseResult:
     opt_outs = [(c, v) for c, v in notices if v.kind is Kind.OPT_OUT]
     chosen = opt_outs or notices or [(c, v) for c, v in pairs if v.has_opt_out_wording] or pairs[:1]
     forwarder, via = identify(root.headers, chosen[0][0].via)
-    first = (opt_outs or notices or [(None, None)])[0][0]
+    first = (opt_outs or notices)[0][0] if (opt_outs or notices) else None
     common = {
         "message_id": first.message_id if first else None,
         "date": first.date if first else None,

@@ -15,13 +15,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .addresses import first_address
+from .addresses import first_address, sender_kind
 from .languages import label_kind
-from .mime import Body, MailNode
+from .mime import Body, Headers, MailNode
 
 __all__ = ["Candidate", "candidates", "split_forwards"]
 
 _QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
+# Lists that rewrite From for DMARC name the author in a header of their own. Google Groups:
+# From "'Amazon.com' via Opt-out desk" <group@…> plus X-Original-Sender
+# (redteam/google_groups_dmarc_rewrite.eml). Only a rewritten From is replaced.
+_VIA_LIST_FROM = re.compile(r"""^\s*"?'[^']*' via """)
+_LIST_AUTHOR_HEADERS = ("x-original-sender",)
 
 
 @dataclass(slots=True)
@@ -37,6 +42,10 @@ class Candidate:
     recipients: tuple[str, ...] = ()  # To/Cc of messages attached to it (a blocked original)
     defects: tuple[str, ...] = ()
     own_node: MailNode | None = field(default=None, repr=False)  # set for MIME messages
+    # Found inside a message a buyer sent through Amazon's relay: whatever it quotes is the
+    # buyer's text (redteam/lookalike_buyer_relay_forges_forward_block.eml).
+    inside_relay: bool = False
+    cut_short: bool = False  # the raw mail was cut off: see MailNode.cut_short
 
 
 @dataclass(slots=True)
@@ -108,11 +117,13 @@ def _views(body: Body) -> tuple[str, list[_Block]]:
 def candidates(root: MailNode) -> list[Candidate]:
     """Every candidate notice in the mail, outermost first, in document order."""
     found: list[Candidate] = []
-    _gather(root, "direct", found)
+    _gather(root, "direct", found, False)
+    for candidate in found:
+        candidate.cut_short = root.cut_short
     return found
 
 
-def _gather(node: MailNode, via: str, found: list[Candidate]) -> None:
+def _gather(node: MailNode, via: str, found: list[Candidate], inside_relay: bool) -> None:
     heads: list[str] = []
     blocks: list[_Block] = []
     for body in node.bodies:
@@ -123,9 +134,10 @@ def _gather(node: MailNode, via: str, found: list[Candidate]) -> None:
         addr for child in node.children for addr in _recipients(child)
     )
     headers = node.headers
+    sender = _author(headers)
     found.append(
         Candidate(
-            sender=first_address(headers.get("from")),
+            sender=sender,
             subject=headers.get("subject") or "",
             date=headers.get("date"),
             message_id=_strip_brackets(headers.get("message-id")),
@@ -134,23 +146,47 @@ def _gather(node: MailNode, via: str, found: list[Candidate]) -> None:
             recipients=recipients,
             defects=tuple(node.defects),
             own_node=node,
+            inside_relay=inside_relay,
         )
     )
-    inline_via = "inline" if via == "direct" else via
+    inside_relay = inside_relay or sender_kind(sender) == "relay"
+    _gather_blocks(blocks, "inline" if via == "direct" else via, node, found, inside_relay)
+    for child in node.children:
+        _gather(child, "attachment", found, inside_relay)
+
+
+def _gather_blocks(
+    blocks: list[_Block], via: str, node: MailNode, found: list[Candidate], inside_relay: bool
+) -> None:
+    """One candidate per inline header block. Blocks nest in reading order (a forward quotes
+    the older message below itself), so every block after one sent from a buyer relay
+    address is inside that buyer's text (redteam/lookalike_buyer_relay_quotes_notice_gt.eml)."""
     for block in blocks:
+        sender = first_address(block.fields.get("from"))
         found.append(
             Candidate(
-                sender=first_address(block.fields.get("from")),
+                sender=sender,
                 subject=block.fields.get("subject", ""),
                 date=block.fields.get("date"),
                 message_id=None,  # mail clients do not quote it in a forward header block
                 text=block.text,
-                via=inline_via,
+                via=via,
                 defects=tuple(node.defects),
+                inside_relay=inside_relay,
             )
         )
-    for child in node.children:
-        _gather(child, "attachment", found)
+        inside_relay = inside_relay or sender_kind(sender) == "relay"
+
+
+def _author(headers: Headers) -> str | None:
+    """The lower-case address of a message's author: its From, unless a list rewrote it."""
+    written = headers.get("from")
+    if written and _VIA_LIST_FROM.match(written):
+        for name in _LIST_AUTHOR_HEADERS:
+            original = first_address(headers.get(name))
+            if original:
+                return original
+    return first_address(written)
 
 
 def _recipients(node: MailNode) -> list[str]:

@@ -10,12 +10,17 @@ keep bytes non-alphanumeric, so they cannot mend a forged sender or write an opt
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inbox_daemon.notices import Kind, ParseResult, parse_notice
+from inbox_daemon.notices.addresses import sender_kind
+from inbox_daemon.notices.languages import LANGUAGES, normalise
+from inbox_daemon.notices.mime import read_message
+from inbox_daemon.notices.unwrap import candidates
 
 from .expectations import OWN_SAMPLES, SHARED_CORPUS, load_cases
 
@@ -24,18 +29,31 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 def _samples(kinds: set[str]) -> list[bytes]:
     found = []
-    for folder in (SHARED_CORPUS, OWN_SAMPLES):
+    for folder in (SHARED_CORPUS, OWN_SAMPLES, OWN_SAMPLES / "redteam"):
         for case in load_cases(folder):
             if case["kind"] in kinds and not case.get("also_ok"):
                 found.append((Path(folder) / case["file"]).read_bytes())
     return found
 
 
+def _amazon_text_quotes_opt_out(raw: bytes) -> bool:
+    """Whether a message from Amazon carries the opt-out sentence anywhere in its text."""
+    return any(
+        sender_kind(c.sender) == "amazon" and OPT_OUT_SENTENCE.search(normalise(c.text))
+        for c in candidates(read_message(raw))
+    )
+
+
+OPT_OUT_SENTENCE = re.compile("|".join(p for lang in LANGUAGES for p in lang.opt_out))
 ALL = _samples({"opt_out", "not_opt_out", "malformed"})
 # A genuine Amazon sender whose only flaw is a forged buyer domain in the body: flipping that
 # domain's "@" leaves a real notice, so such samples cannot serve as "non-notices" here.
+# Likewise an Amazon rejection that also quotes the opt-out sentence further down (an FAQ):
+# cutting its first reason leaves that sentence as the first one (a known gap, see
+# test_redteam.py::test_known_gap_damaged_first_reason_exposes_a_later_opt_out_mention).
 NOT_OPT_OUT = [raw for raw in _samples({"not_opt_out", "malformed"})
-               if not (parse_notice(raw).notices and "forged" in (parse_notice(raw).reason or ""))]
+               if not (parse_notice(raw).notices and "forged" in (parse_notice(raw).reason or ""))
+               and not _amazon_text_quotes_opt_out(raw)]
 
 
 def _check(result: ParseResult) -> None:

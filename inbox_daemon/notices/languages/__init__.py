@@ -40,6 +40,7 @@ class LookAlike(str, enum.Enum):
     ORDER_NOTIFICATION = "order notification, not an opt-out"
     SENT_COPY = "Amazon's copy of a message the seller sent, not an opt-out"
     CANCELLATION = "cancellation request, not an opt-out"
+    CLAIM = "A-to-z Guarantee claim notification, not an opt-out"
 
 
 # Marker returned by first_reason() when the opt-out reason sentence matched.
@@ -58,7 +59,7 @@ class Language:
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr")
+_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar")
 
 
 def _load() -> tuple[Language, ...]:

@@ -11,7 +11,10 @@ LANGUAGE = Language(
     code="de",
     opt_out=(
         r"käufer (?:hat )?den (?:erhalt|empfang) unerwünschter nachrichten (?:von verkäufern )?deaktiviert",
-        r"käufer hat sich (?:dafür |dazu )?entschieden, keine unerwünschten nachrichten",
+        r"käufer hat sich (?:dafür |dazu )?entschieden, keine (?:unerwünschten|unaufgeforderten) nachrichten",
+        # Subordinate clause, verb last: "da sich der Käufer dafür entschieden hat, keine
+        # unaufgeforderten Nachrichten … zu erhalten" (redteam/outlook_fwd_german_labels_latin9.eml).
+        r"sich (?:der )?käufer (?:dafür |dazu )?entschieden hat, keine (?:unerwünschten|unaufgeforderten) nachrichten",
         r"käufer möchte keine unerwünschten nachrichten",
     ),
     look_alikes={
@@ -22,7 +25,11 @@ LANGUAGE = Language(
         ),
         LookAlike.ATTACHMENT: (r"anhang (?:mit einem )?(?:nicht unterstützt|dateityp)", r"dateityp des anhangs"),
         LookAlike.RESTRICTED_ACCOUNT: (r"konto (?:wurde |ist )?(?:vorübergehend )?(?:eingeschränkt|gesperrt)",),
-        LookAlike.UNAUTHORISED_SENDER: (r"nicht (?:autorisierte|autorisierten|zugelassene) (?:e-mail-)?(?:adresse|absender)",),
+        LookAlike.UNAUTHORISED_SENDER: (
+            r"nicht (?:autorisierte|autorisierten|zugelassene) (?:e-mail-)?(?:adresse|absender)",
+            # redteam/lookalike_unregistered_sender_de_outlook.eml
+            r"(?:adresse|absender)\w*(?: gesendet wurde)?, die nicht (?:in seller central )?(?:registriert|hinterlegt)",
+        ),
         LookAlike.FRAUD_FILTER: (r"betrugs(?:filter|erkennung|prüfung)",),
         LookAlike.CLOSED_ADDRESS: (r"adresse (?:ist |wurde )?(?:geschlossen|deaktiviert|nicht mehr aktiv)",),
         LookAlike.ORDER_NOTIFICATION: (r"verkauft, jetzt versenden", r"sie haben eine neue bestellung"),

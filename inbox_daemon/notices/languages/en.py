@@ -22,14 +22,24 @@ LANGUAGE = Language(
             r"(?:unsubscribe|opt[- ]?out) links? (?:is|are) not (?:permitted|allowed)",
         ),
         LookAlike.CONTENT_POLICY: (
-            r"did not (?:meet|follow|comply with) the (?:buyer-seller messaging )?(?:communication )?guidelines",
+            r"did not (?:meet|follow|comply with) (?:the|our) (?:buyer-seller messaging )?(?:communication )?guidelines",
             r"contains? content that is not permitted",
+            # "because it contains content that violates our Buyer-Seller Messaging policies"
+            # (redteam/lookalike_violates_policy_faq_mentions_optout.eml)
+            r"contains? content that violates",
+            # "because it contains an external link, which is not permitted by our communication
+            # guidelines" (tests/support/notices.py::content_policy_notice, the SMTP intake test)
+            r"contains? (?:an? )?external links?",
+            r"not permitted by (?:our|the) (?:communication|messaging) guidelines",
             r"violat\w* (?:our|the) (?:communication|messaging) (?:guidelines|policies)",
         ),
         LookAlike.ATTACHMENT: (
             r"includes? an attachment",
             r"attachment (?:whose )?(?:file )?type",
             r"attachments? (?:is|are|was|were) not (?:supported|accepted|permitted|allowed)",
+            # "includes a file type that is not supported (.docm)" (redteam/lookalike_unsupported_file_type.eml)
+            r"file type (?:that (?:is|was) )?not (?:supported|accepted|permitted|allowed)",
+            r"unsupported file type",
         ),
         LookAlike.RESTRICTED_ACCOUNT: (
             r"(?:account|you) (?:has |have |is |was )?(?:been )?(?:temporarily )?restricted from sending",
@@ -49,6 +59,10 @@ LANGUAGE = Language(
             r"address (?:\S+ )?(?:is|has been|was) (?:closed|deactivated|no longer (?:active|valid|in use))",
             r"(?:account|mailbox) (?:is|has been|was) closed",
             r"closed (?:e-?mail )?address",
+            # "the buyer's e-mail address x@… is invalid or the buyer's account is no longer active"
+            # (redteam/lookalike_closed_account_invalid_address.eml)
+            r"address (?:\S+ )?is (?:invalid|not valid)",
+            r"account is no longer active",
         ),
         LookAlike.ORDER_NOTIFICATION: (
             r"sold, ship now",
@@ -59,6 +73,7 @@ LANGUAGE = Language(
             r"(?:this is )?a copy of (?:the |your )?(?:e-?mail|message) (?:that )?you (?:have )?sent",
             r"you sent the following message",
         ),
+        LookAlike.CLAIM: (r"a-to-z guarantee claim",),  # redteam/lookalike_atoz_claim.eml
         LookAlike.CANCELLATION: (
             r"cancellation request",
             r"request(?:ed)? (?:to cancel|a cancellation|the cancellation)",

@@ -10,6 +10,8 @@ LANGUAGE = Language(
     code="es",
     opt_out=(
         r"comprador ha (?:elegido|decidido|optado por|seleccionado) no recibir mensajes no solicitados",
+        # Mexican Spanish uses the preterite (redteam/outlook_fwd_spanish_labels_mx.eml).
+        r"comprador (?:eligió|decidió|optó por) no recibir mensajes no solicitados",
     ),
     look_alikes={
         LookAlike.UNSUBSCRIBE_LINK: (r"enlace (?:para darse de baja|de baja|de cancelación de suscripción)",),
@@ -17,7 +19,10 @@ LANGUAGE = Language(
         LookAlike.ATTACHMENT: (r"archivo adjunto (?:con un tipo|no (?:compatible|admitido|permitido))",),
         LookAlike.RESTRICTED_ACCOUNT: (r"cuenta (?:ha sido |está )?(?:temporalmente )?(?:restringida|limitada)",),
         LookAlike.UNAUTHORISED_SENDER: (r"dirección de (?:correo )?(?:electrónico )?no autorizada",),
-        LookAlike.FRAUD_FILTER: (r"filtr\w+ (?:de |contra el |antifraude)?fraude",),
+        LookAlike.FRAUD_FILTER: (
+            r"filtr\w+ (?:de |contra el |antifraude)?fraude",
+            r"(?:sistemas? de )?detección de fraude", r"antifraude",  # redteam/lookalike_fraud_detection_mx.eml
+        ),
         LookAlike.CLOSED_ADDRESS: (r"dirección (?:de correo )?(?:electrónico )?(?:está |ha sido )?(?:cerrada|desactivada)",),
         LookAlike.ORDER_NOTIFICATION: (r"vendido, envíalo ya", r"tienes un nuevo pedido"),
         LookAlike.CANCELLATION: (r"solicitud de cancelación",),
@@ -26,7 +31,7 @@ LANGUAGE = Language(
     labels={
         "from": ("de",),
         "subject": ("asunto",),
-        "date": ("fecha", "enviado"),
+        "date": ("fecha", "enviado", "enviado el"),  # Outlook: "Enviado el:" (redteam, mx)
         "to": ("para",),
     },
 )

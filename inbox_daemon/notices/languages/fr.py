@@ -22,7 +22,10 @@ LANGUAGE = Language(
             r"contenu (?:qui n'est pas |non )autorisé",
         ),
         LookAlike.ATTACHMENT: (r"pièce jointe (?:dont le type|non (?:prise en charge|autorisée))",),
-        LookAlike.RESTRICTED_ACCOUNT: (r"compte (?:a été |est )?(?:temporairement )?(?:restreint|limité)",),
+        LookAlike.RESTRICTED_ACCOUNT: (
+            r"compte (?:a été |est )?(?:temporairement )?(?:restreint|limité)",
+            r"compte ne peut (?:plus|pas) envoyer",  # redteam/lookalike_restricted_proactive_fr.eml
+        ),
         LookAlike.UNAUTHORISED_SENDER: (r"adresse e-?mail (?:non autorisée|qui n'est pas autorisée)",),
         LookAlike.FRAUD_FILTER: (r"(?:filtre|filtrage|détection) (?:anti-?)?fraude",),
         LookAlike.CLOSED_ADDRESS: (r"adresse (?:e-?mail )?(?:est |a été )?(?:fermée|désactivée)",),

@@ -6,7 +6,7 @@ from . import Language, LookAlike
 
 LANGUAGE = Language(
     code="nl",
-    opt_out=(r"koper heeft ervoor gekozen geen ongevraagde berichten(?: van verkopers)? te ontvangen",),
+    opt_out=(r"koper (?:heeft ervoor|ervoor heeft) gekozen,? geen ongevraagde berichten(?: van verkopers)? te ontvangen",),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"voldoet niet aan de (?:communicatie)?richtlijnen",),
         LookAlike.RESTRICTED_ACCOUNT: (r"account is (?:tijdelijk )?beperkt",),

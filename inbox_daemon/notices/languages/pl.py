@@ -6,7 +6,10 @@ from . import Language, LookAlike
 
 LANGUAGE = Language(
     code="pl",
-    opt_out=(r"kupujący (?:zdecydował|postanowił|wybrał)\w*,? (?:że )?nie (?:chce )?otrzymywać niezamówionych wiadomości",),
+    opt_out=(
+        r"kupujący (?:zdecydował|postanowił|wybrał)\w*,? (?:że )?nie (?:chce )?otrzymywać niezamówionych wiadomości",
+        r"kupujący zrezygnował\w* z (?:otrzymywania|odbierania) niezamówionych wiadomości",  # redteam pl sample
+    ),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"nie (?:spełnia|spełniała) wytycznych",),
         LookAlike.CANCELLATION: (r"prośba o anulowanie", r"żądanie anulowania"),

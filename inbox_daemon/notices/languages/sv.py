@@ -6,7 +6,7 @@ from . import Language, LookAlike
 
 LANGUAGE = Language(
     code="sv",
-    opt_out=(r"köparen har valt att inte ta emot oönskade meddelanden",),
+    opt_out=(r"köparen har valt att inte ta emot (?:oönskade|oombedda|oanmodade) meddelanden",),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"uppfyllde inte riktlinjerna",),
         LookAlike.CANCELLATION: (r"begäran om avbokning", r"annulleringsbegäran"),

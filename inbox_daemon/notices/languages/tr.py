@@ -6,7 +6,7 @@ from . import Language, LookAlike
 
 LANGUAGE = Language(
     code="tr",
-    opt_out=(r"alıcı,? satıcılardan (?:gelen )?istenmeyen mesajları almamayı seçti",),
+    opt_out=(r"alıcı,? satıcılardan (?:gelen )?istenmeyen mesajları almamayı (?:seçti|tercih etti)",),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"iletişim yönergelerine uymuyor",),
         LookAlike.CANCELLATION: (r"iptal talebi",),

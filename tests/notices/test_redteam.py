@@ -1,0 +1,86 @@
+"""Red-team samples (tests/data/notices/redteam): wrappings, marketplaces, look-alikes and damage
+the first samples did not cover, with their expectation table; plus the facts behind the fixes
+they forced (each named by the sample that showed the gap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inbox_daemon.notices import Kind, parse_notice
+from inbox_daemon.notices.addresses import find_relay_addresses
+
+from .expectations import OWN_SAMPLES, check_case, load_cases
+
+REDTEAM = OWN_SAMPLES / "redteam"
+CASES = load_cases(REDTEAM)
+
+# Look-alikes must be rejected for their own reason, not by luck (a reason word per sample).
+REASONS = {
+    "lookalike_violates_policy_faq_mentions_optout.eml": "content-policy",
+    "lookalike_unsupported_file_type.eml": "attachment",
+    "lookalike_restricted_proactive_fr.eml": "restricted",
+    "lookalike_unregistered_sender_de_outlook.eml": "unauthorised sender",
+    "lookalike_fraud_detection_mx.eml": "fraud",
+    "lookalike_closed_account_invalid_address.eml": "closed",
+    "lookalike_atoz_claim.eml": "A-to-z",
+    "lookalike_buyer_relay_forges_forward_block.eml": "buyer relay",
+    "lookalike_buyer_relay_quotes_notice_gt.eml": "buyer relay",
+    "lookalike_sender_amazon_com_evil_subdomain.eml": "not an Amazon domain",
+    "lookalike_sender_amazon_mail_example_outlook_fwd.eml": "not an Amazon domain",
+    "lookalike_seller_note_says_optout_policy_below.eml": "content-policy",
+}
+
+
+def test_redteam_table_matches_the_folder() -> None:
+    assert len(CASES) >= 25
+    assert {c["file"] for c in CASES} == {p.name for p in REDTEAM.glob("*.eml")}
+    assert set(REASONS) <= {c["file"] for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_redteam_sample(case: dict[str, Any]) -> None:
+    result = check_case(REDTEAM, case)
+    if case["file"] in REASONS:
+        assert REASONS[case["file"]] in (result.reason or ""), result.reason
+
+
+def _parse(name: str) -> Any:
+    return parse_notice((REDTEAM / name).read_bytes())
+
+
+def test_a_buyer_relay_taints_every_block_it_quotes() -> None:
+    result = _parse("lookalike_buyer_relay_forges_forward_block.eml")
+    assert result.kind is Kind.NOT_OPT_OUT and result.notices == 0
+
+
+def test_google_groups_rewrite_reads_the_author_and_names_the_group() -> None:
+    result = _parse("google_groups_dmarc_rewrite.eml")
+    assert result.kind is Kind.OPT_OUT
+    assert result.forwarder == "optout-desk@seller-group.example"
+
+
+def test_a_cut_file_drops_only_the_address_at_the_cut() -> None:
+    text = "sent to ab3de6gh9jk2mn5@marketplace.amazon.com"  # ".au" may have been cut off
+    assert find_relay_addresses(text, open_end=True) == []
+    assert find_relay_addresses(text + "\n", open_end=True) == ["ab3de6gh9jk2mn5@marketplace.amazon.com"]
+    assert find_relay_addresses(text) == ["ab3de6gh9jk2mn5@marketplace.amazon.com"]
+
+
+def test_base64_rfc822_attachment_is_decoded_before_parsing() -> None:
+    result = _parse("attachment_nested_outer_rfc822_base64.eml")
+    assert result.forwarded_via == "attachment"
+    assert result.message_id and result.message_id.endswith("@email.amazonses.com")
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the earliest *known* reason decides, so a damaged or "
+                   "unknown first reason lets a later passing mention of opting out win")
+def test_known_gap_damaged_first_reason_exposes_a_later_opt_out_mention() -> None:
+    # Found by the property test: lookalike_violates_policy_faq_mentions_optout.eml with its
+    # reason sentence cut ("was not sent because it c" gone). Its FAQ quotes the opt-out sentence.
+    raw = (REDTEAM / "lookalike_violates_policy_faq_mentions_optout.eml").read_bytes()
+    start = raw.index(b" for order")
+    damaged = raw[:start] + b" " + raw[raw.index(b"ontains content"):]
+    assert parse_notice(damaged).buyers == ()
