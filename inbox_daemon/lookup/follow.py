@@ -9,12 +9,57 @@ daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import StoreUnavailable
 from ..log import get_logger
+from .index import BlocklistIndex
 
-__all__ = ["IndexFollower", "AddressLearner"]
+__all__ = ["IndexFollower", "AddressLearner", "load_index"]
+
+
+_END = object()
+
+
+async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
+    """Build the index from the store's stream without holding every row at once.
+
+    The rows are read on the loop (the store is async) and handed in chunks to
+    ``BlocklistIndex.build`` running in a thread, which packs them as they come.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
+
+    async def pump() -> None:
+        try:
+            batch: list[Any] = []
+            async for entry in store.iter_index():
+                batch.append(entry)
+                if len(batch) >= chunk:
+                    await chunks.put(batch)
+                    batch = []
+            await chunks.put(batch)
+        except BaseException as exc:
+            await chunks.put(exc)
+            raise
+        finally:
+            await chunks.put(_END)
+
+    def entries() -> Iterator[Any]:
+        while True:
+            item = asyncio.run_coroutine_threadsafe(chunks.get(), loop).result()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise StoreUnavailable(f"index load failed: {item}")
+            yield from item
+
+    task = asyncio.create_task(pump())
+    try:
+        return await asyncio.to_thread(BlocklistIndex.build, entries())
+    finally:
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class IndexFollower:
