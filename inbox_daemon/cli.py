@@ -268,13 +268,12 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
     configure_logging("warning", cfg.log.format)
     from .intake.files import import_paths
     from .intake.pipeline import Intake
-    from .lookup import BlocklistIndex
 
     async def body() -> Any:
         from .daemon import open_store
 
         store = await open_store(cfg, migrate=cfg.is_embedded_sqlite and cfg.database.auto_upgrade)
-        intake = Intake(store, BlocklistIndex().apply)  # a running daemon follows the change sequence
+        intake = Intake(store, lambda entries: None)  # a running daemon follows the change sequence
         await intake.start()
         try:
             return await import_paths(list(paths), intake, progress=sys.stderr.isatty())

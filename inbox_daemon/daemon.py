@@ -17,11 +17,11 @@ from typing import Any
 
 from .config import Config, query_tcp_address
 from .log import get_logger
-from .lookup import BlocklistIndex, QueryServer
-from .lookup.follow import AddressLearner, IndexFollower
+from .lookup import QueryServer
+from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
-from .store import ChangeCursor, Store
+from .store import Store
 from .store.migrate import upgrade
 
 __all__ = ["Daemon", "open_store", "notify"]
@@ -63,8 +63,8 @@ class Daemon:
         self.store = await open_store(cfg, migrate=cfg.is_embedded_sqlite and cfg.database.auto_upgrade)
         await self.store.ping()
         self._parts.append(self.store)
-        cursor = ChangeCursor(await self.store.last_change_seq())  # before the load: nothing slips by
-        self.index = BlocklistIndex.build([e async for e in self.store.iter_index()])
+        cursor = await self.store.change_cursor()  # taken before the load: nothing slips by
+        self.index = await load_index(self.store)
         self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.intake = Intake(self.store, self.index.apply)
@@ -110,7 +110,8 @@ class Daemon:
         # SMTP first so no new mail arrives, then intake drains; reverse start order throughout.
         for part in reversed(self._parts):
             try:
-                await asyncio.wait_for(part.stop(), 30)
+                stop = part.close if isinstance(part, Store) else part.stop
+                await asyncio.wait_for(stop(), 30)
             except Exception as exc:
                 self.log.error("stop_failed", part=type(part).__name__, error=repr(exc))
         self.log.info("stopped")

@@ -162,7 +162,10 @@ class Intake:
                     self._jobs.task_done()
 
     async def _process(self, batch: list[_Job]) -> None:
-        parsed = [(job, parse_notice(job.raw)) for job in batch]
+        parsed = []
+        for job in batch:
+            parsed.append((job, parse_notice(job.raw)))
+            await asyncio.sleep(0)  # one parse at a time, so the query socket never waits long
         try:
             applied = await self._store.apply_many(
                 [(job.raw_id, result) for job, result in parsed], parser_version=PARSER_VERSION

@@ -24,6 +24,7 @@ ERR_451 = "451 4.3.0 Requested action aborted: storage unavailable, try again la
 ERR_452_RCPTS = "452 4.5.3 Too many recipients"
 ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
+ERR_421_TIMEOUT = b"421 4.4.2 Idle timeout, closing connection\r\n"
 OK_250_RCPT = "250 2.1.5 OK"
 OK_250_DATA = "250 2.0.0 OK: stored as {}"
 
@@ -96,6 +97,12 @@ class _CappedSMTP(SMTP):
             return
         self._listener.connections.discard(self)
         super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.5.3.2: say why before closing an idle session (aiosmtpd just closes).
+        if self.transport is not None:
+            self.transport.write(ERR_421_TIMEOUT)  # type: ignore[attr-defined]
+        super()._timeout_cb()
 
     def eof_received(self) -> bool | None:
         if self._refused:

@@ -85,6 +85,24 @@ class DaemonProcess:
             if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
                 return event
 
+    def wait_count(self, name: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until the daemon has logged ``name`` at least ``count`` times."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events if e.get("event") == name]
+            if len(found) >= count:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{len(found)} of {count} {name!r} events within {timeout}s")
+            try:
+                event = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event is None:
+                raise AssertionError(f"daemon exited after {len(found)} {name!r} events")
+            self.events.append(event)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -100,14 +118,17 @@ class DaemonProcess:
         self._drain_log()
 
     def _drain_log(self) -> None:
+        """Collect what the exited process logged, then close its pipe."""
         while True:
             try:
                 event = self._lines.get(timeout=5)
             except queue.Empty:
-                return
+                break
             if event is None:
-                return
+                break
             self.events.append(event)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def ensure_stopped(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
