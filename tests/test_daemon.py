@@ -180,3 +180,25 @@ def test_query_socket_serves_other_clients_while_one_misbehaves(daemon: DaemonPr
         half.sendall(b"CHECK abc")  # half a line, never finished
         bad.sendall(b"\x00\xff garbage\n" + b"A" * 5000 + b"\n")
         assert query_socket(daemon.socket_path, ["PING", "CHECK nobody123456789@marketplace.amazon.com"]) == ["PONG", "OK"]
+
+
+def test_two_daemons_on_one_postgresql_share_the_blocklist(tmp_path: Path, fresh_pg_url: str) -> None:
+    config = write_config(tmp_path / "c.toml", {"database": {"url": fresh_pg_url}, "query": {"sync_seconds": 0.2}})
+    first = DaemonProcess(tmp_path / "a", config)
+    second = DaemonProcess(tmp_path / "b", config)
+    try:
+        assert first.cli("db", "upgrade").returncode == 0
+        first.start()
+        second.start()
+        rng = random.Random(12)
+        order, buyer = order_id(rng), relay_address(rng)
+        assert first.send(opt_out_notice(order, buyer))[0] == 250
+        first.wait_event("intake_decision", outcome="opt_out")
+        # the other daemon learns it through the change sequence, not a reload
+        wait_until(lambda: second.query(f"CHECK {buyer}")[0].startswith("BLOCKED"), timeout=2.0)
+        assert second.query(f"ORDER {order}")[0].startswith("BLOCKED")
+        assert second.cli("blocklist", "remove", buyer, "--reason", "test").returncode == 0
+        wait_until(lambda: first.query(f"CHECK {buyer}", f"ORDER {order}") == ["OK", "OK"], timeout=2.0)
+    finally:
+        first.ensure_stopped()
+        second.ensure_stopped()

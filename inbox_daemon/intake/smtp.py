@@ -26,6 +26,9 @@ ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 ERR_421_TIMEOUT = b"421 4.4.2 Idle timeout, closing connection\r\n"
 OK_250_RCPT = "250 2.1.5 OK"
+# Per-session command limits (aiosmtpd answers 421 past them). An MTA reusing a connection
+# sends MAIL/RCPT/DATA many times (Postfix's connection cache); anything else 100 at most.
+CALL_LIMITS = {"*": 100, "MAIL": 10_000, "RCPT": 100_000, "DATA": 10_000, "RSET": 10_000}
 OK_250_DATA = "250 2.0.0 OK: stored as {}"
 
 
@@ -64,7 +67,7 @@ class OptOutHandler:
             return ERR_451
         finally:
             self.in_flight -= 1
-        self._log.info("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
+        self._log.debug("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
                        duplicate=not saved.is_new, size=len(raw))
         return OK_250_DATA.format(saved.sha256[:16])
 
@@ -123,7 +126,7 @@ class SmtpListener:
     def _factory(self) -> _CappedSMTP:
         return _CappedSMTP(
             self, self.handler, data_size_limit=self.config.max_message_bytes, hostname=self._hostname,
-            ident="inbox-daemon", timeout=self.config.timeout_seconds, command_call_limit=100,
+            ident="inbox-daemon", timeout=self.config.timeout_seconds, command_call_limit=CALL_LIMITS,
             loop=asyncio.get_running_loop(),
         )
 

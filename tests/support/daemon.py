@@ -67,40 +67,30 @@ class DaemonProcess:
 
     def wait_event(self, name: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
         """Block until the daemon logs ``name`` (with the given fields); fail on exit or timeout."""
-        for event in self.events:
-            if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
-                return event
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {name!r} event within {timeout}s; log: {self.events[-20:]}")
-            try:
-                event = self._lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if event is None:
-                raise AssertionError(f"daemon exited before {name!r}; log: {self.events[-20:]}")
-            self.events.append(event)
-            if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
-                return event
+        def wanted(e: dict[str, Any]) -> bool:
+            return e.get("event") == name and all(e.get(k) == v for k, v in match.items())
+
+        return self._wait(wanted, 1, timeout, f"{name!r} {match or ''}")[0]
 
     def wait_count(self, name: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Block until the daemon has logged ``name`` at least ``count`` times."""
+        return self._wait(lambda e: e.get("event") == name, count, timeout, repr(name))
+
+    def _wait(self, wanted: Any, count: int, timeout: float, what: str) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
-            found = [e for e in self.events if e.get("event") == name]
+            found = [e for e in self.events if wanted(e)]
             if len(found) >= count:
                 return found
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"{len(found)} of {count} {name!r} events within {timeout}s")
+                raise AssertionError(f"{len(found)} of {count} {what} events in {timeout}s; log: {self.events[-20:]}")
             try:
                 event = self._lines.get(timeout=left)
             except queue.Empty:
                 continue
             if event is None:
-                raise AssertionError(f"daemon exited after {len(found)} {name!r} events")
+                raise AssertionError(f"daemon exited with {len(found)} of {count} {what} events; log: {self.events[-20:]}")
             self.events.append(event)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
