@@ -93,12 +93,17 @@ def test_cli_removal_reaches_the_running_socket_within_two_seconds(daemon: Daemo
     assert "buyer asked by phone" in shown.stdout and "ops" in shown.stdout
 
 
-def test_sigterm_finishes_and_exits_zero(daemon: DaemonProcess) -> None:
+def test_sigterm_finishes_processing_and_exits_zero(daemon: DaemonProcess) -> None:
     daemon.start()
-    assert daemon.send(opt_out_notice(order_id(random.Random(9)), None))[0] == 250
-    assert daemon.stop(signal.SIGTERM) == 0
+    rng = random.Random(9)
+    orders = [order_id(rng) for _ in range(30)]
+    for order in orders:
+        assert daemon.send(opt_out_notice(order, None))[0] == 250
+    assert daemon.stop(signal.SIGTERM) == 0  # right after the last 250: processing still queued
     assert any(e.get("event") == "stopped" for e in daemon.events)
     assert not Path(daemon.socket_path).exists()
+    assert daemon.cli("messages", "list", "--outcome", "pending").stdout == ""
+    assert {o for o, _ in exported(daemon)} == set(orders)
 
 
 def test_sigkill_mid_stream_loses_nothing_acknowledged(daemon: DaemonProcess) -> None:
@@ -202,3 +207,18 @@ def test_two_daemons_on_one_postgresql_share_the_blocklist(tmp_path: Path, fresh
     finally:
         first.ensure_stopped()
         second.ensure_stopped()
+
+
+def test_ready_is_sent_to_systemd_only_once_the_sockets_answer(daemon: DaemonProcess, tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(30)
+        daemon.env["NOTIFY_SOCKET"] = path
+        daemon.start()
+        assert notify.recv(256) == b"READY=1"
+        assert daemon.query("PING") == ["PONG"]  # ready means answering
+        assert daemon.stop() == 0
+        assert notify.recv(256) == b"STOPPING=1"

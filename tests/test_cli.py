@@ -1,0 +1,56 @@
+"""The command line as an operator uses it: help everywhere, clear exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import EXE
+
+COMMANDS = [
+    [], ["serve"], ["parse"], ["check"], ["db"], ["db", "upgrade"], ["blocklist"], ["blocklist", "list"],
+    ["blocklist", "show"], ["blocklist", "remove"], ["blocklist", "export"], ["messages"], ["messages", "list"],
+    ["messages", "show"], ["import"],
+]
+
+
+def run(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = None
+    if home is not None:
+        import os
+
+        env = {**os.environ, "INBOX_DAEMON_HOME": str(home)}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_every_command_has_help(command: list[str]) -> None:
+    proc = run(*command, "--help")
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
+    if command and command[0] not in ("db", "blocklist", "messages"):
+        assert "--config" in proc.stdout
+
+
+def test_check_without_a_daemon_is_exit_2(tmp_path: Path) -> None:
+    proc = run("check", "abcdefghijklmno@marketplace.amazon.com", home=tmp_path)
+    assert proc.returncode == 2 and "cannot ask the daemon" in proc.stderr
+
+
+def test_parse_exit_codes(tmp_path: Path) -> None:
+    notice = tmp_path / "n.eml"
+    notice.write_bytes(b"From: a@b.example\r\nSubject: hello\r\n\r\nnot a notice\r\n")
+    ok = run("parse", "--json", str(notice))
+    assert ok.returncode == 0 and '"kind": "not_opt_out"' in ok.stdout
+    missing = run("parse", str(notice), str(tmp_path / "missing.eml"))
+    assert missing.returncode == 2
+
+
+def test_db_upgrade_then_empty_listings(tmp_path: Path) -> None:
+    assert run("db", "upgrade", home=tmp_path).returncode == 0
+    assert (tmp_path / "inbox-daemon.db").exists()
+    listing = run("blocklist", "list", home=tmp_path)
+    assert listing.returncode == 0 and listing.stdout == ""
+    shown = run("messages", "show", "42", home=tmp_path)
+    assert shown.returncode == 1 and "no such message" in shown.stdout
