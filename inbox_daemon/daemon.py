@@ -97,7 +97,8 @@ class Daemon:
     def _announce(self) -> None:
         cfg = self.config
         smtp = "%s:%d" % self.smtp.address if cfg.smtp.enabled else "off"
-        tcp = "%s:%d" % self.query.tcp_address if cfg.query.tcp else "off"
+        bound = self.query.tcp_address
+        tcp = f"{bound[0]}:{bound[1]}" if bound else "off"
         self.log.info(
             "ready", config=cfg.source, database=_safe_url(cfg.database_url), smtp=smtp,
             query_socket=cfg.query_socket, query_tcp=tcp, imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),

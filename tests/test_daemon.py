@@ -222,3 +222,20 @@ def test_ready_is_sent_to_systemd_only_once_the_sockets_answer(daemon: DaemonPro
         assert daemon.query("PING") == ["PONG"]  # ready means answering
         assert daemon.stop() == 0
         assert notify.recv(256) == b"STOPPING=1"
+
+
+def test_optional_tcp_query_listener(tmp_path: Path) -> None:
+    import socket
+
+    daemon = DaemonProcess(tmp_path / "home", write_config(tmp_path / "c.toml", {"query": {"tcp": "127.0.0.1:0"}}))
+    try:
+        ready = daemon.start().wait_event("ready")
+        host, port = ready["query_tcp"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"PING\r\nCHECK nobody123456789@marketplace.amazon.com\r\n")
+            data = b""
+            while data.count(b"\n") < 2:
+                data += sock.recv(1024)
+        assert data == b"PONG\nOK\n"
+    finally:
+        daemon.ensure_stopped()

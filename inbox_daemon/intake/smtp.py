@@ -105,7 +105,7 @@ class _CappedSMTP(SMTP):
         # RFC 5321 4.5.3.2: say why before closing an idle session (aiosmtpd just closes).
         if self.transport is not None:
             self.transport.write(ERR_421_TIMEOUT)  # type: ignore[attr-defined]
-        super()._timeout_cb()
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     def eof_received(self) -> bool | None:
         if self._refused:
