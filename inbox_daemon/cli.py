@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import functools
+import inspect
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -50,12 +51,16 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def with_store(func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Decorator for operator commands: open the configured store, run, close."""
+    """Decorator for operator commands: open the configured store, run, close. A function
+    with a ``cfg`` parameter gets the Config too."""
+    wants_config = "cfg" in inspect.signature(func).parameters
 
     @functools.wraps(func)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
         cfg = _config(config_path)
         configure_logging("warning", cfg.log.format)
+        if wants_config:
+            kwargs["cfg"] = cfg
 
         async def body() -> Any:
             from .daemon import open_store
@@ -191,8 +196,12 @@ async def blocklist_show(store: Any, key: str) -> None:
         sys.exit(1)
     for row in rows:
         click.echo(_optout_line(row))
-        for ev in await store.evidence_for(row.id):
-            click.echo(f"    evidence: message {ev.raw_message_id} from {ev.forwarder or '-'} at {_iso(ev.seen_at)}")
+        for ev in await store.evidence_details(row.id):
+            click.echo(f"    evidence: {_iso(ev.seen_at)} seller {ev.seller or '-'} reported {row.order_id or row.email} "
+                       f"in message {ev.raw_message_id} ({ev.source}, forwarder {ev.forwarder or '-'}, "
+                       f"dkim {ev.dkim or 'not checked'})")
+        for entry in await store.audit_log(opt_out_ids=[row.id]):
+            click.echo(f"    audit: {_iso(entry.at)} {entry.action} by {entry.actor}: {entry.detail or ''}")
 
 
 @blocklist.command("remove")
@@ -231,7 +240,8 @@ def messages() -> None:
 
 
 @messages.command("list")
-@click.option("--outcome", type=click.Choice(["pending", "opt_out", "not_opt_out", "malformed", "error"]))
+@click.option("--outcome", type=click.Choice(["pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined",
+                                              "discarded"]))
 @click.option("--limit", default=50, show_default=True)
 @with_store
 async def messages_list(store: Any, outcome: str | None, limit: int) -> None:
@@ -267,13 +277,16 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
     cfg = _config(config_path)
     configure_logging("warning", cfg.log.format)
     from .intake.files import import_paths
+    from .intake.parsers import load_parser
     from .intake.pipeline import Intake
+    from .trust import Gatekeeper
 
     async def body() -> Any:
         from .daemon import open_store
 
         store = await open_store(cfg, migrate=cfg.is_embedded_sqlite and cfg.database.auto_upgrade)
-        intake = Intake(store, lambda entries: None)  # a running daemon follows the change sequence
+        # A running daemon follows the change sequence; the trust rules apply (imports are rate-exempt).
+        intake = Intake(store, lambda entries: None, Gatekeeper.from_config(cfg.security), load_parser(cfg.parser.module))
         await intake.start()
         try:
             return await import_paths(list(paths), intake, progress=sys.stderr.isatty())
@@ -299,4 +312,13 @@ def _iso(value: Any) -> str:
 
 def main() -> None:
     cli(prog_name="inbox-daemon")
+
+
+# The trust commands (issue 5) live in their own module; it imports ``with_store`` from
+# here, so it is loaded last.
+from .cli_trust import audit, blocklist_import, forwarders, quarantine, sellers  # noqa: E402
+
+for _command in (sellers, forwarders, quarantine, audit):
+    cli.add_command(_command)
+blocklist.add_command(blocklist_import)
 

@@ -23,6 +23,7 @@ __all__ = [
     "SmtpConfig",
     "QueryConfig",
     "SecurityConfig",
+    "ParserConfig",
     "ImapConfig",
     "ImapAccount",
     "LogConfig",
@@ -70,7 +71,25 @@ class QueryConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
+    """Who may add to the blocklist (issue 5; ``inbox_daemon.trust``)."""
+
+    # Embedded default false so the quick start works; deploy/config.example.toml sets true.
     require_registered_forwarder: bool = False
+    require_dkim: bool = False  # apply only notices whose Amazon DKIM signature verifies
+    relay_domains: tuple[str, ...] = ("marketplace.amazon.*",)  # buyer relay address domains
+    dkim_domains: tuple[str, ...] = ("amazon.*", "*.amazon.*", "amazonses.com")  # Amazon's d=
+    dkim_keys_file: str = ""  # pinned keys "<selector>._domainkey.<domain> <TXT>" instead of DNS
+    forwarder_rate_per_hour: int = 0  # cap on new opt-outs per forwarder and hour; 0 = none
+    seller_address: str = ""  # base of per-seller addresses; default: first smtp.recipients
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    """Which parser the pipeline runs: a module exposing ``parse_notice`` and
+    ``PARSER_VERSION``; empty = the built-in ``inbox_daemon.notices``. A hook for tests and
+    for trying a parser upgrade on kept mail (``quarantine reprocess``)."""
+
+    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    parser: ParserConfig = field(default_factory=ParserConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
@@ -133,6 +153,7 @@ _SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "query": QueryConfig,
     "security": SecurityConfig,
+    "parser": ParserConfig,
     "log": LogConfig,
 }
 
@@ -256,9 +277,9 @@ def _validate(cfg: Config) -> None:
         (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
-        # Issue 3: until the trust work (issue 5) lands this may only be false.
-        (not cfg.security.require_registered_forwarder,
-         "security.require_registered_forwarder = true is not supported yet (sellers and forwarders land with the trust work)"),
+        (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
+        (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
+         "security.seller_address must be local@domain"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
     ]

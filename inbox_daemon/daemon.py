@@ -19,10 +19,12 @@ from .config import Config, query_tcp_address
 from .log import get_logger
 from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
+from .intake.parsers import load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
 from .store import Store
 from .store.migrate import upgrade
+from .trust import Gatekeeper
 
 __all__ = ["Daemon", "open_store", "notify"]
 
@@ -67,7 +69,8 @@ class Daemon:
         self.index = await load_index(self.store)
         self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
-        self.intake = Intake(self.store, self.index.apply)
+        self.intake = Intake(self.store, self.index.apply, Gatekeeper.from_config(cfg.security),
+                             load_parser(cfg.parser.module))
         self.learner = AddressLearner(self.store, self.index)
         self.query = QueryServer(
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
@@ -126,6 +129,7 @@ class Daemon:
             "not_opt_out": counters.get("not_opt_out", 0),
             "malformed": counters.get("malformed", 0),
             "errors": counters.get("error", 0),
+            "quarantined": counters.get("quarantined", 0),
             "followed_changes": self.follower.applied,
         }
 

@@ -49,7 +49,8 @@ def test_search_path_in_working_directory(tmp_path: Path, monkeypatch: pytest.Mo
         ("[nonsense]\n", {}, "nonsense"),
         ("", {"INBOX_DAEMON_SMTP_PORT": "twenty"}, "smtp.port"),
         ("", {"INBOX_DAEMON_BOGUS_KEY": "1"}, "INBOX_DAEMON_BOGUS_KEY"),
-        ("[security]\nrequire_registered_forwarder = true\n", {}, "require_registered_forwarder"),
+        ("[security]\nforwarder_rate_per_hour = -1\n", {}, "security.forwarder_rate_per_hour"),
+        ("[security]\nrequire_dkim = \"yes\"\n", {}, "security.require_dkim"),
         ("[database]\nurl = \"mysql://x\"\n", {}, "database.url"),
         ("[query]\ntcp = \"nohost\"\n", {}, "query.tcp"),
         ("[[imap.accounts]]\nhost = \"imap.example\"\nusername = \"u\"\n", {}, "password"),
@@ -82,3 +83,14 @@ def test_cli_exits_78_with_one_line_naming_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 78
     assert proc.stderr.strip().count("\n") == 0
     assert "smtp.max_message_bytes" in proc.stderr
+
+
+def test_security_settings_parse_from_file_and_environment(tmp_path: Path) -> None:
+    """Issue 5 lifted the issue-3 refusal: require_registered_forwarder = true is accepted."""
+    path = tmp_path / "c.toml"
+    path.write_text('[security]\nrequire_registered_forwarder = true\nrelay_domains = ["marketplace.amazon.de"]\n')
+    env = {"INBOX_DAEMON_SECURITY_FORWARDER_RATE_PER_HOUR": "30", "INBOX_DAEMON_SECURITY_REQUIRE_DKIM": "yes"}
+    security = load_config(path, environ=env).security
+    assert security.require_registered_forwarder and security.require_dkim
+    assert (security.relay_domains, security.forwarder_rate_per_hour) == (("marketplace.amazon.de",), 30)
+    assert not load_config(environ={}).security.require_registered_forwarder  # the quick start

@@ -4,6 +4,10 @@
 acknowledge (SMTP 250, IMAP flag) on its return. Concurrent deliveries are written in one
 transaction (group commit): one fsync serves many senders. Everything after the raw write can
 be replayed: on start, raw messages still "pending" are processed again.
+
+Between parse and apply, the ``Gatekeeper`` (issue 5) attributes each message and checks
+Amazon's DKIM signature; the store decides, in the applying transaction, to apply or to hold
+it in quarantine. ``reprocess`` sends kept messages through the same path again.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 
 from ..errors import StoreUnavailable
 from ..log import get_logger
-from ..notices import PARSER_VERSION, parse_notice
+from ..notices import ParseResult
 from ..store import RawIn, SavedRaw, Store
+from ..trust import Assessment, Gatekeeper
+from .parsers import BUILTIN, Parser
 
 __all__ = ["Delivery", "Processed", "Intake"]
 
@@ -41,7 +47,7 @@ class Processed:
 
     raw_id: int
     duplicate: bool
-    outcome: str  # opt_out | not_opt_out | malformed | error | pending (a duplicate still queued)
+    outcome: str  # opt_out | not_opt_out | malformed | error | quarantined | pending (deferred)
     reason: str | None
     buyers_new: int
 
@@ -53,20 +59,30 @@ class _Job:
     sha256: str
     source: str
     done: asyncio.Future[Processed] | None = None
+    envelope_to: tuple[str, ...] = ()
 
 
 class Intake:
     """Durable intake plus the background processor that parses and applies."""
 
-    def __init__(self, store: Store, apply_entries: Callable[[Sequence[Any]], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        apply_entries: Callable[[Sequence[Any]], None],
+        gate: Gatekeeper | None = None,
+        parser: Parser = BUILTIN,
+    ) -> None:
         self._store = store
         self._apply_entries = apply_entries  # updates the in-memory index after each commit
+        self._gate = gate  # None: no admission step (every notice applies, nothing recorded)
+        self._parser = parser
         self._log = get_logger(component="intake")
         self._writes: asyncio.Queue[tuple[Delivery, asyncio.Future[SavedRaw]]] = asyncio.Queue()
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._retry = asyncio.Event()
-        self.counters = {"accepted": 0, "duplicates": 0, "opt_out": 0, "not_opt_out": 0, "malformed": 0, "error": 0}
+        self.counters = {"accepted": 0, "duplicates": 0, "opt_out": 0, "not_opt_out": 0, "malformed": 0, "error": 0,
+                         "quarantined": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,7 +129,7 @@ class Intake:
         for delivery, s in zip(deliveries, saved):
             fut: asyncio.Future[Processed] = loop.create_future()
             if s.is_new:
-                self._jobs.put_nowait(_Job(s.id, delivery.raw, s.sha256, delivery.source, fut))
+                self._jobs.put_nowait(_Job(s.id, delivery.raw, s.sha256, delivery.source, fut, delivery.envelope_to))
             else:
                 self.counters["duplicates"] += 1
                 fut.set_result(Processed(s.id, True, "duplicate", None, 0))
@@ -143,7 +159,7 @@ class Intake:
     def _after_write(self, delivery: Delivery, saved: SavedRaw) -> None:
         self.counters["accepted"] += 1
         if saved.is_new:
-            self._jobs.put_nowait(_Job(saved.id, delivery.raw, saved.sha256, delivery.source))
+            self._jobs.put_nowait(_Job(saved.id, delivery.raw, saved.sha256, delivery.source, None, delivery.envelope_to))
         else:
             self.counters["duplicates"] += 1
             self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id)
@@ -161,15 +177,26 @@ class Intake:
                 for _ in batch:
                     self._jobs.task_done()
 
+    async def _assess(self, parsed: list[tuple[_Job, ParseResult]]) -> list[Assessment] | None:
+        if self._gate is None:
+            return None
+        return [await self._gate.assess(j.raw, r, j.envelope_to, j.source) for j, r in parsed]
+
+    async def _apply(self, parsed: list[tuple[_Job, ParseResult]], assessed: list[Assessment] | None) -> list[Any]:
+        """One transaction: the admission step (with a gate), then apply."""
+        return await self._store.apply_many(
+            [(job.raw_id, result) for job, result in parsed], parser_version=self._parser.version,
+            assessed=assessed, policy=self._gate.policy if self._gate else None,
+        )
+
     async def _process(self, batch: list[_Job]) -> None:
         parsed = []
         for job in batch:
-            parsed.append((job, parse_notice(job.raw)))
+            parsed.append((job, self._parser.parse(job.raw)))
             await asyncio.sleep(0)  # one parse at a time, so the query socket never waits long
         try:
-            applied = await self._store.apply_many(
-                [(job.raw_id, result) for job, result in parsed], parser_version=PARSER_VERSION
-            )
+            assessed = await self._assess(parsed)
+            applied = await self._apply(parsed, assessed)
         except StoreUnavailable as exc:
             # Stays "pending" in the database; the recovery loop picks it up once the store is back.
             self._log.warning("apply_deferred", count=len(batch), error=str(exc))
@@ -182,15 +209,20 @@ class Intake:
             await self._apply_one_by_one(parsed, exc)
             return
         for (job, result), app in zip(parsed, applied):
-            self._apply_entries(app.entries)
-            self._finish(job, result.kind.value, result.reason, app.buyers_new, result.message_id)
+            self._applied(job, result, app)
+
+    def _applied(self, job: _Job, result: ParseResult, app: Any) -> None:
+        self._apply_entries(app.entries)
+        outcome, reason = ("quarantined", app.held) if app.held else (result.kind.value, result.reason)
+        self._finish(job, outcome, reason, app.buyers_new, result.message_id)
 
     async def _apply_one_by_one(self, parsed: list[tuple[_Job, Any]], first: Exception) -> None:
         """A batch failed for a reason other than the store being down: find the culprit."""
         self._log.error("apply_batch_failed", error=repr(first), count=len(parsed))
         for job, result in parsed:
             try:
-                (app,) = await self._store.apply_many([(job.raw_id, result)], parser_version=PARSER_VERSION)
+                assessed = await self._assess([(job, result)])
+                (app,) = await self._apply([(job, result)], assessed)
             except StoreUnavailable:
                 self._retry.set()
                 continue
@@ -202,8 +234,7 @@ class Intake:
                     self._retry.set()
                 self._finish(job, "error", reason, 0, result.message_id)
             else:
-                self._apply_entries(app.entries)
-                self._finish(job, result.kind.value, result.reason, app.buyers_new, result.message_id)
+                self._applied(job, result, app)
 
     def _finish(self, job: _Job, outcome: str, reason: str | None, buyers_new: int, message_id: str | None) -> None:
         self.counters[outcome] = self.counters.get(outcome, 0) + 1
@@ -237,11 +268,23 @@ class Intake:
         queued = 0
         for raw_id in await self._store.pending_raw_ids(limit=RECOVER_BATCH):
             rec = await self._store.load_raw(raw_id)
-            self._jobs.put_nowait(_Job(raw_id, rec.data, rec.sha256, rec.source))
+            self._jobs.put_nowait(_Job(raw_id, rec.data, rec.sha256, rec.source, None, rec.envelope_to))
             queued += 1
         if queued:
             self._log.info("recovered_pending", count=queued)
         return queued
+
+    async def reprocess(self, raw_ids: Sequence[int]) -> list[Processed]:
+        """Run the current parser and admission step over kept messages again (``quarantine
+        reprocess``): a notice an older parser misread is applied now. Needs ``start()``."""
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[Processed]] = []
+        for raw_id in raw_ids:
+            rec = await self._store.load_raw(raw_id)
+            fut: asyncio.Future[Processed] = loop.create_future()
+            self._jobs.put_nowait(_Job(raw_id, rec.data, rec.sha256, rec.source, fut, rec.envelope_to))
+            waits.append(fut)
+        return list(await asyncio.gather(*waits))
 
 
 def _raw_in(d: Delivery) -> RawIn:

@@ -44,7 +44,7 @@ class OptOutHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if self._recipients and address.lower() not in self._recipients:
+        if self._recipients and not {address.lower(), _without_detail(address)} & self._recipients:
             return ERR_550_RCPT.format(address)  # never a relay
         if len(envelope.rcpt_tos) >= self._max_rcpts:
             return ERR_452_RCPTS
@@ -70,6 +70,13 @@ class OptOutHandler:
         self._log.debug("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
                        duplicate=not saved.is_new, size=len(raw))
         return OK_250_DATA.format(saved.sha256[:16])
+
+
+def _without_detail(address: str) -> str:
+    """``optout+k3x9q2@sellers.example`` -> ``optout@sellers.example``: a per-seller address
+    (RFC 5233 subaddress, issue 5) is accepted wherever its base address is."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    return f"{local.partition('+')[0]}{at}{domain}" if at else address.lower()
 
 
 def _peer(peer: Any) -> str | None:

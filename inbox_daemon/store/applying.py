@@ -16,6 +16,10 @@ evidence from a raw message not seen for it before becomes active again: the buy
 out again (or still does), and a block must not stay lifted against new proof. Its
 ``removed_*`` fields stay as the record of the removal.
 
+Held messages (issue 5: the admission step said "quarantine", see ``trust``) get the outcome
+``quarantined`` with the reason and apply nothing. Every opt-out a batch creates or
+reactivates gets an audit row in the same transaction.
+
 Speed (issue 3: 500 notices/s on durable SQLite): a batch costs a fixed handful of statements
 — the raw rows, the candidate opt-outs, the evidence that matters, then bulk writes — instead
 of several round trips per buyer; the identity rules run in memory over what was loaded.
@@ -24,7 +28,7 @@ of several round trips per buyer; the identity rules run in memory over what was
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
 from . import changes
+from .audit import audit
 from .blocklist import chunks, entries_for, normalize_email
 from .records import Applied, IndexEntry
 from .tables import Evidence, OptOut, RawMessage
@@ -68,13 +73,15 @@ def _keys(buyer: Buyer) -> tuple[str | None, str | None]:
 class _Batch:
     """The opt-outs and evidence a batch can touch, loaded once; identity rules in memory."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, actor: str = "intake") -> None:
         self.session = session
+        self.actor = actor  # who the audit rows name
         self.by_order: dict[str, OptOut] = {}
         self.by_email: dict[str, list[OptOut]] = defaultdict(list)  # oldest first
         self.seen_raw: set[tuple[int, int]] = set()  # (id(row), raw id)
         self.seen_notice: set[tuple[int, str]] = set()  # (id(row), Amazon Message-ID)
         self.evidence: list[tuple[OptOut, _Notice]] = []
+        self.audited: list[tuple[OptOut, _Notice, str]] = []  # (row, notice, block|reactivate)
 
     async def load(self, keys: set[tuple[str | None, str | None]], notices: list[_Notice]) -> None:
         orders = {o for _, o in keys if o}
@@ -141,6 +148,7 @@ class _Batch:
             self.session.add(row)
             self._index(row)
             outcome.new.add(id(row))
+            self.audited.append((row, notice, "block"))
         elif self._fill(row, email, order, buyer.marketplace):
             outcome.updated.add(id(row))
         if row not in outcome.named:
@@ -170,6 +178,8 @@ class _Batch:
         self.seen_raw.add((id(row), notice.raw_id))
         row.first_seen = min(row.first_seen, notice.received_at)
         row.last_seen = max(row.last_seen, notice.received_at)
+        if not row.active:
+            self.audited.append((row, notice, "reactivate"))
         row.active = True
         self.evidence.append((row, notice))
 
@@ -189,6 +199,15 @@ class _Batch:
             ]
             await self.session.execute(insert(Evidence), rows)
         await changes.record(self.session, [row.id for row in changed], now)
+        await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
+
+
+def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
+    by = f" forwarded by {notice.forwarder}" if notice.forwarder else ""
+    return {
+        "actor": actor, "action": action, "subject": row.order_id or row.email,
+        "opt_out_id": row.id, "raw_message_id": notice.raw_id, "detail": f"notice in message {notice.raw_id}{by}",
+    }
 
 
 async def _verdicts(
@@ -196,6 +215,7 @@ async def _verdicts(
     items: Sequence[tuple[int, ParseResult]],
     parser_version: str,
     now: datetime,
+    held: Mapping[int, str],
 ) -> list[_Notice]:
     """Lock the raw rows, record each verdict (when it differs), return the notices."""
     raws: dict[int, RawMessage] = {}
@@ -209,6 +229,8 @@ async def _verdicts(
         if raw is None:
             raise LookupError(f"no raw message with id {raw_id}")
         verdict = (result.kind.value, result.reason, parser_version, result.forwarder)
+        if raw_id in held:
+            verdict = ("quarantined", held[raw_id], parser_version, result.forwarder)
         if (raw.outcome, raw.reason, raw.parser_version, raw.forwarder) != verdict:
             raw.outcome, raw.reason, raw.parser_version, raw.forwarder = verdict
             raw.processed_at = now
@@ -221,11 +243,15 @@ async def apply_batch(
     items: Sequence[tuple[int, ParseResult]],
     parser_version: str,
     now: datetime,
+    held: Mapping[int, str] | None = None,
+    *,
+    actor: str = "intake",
 ) -> list[Applied]:
-    """Record each verdict and, for opt-outs, their buyers. Idempotent."""
-    notices = await _verdicts(session, items, parser_version, now)
-    opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT]
-    batch = _Batch(session)
+    """Record each verdict and, for opt-outs not ``held``, their buyers. Idempotent."""
+    held = held or {}
+    notices = await _verdicts(session, items, parser_version, now, held)
+    opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
+    batch = _Batch(session, actor)
     await batch.load({_keys(b) for _, r in opting for b in r.buyers}, [n for n, _ in opting])
     outcomes: dict[int, _Outcome] = {}
     for notice, result in opting:
@@ -236,12 +262,12 @@ async def apply_batch(
     changed = [r for o in outcomes.values() for r in o.named if id(r) in o.new | o.updated]
     await batch.write(now, changed)
     entries = await entries_for(session, {r.id for r in named})
-    return [_applied(outcomes.get(raw_id), entries) for raw_id, _ in items]
+    return [_applied(outcomes.get(raw_id), entries, held.get(raw_id)) for raw_id, _ in items]
 
 
-def _applied(outcome: _Outcome | None, entries: list[IndexEntry]) -> Applied:
+def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | None) -> Applied:
     if outcome is None:
-        return Applied(buyers_new=0, buyers_updated=0, entries=[])
+        return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)
     keys = {("order", r.order_id) for r in outcome.named if r.order_id}
     keys |= {("email", r.email) for r in outcome.named if r.email}
     return Applied(

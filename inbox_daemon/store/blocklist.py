@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
+from .audit import audit
 from .records import EvidenceRow, IndexEntry, OptOutRow
 from .tables import Evidence, OptOut, RawMessage
 
@@ -121,6 +122,8 @@ async def remove(
     ids = [row.id for row in removed]
     await session.flush()
     await changes.record(session, ids, now)
+    rows = [{"actor": who, "action": "remove", "subject": key.strip(), "opt_out_id": i, "detail": reason} for i in ids]
+    await audit(session, rows, now)
     return await entries_for(session, ids)
 
 

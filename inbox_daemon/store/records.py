@@ -88,6 +88,7 @@ class Applied:
     buyers_new: int
     buyers_updated: int
     entries: list[IndexEntry]  # index state of every key of every opt-out the result named
+    held: str | None = None  # quarantined with this reason instead of applied (issue 5)
 
 
 @dataclass(frozen=True, slots=True)

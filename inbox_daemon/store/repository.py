@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import ParseResult
+from inbox_daemon.trust import Assessment, Policy
 
-from . import applying, blocklist, changes, raw
+from . import applying, blocklist, changes, raw, trust
 from .engine import WRITE, make_engine, retrying, unavailable
 from .records import (
     Applied,
@@ -30,6 +31,7 @@ from .records import (
     RawRow,
     SavedRaw,
 )
+from .trust_repository import TrustRepository
 
 __all__ = ["Store"]
 
@@ -42,9 +44,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
+class Store(TrustRepository):
     """The blocklist database. Open with ``await Store.open(url)``; close with ``close()`` or
-    use it as ``async with``."""
+    use it as ``async with``. Sellers, quarantine and audit methods: ``TrustRepository``."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -144,12 +146,23 @@ class Store:
         return (await self.apply_many([(raw_id, result)], parser_version=parser_version))[0]
 
     async def apply_many(
-        self, items: Sequence[tuple[int, ParseResult]], *, parser_version: str
+        self,
+        items: Sequence[tuple[int, ParseResult]],
+        *,
+        parser_version: str,
+        assessed: Sequence[Assessment] | None = None,
+        policy: Policy | None = None,
     ) -> list[Applied]:
-        """``apply_result`` for a batch, in one transaction."""
+        """``apply_result`` for a batch, in one transaction. With ``assessed`` (one per item)
+        the admission step decides first: held notices are quarantined (``Applied.held``)."""
 
         async def work(session: AsyncSession) -> list[Applied]:
-            return await applying.apply_batch(session, items, parser_version, utcnow())
+            now = utcnow()
+            held: dict[int, str] = {}
+            if assessed is not None:
+                decided = await trust.admit_batch(session, items, assessed, policy or Policy(), now)
+                held = {raw_id: d.hold for raw_id, d in decided.items() if d.hold}
+            return await applying.apply_batch(session, items, parser_version, now, held)
 
         return await self._transaction(work)
 

@@ -35,7 +35,7 @@ __all__ = [
     "BlocklistChange",
 ]
 
-OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error")
+OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
 
 # Deterministic constraint names: SQLite batch migrations and downgrades need to name them.
 NAMING = {
@@ -89,7 +89,8 @@ class RawMessage(Base):
     __tablename__ = "raw_messages"
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('pending', 'opt_out', 'not_opt_out', 'malformed', 'error')",
+            "outcome IN ('pending', 'opt_out', 'not_opt_out', 'malformed', 'error', "
+            "'quarantined', 'discarded')",  # the last two: migration 0003 (issue 5)
             name="outcome",
         ),
         Index("ix_raw_messages_outcome_id", "outcome", "id"),

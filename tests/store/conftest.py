@@ -16,7 +16,7 @@ from inbox_daemon.store.engine import make_engine
 
 T = TypeVar("T")
 
-TABLES = "raw_messages, opt_outs, evidence, blocklist_changes"
+TABLES = "raw_messages, opt_outs, evidence, blocklist_changes, sellers"  # CASCADE: the rest
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,33 @@
+"""The audit trail: one row per change to the blocklist or the registry, written in the
+changing transaction (issue 5, point 6). Who (a login name, or ``intake``), when, what, why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .trust_records import AuditEntry
+from .trust_tables import AuditRow
+
+__all__ = ["audit", "audit_rows"]
+
+
+async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Write audit rows (dicts of AuditRow columns; ``at`` defaults to now)."""
+    if rows:
+        await session.execute(insert(AuditRow), [{"at": now, **r} for r in rows])
+
+
+async def audit_rows(session: AsyncSession, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
+    """The newest audit rows, or those of some opt-outs (oldest first then)."""
+    columns = [c for c in AuditRow.__table__.columns]
+    statement = select(*columns)
+    if opt_out_ids:
+        statement = statement.where(AuditRow.opt_out_id.in_(list(opt_out_ids))).order_by(AuditRow.id)
+    else:
+        statement = statement.order_by(AuditRow.id.desc())
+    return [AuditEntry(**m) for m in (await session.execute(statement.limit(limit))).mappings()]

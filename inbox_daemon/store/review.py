@@ -1,0 +1,181 @@
+"""Operator review (issue 5, points 5 to 7): the quarantine, approving and discarding, the
+evidence behind an opt-out, per-seller figures, and CSV imports with their provenance.
+
+Functions take an open session and never commit; ``Store`` owns the transactions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.notices.result import Buyer, Kind, ParseResult
+
+from . import applying, raw
+from .audit import audit
+from .records import Applied, RawIn
+from .tables import Evidence, RawMessage
+from .trust_records import EvidenceDetail, HeldRow, Imported, MonthFigures
+from .trust_tables import MessageTrust, Seller
+
+__all__ = [
+    "UNAPPLIED",
+    "held_rows",
+    "reprocess_ids",
+    "approve",
+    "discard",
+    "evidence_details",
+    "figures",
+    "import_buyers",
+    "parse_csv_rows",
+]
+
+# Kept messages that applied nothing: what ``quarantine list`` shows and ``reprocess`` retries.
+UNAPPLIED = ("quarantined", "not_opt_out", "malformed", "error")
+ORDER_RE = re.compile(r"^\d{3}-\d{7}-\d{7}$")
+
+
+def _held_query() -> object:
+    return (
+        select(
+            RawMessage.id, RawMessage.received_at, RawMessage.source, RawMessage.outcome,
+            RawMessage.reason, RawMessage.parser_version, RawMessage.forwarder,
+            Seller.name.label("seller"), MessageTrust.dkim, MessageTrust.approved_by,
+        )
+        .outerjoin(MessageTrust, MessageTrust.raw_message_id == RawMessage.id)
+        .outerjoin(Seller, Seller.id == MessageTrust.seller_id)
+    )
+
+
+async def held_rows(session: AsyncSession, outcomes: Sequence[str], limit: int, raw_id: int | None = None) -> list[HeldRow]:
+    """Unapplied messages of these outcomes, newest first (or the one ``raw_id``)."""
+    statement = _held_query()
+    if raw_id is not None:
+        statement = statement.where(RawMessage.id == raw_id)  # type: ignore[attr-defined]
+    else:
+        statement = statement.where(RawMessage.outcome.in_(list(outcomes)))  # type: ignore[attr-defined]
+    statement = statement.order_by(RawMessage.id.desc()).limit(limit)
+    return [HeldRow(**m) for m in (await session.execute(statement)).mappings()]
+
+
+async def reprocess_ids(session: AsyncSession, parser_version: str, every: bool, after: int, limit: int) -> list[int]:
+    """Unapplied messages to run the current parser over: those an older parser read, or
+    (``every``) all of them. Ids above ``after``, oldest first, at most ``limit``."""
+    statement = select(RawMessage.id).where(RawMessage.outcome.in_(UNAPPLIED), RawMessage.id > after)
+    if not every:
+        statement = statement.where(
+            (RawMessage.parser_version != parser_version) | RawMessage.parser_version.is_(None)
+            | (RawMessage.outcome == "quarantined")  # the registry or the policy may have changed
+        )
+    return list((await session.scalars(statement.order_by(RawMessage.id).limit(limit))).all())
+
+
+async def _held_message(session: AsyncSession, raw_id: int) -> RawMessage:
+    message = await session.get(RawMessage, raw_id, with_for_update=True)
+    if message is None:
+        raise LookupError(f"no message {raw_id}")
+    if message.outcome != "quarantined":
+        raise ValueError(f"message {raw_id} is not in quarantine (outcome {message.outcome})")
+    return message
+
+
+async def approve(
+    session: AsyncSession, raw_id: int, result: ParseResult, parser_version: str, who: str, now: datetime
+) -> Applied:
+    """Apply a held notice as the operator vouches for it; later passes keep the approval."""
+    await _held_message(session, raw_id)
+    if result.kind is not Kind.OPT_OUT:
+        raise ValueError(f"message {raw_id} now parses as {result.kind.value}: {result.reason}")
+    trust = await session.get(MessageTrust, raw_id)
+    if trust is not None:
+        trust.approved_by, trust.approved_at, trust.held = who, now, None
+    (applied,) = await applying.apply_batch(session, [(raw_id, result)], parser_version, now, actor=who)
+    await audit(session, [{"actor": who, "action": "approve", "raw_message_id": raw_id,
+                           "detail": f"{applied.buyers_new} new, {applied.buyers_updated} updated"}], now)
+    return applied
+
+
+async def discard(session: AsyncSession, raw_id: int, who: str, reason: str, now: datetime) -> None:
+    """Keep the bytes, apply nothing, never offer it again."""
+    message = await _held_message(session, raw_id)
+    message.outcome, message.processed_at = "discarded", now
+    message.reason = f"discarded by {who}: {reason} (was: {message.reason})"[:2000]
+    await audit(session, [{"actor": who, "action": "discard", "raw_message_id": raw_id, "detail": reason}], now)
+
+
+async def evidence_details(session: AsyncSession, opt_out_id: int) -> list[EvidenceDetail]:
+    statement = (
+        select(
+            Evidence.raw_message_id, Evidence.seen_at, RawMessage.source, Evidence.forwarder,
+            Seller.name.label("seller"), MessageTrust.dkim, Evidence.notice_message_id,
+        )
+        .join(RawMessage, RawMessage.id == Evidence.raw_message_id)
+        .outerjoin(MessageTrust, MessageTrust.raw_message_id == Evidence.raw_message_id)
+        .outerjoin(Seller, Seller.id == MessageTrust.seller_id)
+        .where(Evidence.opt_out_id == opt_out_id)
+        .order_by(Evidence.seen_at, Evidence.id)
+    )
+    return [EvidenceDetail(**m) for m in (await session.execute(statement)).mappings()]
+
+
+async def figures(session: AsyncSession, seller_id: int) -> list[MonthFigures]:
+    """Per month (UTC, of receipt): messages attributed to the seller, distinct buyers they
+    named, and the Amazon notices in them. Summed here, the same way on both engines."""
+    notices: dict[str, int] = defaultdict(int)
+    blocked: dict[str, int] = defaultdict(int)
+    statement = (
+        select(RawMessage.received_at, MessageTrust.amazon_notices)
+        .join(MessageTrust, MessageTrust.raw_message_id == RawMessage.id)
+        .where(MessageTrust.seller_id == seller_id, RawMessage.outcome != "discarded")
+    )
+    for received, amazon in await session.execute(statement):
+        notices[received.strftime("%Y-%m")] += 1
+        blocked[received.strftime("%Y-%m")] += amazon
+    buyers: dict[str, set[int]] = defaultdict(set)
+    statement = (
+        select(RawMessage.received_at, Evidence.opt_out_id)
+        .join(Evidence, Evidence.raw_message_id == RawMessage.id)
+        .join(MessageTrust, MessageTrust.raw_message_id == RawMessage.id)
+        .where(MessageTrust.seller_id == seller_id)
+    )
+    for received, opt_out_id in await session.execute(statement):
+        buyers[received.strftime("%Y-%m")].add(opt_out_id)
+    return [MonthFigures(m, notices[m], len(buyers[m]), blocked[m]) for m in sorted(notices)]
+
+
+def parse_csv_rows(rows: Sequence[dict[str, str]]) -> tuple[list[Buyer], list[str]]:
+    """Buyers from rows with ``order_id``/``email``/``marketplace`` (the export's columns),
+    and why each other row was skipped (line numbers count the header as line 1)."""
+    buyers, skipped = [], []
+    for line, row in enumerate(rows, start=2):
+        order = (row.get("order_id") or "").strip() or None
+        email = (row.get("email") or "").strip().lower() or None
+        if order and not ORDER_RE.match(order):
+            skipped.append(f"line {line}: bad order id {order!r}")
+        elif email and "@" not in email:
+            skipped.append(f"line {line}: bad address {email!r}")
+        elif not (order or email):
+            skipped.append(f"line {line}: neither order id nor address")
+        else:
+            market = (row.get("marketplace") or "").strip() or (email.rpartition("@")[2] if email else None)
+            buyers.append(Buyer(email, order, market))
+    return buyers, skipped
+
+
+async def import_buyers(
+    session: AsyncSession, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], who: str, now: datetime
+) -> Imported:
+    """The file is kept as a raw message (its provenance: name, sha256, who, when) and its
+    buyers applied as one notice: evidence and audit rows point at it."""
+    (saved,) = await raw.save_many(session, [RawIn(data, f"csv:{name}"[:200], envelope_from=who)], now)
+    result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
+    (applied,) = await applying.apply_batch(session, [(saved.id, result)], "csv-import", now, actor=who)
+    detail = f"file {name} sha256 {saved.sha256}: {len(buyers)} rows, {len(skipped)} skipped"
+    await audit(session, [{"actor": who, "action": "import", "subject": name[:400], "raw_message_id": saved.id,
+                           "detail": detail}], now)
+    return Imported(len(buyers), applied.buyers_new, applied.buyers_updated, tuple(skipped))
