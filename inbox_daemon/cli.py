@@ -296,6 +296,8 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
 
     summary = _run(body())
     click.echo(str(summary))
+    if summary.errors:  # an unreadable path or a message that could not be applied
+        sys.exit(2)
 
 
 def _optout_line(row: Any) -> str:

@@ -39,6 +39,16 @@ def run() -> Callable[..., Any]:
     return run_async
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests copy it (cheaper than migrating)."""
+    from inbox_daemon.store import migrate
+
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'inbox.db'}"

@@ -19,13 +19,6 @@ T = TypeVar("T")
 TABLES = "raw_messages, opt_outs, evidence, blocklist_changes, sellers"  # CASCADE: the rest
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "migrated.db"
-    migrate.upgrade(f"sqlite:///{path}")
-    return path
-
-
 async def _truncate(url: str) -> None:
     engine = make_engine(url)
     try:

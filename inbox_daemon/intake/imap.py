@@ -1,0 +1,260 @@
+"""IMAP intake: one poller per configured account takes the messages of one mailbox by UID,
+stores their raw bytes durably, and only then flags or moves them (issue 4, point 2).
+
+The order of every batch is: ``UID SEARCH UID n:*`` -> ``UID FETCH (UID BODY.PEEK[])`` (PEEK:
+the server must not set ``\\Seen`` before we have stored) -> ``Intake.accept`` (returns once
+committed) -> flag or move -> the position is saved. A crash anywhere in there repeats the
+batch; the store's sha256 dedupe makes storing it again a no-op. Nothing is ever deleted except
+the source copy of a MOVE the operator asked for.
+
+Waiting: IDLE (RFC 2177) when the account allows it and the server has it, re-issued well
+before the 29 minutes after which servers may drop us; every wake runs ``UID SEARCH`` again
+(a pushed EXISTS is a hint, not a list). Without IDLE, a poll every ``poll_seconds``.
+Connections and the aioimaplib pitfalls are in ``imap_client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import aioimaplib  # type: ignore[import-untyped]
+
+from ..config import ImapAccount
+from ..errors import StoreUnavailable
+from ..store import Store
+from ..store.imap_state import ImapProgress, Position
+from .imap_client import (
+    ImapAuthError,
+    ImapConnection,
+    ImapSessionError,
+    check_ok,
+    mailbox_arg,
+    response_text,
+    uid_set,
+)
+from .pipeline import Delivery, Intake
+
+__all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "CRASH_AFTER_STORE_ENV"]
+
+# Test hook (issue 4, "SIGKILLed between storing and flagging"): die right after the n-th
+# durable store of this process and before its flag. Unset in production. Not INBOX_DAEMON_*:
+# config.py refuses unknown settings in that namespace, as it should.
+CRASH_AFTER_STORE_ENV = "INBOXD_TEST_CRASH_AFTER_STORE"
+
+
+@dataclass(frozen=True)
+class ImapTuning:
+    """Timings that are not in the config file; tests shorten them."""
+
+    command_timeout: float = 30.0  # aioimaplib restarts it whenever data arrives
+    connect_timeout: float = 15.0
+    reidle_seconds: float = 25 * 60.0  # RFC 2177 section 3: re-issue IDLE at least every 29 min
+    fetch_batch: int = 50  # UIDs per FETCH: bounds memory on big mailboxes
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    auth_retry_seconds: float = 600.0  # a wrong password is not fixed by hammering the server
+    stop_seconds: float = 3.0  # DONE + LOGOUT budget in stop()
+
+
+def backoff(failures: int, tuning: ImapTuning) -> float:
+    """Exponential with "equal jitter": between half and all of the capped delay."""
+    delay = min(tuning.backoff_max, tuning.backoff_initial * 2.0 ** max(0, failures - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+# -- the poller --------------------------------------------------------------------------------
+
+
+class ImapPoller:
+    """Takes one account's mailbox into the intake, for as long as the daemon runs."""
+
+    def __init__(
+        self, account: ImapAccount, intake: Intake, store: Store, *,
+        logger: Any, tuning: ImapTuning | None = None,
+    ) -> None:
+        self.account = account
+        self.tuning = tuning or ImapTuning()
+        self._intake = intake
+        self._state = ImapProgress(store.engine)  # positions live beside the mail they led to
+        self._log = logger.bind(component="imap", account=account.name, mailbox=account.mailbox)
+        self._source = f"imap:{account.name}"
+        self._peer = f"{account.host}:{account.port}"
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._crash_after = int(os.environ.get(CRASH_AFTER_STORE_ENV, "0"))  # test hook only
+        self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
+        self.idling = False  # in IDLE right now (the server said "+ idling")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"imap:{self.account.name}")
+
+    async def stop(self) -> None:
+        """Leave IDLE with DONE and LOGOUT, within ``tuning.stop_seconds`` (then cancel)."""
+        self._stop.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.tuning.stop_seconds + 1)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._log.info("imap_stopped", **self.stats)
+
+    # -- sessions and backoff ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            conn = ImapConnection(
+                self.account, command_timeout=self.tuning.command_timeout,
+                connect_timeout=self.tuning.connect_timeout,
+            )
+            self.stats["sessions"] += 1
+            delay, failed = 0.0, True
+            try:
+                await self._session(conn)
+                failed = False
+            except ImapAuthError as exc:
+                delay = self.tuning.auth_retry_seconds * random.uniform(0.9, 1.1)
+                self._log.error(
+                    "imap_auth_failed", host=self.account.host, username=self.account.username,
+                    error=str(exc), retry_in=round(delay, 1),
+                )
+            except Exception as exc:  # the poller's unit of work: log, back off, reconnect
+                self._failures += 1
+                self.stats["failures"] += 1
+                delay = backoff(self._failures, self.tuning)
+                expected = isinstance(exc, (ImapSessionError, StoreUnavailable, OSError, TimeoutError,
+                                            aioimaplib.AioImapException))
+                self._log.warning(
+                    "imap_session_failed", error=f"{type(exc).__name__}: {exc}",
+                    retry_in=round(delay, 2), exc_info=not expected,
+                )
+            finally:
+                await conn.close(logout=not failed, timeout=self.tuning.stop_seconds)
+            if delay:
+                await self._pause(delay)
+
+    def _idling(self) -> None:
+        self.idling = True
+        self.stats["idles"] += 1
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _password(self) -> str:
+        if not self.account.password_file:
+            return self.account.password
+        try:  # read at every connect, so a rotated password needs no restart
+            text = await asyncio.to_thread(_read_text, self.account.password_file)
+        except OSError as exc:
+            raise ImapAuthError(f"cannot read password_file {self.account.password_file}: {exc.strerror}") from None
+        return text.rstrip("\r\n")
+
+    async def _session(self, conn: ImapConnection) -> None:
+        """Connect, select, then drain and wait until stopped (or until something breaks)."""
+        acct = self.account
+        await conn.open(await self._password())
+        uidvalidity = await conn.select(acct.mailbox)
+        position = await self._state.load(acct.name, acct.mailbox)
+        if position is not None and position.uidvalidity != uidvalidity:
+            self._log.warning("imap_uidvalidity_changed", old=position.uidvalidity, new=uidvalidity)
+        if position is None or position.uidvalidity != uidvalidity:
+            position = Position(uidvalidity, 0)  # RFC 3501 2.3.1.1: old UIDs mean nothing now
+        use_idle = acct.idle and "IDLE" in conn.capabilities
+        self._log.info(
+            "imap_selected", uidvalidity=uidvalidity, last_uid=position.last_uid,
+            wait="idle" if use_idle else "poll", move="MOVE" in conn.capabilities,
+        )
+        while not self._stop.is_set():
+            position = await self._drain(conn, position)
+            self._failures = 0  # a full round worked: the next failure starts the backoff anew
+            if self._stop.is_set():
+                break
+            if use_idle:
+                try:
+                    pushed = await conn.idle(self.tuning.reidle_seconds, self._stop, self._idling)
+                finally:
+                    self.idling = False
+                self._log.debug("imap_wake", pushed=pushed)
+            else:
+                await self._pause(acct.poll_seconds)
+                if not self._stop.is_set():
+                    await conn.noop()  # lets the server report new mail before the search
+
+    # -- taking mail -----------------------------------------------------------------------------
+
+    async def _drain(self, conn: ImapConnection, position: Position) -> Position:
+        """Take everything above ``position``; search again until a search finds nothing new,
+        so mail that arrives while we work is seen before we IDLE."""
+        while not self._stop.is_set():
+            uids = await conn.uids_after(position.last_uid)
+            if not uids:
+                break
+            for start in range(0, len(uids), self.tuning.fetch_batch):
+                if self._stop.is_set():
+                    break
+                batch = uids[start:start + self.tuning.fetch_batch]
+                await self._take(conn, batch)
+                position = Position(position.uidvalidity, batch[-1])
+                await self._state.save(self.account.name, self.account.mailbox, position)
+        return position
+
+    async def _take(self, conn: ImapConnection, batch: list[int]) -> None:
+        """Fetch, store durably (one group commit for the batch), then flag or move."""
+        messages = await conn.fetch(batch)
+        taken = sorted(messages)
+        deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]
+        saved = await asyncio.gather(*(self._intake.accept(d) for d in deliveries))
+        for uid, s in zip(taken, saved):
+            self._log.info("imap_stored", uid=uid, sha256=s.sha256, raw_id=s.id, new=s.is_new)
+        self.stats["stored"] += len(saved)
+        if self._crash_after and self.stats["stored"] >= self._crash_after:  # test hook, see top
+            os.kill(os.getpid(), signal.SIGKILL)
+        missing = sorted(set(batch) - set(messages))
+        if missing:  # expunged by someone else meanwhile, or a body the server could not give
+            self._log.warning("imap_fetch_missing", uids=uid_set(missing))
+        if taken:
+            await self._mark(conn, taken)
+
+    async def _mark(self, conn: ImapConnection, uids: list[int]) -> None:
+        """What the operator chose once a message is safe: flag it, or move it."""
+        acct, which = self.account, uid_set(uids)
+        if acct.on_stored == "flag":
+            flags = "(\\Seen " + acct.flag_keyword + ")" if acct.flag_keyword else "(\\Seen)"
+            check_ok(await conn.uid_command("store", which, "+FLAGS.SILENT", flags), "UID STORE")
+        else:
+            await self._move(conn, which)
+        self._log.info("imap_marked", uids=which, action=acct.on_stored)
+
+    async def _move(self, conn: ImapConnection, which: str) -> None:
+        target = self.account.move_to
+        use_move = "MOVE" in conn.capabilities  # RFC 6851
+        for attempt in (1, 2):
+            response = await conn.uid_command("move" if use_move else "copy", which, mailbox_arg(target))
+            if response.result == "OK":
+                break
+            if attempt == 1 and "[TRYCREATE]" in response_text(response).upper():
+                await conn.create(target)  # RFC 3501 6.4.7: the target folder does not exist yet
+                continue
+            check_ok(response, "UID MOVE" if use_move else "UID COPY")
+        if use_move:
+            return
+        check_ok(await conn.uid_command("store", which, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+        if "UIDPLUS" in conn.capabilities:  # RFC 4315: expunge these UIDs and nothing else
+            check_ok(await conn.uid_command("expunge", which), "UID EXPUNGE")
+        else:  # a plain EXPUNGE would also remove what others marked \Deleted: leave it marked
+            self._log.warning("imap_move_left_deleted", uids=which, reason="server lacks MOVE and UIDPLUS")
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()

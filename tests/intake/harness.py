@@ -1,0 +1,87 @@
+"""The real Store and Intake around an IMAP poller or an import, and ways to look at the result.
+
+Waiting is done by polling a condition with a deadline (the database or the IMAP server is the
+state to watch; there is no event to wait on across those), never by a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+from typing import Any
+
+from inbox_daemon.config import ImapAccount
+from inbox_daemon.intake.imap import ImapPoller, ImapTuning
+from inbox_daemon.intake.pipeline import Intake
+from inbox_daemon.log import get_logger
+from inbox_daemon.store import Store
+
+from tests.intake.dovecot import Dovecot
+from tests.support.daemon import wait_until
+
+FAST = ImapTuning(
+    command_timeout=10.0, connect_timeout=5.0, reidle_seconds=60.0, fetch_batch=50,
+    backoff_initial=0.05, backoff_max=0.5, auth_retry_seconds=30.0, stop_seconds=2.0,
+)
+
+
+def account(server: Dovecot, **overrides: Any) -> ImapAccount:
+    values: dict[str, Any] = dict(
+        name="shop", host="127.0.0.1", port=server.port, tls="none",
+        username=server.user, password=server.password, poll_seconds=0.2,
+    )
+    values.update(overrides)
+    return ImapAccount(**values)
+
+
+@asynccontextmanager
+async def running_intake(db: Path) -> AsyncIterator[tuple[Store, Intake]]:
+    store = await Store.open(f"sqlite:///{db}")
+    intake = Intake(store, lambda _entries: None)
+    await intake.start()
+    try:
+        yield store, intake
+    finally:
+        await intake.stop()
+        await store.close()
+
+
+@asynccontextmanager
+async def running_poller(db: Path, acct: ImapAccount, tuning: ImapTuning = FAST) -> AsyncIterator[ImapPoller]:
+    async with running_intake(db) as (store, intake):
+        poller = ImapPoller(acct, intake, store, logger=get_logger(), tuning=tuning)
+        await poller.start()
+        try:
+            yield poller
+        finally:
+            await poller.stop()
+
+
+async def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """``wait_until`` (a 50 ms poll with a deadline) in a thread, so the event loop under test
+    keeps running; the condition may do blocking I/O (SQLite, IMAP)."""
+    try:
+        return await asyncio.to_thread(wait_until, condition, timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}") from None
+
+
+def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(db, timeout=10)) as conn, conn:  # commits a write
+        return conn.execute(sql, args).fetchall()
+
+
+def raw_counts(db: Path) -> dict[str, int]:
+    """outcome -> number of raw messages."""
+    return dict(query(db, "SELECT outcome, count(*) FROM raw_messages GROUP BY outcome"))
+
+
+def processed(db: Path) -> int:
+    return int(query(db, "SELECT count(*) FROM raw_messages WHERE outcome != 'pending'")[0][0])
+
+
+def flagged(flags: dict[int, set[str]], keyword: str = "$OptOutProcessed") -> bool:
+    return bool(flags) and all({"\\Seen", keyword} <= f for f in flags.values())
