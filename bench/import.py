@@ -29,6 +29,7 @@ from inbox_daemon.intake.files import ImportSummary, import_paths  # noqa: E402
 from inbox_daemon.log import configure_logging  # noqa: E402
 from inbox_daemon.notices import parse_notice  # noqa: E402
 from inbox_daemon.store import migrate  # noqa: E402
+from inbox_daemon.intake.parsers import auto_workers  # noqa: E402
 from tests.intake.harness import running_intake  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -88,7 +89,7 @@ def build_mbox(path: Path, count: int, samples: list[bytes]) -> int:
 
 
 async def run_import(db: Path, mbox: Path) -> tuple[ImportSummary, float]:
-    async with running_intake(db) as (_store, intake):
+    async with running_intake(db, parse_workers=auto_workers(-1)) as (_store, intake):
         started = time.perf_counter()
         summary = await import_paths([mbox], intake, progress=sys.stderr.isatty())
         return summary, time.perf_counter() - started

@@ -277,7 +277,7 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
     cfg = _config(config_path)
     configure_logging("warning", cfg.log.format)
     from .intake.files import import_paths
-    from .intake.parsers import load_parser
+    from .intake.parsers import auto_workers, load_parser
     from .intake.pipeline import Intake
     from .trust import Gatekeeper
 
@@ -286,7 +286,8 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
 
         store = await open_store(cfg, migrate=cfg.is_embedded_sqlite and cfg.database.auto_upgrade)
         # A running daemon follows the change sequence; the trust rules apply (imports are rate-exempt).
-        intake = Intake(store, lambda entries: None, Gatekeeper.from_config(cfg.security), load_parser(cfg.parser.module))
+        intake = Intake(store, lambda entries: None, Gatekeeper.from_config(cfg.security), load_parser(cfg.parser.module),
+                        parse_workers=auto_workers(cfg.parser.workers))
         await intake.start()
         try:
             return await import_paths(list(paths), intake, progress=sys.stderr.isatty())

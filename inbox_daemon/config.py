@@ -90,6 +90,7 @@ class ParserConfig:
     for trying a parser upgrade on kept mail (``quarantine reprocess``)."""
 
     module: str = ""
+    workers: int = -1  # parser processes beside the event loop; -1: one when there are 2+ cores
 
 
 @dataclass(frozen=True)

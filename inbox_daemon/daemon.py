@@ -19,7 +19,7 @@ from .config import Config, query_tcp_address
 from .log import get_logger
 from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
-from .intake.parsers import load_parser
+from .intake.parsers import auto_workers, load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
 from .store import Store
@@ -70,7 +70,7 @@ class Daemon:
         self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.intake = Intake(self.store, self.index.apply, Gatekeeper.from_config(cfg.security),
-                             load_parser(cfg.parser.module))
+                             load_parser(cfg.parser.module), parse_workers=auto_workers(cfg.parser.workers))
         self.learner = AddressLearner(self.store, self.index)
         self.query = QueryServer(
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),

@@ -22,7 +22,7 @@ from ..log import get_logger
 from ..notices import ParseResult
 from ..store import RawIn, SavedRaw, Store
 from ..trust import Assessment, Gatekeeper
-from .parsers import BUILTIN, Parser
+from .parsers import BUILTIN, Parser, ParsePool
 
 __all__ = ["Delivery", "Processed", "Intake"]
 
@@ -71,11 +71,13 @@ class Intake:
         apply_entries: Callable[[Sequence[Any]], None],
         gate: Gatekeeper | None = None,
         parser: Parser = BUILTIN,
+        parse_workers: int = 0,
     ) -> None:
         self._store = store
         self._apply_entries = apply_entries  # updates the in-memory index after each commit
         self._gate = gate  # None: no admission step (every notice applies, nothing recorded)
         self._parser = parser
+        self._parsing = ParsePool(parser, parse_workers)
         self._log = get_logger(component="intake")
         self._writes: asyncio.Queue[tuple[Delivery, asyncio.Future[SavedRaw]]] = asyncio.Queue()
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
@@ -103,6 +105,7 @@ class Intake:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._parsing.close, True)
 
     async def _drain(self) -> None:
         while not (self._writes.empty() and self._jobs.empty()):
@@ -167,15 +170,28 @@ class Intake:
     # -- processing --------------------------------------------------------------------------
 
     async def _processor(self) -> None:
+        """Parse batch k+1 (in a worker process) while batch k is assessed and applied."""
+        ahead: tuple[list[_Job], asyncio.Task[list[ParseResult]]] | None = None
         while True:
-            batch = [await self._jobs.get()]
-            while not self._jobs.empty() and len(batch) < MAX_BATCH:
-                batch.append(self._jobs.get_nowait())
-            try:
-                await self._process(batch)
-            finally:
-                for _ in batch:
-                    self._jobs.task_done()
+            batch = self._take_batch() if ahead else [await self._jobs.get()] + self._take_batch(1)
+            parsing = asyncio.create_task(self._parsing.parse_many([j.raw for j in batch])) if batch else None
+            if ahead is not None:
+                await self._finish_batch(*ahead)
+            ahead = (batch, parsing) if parsing is not None else None
+
+    def _take_batch(self, have: int = 0) -> list[_Job]:
+        batch: list[_Job] = []
+        while not self._jobs.empty() and have + len(batch) < MAX_BATCH:
+            batch.append(self._jobs.get_nowait())
+        return batch
+
+    async def _finish_batch(self, batch: list[_Job], parsing: asyncio.Task[list[ParseResult]]) -> None:
+        try:
+            results = await parsing
+            await self._process(list(zip(batch, results)))
+        finally:
+            for _ in batch:
+                self._jobs.task_done()
 
     async def _assess(self, parsed: list[tuple[_Job, ParseResult]]) -> list[Assessment] | None:
         if self._gate is None:
@@ -189,17 +205,13 @@ class Intake:
             assessed=assessed, policy=self._gate.policy if self._gate else None,
         )
 
-    async def _process(self, batch: list[_Job]) -> None:
-        parsed = []
-        for job in batch:
-            parsed.append((job, self._parser.parse(job.raw)))
-            await asyncio.sleep(0)  # one parse at a time, so the query socket never waits long
+    async def _process(self, parsed: list[tuple[_Job, ParseResult]]) -> None:
         try:
             assessed = await self._assess(parsed)
             applied = await self._apply(parsed, assessed)
         except StoreUnavailable as exc:
             # Stays "pending" in the database; the recovery loop picks it up once the store is back.
-            self._log.warning("apply_deferred", count=len(batch), error=str(exc))
+            self._log.warning("apply_deferred", count=len(parsed), error=str(exc))
             for job, _ in parsed:
                 if job.done is not None and not job.done.done():
                     job.done.set_result(Processed(job.raw_id, False, "pending", str(exc), 0))

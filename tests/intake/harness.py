@@ -38,9 +38,9 @@ def account(server: Dovecot, **overrides: Any) -> ImapAccount:
 
 
 @asynccontextmanager
-async def running_intake(db: Path) -> AsyncIterator[tuple[Store, Intake]]:
+async def running_intake(db: Path, parse_workers: int = 0) -> AsyncIterator[tuple[Store, Intake]]:
     store = await Store.open(f"sqlite:///{db}")
-    intake = Intake(store, lambda _entries: None)
+    intake = Intake(store, lambda _entries: None, parse_workers=parse_workers)
     await intake.start()
     try:
         yield store, intake

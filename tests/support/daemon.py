@@ -48,7 +48,8 @@ class DaemonProcess:
         self.events.clear()
         self._lines = queue.Queue()
         self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True)
+        self._reader.start()
         ready = self.wait_event("ready", timeout)
         host, port = ready["smtp"].rsplit(":", 1)
         self.smtp = (host, int(port))
@@ -107,25 +108,29 @@ class DaemonProcess:
         self.proc.wait(10)
         self._drain_log()
 
-    def _drain_log(self) -> None:
-        """Collect what the exited process logged, then close its pipe."""
-        while True:
+    def _drain_log(self, timeout: float = 30.0) -> None:
+        """Collect what the exited process logged, then close its pipe once the reader is done."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                event = self._lines.get(timeout=5)
+                event = self._lines.get(timeout=left)
             except queue.Empty:
                 break
             if event is None:
                 break
             self.events.append(event)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self._reader.join(max(0.0, deadline - time.monotonic()))
+        if not self._reader.is_alive() and self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()  # never under a reader still blocked in read()
 
     def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Teardown: kill the process if it still runs, and release its pipe."""
+        if self.proc is None or self.proc.stderr is None or self.proc.stderr.closed:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self._drain_log()
 
     # -- clients -----------------------------------------------------------------------------
 
