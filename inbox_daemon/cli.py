@@ -35,7 +35,12 @@ config_option = click.option(
 
 def _config(path: str | None) -> Config:
     try:
-        return load_config(path)
+        cfg = load_config(path)
+        if cfg.parser.module:  # a parser that cannot be imported is a config error, not a crash
+            from .intake.parsers import load_parser
+
+            load_parser(cfg.parser.module)
+        return cfg
     except ConfigError as exc:
         click.echo(f"inbox-daemon: config error: {exc}", err=True)
         sys.exit(EX_CONFIG)
@@ -105,6 +110,9 @@ def serve(config_path: str | None) -> None:
     except StoreUnavailable as exc:
         click.echo(f"inbox-daemon: database unavailable at start: {exc}", err=True)
         sys.exit(2)
+    except ConfigError as exc:
+        click.echo(f"inbox-daemon: config error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     except OSError as exc:
         click.echo(f"inbox-daemon: cannot start: {exc}", err=True)
         sys.exit(2)

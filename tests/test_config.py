@@ -94,3 +94,11 @@ def test_security_settings_parse_from_file_and_environment(tmp_path: Path) -> No
     assert security.require_registered_forwarder and security.require_dkim
     assert (security.relay_domains, security.forwarder_rate_per_hour) == (("marketplace.amazon.de",), 30)
     assert not load_config(environ={}).security.require_registered_forwarder  # the quick start
+
+
+def test_unusable_parser_module_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[parser]\nmodule = "no_such_parser_module"\n')
+    proc = subprocess.run([EXE, "serve", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78
+    assert "parser.module" in proc.stderr and "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email
 import email.policy
 import fnmatch
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "DkimEvidence",
     "DnsFunc",
     "check_dkim",
+    "cached_dns",
     "pinned_keys",
 ]
 
@@ -59,7 +61,7 @@ def check_dkim(
     low = raw.lower()
     if b"dkim-signature" not in low and b"base64" not in low:
         return DkimEvidence(ABSENT)  # the common case, without a MIME walk
-    lookup = dnsfunc or dkim.dnsplug.get_txt
+    lookup = dnsfunc or cached_dns
     failed: DkimEvidence | None = None
     for where, message in _signed_messages(raw):
         for idx, domain in _amazon_signatures(message, domains):
@@ -68,6 +70,24 @@ def check_dkim(
                 return DkimEvidence(VERIFIED, domain, where)
             failed = failed or DkimEvidence(FAILED, domain, f"{where}: {why}")
     return failed or DkimEvidence(ABSENT)
+
+
+_DNS_CACHE: dict[bytes | str, tuple[float, bytes | None]] = {}
+DNS_TTL_S, DNS_NEGATIVE_TTL_S, DNS_CACHE_MAX = 3600.0, 300.0, 1024
+
+
+def cached_dns(name: bytes | str, timeout: float = DNS_TIMEOUT_S) -> bytes | None:
+    """dkimpy's DNS lookup with a small cache: Amazon signs with a handful of selectors, and
+    asking DNS for the same key on every notice would bound intake by DNS latency."""
+    now = time.monotonic()
+    hit = _DNS_CACHE.get(name)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = dkim.dnsplug.get_txt(name, timeout=timeout)
+    if len(_DNS_CACHE) >= DNS_CACHE_MAX:
+        _DNS_CACHE.clear()
+    _DNS_CACHE[name] = (now + (DNS_TTL_S if value else DNS_NEGATIVE_TTL_S), value)
+    return value
 
 
 def _verify(message: bytes, idx: int, lookup: DnsFunc) -> tuple[bool, str]:

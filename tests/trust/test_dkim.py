@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from inbox_daemon.trust import ABSENT, FAILED, VERIFIED, Gatekeeper, Policy, check_dkim, pinned_keys
 from tests.support.notices import opt_out_notice
 from tests.support.trust import dnsfunc, forwarded_attached, forwarded_inline, keys_file, redirected, sign
@@ -40,3 +42,20 @@ def test_pinned_keys_file_and_the_gatekeeper(tmp_path: Path, run: object) -> Non
     assert check_dkim(SIGNED, dnsfunc=lookup).status == VERIFIED
     gate = Gatekeeper(Policy(), dnsfunc=lookup)
     assert gate.check(b"\xff\x00 not mail at all DKIM-Signature:").status in (ABSENT, FAILED)  # never raises
+
+
+def test_default_key_lookup_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inbox_daemon.trust import dkim as dkim_module
+
+    asked: list[object] = []
+
+    def fake_get_txt(name: object, timeout: float = 5) -> bytes | None:
+        asked.append(name)
+        return b"v=DKIM1; p=abc" if name == b"s1._domainkey.amazon.com." else None
+
+    monkeypatch.setattr(dkim_module.dkim.dnsplug, "get_txt", fake_get_txt)
+    monkeypatch.setattr(dkim_module, "_DNS_CACHE", {})
+    for _ in range(3):
+        assert dkim_module.cached_dns(b"s1._domainkey.amazon.com.") == b"v=DKIM1; p=abc"
+        assert dkim_module.cached_dns(b"missing._domainkey.amazon.com.") is None
+    assert asked == [b"s1._domainkey.amazon.com.", b"missing._domainkey.amazon.com."]
