@@ -40,8 +40,16 @@ _RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?
 # Left edge: not inside a longer local part; an optional +tag between the id and the "@".
 _RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
 _ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
-# 3-7-7 digits; not part of a longer run of digits or dashes (issue 2, point 6).
-_ORDER_RE = re.compile(r"(?<![\d-])(\d{3}-\d{7}-\d{7})(?![\d-]|-\d)")
+# 3-7-7 ASCII digits; not part of a longer run of digits or dashes (issue 2, point 6).
+_ORDER_RE = re.compile(r"(?<![0-9-])([0-9]{3}-[0-9]{7}-[0-9]{7})(?![0-9-]|-[0-9])")
+# Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
+# (redteam2/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
+# (redteam2/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
+# before matching, so the stored id is always ASCII; Arabic-Indic digits likewise.
+_ORDER_FOLD = str.maketrans(
+    {**{chr(base + n): str(n) for base in (0xFF10, 0x0660, 0x06F0) for n in range(10)},
+     **{dash: "-" for dash in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"}}
+)
 _ANGLE_ADDR_RE = re.compile(r"<\s*(?:mailto:)?([^<>@\s\"]+@[^<>@\s\"]+?)\s*>")
 # A bare address must stand alone: "a@marketplace@amazon.com" is not "marketplace@amazon.com".
 _BARE_ADDR_RE = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~@-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+(?![\w@-])")
@@ -79,7 +87,9 @@ def find_forged_relay_domains(text: str) -> list[str]:
 
 
 def find_order_ids(text: str) -> list[str]:
-    """Order ids (NNN-NNNNNNN-NNNNNNN) in order of first appearance, each once."""
+    """Order ids (NNN-NNNNNNN-NNNNNNN) in order of first appearance, each once, in ASCII."""
+    if not text.isascii():
+        text = text.translate(_ORDER_FOLD)
     return list(dict.fromkeys(_ORDER_RE.findall(text)))
 
 

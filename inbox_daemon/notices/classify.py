@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
+from .bulk import is_amazon_bulk_mail
 from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, normalise
 from .result import Buyer, Kind
 from .unwrap import Candidate
@@ -42,6 +43,9 @@ def classify(candidate: Candidate) -> Verdict:
     kind = sender_kind(candidate.sender)
     if kind != "amazon":
         return _not_from_amazon(candidate, kind, reason)
+    if candidate.own_node is not None and is_amazon_bulk_mail(candidate.own_node.headers):
+        why = "Amazon bulk mail (newsletter or forum digest), not a delivery notice"
+        return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=reason == OPT_OUT)
     if reason is None:
         return _no_reason(candidate, norm)
     if isinstance(reason, LookAlike):

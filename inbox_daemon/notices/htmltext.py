@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import unquote
 
 __all__ = ["html_to_text"]
 
@@ -30,7 +31,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 
 
 def _mailto(found: re.Match[str]) -> str:
-    address = html.unescape(found.group(1))
+    # A mailto: URI may percent-encode the "@" (RFC 6068 section 2,
+    # redteam2/uk_html_mailto_percent_encoded_at.eml).
+    address = unquote(html.unescape(found.group(1)))
     label = found.group(2)
     if address.lower() in html.unescape(_TAG.sub("", label)).lower():
         return label

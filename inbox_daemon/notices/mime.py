@@ -12,6 +12,7 @@ import binascii
 import email
 import email.header
 import quopri
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import errors
@@ -27,6 +28,11 @@ MAX_BYTES = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay
 MAX_PARTS = 500  # MIME parts visited per message, all levels together
 MAX_DEPTH = 16  # multipart/message nesting levels followed
 MAX_TEXT = 256 * 1024  # characters of text kept per part: notices put the reason up front
+
+# RFC 2045 section 6.7 rule 3: trailing blanks on a quoted-printable line were added in transport
+# and must go before decoding, or "=  " stops being a soft break
+# (redteam2/qp_softbreak_after_amazon_dot_trailing_blanks.eml).
+_QP_TRAILING_BLANKS = re.compile(r"[ \t]+(?=\r?$)", re.MULTILINE)
 
 # Defects that keep the text readable: a missing closing boundary (corpus s15) is harmless.
 _HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
@@ -96,19 +102,24 @@ class MailNode:
     # The raw bytes stop mid-line: SMTP delivers whole lines, so the file was cut (corpus s25,
     # redteam/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
     cut_short: bool = False
+    # Why the walk stopped early (part or depth bound), so the parser can say a notice may lie
+    # beyond it (redteam2/nested_17_attachment_forwards.eml). Set on the root only.
+    bounded: str | None = None
 
 
 @dataclass(slots=True)
 class _Budget:
     parts: int = 0
-    exhausted: bool = False
+    exhausted: str | None = None
 
 
 def read_message(raw: bytes) -> MailNode:
     """Parse raw bytes into a ``MailNode`` tree within the bounds above."""
     truncated = len(raw) > MAX_BYTES
     msg = email.message_from_bytes(raw[:MAX_BYTES], policy=compat32)
-    node = _walk(msg, 0, _Budget())
+    budget = _Budget()
+    node = _walk(msg, 0, budget)
+    node.bounded = budget.exhausted
     node.cut_short = truncated or raw[-1:] not in (b"\n", b"\r")
     if truncated:
         node.notes.append(f"message larger than {MAX_BYTES} bytes; only the start was read")
@@ -126,15 +137,18 @@ def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None
     budget.parts += 1
     if budget.parts > MAX_PARTS or depth > MAX_DEPTH:
         if not budget.exhausted:
-            budget.exhausted = True
-            node.notes.append(f"more than {MAX_PARTS} parts or {MAX_DEPTH} levels; rest skipped")
+            budget.exhausted = f"more than {MAX_PARTS} parts or {MAX_DEPTH} levels; rest skipped"
+            node.notes.append(budget.exhausted)
         return
     if part.defects:
         _note_defects(part, node)
     _tidy_transfer_encoding(part)
     ctype = part.get_content_type()
     maintype = ctype.split("/", 1)[0]
-    payload = part.get_payload()
+    # Only containers are asked for their payload: compat32's get_payload() on an 8-bit leaf
+    # decodes with the charset parameter and raises TypeError when that is RFC 2231 encoded
+    # (charset*=…, redteam2/pl_rfc2231_encoded_charset_param_latin2.eml).
+    payload = part.get_payload() if part.is_multipart() else None
     subparts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
     if ctype in ("message/rfc822", "message/global") and subparts:
         node.children.append(_walk(_attached_message(part, subparts[0], node), depth + 1, budget))
@@ -159,10 +173,21 @@ def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None
 def _tidy_transfer_encoding(part: Message) -> None:
     """Strip stray whitespace from Content-Transfer-Encoding: ``email`` compares the value as
     written, so "Base64 " would leave the body undecoded
-    (redteam/jp_subject_split_multibyte_cte_trailing_space.eml)."""
+    (redteam/jp_subject_split_multibyte_cte_trailing_space.eml); and from the ends of
+    quoted-printable lines (``_QP_TRAILING_BLANKS``)."""
     value = part.get("content-transfer-encoding")
-    if isinstance(value, str) and value != value.strip():
+    if not isinstance(value, str):
+        return
+    if value != value.strip():
         part.replace_header("content-transfer-encoding", value.strip())
+    if value.strip().lower() != "quoted-printable" or part.is_multipart():
+        return
+    try:
+        payload = part.get_payload()
+    except (TypeError, LookupError):  # 8-bit text under an RFC 2231 charset (see _collect)
+        return
+    if isinstance(payload, str) and payload.isascii():  # raw 8-bit is left as it came
+        part.set_payload(_QP_TRAILING_BLANKS.sub("", payload))
 
 
 def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:

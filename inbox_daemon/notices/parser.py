@@ -49,6 +49,10 @@ def _verdict_without_opt_out(
     root: MailNode, pairs: list[tuple[Candidate, Verdict]], notices: list[tuple[Candidate, Verdict]]
 ) -> tuple[Kind, str]:
     """Kind and reason when nothing is an opt-out: damage first, then the most telling reason."""
+    if root.bounded:
+        # What lies past the bound is unread, not absent: a notice attached 17 levels deep is
+        # unverifiable, not "no notice" (redteam2/nested_17_attachment_forwards.eml).
+        return Kind.MALFORMED, f"work bound reached ({root.bounded}): a notice may lie beyond it"
     for _, verdict in notices or pairs:
         if verdict.kind is Kind.MALFORMED:
             return Kind.MALFORMED, verdict.reason or "malformed"

@@ -57,9 +57,13 @@ class Language:
     subjects: tuple[str, ...] = ()  # notice subjects: a hint for "damaged notice", never a verdict
     # Labels of the header block a mail client writes above an inline forward, by field.
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What, right before an opt-out sentence, makes it a general statement rather than the
+    # reason for this message: "if the buyer has chosen to opt out …" in a help paragraph.
+    # Each pattern is anchored at the end ("$") of the text just before the sentence.
+    conditional: tuple[str, ...] = ()
 
 
-_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar")
+_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
 
 
 def _load() -> tuple[Language, ...]:
@@ -73,12 +77,20 @@ LANGUAGES: tuple[Language, ...] = _load()
 _CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
 _CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 _SPACE = re.compile(r"\s+")
-_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"'})
+# Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
+# NON-BREAKING HYPHEN becomes U+2010, not "-": redteam2/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
+# and invisible characters that split a word (soft hyphen, zero-width space/joiners, BOM).
+_TYPOGRAPHY = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"',
+     "\u2010": "-", "\u2011": "-", "\u2012": "-",
+     "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None}
+)
 
 
 def normalise(text: str) -> str:
-    """Lower-case, NFKC, straight quotes, one space for any whitespace run, CJK joined."""
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+    """Lower-case, NFKC, straight quotes and hyphens, no invisible characters, one space for any
+    whitespace run, CJK joined."""
+    text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower()
     text = _SPACE.sub(" ", text)
     return _CJK_GAP.sub("", text)
 
@@ -100,13 +112,31 @@ def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The earliest reason sentence in the text: ``OPT_OUT`` or a ``LookAlike``, and where.
 
     The reason sentence decides, never the subject (issue 2, point 5): Amazon states the cause
-    in its first sentence, and later paragraphs may mention opting out in passing (s04).
+    in its first sentence, and later paragraphs may mention opting out in passing (s04). An
+    opt-out sentence in a conditional clause is such a passing mention and is skipped.
     """
-    found = _REASONS.search(normalised)
-    if found is None or found.lastgroup is None:
-        return None
-    name = found.lastgroup
-    return (OPT_OUT if name == OPT_OUT else LookAlike[name]), found.start()
+    for found in _REASONS.finditer(normalised):
+        name = found.lastgroup
+        if name is None:
+            continue
+        if name != OPT_OUT:
+            return LookAlike[name], found.start()
+        if not _is_conditional(normalised, found.start()):
+            return OPT_OUT, found.start()
+    return None
+
+
+# The words that open a conditional clause are within a few words of the sentence's start.
+_CONDITIONAL_REACH = 24
+_CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
+
+
+def _is_conditional(normalised: str, start: int) -> bool:
+    """Whether the opt-out sentence at ``start`` is a condition ("if the buyer has chosen to opt
+    out …"), a general statement in help text rather than the reason for this message. A damaged
+    or unknown first reason then no longer lets such a later mention decide
+    (test_redteam.py::test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
+    return _CONDITIONAL.search(normalised, max(0, start - _CONDITIONAL_REACH), start) is not None
 
 
 _SUBJECTS = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)

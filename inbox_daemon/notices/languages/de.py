@@ -42,4 +42,5 @@ LANGUAGE = Language(
         "date": ("datum", "gesendet"),
         "to": ("an", "kopie"),
     },
+    conditional=(r"\b(?:wenn|falls|sofern) (?:sich )?(?:der |ein )?$",),
 )

@@ -86,4 +86,8 @@ LANGUAGE = Language(
         "date": ("date", "sent"),
         "to": ("to", "cc"),
     },
+    # "Good to know: if the buyer has chosen to opt out …"
+    # (redteam2/lookalike_bsm_delivered_confirmation_if_opted_out.eml); "… or when the buyer has
+    # chosen to opt out …" (the FAQ of redteam/lookalike_violates_policy_faq_mentions_optout.eml).
+    conditional=(r"\b(?:if|when|whenever|unless|once) (?:the |a )?$",),
 )

@@ -34,4 +34,5 @@ LANGUAGE = Language(
         "date": ("fecha", "enviado", "enviado el"),  # Outlook: "Enviado el:" (redteam, mx)
         "to": ("para",),
     },
+    conditional=(r"\b(?:si|cuando) (?:el |un )?$",),
 )

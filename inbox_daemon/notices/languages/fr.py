@@ -39,4 +39,5 @@ LANGUAGE = Language(
         "date": ("date", "envoyé"),
         "to": ("à", "pour"),
     },
+    conditional=(r"\b(?:si|lorsque|quand) (?:l'|un )?$", r"\blorsqu'(?:un )?$"),
 )

@@ -27,4 +27,5 @@ LANGUAGE = Language(
         "date": ("data", "inviato"),
         "to": ("a",),
     },
+    conditional=(r"\b(?:se|quando|qualora) (?:l'|un )?$",),
 )

@@ -6,7 +6,12 @@ from . import Language, LookAlike
 
 LANGUAGE = Language(
     code="nl",
-    opt_out=(r"koper (?:heeft ervoor|ervoor heeft) gekozen,? geen ongevraagde berichten(?: van verkopers)? te ontvangen",),
+    opt_out=(
+        r"koper (?:heeft ervoor|ervoor heeft) gekozen,? geen ongevraagde berichten(?: van verkopers)? te ontvangen",
+        # Flemish order and "om … te": "omdat de koper ervoor gekozen heeft om geen ongevraagde
+        # berichten van verkopers te ontvangen" (redteam2/be_direct_nl_flemish_om_te.eml).
+        r"koper ervoor gekozen heeft,? om geen ongevraagde berichten",
+    ),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"voldoet niet aan de (?:communicatie)?richtlijnen",),
         LookAlike.RESTRICTED_ACCOUNT: (r"account is (?:tijdelijk )?beperkt",),
@@ -14,4 +19,5 @@ LANGUAGE = Language(
     },
     subjects=("Je bericht aan een koper kon niet worden bezorgd",),
     labels={"from": ("van",), "subject": ("onderwerp",), "date": ("datum", "verzonden"), "to": ("aan",)},
+    conditional=(r"\b(?:als|wanneer|indien) (?:de |een )?$",),
 )
