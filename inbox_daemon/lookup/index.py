@@ -232,6 +232,14 @@ class BlocklistIndex:
         key = order_key(order_id)
         return None if key is None else _hit(self.lookup_key(key))
 
+    def lookup_tables(self) -> tuple[array[int], array[int], array[int], int, dict[int, int]]:
+        """What ``lookup_key`` reads for an address key, for the C fast path (lookup/_fastpath.c).
+
+        (keys, values, directory, address shift, delta). Valid until the next change: a merge
+        replaces the directory and the shifts. Order keys are not looked up there.
+        """
+        return self._keys, self._values, self._directory, self._address_shift, self._delta
+
     def __len__(self) -> int:
         return self._live
 

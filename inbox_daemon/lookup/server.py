@@ -40,11 +40,12 @@ _STOP_GRACE = 2.0  # seconds stop() lets connections flush before aborting them
 class _Connection(asyncio.Protocol):
     """One client: frames, answers and writes; the server does the bookkeeping."""
 
-    __slots__ = ("_server", "_respond", "_transport", "_decoder", "_paused", "_backlog", "_eof", "quiet_sweeps")
+    __slots__ = ("_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof", "quiet_sweeps")
 
     def __init__(self, server: QueryServer) -> None:
         self._server = server
         self._respond = server._responder.respond
+        self._respond_lines = server._responder.respond_lines
         self._transport: asyncio.Transport | None = None
         self._decoder = LineDecoder()
         self._paused = False  # the client is not reading its replies
@@ -84,9 +85,9 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         too_long = type(lines[-1]) is not bytes  # LINE_TOO_LONG can only end the list
         requests = cast(list[bytes], lines[:-1] if too_long else lines)
-        respond = self._respond
+        respond_lines = self._respond_lines
         for start in range(0, len(requests), _BATCH):
-            transport.write(b"".join([respond(line) for line in requests[start : start + _BATCH]]))
+            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests))))
             if self._paused and start + _BATCH < len(lines):
                 self._backlog = lines[start + _BATCH :]
                 return

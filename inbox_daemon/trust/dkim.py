@@ -83,7 +83,7 @@ def cached_dns(name: bytes | str, timeout: float = DNS_TIMEOUT_S) -> bytes | Non
     hit = _DNS_CACHE.get(name)
     if hit is not None and hit[0] > now:
         return hit[1]
-    value = dkim.dnsplug.get_txt(name, timeout=timeout)
+    value: bytes | None = dkim.dnsplug.get_txt(name, timeout=timeout)
     if len(_DNS_CACHE) >= DNS_CACHE_MAX:
         _DNS_CACHE.clear()
     _DNS_CACHE[name] = (now + (DNS_TTL_S if value else DNS_NEGATIVE_TTL_S), value)

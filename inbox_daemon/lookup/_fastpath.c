@@ -1,0 +1,268 @@
+/* The optional C accelerator for pipelined reads: Responder.respond's fast path over many lines.
+ *
+ * answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)
+ *
+ *   lines   a list; lines[start:stop] are answered in order while each is a bytes object of the
+ *           form ``CHECK <token>`` with the token of protocol._PLAIN_ADDRESS_BYTES plus exactly one
+ *           "@", not at either end (the very condition of Responder.respond's fast path).
+ *   tables  BlocklistIndex.lookup_tables(): (keys, values, directory, address_shift, delta).
+ *
+ * It stops at the first line it does not handle and returns its position as ``next`` (``stop``
+ * when it answered them all): Python answers that line, then calls again, so the order is kept.
+ * ``replies`` is the concatenated reply lines, byte-identical to protocol.blocked_reply / OK;
+ * ``lookups`` and ``hits`` are what Python adds to its Counters.
+ *
+ * The key is index.normalised_address_bytes_key's: (hash(token) & (2**63 - 1)) | 2**63, with
+ * CPython's own bytes hash. Python only uses this module when that hash is the 64-bit SipHash
+ * (index._FAST_HASH); it is the reference: tests/lookup/test_lookup_fastpath.py compares them.
+ * No Python code runs during a call, so the index cannot change under the buffers held here.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_REPLY 40 /* "BLOCKED " 8 + "YYYY-MM-DDTHH:MM:SSZ" 20 + " " 1 + uint32 10 + "\n" 1 */
+#define ADDRESS_TOP ((uint64_t)1 << 63)
+
+static unsigned char plain[256]; /* 1 for [a-z0-9._-], 2 for "@", 0 otherwise */
+
+static Py_hash_t
+hash_bytes(const char *data, Py_ssize_t size)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return Py_HashBuffer(data, size);
+#else
+    return _Py_HashBytes(data, size);
+#endif
+}
+
+/* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond. */
+static int
+is_plain_check(const unsigned char *line, Py_ssize_t size)
+{
+    if (size < 6 + 3 || memcmp(line, "CHECK ", 6) != 0)
+        return 0;
+    const unsigned char *token = line + 6;
+    Py_ssize_t n = size - 6;
+    if (token[0] == '@' || token[n - 1] == '@')
+        return 0;
+    int ats = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char kind = plain[token[i]];
+        if (kind == 0)
+            return 0;
+        ats += kind == 2;
+    }
+    return ats == 1;
+}
+
+/* Days since 1970-01-01 -> civil date (H. Hinnant's days_from_civil, inverted); days >= 0. */
+static void
+civil_from_days(int64_t days, int64_t *year, unsigned *month, unsigned *day)
+{
+    days += 719468;
+    int64_t era = days / 146097;
+    unsigned doe = (unsigned)(days - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *day = doy - (153 * mp + 2) / 5 + 1;
+    *month = mp < 10 ? mp + 3 : mp - 9;
+    *year = (int64_t)yoe + era * 400 + (*month <= 2);
+}
+
+static char *
+put_digits(char *out, unsigned value, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        out[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+    return out + width;
+}
+
+/* "BLOCKED <ISO first-seen> <count>\n" for a nonzero packed value; returns the end. */
+static char *
+put_blocked(char *out, uint64_t packed)
+{
+    uint32_t first_seen = (uint32_t)(packed >> 32), count = (uint32_t)packed;
+    int64_t year;
+    unsigned month, day, seconds = first_seen % 86400;
+    civil_from_days(first_seen / 86400, &year, &month, &day);
+    memcpy(out, "BLOCKED ", 8);
+    out = put_digits(out + 8, (unsigned)year, 4); /* years 1970..2106: always 4 digits */
+    *out++ = '-';
+    out = put_digits(out, month, 2);
+    *out++ = '-';
+    out = put_digits(out, day, 2);
+    *out++ = 'T';
+    out = put_digits(out, seconds / 3600, 2);
+    *out++ = ':';
+    out = put_digits(out, seconds / 60 % 60, 2);
+    *out++ = ':';
+    out = put_digits(out, seconds % 60, 2);
+    *out++ = 'Z';
+    *out++ = ' ';
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + count % 10);
+        count /= 10;
+    } while (count);
+    while (n)
+        *out++ = digits[--n];
+    *out++ = '\n';
+    return out;
+}
+
+/* packed value for key from the delta dict; 0 when absent, -1 (as error) on failure. */
+static int
+delta_lookup(PyObject *delta, uint64_t key, uint64_t *packed)
+{
+    PyObject *pykey = PyLong_FromUnsignedLongLong(key);
+    if (pykey == NULL)
+        return -1;
+    PyObject *value = PyDict_GetItemWithError(delta, pykey); /* borrowed */
+    Py_DECREF(pykey);
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    *packed = PyLong_AsUnsignedLongLong(value);
+    if (*packed == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    return 1;
+}
+
+static int
+get_q_buffer(PyObject *array, Py_buffer *view, const char *name)
+{
+    if (PyObject_GetBuffer(array, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->itemsize != 8 || view->format == NULL || strcmp(view->format, "Q") != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s must be an array('Q')", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+answer_lines(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *lines, *keys_obj, *values_obj, *directory_obj, *delta;
+    Py_ssize_t start, stop;
+    int address_shift;
+    if (!PyArg_ParseTuple(args, "O!nn(OOOiO!):answer_lines", &PyList_Type, &lines, &start, &stop, &keys_obj,
+                          &values_obj, &directory_obj, &address_shift, &PyDict_Type, &delta))
+        return NULL;
+    if (start < 0 || stop > PyList_GET_SIZE(lines) || start > stop)
+        return PyErr_Format(PyExc_IndexError, "answer_lines: bad range [%zd, %zd)", start, stop);
+    if (address_shift < 0 || address_shift > 63)
+        return PyErr_Format(PyExc_ValueError, "answer_lines: bad address shift %d", address_shift);
+
+    Py_buffer kview, vview, dview;
+    if (get_q_buffer(keys_obj, &kview, "keys") < 0)
+        return NULL;
+    if (get_q_buffer(values_obj, &vview, "values") < 0) {
+        PyBuffer_Release(&kview);
+        return NULL;
+    }
+    if (get_q_buffer(directory_obj, &dview, "directory") < 0) {
+        PyBuffer_Release(&kview);
+        PyBuffer_Release(&vview);
+        return NULL;
+    }
+    const uint64_t *keys = kview.buf, *values = vview.buf, *directory = dview.buf;
+    Py_ssize_t nkeys = kview.len / 8, nslots = dview.len / 8;
+    int has_delta = PyDict_GET_SIZE(delta) > 0;
+
+    PyObject *result = NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (stop - start) * MAX_REPLY);
+    if (out == NULL)
+        goto done;
+    char *write = PyBytes_AS_STRING(out);
+    Py_ssize_t i = start, lookups = 0, hits = 0;
+    for (; i < stop; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_CheckExact(line))
+            break;
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(line);
+        Py_ssize_t size = PyBytes_GET_SIZE(line);
+        if (!is_plain_check(data, size))
+            break;
+        Py_hash_t hash = hash_bytes((const char *)data + 6, size - 6);
+        if (hash == -1 && PyErr_Occurred())
+            goto fail;
+        uint64_t key = ((uint64_t)hash & (ADDRESS_TOP - 1)) | ADDRESS_TOP;
+        uint64_t packed = 0;
+        int found = has_delta ? delta_lookup(delta, key, &packed) : 0;
+        if (found < 0)
+            goto fail;
+        if (!found) {
+            Py_ssize_t slot = (Py_ssize_t)(key >> address_shift);
+            if (slot + 1 >= nslots)
+                break; /* not a directory this code understands: let Python answer */
+            Py_ssize_t lo = (Py_ssize_t)directory[slot], hi = (Py_ssize_t)directory[slot + 1];
+            if (lo > hi || hi > nkeys)
+                break;
+            while (lo < hi) { /* bisect_left */
+                Py_ssize_t mid = lo + (hi - lo) / 2;
+                if (keys[mid] < key)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < (Py_ssize_t)directory[slot + 1] && keys[lo] == key)
+                packed = values[lo];
+        }
+        lookups++;
+        if (packed) {
+            hits++;
+            write = put_blocked(write, packed);
+        }
+        else {
+            memcpy(write, "OK\n", 3);
+            write += 3;
+        }
+    }
+    if (_PyBytes_Resize(&out, write - PyBytes_AS_STRING(out)) < 0)
+        goto done; /* out is NULL and the error set */
+    result = Py_BuildValue("(Nnnn)", out, i, lookups, hits);
+    out = NULL;
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    Py_XDECREF(out);
+    PyBuffer_Release(&kview);
+    PyBuffer_Release(&vview);
+    PyBuffer_Release(&dview);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"answer_lines", answer_lines, METH_VARARGS,
+     "answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)\n\n"
+     "Answer lines[start:stop] while they take Responder.respond's fast path; stop at the first\n"
+     "that does not (next is its position). tables is BlocklistIndex.lookup_tables()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "inbox_daemon.lookup._fastpath",
+    .m_doc = "C accelerator for the query protocol's pipelined fast path (optional; protocol.py is the reference).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789._-";
+    for (const char *c = chars; *c; c++)
+        plain[(unsigned char)*c] = 1;
+    plain['@'] = 2;
+    return PyModule_Create(&module);
+}

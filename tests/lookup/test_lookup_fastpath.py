@@ -1,0 +1,192 @@
+"""The C accelerator (lookup/_fastpath.c) against the pure-Python Responder, its reference.
+
+Same bytes and same counters for every kind of line, base and delta entries, removed keys, and an
+index that changes in the middle of a pipelined read. Skipped when the extension is not built,
+except under CI (``CI`` set), whose install builds it: there its absence fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inbox_daemon.lookup import BlocklistIndex, QueryServer, protocol
+from inbox_daemon.lookup.protocol import MAX_LINE, Counters, Responder
+
+FIRST_SEEN = 1_795_673_854  # 2026-11-26T06:17:34Z
+ORDER = "114-3941689-8772232"
+BASE = [f"base{i}@marketplace.amazon.com" for i in range(40)]  # built into the sorted arrays
+DELTA = [f"delta{i}@marketplace.amazon.com" for i in range(8)]  # set afterwards: the delta dict
+REMOVED = BASE[:5] + DELTA[-2:]  # base tombstones and keys popped from the delta
+UNKNOWN = ["nobody@marketplace.amazon.com", "a_b.c-d@e.f", "x@y", "x@y.", "-@-"]
+ADDRESSES = BASE + DELTA + UNKNOWN
+
+
+@pytest.fixture(autouse=True)
+def fastpath() -> Iterator[object]:
+    module = protocol.FASTPATH
+    if module is None:
+        if sys.hash_info.width < 64:
+            pytest.skip("the C path is not used where Python's hash is narrower than 64 bits")
+        if os.environ.get("CI"):
+            pytest.fail("inbox_daemon.lookup._fastpath is not built (CI's install builds it)")
+        pytest.skip("inbox_daemon.lookup._fastpath is not built")
+    yield module
+    protocol.FASTPATH = module
+
+
+def make_index() -> BlocklistIndex:
+    index = BlocklistIndex.build([], delta_limit=1 << 20)  # no merge: base and delta stay apart
+    for i, address in enumerate(BASE):
+        index.set_address(address, FIRST_SEEN + i * 86_399, i + 1)
+    index.merge()
+    for i, address in enumerate(DELTA):
+        index.set_address(address, (1 << 32) - 1 - i, (1 << 32) - 1 - i)  # the extremes of both fields
+    index.set_address("a_b.c-d@e.f", 0, 1)  # first seen unknown: 1970-01-01T00:00:00Z
+    index.set_order(ORDER, FIRST_SEEN, 2)
+    for address in REMOVED:
+        index.set_address(address, 0, 0)
+    assert index.lookup_tables()[4] and index.lookup_tables()[0]
+    return index
+
+
+def both(index: BlocklistIndex, lines: list[bytes], start: int = 0, stop: int | None = None) -> tuple[bytes, tuple[int, int]]:
+    """respond_lines with the current FASTPATH; a STATS after it shows the counters on the wire too."""
+    counters = Counters()
+    responder = Responder(index, counters=counters, stats=dict)
+    replies = responder.respond_lines(lines, start, stop) + responder.respond(b"STATS")
+    return replies, (counters.lookups, counters.hits)
+
+
+def compare(index: BlocklistIndex, lines: list[bytes], start: int = 0, stop: int | None = None) -> bytes:
+    module = protocol.FASTPATH
+    fast = both(index, lines, start, stop)
+    protocol.FASTPATH = None
+    try:
+        reference = both(index, lines, start, stop)
+    finally:
+        protocol.FASTPATH = module
+    assert fast == reference
+    return fast[0]
+
+
+def forms(address: str) -> list[bytes]:
+    """Lines about one address: the fast-path form and near misses that must take Python's path."""
+    local, _, domain = address.partition("@")
+    plain = f"CHECK {address}"
+    return [
+        text.encode("latin-1")
+        for text in (
+            plain, plain, plain, f"{plain}\r", f"check {address}", f"CHECK {address.upper()}",
+            f"CHECK  {address}", f" {plain}", f"{plain} ", f"CHECK\t{address}", f"CHECK <{address}>",
+            f"CHECK {local}+tag@{domain}", f"{plain} {ORDER}", f"{plain} 12-3", f"CHECK @{address}",
+            f"{plain}@", f"CHECK {local}@@{domain}", f"CHECK {local}\xe9@{domain}", f"CHECK {local}\x00@{domain}",
+            f"CHECK {local}", f"CHECK {local}@", f"CHECK {local}+@{domain}", f"CHECK {local}/@{domain}",
+        )
+    ]
+
+
+OTHER_LINES = [b"", b" ", b"\r", b"PING", b"STATS", b"ping", f"ORDER {ORDER}".encode(), b"ORDER 999-9999999-9999999",
+               b"CHECK", b"CHECK ", b"CHECK @", b"CHECK a@", b"CHECK @b", b"CHECK a@b", b"HUH", b"\xff\xfe",
+               b"CHECK " + b"a" * (MAX_LINE - 8) + b"@b", b"CHECK " + b"a" * (2 * MAX_LINE) + b"@b"]
+LINE = st.one_of(
+    st.sampled_from(ADDRESSES).flatmap(lambda address: st.sampled_from(forms(address))),
+    st.sampled_from(OTHER_LINES),
+    st.binary(max_size=40),
+    st.binary(max_size=12).map(lambda tail: b"CHECK x" + tail + b"@y"),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(LINE, max_size=60), st.data())
+def test_c_and_python_paths_agree_on_any_mix_of_lines(lines: list[bytes], data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(lines)))
+    stop = data.draw(st.integers(start, len(lines)))
+    compare(make_index(), lines, start, stop)
+
+
+def test_every_kind_of_entry_and_line() -> None:
+    index = make_index()
+    lines = [line for address in ADDRESSES + REMOVED for line in forms(address)] + OTHER_LINES
+    replies = compare(index, lines)
+    assert compare(index, [f"CHECK {a}".encode() for a in ADDRESSES]).count(b"BLOCKED") == 40 + 8 - 7 + 1
+    assert b"BLOCKED 2106-02-07T06:28:15Z 4294967295\n" in replies  # uint32 extremes, from the delta
+    assert b"BLOCKED 1970-01-01T00:00:00Z 1\n" in replies
+
+
+def test_a_large_index_and_a_long_read() -> None:
+    addresses = [f"{i:015x}@marketplace.amazon.com" for i in range(50_000)]
+    index = BlocklistIndex()
+    for i, address in enumerate(addresses[::2]):
+        index.set_address(address, FIRST_SEEN + i, 1 + i % 7)  # merges along the way (delta limit)
+    lines = [f"CHECK {address}".encode() for address in addresses[:3000]]
+    replies = compare(index, lines)
+    assert replies.count(b"BLOCKED") == 1500
+    assert compare(BlocklistIndex(), lines).startswith(b"OK\n" * 3000)  # the empty index
+
+
+def test_an_index_changed_by_a_line_in_the_middle_of_a_read() -> None:
+    """A learned address (CHECK address order) changes the index; later lines must see it."""
+    module = protocol.FASTPATH
+    for fast in (module, None):
+        index = BlocklistIndex()
+        index.set_order(ORDER, FIRST_SEEN, 1)
+        index.merge()  # one key in the base: the directory is the smallest there is
+
+        def learned(address: str, order_id: str) -> None:
+            index.set_address(address, FIRST_SEEN, 9)
+            index.merge()  # new arrays' contents and a new directory
+
+        responder = Responder(index, on_address_learned=learned)
+        lines = [b"CHECK new@x.y", f"CHECK new@x.y {ORDER}".encode(), b"CHECK new@x.y", b"CHECK old@x.y"]
+        protocol.FASTPATH = fast
+        try:
+            replies = responder.respond_lines(lines)
+        finally:
+            protocol.FASTPATH = module
+        assert replies == b"OK\nBLOCKED 2026-11-26T06:17:34Z 1\nBLOCKED 2026-11-26T06:17:34Z 9\nOK\n"
+
+
+def test_bad_arguments_raise_rather_than_read_out_of_bounds(fastpath: object) -> None:
+    tables = make_index().lookup_tables()
+    answer_lines = getattr(fastpath, "answer_lines")
+    with pytest.raises(IndexError):
+        answer_lines([b"PING"], 0, 2, tables)
+    with pytest.raises(TypeError):
+        answer_lines([b"PING"], 0, 1, (bytearray(8), *tables[1:]))
+    assert answer_lines([b"PING", b"CHECK a@b"], 1, 2, tables)[1:] == (2, 1, 0)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_pipelined_reads_through_the_server(fast: bool) -> None:
+    index = make_index()
+    lines = [line for address in ADDRESSES for line in forms(address)[:6]] * 3 + [b"PING"]
+    expected, _ = both(index, lines)
+    expected = expected[: expected.rindex(b"STATS ")]
+    module = protocol.FASTPATH
+    protocol.FASTPATH = module if fast else None
+
+    async def main() -> bytes:
+        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0))
+        await server.start()
+        try:
+            address = server.tcp_address
+            assert address is not None
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"".join(line + b"\n" for line in lines))
+            data = await reader.readexactly(len(expected))
+            writer.close()
+            return data
+        finally:
+            await server.stop()
+
+    try:
+        assert asyncio.run(asyncio.wait_for(main(), 10)) == expected
+    finally:
+        protocol.FASTPATH = module
