@@ -39,19 +39,3 @@ def check_case(folder: Path, case: dict[str, Any]) -> ParseResult:
         assert got["reason"], "every not_opt_out/malformed result carries a reason"
         assert got["buyers"] == []
     return result
-
-
-def assert_table_matches_folder(folder: Path, cases: list[dict[str, Any]], named: set[str]) -> None:
-    """The table lists every sample in the folder, no other, at least 25; ``named`` are among them."""
-    assert len(cases) >= 25
-    assert {c["file"] for c in cases} == {p.name for p in folder.glob("*.eml")}
-    assert named <= {c["file"] for c in cases}
-
-
-def check_case_reason(folder: Path, case: dict[str, Any], reasons: dict[str, str]) -> ParseResult:
-    """``check_case``, and when the sample has an entry in ``reasons``, that word in the reason:
-    a look-alike must be rejected for its own reason, not by luck."""
-    result = check_case(folder, case)
-    if case["file"] in reasons:
-        assert reasons[case["file"]] in (result.reason or ""), result.reason
-    return result
