@@ -15,9 +15,6 @@ from .expectations import OWN_SAMPLES
 REDTEAM = OWN_SAMPLES / "redteam"
 
 
-
-
-
 def _parse(name: str) -> Any:
     return parse_notice((REDTEAM / name).read_bytes())
 

@@ -21,9 +21,6 @@ from .expectations import OWN_SAMPLES
 REDTEAM2 = OWN_SAMPLES / "redteam2"
 
 
-
-
-
 def test_typographic_hyphens_and_invisible_characters_are_normalised() -> None:
     text = "the buyer has chosen to opt\u2011out of receiving un\u00adsolicited\u200b messages"
     found = first_reason(normalise(text))
