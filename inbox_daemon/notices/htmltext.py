@@ -14,18 +14,22 @@ from urllib.parse import unquote
 
 __all__ = ["html_to_text"]
 
-_DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+# Every pattern is linear in the input: a tag cannot hold "<" ([^<>]), and the possessive
+# mailto label stops at the next anchor, so hostile markup ("<" * 2**21, thousands of unclosed
+# anchors or comments) cannot make a message cost seconds (issue 2 point 7). Unclosed
+# comments and script/style blocks are cut with str.find in _drop_hidden for the same reason.
+_HIDDEN = re.compile(r"<(script|style|head|title)\b[^<>]*>|<!--", re.IGNORECASE)
 _MAILTO = re.compile(
-    r"<a\b[^>]*?href\s*=\s*[\"']?\s*mailto:([^\"'>\s?]+)[^>]*>(.*?)</a\s*>",
-    re.IGNORECASE | re.DOTALL,
+    r"<a\b[^<>]*?href\s*=\s*[\"']?\s*mailto:([^\"'<>\s?]+)[^<>]*>((?:[^<]++|<(?!/?a\b))*+)</a\s*>",
+    re.IGNORECASE,
 )
 _BLOCK = re.compile(
-    r"<\s*(?:br|p|div|tr|li|ul|ol|table|blockquote|hr|h[1-6]|pre|dt|dd)\b[^>]*>"
+    r"<\s*(?:br|p|div|tr|li|ul|ol|table|blockquote|hr|h[1-6]|pre|dt|dd)\b[^<>]*>"
     r"|<\s*/\s*(?:p|div|tr|li|ul|ol|table|blockquote|h[1-6]|pre)\s*>",
     re.IGNORECASE,
 )
-_CELL = re.compile(r"<\s*/?\s*t[dh]\b[^>]*>", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]*>")
+_CELL = re.compile(r"<\s*/?\s*t[dh]\b[^<>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 
@@ -41,9 +45,25 @@ def _mailto(found: re.Match[str]) -> str:
     return f"{label} &lt;{address}&gt;"
 
 
+def _drop_hidden(markup: str) -> str:
+    """Without comments, scripts, styles, head and title; an unclosed one runs to the end."""
+    kept: list[str] = []
+    pos = 0
+    lower = markup.lower()
+    while found := _HIDDEN.search(markup, pos):
+        kept.append(markup[pos : found.start()])
+        closer = "-->" if found.group(1) is None else f"</{found.group(1).lower()}"
+        end = lower.find(closer, found.end())
+        if end < 0:
+            return "".join(kept)
+        pos = markup.find(">", end) + 1 or len(markup)
+    kept.append(markup[pos:])
+    return "".join(kept)
+
+
 def html_to_text(markup: str) -> str:
     """Readable text of an HTML body: one line per block, cells separated by spaces."""
-    text = _DROP.sub("", markup)
+    text = _drop_hidden(markup)
     text = _MAILTO.sub(_mailto, text)
     text = text.replace("\r", "").replace("\n", " ")
     text = _BLOCK.sub("\n", text)

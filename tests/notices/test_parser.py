@@ -114,3 +114,36 @@ def test_fifty_megabyte_body() -> None:
 def test_a_single_fifty_megabyte_line() -> None:
     result = parse_notice(notice(body="A" * 50_000_000))
     assert result.kind is not Kind.OPT_OUT and result.reason
+
+
+def _html(markup: bytes) -> bytes:
+    return (b"From: Amazon.com <auto-communication@amazon.com>\r\nSubject: Your message to a buyer could "
+            b"not be delivered\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + markup)
+
+
+# Markup and headers that made a regular expression or the stdlib's RFC 2047 decoder
+# quadratic: 19 s for the first, 29 s for the last, minutes for the unclosed ones. The timeout
+# is a hang guard (each now takes well under a second here), not a measurement.
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _html(b"<" * 2_000_000),
+        _html(b"<a href='mailto:x@y.example'>" * 100_000),
+        _html(b"<!--" * 500_000),
+        _html(b"<script>" * 250_000),
+        b"Subject: " + b"=?utf-8?q?a?= " * 200_000 + b"\r\n\r\nx\r\n",
+    ],
+    ids=["lone-angles", "unclosed-anchors", "unclosed-comments", "unclosed-scripts", "encoded-words"],
+)
+def test_hostile_markup_and_headers_stay_linear(raw: bytes) -> None:
+    result = parse_notice(raw)
+    assert result.kind is not Kind.OPT_OUT and result.buyers == () and result.reason
+
+
+def test_a_notice_survives_comments_scripts_and_an_unclosed_comment_after_it() -> None:
+    body = (f"<html><head><title>x</title><style>p {{}}</style></head><body><!-- {ADDR} -->"
+            f"<script>var a = '<p>';</script><p>{SENTENCE}</p><!-- never closed <p>ignored").encode()
+    result = parse_notice(_html(body))
+    assert result.kind is Kind.OPT_OUT
+    assert result.buyers == (Buyer(ADDR, ORDER, "marketplace.amazon.com"),)
