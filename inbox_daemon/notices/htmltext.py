@@ -14,13 +14,14 @@ from urllib.parse import unquote
 
 __all__ = ["html_to_text"]
 
-# Every pattern is linear in the input: a tag cannot hold "<" ([^<>]), and the possessive
-# mailto label stops at the next anchor, so hostile markup ("<" * 2**21, thousands of unclosed
-# anchors or comments) cannot make a message cost seconds (issue 2 point 7). Unclosed
-# comments and script/style blocks are cut with str.find in _drop_hidden for the same reason.
+# Every pattern is linear in the input: a tag cannot hold "<" ([^<>]); the mailto anchor is
+# atomic and possessive (a long address is never re-split) and its label stops at the next
+# anchor. So hostile markup ("<" * 2**21, thousands of unclosed anchors or comments) cannot
+# make a message cost seconds (issue 2 point 7). Unclosed comments and script/style blocks
+# are cut with str.find in _drop_hidden for the same reason.
 _HIDDEN = re.compile(r"<(script|style|head|title)\b[^<>]*>|<!--", re.IGNORECASE)
 _MAILTO = re.compile(
-    r"<a\b[^<>]*?href\s*=\s*[\"']?\s*mailto:([^\"'<>\s?]+)[^<>]*>((?:[^<]++|<(?!/?a\b))*+)</a\s*>",
+    r"<a\b(?>[^<>]*?href\s*=\s*[\"']?\s*mailto:)([^\"'<>\s?]++)[^<>]*+>((?:[^<]++|<(?!/?a\b))*+)</a\s*>",
     re.IGNORECASE,
 )
 _BLOCK = re.compile(
@@ -28,7 +29,7 @@ _BLOCK = re.compile(
     r"|<\s*/\s*(?:p|div|tr|li|ul|ol|table|blockquote|h[1-6]|pre)\s*>",
     re.IGNORECASE,
 )
-_CELL = re.compile(r"<\s*/?\s*t[dh]\b[^<>]*>", re.IGNORECASE)
+_CELL = re.compile(r"<\s*+/?\s*+t[dh]\b[^<>]*>", re.IGNORECASE)  # possessive: "<" + blanks, no re-splitting
 _TAG = re.compile(r"<[^<>]*>")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
