@@ -136,23 +136,19 @@ def check(keys: tuple[str, ...], config_path: str | None) -> None:
     """Ask the running daemon about relay ADDRESSES or ORDER-IDs (exit 1 if any is blocked)."""
     cfg = _config(config_path)
     from .lookup.client import QueryClient
+    from .lookup.index import order_key
 
     blocked = False
     try:
         with QueryClient(unix_path=cfg.query_socket, tcp=None) as client:
             for key in keys:
-                reply = client.order(key) if _looks_like_order(key) else client.check(key)
+                reply = client.order(key) if order_key(key) is not None else client.check(key)
                 click.echo(f"{key}\t{reply}")
                 blocked = blocked or str(reply).startswith("BLOCKED")
     except QueryError as exc:
         click.echo(f"inbox-daemon: cannot ask the daemon at {cfg.query_socket}: {exc}", err=True)
         sys.exit(2)
     sys.exit(1 if blocked else 0)
-
-
-def _looks_like_order(key: str) -> bool:
-    parts = key.split("-")
-    return [len(p) for p in parts] == [3, 7, 7] and all(p.isdigit() for p in parts)
 
 
 @cli.group()

@@ -108,8 +108,8 @@ class Intake:
         await asyncio.to_thread(self._parsing.close, True)
 
     async def _drain(self) -> None:
-        while not (self._writes.empty() and self._jobs.empty()):
-            await asyncio.sleep(0.01)
+        # The writer queues each message's job before marking its write done, so once the
+        # writes are joined every job is queued; joining the jobs then waits for the last one.
         await self._writes.join()
         await self._jobs.join()
 
