@@ -6,4 +6,4 @@ query protocol runs in pure Python (inbox_daemon/lookup/protocol.py is the refer
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("inbox_daemon.lookup._fastpath", ["inbox_daemon/lookup/_fastpath.c"], optional=True)])
+setup(ext_modules=[Extension("inbox_daemon.lookup._fastpath", ["inbox_daemon/lookup/_fastpath.c", "inbox_daemon/lookup/_loop.c"], depends=["inbox_daemon/lookup/_tables.h"], optional=True)])
