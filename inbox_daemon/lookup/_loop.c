@@ -39,6 +39,7 @@
 #define ERR_TOO_LONG "ERR line too long\n"
 #define TAG_LISTENER (1ull << 62)
 #define TAG_WAKE (1ull << 61)
+#define CLOSE_REPLY ((size_t)-1) /* deliver()ed None: close the connection */
 
 enum { C_ACCEPTED, C_REFUSED_GLOBAL, C_REFUSED_PEER, C_REFUSED_DESCRIPTORS, C_CLOSED_IDLE, C_CLOSED_DEADLINE,
        C_LINE_TOO_LONG, C_LOOKUPS, C_HITS, C_DEFERRED, C_COUNT };
@@ -92,6 +93,7 @@ typedef struct {
     uint32_t *free_slots;
     int nfree, nconns;
     uint32_t generation;     /* of connection ids: a reply for a closed connection is dropped */
+    int listeners_paused;    /* out of descriptors: not accepting until the next sweep */
     peer_t *peers[PEER_BUCKETS];
     pthread_mutex_t qmu;   /* guards to_python, from_python */
     queue_t to_python, from_python;
@@ -417,7 +419,16 @@ on_accept(LoopObject *l, int index)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if ((errno == EMFILE || errno == ENFILE) && l->spare_fd >= 0) {
+            if ((errno == EMFILE || errno == ENFILE) && l->spare_fd < 0) {
+                /* No spare either: stop watching the listener until the next sweep, rather than
+                 * spin on it while it stays readable. */
+                struct epoll_event off = {.events = 0, .data.u64 = TAG_LISTENER | (uint64_t)index};
+                epoll_ctl(l->ep, EPOLL_CTL_MOD, lfd, &off);
+                l->listeners_paused = 1;
+                count(l, C_REFUSED_DESCRIPTORS, 1);
+                return;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
                 /* Out of descriptors: free the spare one to take the connection off the queue
                  * and refuse it, rather than leave it there and spin on a readable listener. */
                 close(l->spare_fd);
@@ -486,7 +497,9 @@ on_replies(LoopObject *l)
         item_t *next = item->next;
         uint32_t slot = (uint32_t)item->id, gen = (uint32_t)(item->id >> 32);
         conn_t *c = slot < (uint32_t)l->max_conns ? l->slots[slot] : NULL;
-        if (c != NULL && c->gen == gen && c->waiting) {
+        if (c != NULL && c->gen == gen && c->waiting && item->len == CLOSE_REPLY)
+            conn_close(l, slot); /* Python failed to answer: end the session, as asyncio would */
+        else if (c != NULL && c->gen == gen && c->waiting) {
             c->waiting = 0;
             char *stash = c->stash;
             size_t stash_len = c->stash_len;
@@ -507,6 +520,15 @@ on_replies(LoopObject *l)
 static void
 sweep(LoopObject *l)
 {
+    if (l->listeners_paused) {
+        if (l->spare_fd < 0)
+            l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        for (int i = 0; i < l->nlisteners; i++) {
+            struct epoll_event on = {.events = EPOLLIN, .data.u64 = TAG_LISTENER | (uint64_t)i};
+            epoll_ctl(l->ep, EPOLL_CTL_MOD, l->listeners[i], &on);
+        }
+        l->listeners_paused = 0;
+    }
     for (int slot = 0; slot < l->max_conns; slot++) {
         conn_t *c = l->slots[slot];
         if (c == NULL || c->waiting)
@@ -720,21 +742,25 @@ Loop_deliver(LoopObject *l, PyObject *replies)
     queue_t q = {NULL, NULL};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(replies); i++) {
         unsigned long long id;
-        const char *data;
-        Py_ssize_t len;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(replies, i), "Ky#:deliver", &id, &data, &len)) {
+        PyObject *reply;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(replies, i), "KO:deliver", &id, &reply) ||
+            (reply != Py_None && !PyBytes_Check(reply))) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "deliver(): a reply is bytes, or None to close");
             free_queue(&q);
             return NULL;
         }
+        Py_ssize_t len = reply == Py_None ? 0 : PyBytes_GET_SIZE(reply);
         item_t *item = malloc(sizeof(item_t) + (size_t)len);
         if (item == NULL) {
             free_queue(&q);
             return PyErr_NoMemory();
         }
         item->id = id;
-        item->len = (size_t)len;
+        item->len = reply == Py_None ? CLOSE_REPLY : (size_t)len;
         item->next = NULL;
-        memcpy(item->data, data, (size_t)len);
+        if (len)
+            memcpy(item->data, PyBytes_AS_STRING(reply), (size_t)len);
         if (q.tail)
             q.tail->next = item;
         else
@@ -783,7 +809,7 @@ static PyMethodDef Loop_methods[] = {
     {"start", (PyCFunction)Loop_start, METH_NOARGS, "Start the thread."},
     {"stop", (PyCFunction)Loop_stop, METH_NOARGS, "Stop the thread and close every connection (waits)."},
     {"take", (PyCFunction)Loop_take, METH_NOARGS, "The lines for Python: [(id, line), ...]."},
-    {"deliver", (PyCFunction)Loop_deliver, METH_O, "deliver([(id, reply), ...]): Python's replies."},
+    {"deliver", (PyCFunction)Loop_deliver, METH_O, "deliver([(id, reply), ...]): Python's replies; None closes."},
     {"counters", (PyCFunction)Loop_counters, METH_NOARGS, "What the thread counted so far, and connections."},
     {NULL, NULL, 0, NULL},
 };

@@ -33,7 +33,7 @@ class NativeLoop:
 
     def __init__(
         self, index: BlocklistIndex, responder: Responder, counters: Counters, limits: Limits,
-        *, idle_timeout: float, request_timeout: float, high_water: int,
+        *, idle_timeout: float, request_timeout: float, high_water: int, logger: Any,
     ) -> None:
         assert _fastpath is not None
         self._tables = index.shared_tables()
@@ -43,6 +43,7 @@ class NativeLoop:
         self._idle_ms = max(1, round(idle_timeout * 1000))
         self._request_ms = max(1, round(request_timeout * 1000))
         self._high_water = high_water
+        self._log = logger
         self._loop: Any = None
         self._seen = (0, 0)  # the thread's lookups and hits already added to the counters
         self._aio: asyncio.AbstractEventLoop | None = None
@@ -80,8 +81,15 @@ class NativeLoop:
         if not items:
             return
         self._sync_counters()
-        respond = self._respond
-        self._loop.deliver([(ident, respond(line)) for ident, line in items])
+        self._loop.deliver([(ident, self._answer(line)) for ident, line in items])
+
+    def _answer(self, line: bytes) -> bytes | None:
+        """The reply, or None (the thread closes the connection) if answering failed."""
+        try:
+            return self._respond(line)
+        except Exception:  # a bug, not bad input (that gets ERR): end that session, keep serving
+            self._log.exception("query.answer_failed", line=line[:80])
+            return None
 
     def _sync_counters(self) -> None:
         """Add the thread's lookups to the counters STATS reports."""

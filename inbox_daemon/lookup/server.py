@@ -252,6 +252,7 @@ class QueryServer:
             self._native = NativeLoop(
                 self.index, self._responder, self.counters, self.limits,
                 idle_timeout=self._idle_timeout, request_timeout=self._request_timeout, high_water=_WRITE_HIGH,
+                logger=self._log,
             )
             self._native.start(self._sockets)
             return

@@ -246,3 +246,38 @@ def test_the_tables_the_c_loop_reads_follow_every_change(changes: list[tuple[int
         key = index_module.address_key(address)
         assert shared.lookup(key) == index.lookup_key(key)
     assert index.memory_bytes() >= shared.memory_bytes()
+
+
+def test_a_failure_to_answer_ends_that_session_only() -> None:
+    index = make_index()
+
+    async def main() -> None:
+        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0), logger=_Quiet())
+        await server.start()
+        assert server._native is not None
+
+        def broken(line: bytes) -> bytes:
+            raise RuntimeError("a bug")
+
+        server._native._respond = broken
+        try:
+            address = server.tcp_address
+            assert address is not None
+            reader, writer = await asyncio.open_connection(*address)
+            other_reader, other_writer = await asyncio.open_connection(*address)
+            writer.write(f"CHECK {BASE[10]}\nSTATS\nPING\n".encode())
+            assert await reader.readline() == Responder(index).respond(f"CHECK {BASE[10]}".encode())
+            assert await reader.read() == b""  # closed at the line Python could not answer
+            other_writer.write(b"PING\n")
+            assert await other_reader.readline() == b"PONG\n"
+            for w in (writer, other_writer):
+                w.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+class _Quiet:
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: None

@@ -53,7 +53,10 @@ def test_a_trickled_byte_does_not_extend_the_request_deadline(sock_path: str) ->
                     pass  # closed between the check and the write
                 assert await good.ask("PING") == [b"PONG\n"]
                 await asyncio.wait([closed], timeout=0.02)
-            assert closed.result() == b""
+            try:
+                assert closed.result() == b""  # closed without a word
+            except ConnectionError:
+                pass  # or our next byte met the closed socket first
             assert 0.3 <= time.monotonic() - started < 5
             assert await good.ask(f"CHECK {'jxxvbothd0wtflh@marketplace.amazon.com'}") == [BLOCKED]
             await until(lambda: server.limit_counts()["closed_deadline"] == 1)
