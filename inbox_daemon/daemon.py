@@ -19,6 +19,7 @@ from .config import Config, query_tcp_address
 from .log import get_logger
 from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
+from .lookup.mta_server import postfix_servers
 from .intake.parsers import auto_workers, load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
@@ -80,6 +81,10 @@ class Daemon:
         for part in (self.follower, self.intake, self.learner, self.query):
             await part.start()
             self._parts.append(part)
+        self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap
+        for mta in self.mta:
+            await mta.start()
+            self._parts.append(mta)
         if cfg.smtp.enabled:
             self.smtp = SmtpListener(self.intake, cfg.smtp)
             await self.smtp.start()
