@@ -21,6 +21,7 @@ import selectors
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Final
@@ -63,11 +64,19 @@ class Reply:
         if len(words) != 3 or words[0] != "BLOCKED":
             raise QueryError(f"unexpected reply: {line!r}")
         try:
-            first_seen = datetime.strptime(words[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            first_seen = _moment(words[1])
             count = int(words[2])
         except ValueError as exc:
             raise QueryError(f"unexpected reply: {line!r}") from exc
         return cls(True, first_seen, count)
+
+
+@lru_cache(maxsize=4096)
+def _moment(text: str) -> datetime:
+    """``2026-11-26T06:17:34Z`` -> an aware datetime (cached: a campaign repeats few dates)."""
+    if len(text) != 20 or text[10] != "T" or text[19] != "Z":
+        raise ValueError(text)
+    return datetime.fromisoformat(text[:19]).replace(tzinfo=timezone.utc)
 
 
 def request_line(key: Key) -> str:

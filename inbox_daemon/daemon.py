@@ -20,6 +20,7 @@ from .log import get_logger
 from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
+from .metrics import DaemonCollector, MetricsServer
 from .intake.parsers import auto_workers, load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
@@ -90,6 +91,10 @@ class Daemon:
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
+        if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
+            self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
+            await self.metrics.start()
+            self._parts.append(self.metrics)
         self._announce()
 
     async def _start_imap(self) -> None:
