@@ -9,6 +9,8 @@ def answer_lines(
     /,
 ) -> tuple[bytes, int, int, int]: ...
 
+def fill_directory(keys: array[int], directory: array[int], bits: int, /) -> None: ...
+
 MAX_LINE: int
 
 class Tables:

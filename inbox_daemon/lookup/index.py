@@ -389,6 +389,10 @@ class BlocklistIndex:
         self._address_shift = 63 - bits
         slots = 2 << bits
         directory = array("Q", bytes(8 * (slots + 1)))
+        if _fastpath is not None:  # the same loop in C: merges hold the loop thread back meanwhile
+            _fastpath.fill_directory(keys, directory, bits)
+            self._directory = directory
+            return
         position = 0
         for slot in range(slots):
             start = slot << self._order_shift if slot < (1 << bits) else slot << self._address_shift
