@@ -66,12 +66,12 @@ class QueryConfig:
     tcp: str = ""  # optional "host:port"
     max_connections: int = 1024
     idle_seconds: float = 300.0
-    sync_seconds: float = 1.0  # how often other processes' changes are pulled in (issue: within 2 s)
+    sync_seconds: float = 1.0  # how often other processes' changes are pulled in (README: within 2 s)
 
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Who may add to the blocklist (issue 5; ``inbox_daemon.trust``)."""
+    """Who may add to the blocklist (``inbox_daemon.trust``)."""
 
     # Embedded default false so the quick start works; deploy/config.example.toml sets true.
     require_registered_forwarder: bool = False

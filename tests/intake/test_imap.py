@@ -1,4 +1,4 @@
-"""IMAP intake against a real Dovecot (issue 4, "What it must show"), plus the pure parsing of
+"""IMAP intake against a real Dovecot, plus the pure parsing of
 aioimaplib's answers. Mail is put in with real IMAP APPENDs and looked at through IMAP too."""
 
 from __future__ import annotations
