@@ -235,7 +235,8 @@ def test_stop_while_idling_is_prompt(dovecot: Dovecot, db_path: Path, run: Run) 
         return time.monotonic() - started
 
     assert run(main()) < 1.0  # DONE + LOGOUT, not a timeout
-    assert "Logged out" in dovecot.log_tail()
+    # Dovecot logs the logout after answering it: wait for the line, do not race it.
+    wait_until(lambda: "Logged out" in dovecot.log_tail(), timeout=10)
 
 
 def test_sigkill_between_store_and_flag_leaves_no_duplicate_and_ends_flagged(
