@@ -31,6 +31,7 @@ class Flow:
     def __init__(self, store: Store, processor: Processor, *, recover: bool = False) -> None:
         self.processor = processor
         self.counters = processor.counters
+        self.outcomes = processor.outcomes
         self._writer = RawWriter(store, self._stored)
         self._recover = recover
         self._tasks: list[asyncio.Task[None]] = []
@@ -52,6 +53,11 @@ class Flow:
         except TimeoutError:
             self._log.warning("intake_stop_timeout")
         await self.processor.stop(timeout)
+
+    @property
+    def backlog(self) -> int:
+        """Messages accepted and not yet processed (in this process's queues)."""
+        return self._writer.queued + self.processor.backlog
 
     async def accept(self, delivery: Delivery) -> SavedRaw:
         """Commit the raw bytes; on return the message is queued for processing.

@@ -70,6 +70,7 @@ class Processor:
         self._task: asyncio.Task[None] | None = None
         self.deferred = asyncio.Event()  # set when work was left pending for the store
         self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="processor")
@@ -88,6 +89,11 @@ class Processor:
     async def drain(self) -> None:
         """Until everything queued so far is processed."""
         await self._queue.join()
+
+    @property
+    def backlog(self) -> int:
+        """Messages queued and not yet processed."""
+        return len(self._waiting)
 
     def submit(self, raw_id: int) -> asyncio.Future[Processed]:
         """Queue a stored message; a message already queued is not queued twice."""
@@ -209,6 +215,7 @@ class Processor:
     def _decided(self, one: _Parsed, outcome: str, reason: str | None, buyers_new: int) -> None:
         record = one.record
         self.counters[outcome] += 1
+        self.outcomes[(record.source.partition(":")[0], outcome)] += 1
         self._log.info(
             "intake_decision", sha256=record.sha256, message_id=one.result.message_id, source=record.source,
             raw_id=record.id, outcome=outcome, reason=reason, buyers_new=buyers_new,

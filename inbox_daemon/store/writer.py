@@ -41,6 +41,11 @@ class RawWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    @property
+    def queued(self) -> int:
+        """Deliveries waiting for their transaction."""
+        return self._queue.qsize()
+
     async def accept(self, delivery: Delivery) -> SavedRaw:
         """Commit the raw bytes (with concurrent callers); StoreUnavailable if that fails."""
         return (await self.accept_many([delivery]))[0]
