@@ -21,6 +21,7 @@ __all__ = [
     "sender_address",
     "sender_kind",
     "first_address",
+    "is_amazon_host",
 ]
 
 # Marketplaces whose domain may send notices and host relay addresses. Amazon.com.au and the
@@ -43,8 +44,8 @@ _ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
 # 3-7-7 ASCII digits; not part of a longer run of digits or dashes (issue 2, point 6).
 _ORDER_RE = re.compile(r"(?<![0-9-])([0-9]{3}-[0-9]{7}-[0-9]{7})(?![0-9-]|-[0-9])")
 # Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
-# (redteam2/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
-# (redteam2/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
+# (replies_mime_oddities_bulk_mail/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
+# (replies_mime_oddities_bulk_mail/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
 # before matching, so the stored id is always ASCII; Arabic-Indic digits likewise.
 _ORDER_FOLD = str.maketrans(
     {**{chr(base + n): str(n) for base in (0xFF10, 0x0660, 0x06F0) for n in range(10)},
@@ -66,7 +67,7 @@ def find_relay_addresses(text: str, *, open_end: bool = False) -> list[str]:
 
     ``open_end``: the text was cut off, so an address running into its very end is dropped —
     relay domains nest (".com" is a whole prefix of ".com.au"), so a cut one can look complete
-    (redteam/damaged_truncated_after_dot_com_of_com_au.eml).
+    (wrappings_marketplaces_lookalikes/damaged_truncated_after_dot_com_of_com_au.eml).
     """
     low = text.lower()
     seen: dict[str, None] = {}
@@ -119,3 +120,10 @@ def sender_kind(address: str | None) -> str:
     if domain in RELAY_DOMAINS:
         return "relay"
     return "other"
+
+
+def is_amazon_host(host: str) -> bool:
+    """Whether a host name is an Amazon marketplace domain or one of its subdomains
+    (``amazon.de``, ``sellercentral.amazon.de``, ``www.amazon.co.jp``)."""
+    host = host.lower().rstrip(".")
+    return any(host == domain or host.endswith("." + domain) for domain in AMAZON_SENDER_DOMAINS)

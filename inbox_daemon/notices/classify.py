@@ -16,9 +16,12 @@ from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, norm
 from .result import Buyer, Kind
 from .unwrap import Candidate
 
-__all__ = ["NOT_A_NOTICE", "Verdict", "classify"]
+__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "Verdict", "classify"]
 
 NOT_A_NOTICE = "not an Amazon notice"
+# A notice is about one message to one buyer (an address, an order, at most a few orders of that
+# buyer). A "notice" naming more is not one Amazon wrote, and must not block a crowd.
+MAX_BUYERS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,10 @@ def _opt_out(candidate: Candidate) -> Verdict:
         if address not in emails:
             emails.append(address)
     orders = find_order_ids(candidate.text)
+    named = max(len(emails), len(orders))
+    if named > MAX_BUYERS:
+        why = f"notice names {named} buyers or orders (more than {MAX_BUYERS}): not a real notice"
+        return Verdict(Kind.NOT_OPT_OUT, why, is_notice=True, has_opt_out_wording=True)
     if not emails and not orders:
         why = "opt-out notice that names neither an order nor a buyer address"
         return Verdict(Kind.MALFORMED, why, is_notice=True, has_opt_out_wording=True)
@@ -102,7 +109,7 @@ def _pair(emails: list[str], orders: list[str]) -> tuple[Buyer, ...]:
     """One notice blocks one message: pair addresses and orders in order, the rest alone.
 
     A single address goes with every order: one message about two orders of the same buyer
-    names both (redteam/two_orders_one_sentence_one_buyer.eml).
+    names both (wrappings_marketplaces_lookalikes/two_orders_one_sentence_one_buyer.eml).
     """
     if len(emails) == 1 and len(orders) > 1:
         domain = emails[0].rsplit("@", 1)[1]

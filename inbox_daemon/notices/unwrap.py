@@ -24,7 +24,7 @@ __all__ = ["Candidate", "candidates", "split_forwards"]
 _QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 # Lists that rewrite From for DMARC name the author in a header of their own. Google Groups:
 # From "'Amazon.com' via Opt-out desk" <group@…> plus X-Original-Sender
-# (redteam/google_groups_dmarc_rewrite.eml). Only a rewritten From is replaced.
+# (wrappings_marketplaces_lookalikes/google_groups_dmarc_rewrite.eml). Only a rewritten From is replaced.
 _VIA_LIST_FROM = re.compile(r"""^\s*"?'[^']*' via """)
 _LIST_AUTHOR_HEADERS = ("x-original-sender",)
 
@@ -43,7 +43,7 @@ class Candidate:
     defects: tuple[str, ...] = ()
     own_node: MailNode | None = field(default=None, repr=False)  # set for MIME messages
     # Found inside a message a buyer sent through Amazon's relay: whatever it quotes is the
-    # buyer's text (redteam/lookalike_buyer_relay_forges_forward_block.eml).
+    # buyer's text (wrappings_marketplaces_lookalikes/lookalike_buyer_relay_forges_forward_block.eml).
     inside_relay: bool = False
     cut_short: bool = False  # the raw mail was cut off: see MailNode.cut_short
 
@@ -160,7 +160,7 @@ def _gather_blocks(
 ) -> None:
     """One candidate per inline header block. Blocks nest in reading order (a forward quotes
     the older message below itself), so every block after one sent from a buyer relay
-    address is inside that buyer's text (redteam/lookalike_buyer_relay_quotes_notice_gt.eml)."""
+    address is inside that buyer's text (wrappings_marketplaces_lookalikes/lookalike_buyer_relay_quotes_notice_gt.eml)."""
     for block in blocks:
         sender = first_address(block.fields.get("from"))
         found.append(

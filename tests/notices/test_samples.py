@@ -10,9 +10,9 @@ from inbox_daemon.notices import Kind, parse_notice
 
 from .expectations import OWN_SAMPLES, check_case, load_cases
 
-# Our sample tables: the first samples, then two red-team rounds (wrappings, marketplaces,
+# Our sample tables: the first samples, then wrappings, marketplaces,
 # look-alikes and damage the earlier ones did not cover), each folder with its expected.json.
-TABLES = {name: OWN_SAMPLES / name for name in ("", "redteam", "redteam2")}
+TABLES = {name: OWN_SAMPLES / name for name in ("", "wrappings_marketplaces_lookalikes", "replies_mime_oddities_bulk_mail")}
 CASES = [(folder, case) for folder in TABLES.values() for case in load_cases(folder)]
 
 

@@ -78,7 +78,7 @@ _CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
 _CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 _SPACE = re.compile(r"\s+")
 # Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
-# NON-BREAKING HYPHEN becomes U+2010, not "-": redteam2/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
+# NON-BREAKING HYPHEN becomes U+2010, not "-": replies_mime_oddities_bulk_mail/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
 # and invisible characters that split a word (soft hyphen, zero-width space/joiners, BOM).
 _TYPOGRAPHY = str.maketrans(
     {"\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"',
@@ -135,7 +135,8 @@ def _is_conditional(normalised: str, start: int) -> bool:
     """Whether the opt-out sentence at ``start`` is a condition ("if the buyer has chosen to opt
     out …"), a general statement in help text rather than the reason for this message. A damaged
     or unknown first reason then no longer lets such a later mention decide
-    (test_redteam.py::test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
+    (tests/notices/test_wrappings_marketplaces_lookalikes.py::
+    test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
     return _CONDITIONAL.search(normalised, max(0, start - _CONDITIONAL_REACH), start) is not None
 
 

@@ -1,5 +1,5 @@
 """Arabic notices (amazon.sa, amazon.ae, amazon.eg). Wording RECONSTRUCTED from the English notice
-(redteam/sa_direct_arabic_only.eml): "… لأن المشتري اختار عدم تلقي رسائل غير مرغوب فيها من البائعين."
+(wrappings_marketplaces_lookalikes/sa_direct_arabic_only.eml): "… لأن المشتري اختار عدم تلقي رسائل غير مرغوب فيها من البائعين."
 Before this table an Arabic-only notice was "not a delivery notice": a missed opt-out.
 """
 

@@ -9,7 +9,7 @@ LANGUAGE = Language(
     opt_out=(
         r"koper (?:heeft ervoor|ervoor heeft) gekozen,? geen ongevraagde berichten(?: van verkopers)? te ontvangen",
         # Flemish order and "om … te": "omdat de koper ervoor gekozen heeft om geen ongevraagde
-        # berichten van verkopers te ontvangen" (redteam2/be_direct_nl_flemish_om_te.eml).
+        # berichten van verkopers te ontvangen" (replies_mime_oddities_bulk_mail/be_direct_nl_flemish_om_te.eml).
         r"koper ervoor gekozen heeft,? om geen ongevraagde berichten",
     ),
     look_alikes={

@@ -8,7 +8,7 @@ LANGUAGE = Language(
     code="pl",
     opt_out=(
         r"kupujący (?:zdecydował|postanowił|wybrał)\w*,? (?:że )?nie (?:chce )?otrzymywać niezamówionych wiadomości",
-        r"kupujący zrezygnował\w* z (?:otrzymywania|odbierania) niezamówionych wiadomości",  # redteam pl sample
+        r"kupujący zrezygnował\w* z (?:otrzymywania|odbierania) niezamówionych wiadomości",  # wrappings_marketplaces_lookalikes/pl_direct_zrezygnowal.eml
     ),
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"nie (?:spełnia|spełniała) wytycznych",),

@@ -1,5 +1,5 @@
 """Simplified Chinese notices (amazon.cn). Wording RECONSTRUCTED from the English notice
-(redteam2/cn_direct_zh_gb2312_base64.eml): "由于买家已选择不接收来自卖家的未经请求的消息，
+(replies_mime_oddities_bulk_mail/cn_direct_zh_gb2312_base64.eml): "由于买家已选择不接收来自卖家的未经请求的消息，
 我们无法递送您就订单 … 发送的消息。" Normalised text has no spaces between CJK characters.
 Forward labels are those of Foxmail/QQ Mail and Chinese Outlook.
 """
