@@ -1,6 +1,6 @@
 """Amazon's domains, buyer relay addresses and order ids: recognising and normalising them.
 
-Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (issue 2);
+Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (corpus s01-s16);
 notices sometimes show them upper-cased inside a display name (corpus s06) or with a ``+tag``.
 Decision: the +tag is *stripped* — it is a routing variant of the same anonymised buyer, and the
 blocklist keys on the buyer. Lookups must normalise the same way: use ``normalise_relay_address``.
@@ -41,7 +41,9 @@ _RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?
 # Left edge: not inside a longer local part; an optional +tag between the id and the "@".
 _RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
 _ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
-# 3-7-7 ASCII digits; not part of a longer run of digits or dashes (issue 2, point 6).
+# 3-7-7 ASCII digits; not part of a longer run of digits or dashes: a cut id
+# is no id (wrappings_marketplaces_lookalikes/damaged_order_id_3_7_6_only.eml), and a longer
+# tracking or phone number may hold the pattern.
 _ORDER_RE = re.compile(r"(?<![0-9-])([0-9]{3}-[0-9]{7}-[0-9]{7})(?![0-9-]|-[0-9])")
 # Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
 # (replies_mime_oddities_bulk_mail/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes

@@ -1,6 +1,6 @@
 """The verdict on one candidate notice: who sent it, what its reason sentence says, whom it names.
 
-Rules (issue 2, point 5): the reason sentence decides, never the subject; the sender must be an
+Rules: the reason sentence decides, never the subject; the sender must be an
 Amazon marketplace domain; buyer addresses count only on ``marketplace.amazon.<tld>``; anything
 forged or look-alike is ``not_opt_out`` with a reason; damage that hides the reason is
 ``malformed``.

@@ -1,6 +1,6 @@
-"""The forwarding identity: who passed a notice on to us, and how (issue 2, point 1).
+"""The forwarding identity: who passed a notice on to us, and how.
 
-The later trust work keys on it. Sources, most specific first:
+Trust keys on it (who may add to the blocklist). Sources, most specific first:
 
 * inline or attachment forward: the outer From (the person who pressed "Forward");
 * Resent-From (RFC 5322 section 3.6.6; Exchange redirect rules, corpus s12);

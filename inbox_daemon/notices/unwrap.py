@@ -1,7 +1,7 @@
 """From a ``MailNode`` tree to candidate notices, whatever the wrapping.
 
 Each candidate is one message as its author sent it: its own From/Subject/Date/Message-ID and
-body text. Wrappings handled (issue 2, point 2):
+body text. Wrappings handled:
 
 * as sent, or redirected unchanged (Resent-*, X-Forwarded-*, Sieve): the top message itself;
 * forwarded as an attachment (message/rfc822, any depth): each attached message;

@@ -111,7 +111,7 @@ _REASONS = _compile_reasons()
 def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The earliest reason sentence in the text: ``OPT_OUT`` or a ``LookAlike``, and where.
 
-    The reason sentence decides, never the subject (issue 2, point 5): Amazon states the cause
+    The reason sentence decides, never the subject: Amazon states the cause
     in its first sentence, and later paragraphs may mention opting out in passing (s04). An
     opt-out sentence in a conditional clause is such a passing mention and is skipped.
     """
