@@ -1,4 +1,6 @@
-"""Alembic environment, async-aware; configured by ``inbox_daemon.store.migrate``."""
+"""Alembic environment, async-aware; configured by ``inbox_daemon.store.migrate``.
+
+Installed as ``inbox_daemon.migrations`` (see ``package-dir`` in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,5 @@ if context.is_offline_mode():
     )
     with context.begin_transaction():
         context.run_migrations()
-elif (given := config.attributes.get("connection")) is not None:
-    run_with(given)
 else:
     asyncio.run(run_async())

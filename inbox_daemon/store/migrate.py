@@ -1,61 +1,50 @@
 """Make and move the schema with Alembic, configured in code (there is no alembic.ini).
 
-The scripts live in ``migrations/`` at the top of the repository, found next to the package:
-that is where an editable install (``pip install -e .``, as README and CI use) has them. A
-non-editable install has no ``migrations/`` beside the package; it looks for a copy at
-``inbox_daemon/_migrations`` instead, which packaging would have to provide (not done yet).
+The scripts live in ``migrations/`` at the top of the source tree and are installed as the
+package ``inbox_daemon.migrations`` (setuptools ``package-dir``), so an installed wheel and an
+editable checkout find them the same way: through ``importlib.resources``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-import inbox_daemon
+from .engine import make_engine, unavailable
 
-from .engine import WRITE, make_engine, unavailable
+__all__ = ["migrations_dir", "config", "upgrade", "downgrade", "current", "head"]
 
-__all__ = [
-    "migrations_dir",
-    "config",
-    "upgrade",
-    "downgrade",
-    "current",
-    "head",
-    "upgrade_async",
-]
+MIGRATIONS_PACKAGE = "inbox_daemon.migrations"
 
 
 def migrations_dir() -> Path:
-    package = Path(inbox_daemon.__file__).resolve().parent
-    for candidate in (package.parent / "migrations", package / "_migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise FileNotFoundError(f"no Alembic migrations next to {package}")
+    """The directory holding ``env.py`` and ``versions/``. Alembic reads scripts from the file
+    system, so a package imported from a zip archive is refused with a clear error."""
+    root = resources.files(MIGRATIONS_PACKAGE)
+    if not isinstance(root, Path) or not (root / "env.py").is_file():
+        raise FileNotFoundError(f"Alembic migrations of {MIGRATIONS_PACKAGE} are not on the file system: {root}")
+    return root
 
 
-def config(url: str, connection: Connection | None = None) -> Config:
+def config(url: str) -> Config:
     """An Alembic Config for this database. ``migrations/env.py`` reads ``url`` from
-    ``attributes`` (not from an ini option, where ``%`` in a password would be interpolated)
-    and uses ``connection`` when given instead of making its own engine."""
+    ``attributes`` (not from an ini option, where ``%`` in a password would be interpolated)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["url"] = url
-    if connection is not None:
-        cfg.attributes["connection"] = connection
     return cfg
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade the schema (creating it on an empty database). Not from inside a running event
-    loop: use ``upgrade_async`` there."""
+    """Upgrade the schema (creating it on an empty database). Runs its own event loop: from
+    async code call it through ``asyncio.to_thread``."""
     command.upgrade(config(url), revision)
 
 
@@ -79,16 +68,5 @@ async def _current(url: str) -> str | None:
             return await conn.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
-    finally:
-        await engine.dispose()
-
-
-async def upgrade_async(url: str, revision: str = "head") -> None:
-    """``upgrade`` for a caller already on an event loop (``serve`` on an embedded SQLite)."""
-    engine = make_engine(url, poolclass=NullPool, execution_options={WRITE: True})
-    try:
-        async with unavailable(), engine.connect() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(config(url, sync), revision))
-            await conn.commit()
     finally:
         await engine.dispose()

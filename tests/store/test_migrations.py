@@ -80,7 +80,3 @@ def test_models_match_migrations(empty_url: str, run: Callable[..., Any]) -> Non
 
     assert run(compare()) == []
 
-
-def test_upgrade_async_from_a_running_loop(sqlite_url: str, run: Callable[..., Any]) -> None:
-    run(migrate.upgrade_async(sqlite_url))
-    assert migrate.current(sqlite_url) == migrate.head()

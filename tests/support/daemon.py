@@ -32,8 +32,10 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 class DaemonProcess:
     """One daemon process in its own state directory; readiness read from its JSON log."""
 
-    def __init__(self, home: Path, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, config: Path | None = None, env: dict[str, str] | None = None,
+                 exe: str = EXE, cwd: Path | None = None) -> None:
         self.home = home
+        self.exe, self.cwd = exe, cwd  # another install (tests/support/installed.py) and where it runs
         self.config = config
         self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
                     "INBOX_DAEMON_LOG_FORMAT": "json", **(env or {})}
@@ -44,10 +46,10 @@ class DaemonProcess:
         self.socket_path = ""
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
-        args = [EXE, "serve"] + (["--config", str(self.config)] if self.config else [])
+        args = [self.exe, "serve"] + (["--config", str(self.config)] if self.config else [])
         self.events.clear()
         self._lines = queue.Queue()
-        self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True)
         self._reader.start()
         ready = self.wait_event("ready", timeout)
@@ -150,8 +152,8 @@ class DaemonProcess:
         return query_socket(self.socket_path, lines)
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        full = [EXE, *args] + (["--config", str(self.config)] if self.config else [])
-        return subprocess.run(full, env=self.env, capture_output=True, text=True, timeout=60, check=check)
+        full = [self.exe, *args] + (["--config", str(self.config)] if self.config else [])
+        return subprocess.run(full, env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=60, check=check)
 
 
 def query_socket(path: str, lines: Any, timeout: float = 10.0) -> list[str]:

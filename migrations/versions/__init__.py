@@ -1,0 +1,1 @@
+"""Alembic revision scripts, one per schema step; Alembic loads them by file, not by import."""
