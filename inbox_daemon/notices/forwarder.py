@@ -26,7 +26,7 @@ _REDIRECT_HEADERS = (
 
 def identify(headers: Headers, via: str) -> tuple[str | None, str | None]:
     """(forwarder address, how) for a mail whose notice arrived ``via`` direct/inline/attachment."""
-    if via in ("inline", "attachment"):
+    if via in ("inline", "reply", "attachment"):
         return first_address(headers.get("from")), via
     for name, how in _REDIRECT_HEADERS:
         address = first_address(headers.get(name))

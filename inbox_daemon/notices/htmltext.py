@@ -1,7 +1,8 @@
 """HTML to plain text, just enough to read a notice, through the stdlib ``html.parser`` tokenizer.
 
 Blocks become line breaks, cells spaces, entities are unescaped, scripts, styles, the head and
-comments vanish. Links keep what the text may not show: a ``mailto:`` target's address when the
+comments vanish; text inside <blockquote> is prefixed with ">" per level, as plain-text replies
+quote (RFC 3676 section 4.5), so ``quoting`` reads both views alike. Links keep what the text may not show: a ``mailto:`` target's address when the
 label hides it (Outlook.com forwards are HTML only, corpus s07), and the targets of links to
 Amazon's own sites, where a notice may carry its order id only in a "View order" URL
 (tests/data/notices/structure/html_order_id_only_in_view_order_link.eml).
@@ -85,6 +86,10 @@ class _Reader(HTMLParser):
         self.links: list[str] = []
         self.hidden: str | None = None
         self.anchor: tuple[str, int] | None = None  # href, index of its first text piece
+        self.quoted = 0  # <blockquote> levels open: written as ">" the way plain text quotes
+
+    def _newline(self) -> None:
+        self.pieces.append("\n" + "> " * self.quoted if self.quoted else "\n")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.hidden is not None:
@@ -94,7 +99,8 @@ class _Reader(HTMLParser):
         if tag in _HIDDEN:
             self.hidden = tag
         elif tag in _BLOCK:
-            self.pieces.append("\n")
+            self.quoted += tag == "blockquote"
+            self._newline()
         elif tag in _CELL:
             self.pieces.append(" ")
         elif tag == "a":
@@ -111,7 +117,8 @@ class _Reader(HTMLParser):
         if tag == "a":
             self._close_anchor()
         elif tag in _BLOCK and tag not in ("br", "hr"):
-            self.pieces.append("\n")
+            self.quoted -= tag == "blockquote" and self.quoted > 0
+            self._newline()
         elif tag in _CELL:
             self.pieces.append(" ")
 

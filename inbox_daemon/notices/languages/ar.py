@@ -16,6 +16,8 @@ LANGUAGE = Language(
         LookAlike.CONTENT_POLICY: (r"(?:لا تتوافق|لم تتوافق) مع (?:إرشادات|سياسات)",),
         LookAlike.CANCELLATION: (r"طلب (?:ال)?إلغاء",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"كتب\s*[:：]$",),
     subjects=("تعذر تسليم رسالتك إلى المشتري",),
     labels={"from": ("من",), "subject": ("الموضوع",), "date": ("التاريخ", "تاريخ الإرسال"), "to": ("إلى",)},
 )

@@ -35,6 +35,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"verkauft, jetzt versenden", r"sie haben eine neue bestellung"),
         LookAlike.CANCELLATION: (r"stornierungsanfrage", r"stornierungsantrag"),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bschrieb\b.{0,200}:$",),
     subjects=("Ihre Nachricht an einen Käufer konnte nicht zugestellt werden",),
     labels={
         "from": ("von",),

@@ -79,6 +79,8 @@ LANGUAGE = Language(
             r"request(?:ed)? (?:to cancel|a cancellation|the cancellation)",
         ),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bwrote\s*:$",),
     subjects=("Your message to a buyer could not be delivered",),
     labels={
         "from": ("from",),

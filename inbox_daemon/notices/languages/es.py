@@ -27,6 +27,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"vendido, envíalo ya", r"tienes un nuevo pedido"),
         LookAlike.CANCELLATION: (r"solicitud de cancelación",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bescribió\s*:$",),
     subjects=("No se ha podido entregar tu mensaje a un comprador",),
     labels={
         "from": ("de",),

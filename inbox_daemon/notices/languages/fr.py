@@ -32,6 +32,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"vendu, expédiez maintenant", r"vous avez une nouvelle commande"),
         LookAlike.CANCELLATION: (r"demande d'annulation",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\ba écrit\s*:$",),
     subjects=("Votre message qui était adressé à un acheteur n'a pas pu être transmis",),
     labels={
         "from": ("de",),

@@ -17,6 +17,8 @@ LANGUAGE = Language(
         LookAlike.RESTRICTED_ACCOUNT: (r"account is (?:tijdelijk )?beperkt",),
         LookAlike.CANCELLATION: (r"annuleringsverzoek",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bschreef\b.{0,200}:$",),
     subjects=("Je bericht aan een koper kon niet worden bezorgd",),
     labels={"from": ("van",), "subject": ("onderwerp",), "date": ("datum", "verzonden"), "to": ("aan",)},
     conditional=(r"\b(?:als|wanneer|indien) (?:de |een )?$",),

@@ -14,6 +14,8 @@ LANGUAGE = Language(
         LookAlike.CONTENT_POLICY: (r"nie (?:spełnia|spełniała) wytycznych",),
         LookAlike.CANCELLATION: (r"prośba o anulowanie", r"żądanie anulowania"),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bnapisał(?:\(a\)|a)?\s*:$",),
     subjects=("Nie można dostarczyć wiadomości do kupującego",),
     labels={"from": ("od",), "subject": ("temat",), "date": ("data", "wysłano"), "to": ("do",)},
 )

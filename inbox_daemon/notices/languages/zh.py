@@ -16,6 +16,8 @@ LANGUAGE = Language(
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"不符合(?:买家与卖家消息|沟通)(?:服务)?(?:政策|准则)",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"写道\s*[:：]$",),
     subjects=("您发送给买家的消息无法送达",),
     labels={"from": ("发件人",), "subject": ("主题",), "date": ("发送时间", "日期"), "to": ("收件人",)},
 )
