@@ -19,6 +19,8 @@ from .config import Config, query_tcp_address
 from .log import get_logger
 from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
+from .lookup.mta_server import postfix_servers
+from .metrics import DaemonCollector, MetricsServer
 from .intake.parsers import auto_workers, load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
@@ -76,15 +78,25 @@ class Daemon:
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
             on_address_learned=self.learner.submit, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
+            max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
+            reserved_descriptors=cfg.smtp.max_connections + 128,
         )
         for part in (self.follower, self.intake, self.learner, self.query):
             await part.start()
             self._parts.append(part)
+        self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap
+        for mta in self.mta:
+            await mta.start()
+            self._parts.append(mta)
         if cfg.smtp.enabled:
             self.smtp = SmtpListener(self.intake, cfg.smtp)
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
+        if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
+            self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
+            await self.metrics.start()
+            self._parts.append(self.metrics)
         self._announce()
 
     async def _start_imap(self) -> None:
