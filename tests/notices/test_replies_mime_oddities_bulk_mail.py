@@ -1,4 +1,4 @@
-"""Second red-team round (tests/data/notices/redteam2): reply-style and mobile forwards, MIME
+"""Samples in tests/data/notices/replies_mime_oddities_bulk_mail: reply-style and mobile forwards, MIME
 oddities, typographic variants, new marketplaces, Amazon's own bulk mail and work bounds; plus
 the facts behind the fixes they forced (each named by the sample that showed the gap).
 """
@@ -18,7 +18,7 @@ from inbox_daemon.notices.mime import Headers
 
 from .expectations import OWN_SAMPLES
 
-REDTEAM2 = OWN_SAMPLES / "redteam2"
+REDTEAM2 = OWN_SAMPLES / "replies_mime_oddities_bulk_mail"
 
 
 def test_typographic_hyphens_and_invisible_characters_are_normalised() -> None:

@@ -1,4 +1,4 @@
-"""Red-team samples (tests/data/notices/redteam): wrappings, marketplaces, look-alikes and damage
+"""Samples in tests/data/notices/wrappings_marketplaces_lookalikes: wrappings, marketplaces, look-alikes and damage
 the first samples did not cover, with their expectation table; plus the facts behind the fixes
 they forced (each named by the sample that showed the gap).
 """
@@ -12,7 +12,7 @@ from inbox_daemon.notices.addresses import find_relay_addresses
 
 from .expectations import OWN_SAMPLES
 
-REDTEAM = OWN_SAMPLES / "redteam"
+REDTEAM = OWN_SAMPLES / "wrappings_marketplaces_lookalikes"
 
 
 def _parse(name: str) -> Any:
