@@ -156,7 +156,7 @@ def test_an_index_changed_by_a_line_in_the_middle_of_a_read() -> None:
 
 def test_bad_arguments_raise_rather_than_read_out_of_bounds(fastpath: object) -> None:
     tables = make_index().lookup_tables()
-    answer_lines = getattr(fastpath, "answer_lines")
+    answer_lines = fastpath.answer_lines
     with pytest.raises(IndexError):
         answer_lines([b"PING"], 0, 2, tables)
     with pytest.raises(TypeError):
