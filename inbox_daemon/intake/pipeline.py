@@ -86,6 +86,10 @@ class Intake:
         self.counters = {"accepted": 0, "duplicates": 0, "opt_out": 0, "not_opt_out": 0, "malformed": 0, "error": 0,
                          "quarantined": 0}
 
+    def use_gate(self, gate: Gatekeeper) -> None:
+        """New admission rules (a configuration reload); batches being applied keep the old."""
+        self._gate = gate
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:

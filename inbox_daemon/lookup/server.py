@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast, Any
 
 import structlog
@@ -153,9 +153,10 @@ class QueryServer:
         max_connections: int = 1024,
         idle_timeout: float = 300.0,
         logger: Any = None,
+        sockets: Sequence[socket.socket] = (),
     ) -> None:
-        if unix_path is None and tcp is None:
-            raise ValueError("QueryServer needs a Unix socket path, a TCP address or both")
+        if unix_path is None and tcp is None and not sockets:
+            raise ValueError("QueryServer needs a Unix socket path, a TCP address, bound sockets or some of them")
         self.index = index
         self.counters = Counters()
         self._responder = Responder(
@@ -165,6 +166,7 @@ class QueryServer:
             stats=self._stats,
         )
         self._unix_path = unix_path
+        self._inherited = list(sockets)  # bound by systemd (socket activation); never unlinked here
         self._unix_inode: int | None = None
         self._tcp = tcp
         self._learned = on_address_learned
@@ -193,7 +195,18 @@ class QueryServer:
             server = await loop.create_server(self._connection, host, port, backlog=_LISTEN_BACKLOG)
             self._servers.append(server)
             self._log.info("query.listening", tcp=f"{self.tcp_address}")
+        for sock in self._inherited:
+            await self._serve_inherited(loop, sock)
         self._schedule_sweep()
+
+    async def _serve_inherited(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family == socket.AF_UNIX:
+            server = await loop.create_unix_server(self._connection, sock=sock, backlog=_LISTEN_BACKLOG)
+        else:
+            server = await loop.create_server(self._connection, sock=sock, backlog=_LISTEN_BACKLOG)
+        self._servers.append(server)
+        self._log.info("query.listening", inherited=str(sock.getsockname()))
 
     async def _start_unix(self, loop: asyncio.AbstractEventLoop, path: str) -> None:
         _remove_stale_socket(path)
