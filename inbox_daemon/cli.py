@@ -133,22 +133,37 @@ def parse(files: tuple[str, ...], as_json: bool, config_path: str | None) -> Non
 @click.argument("keys", nargs=-1, required=True)
 @config_option
 def check(keys: tuple[str, ...], config_path: str | None) -> None:
-    """Ask the running daemon about relay ADDRESSES or ORDER-IDs (exit 1 if any is blocked)."""
+    """Ask the running daemon about relay ADDRESSES or ORDER-IDs (exit 1 if any is blocked).
+
+    ``-`` reads the keys from stdin, one a line, and asks for them pipelined."""
     cfg = _config(config_path)
-    from .lookup.client import QueryClient
-    from .lookup.index import order_key
+    from .client import Client
 
     blocked = False
     try:
-        with QueryClient(unix_path=cfg.query_socket, tcp=None) as client:
-            for key in keys:
-                reply = client.order(key) if order_key(key) is not None else client.check(key)
-                click.echo(f"{key}\t{reply}")
-                blocked = blocked or str(reply).startswith("BLOCKED")
+        with Client(cfg.query_socket) as client:
+            for batch in _key_batches(keys):
+                for key, reply in zip(batch, client.check_many(batch)):
+                    click.echo(f"{key}\t{reply}")
+                    blocked = blocked or reply.blocked
     except QueryError as exc:
         click.echo(f"inbox-daemon: cannot ask the daemon at {cfg.query_socket}: {exc}", err=True)
         sys.exit(2)
     sys.exit(1 if blocked else 0)
+
+
+def _key_batches(keys: tuple[str, ...], size: int = 10_000) -> Any:
+    """The keys in pipelined batches; ``-`` stands for stdin's lines (blank ones skipped)."""
+    source = (line.strip() for line in sys.stdin) if keys == ("-",) else iter(keys)
+    batch: list[str] = []
+    for key in source:
+        if key:
+            batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @cli.group()

@@ -27,6 +27,8 @@ __all__ = [
     "ImapConfig",
     "ImapAccount",
     "LogConfig",
+    "PostfixConfig",
+    "MetricsConfig",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -125,6 +127,22 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class PostfixConfig:
+    """Postfix enforces the blocklist itself: a policy service and/or a socketmap table."""
+
+    policy: str = ""  # "host:port" or an absolute Unix socket path; off when empty
+    socketmap: str = ""  # the same, for socketmap:inet:HOST:PORT:blocklist
+    policy_action: str = "REJECT"  # REJECT | DEFER | HOLD | DISCARD for a blocked recipient
+    exempt_senders: tuple[str, ...] = ()  # envelope senders never checked ("a@b.example", "@b.example")
+    max_connections: int = 256  # per listener (Postfix keeps one per smtpd process)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = ""  # "host:port" serving Prometheus text exposition at /metrics; off when empty
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -133,6 +151,8 @@ class Config:
     parser: ParserConfig = field(default_factory=ParserConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    postfix: PostfixConfig = field(default_factory=PostfixConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
 
@@ -156,6 +176,8 @@ _SECTIONS: dict[str, type] = {
     "security": SecurityConfig,
     "parser": ParserConfig,
     "log": LogConfig,
+    "postfix": PostfixConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -287,6 +309,7 @@ def _validate(cfg: Config) -> None:
     if cfg.query.tcp:
         host, _, port = cfg.query.tcp.rpartition(":")
         checks.append((bool(host) and port.isdigit() and int(port) <= 65535, "query.tcp must be host:port"))
+    checks += _listen_checks(cfg)
     for acct in cfg.imap.accounts:
         checks += [
             (acct.tls in ("implicit", "starttls", "none"), f"imap account {acct.name}: tls must be implicit|starttls|none"),
@@ -300,6 +323,24 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """The [postfix] and [metrics] listeners: "host:port" (or an absolute path where a Unix socket will do)."""
+    checks = [
+        (cfg.postfix.policy_action.upper() in ("REJECT", "DEFER", "HOLD", "DISCARD"),
+         "postfix.policy_action must be REJECT|DEFER|HOLD|DISCARD"),
+        (cfg.postfix.max_connections > 0, "postfix.max_connections must be positive"),
+        (all(s.count("@") == 1 for s in cfg.postfix.exempt_senders),
+         "postfix.exempt_senders must be addresses or @domain"),
+    ]
+    for key, value, unix in (("postfix.policy", cfg.postfix.policy, True), ("postfix.socketmap", cfg.postfix.socketmap, True),
+                             ("metrics.listen", cfg.metrics.listen, False)):
+        if value and not (unix and value.startswith("/")):
+            host, _, port = value.rpartition(":")
+            what = "an absolute socket path or host:port" if unix else "host:port"
+            checks.append((bool(host) and port.isdigit() and int(port) <= 65535, f"{key} must be {what}"))
+    return checks
 
 
 def query_tcp_address(cfg: Config) -> tuple[str, int] | None:

@@ -21,6 +21,8 @@ from .errors import ConfigError
 from .log import get_logger, set_level
 from .lookup import BlocklistIndex, QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
+from .lookup.mta_server import postfix_servers
+from .metrics import DaemonCollector, MetricsServer
 from .intake.parsers import auto_workers, load_parser
 from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
@@ -75,11 +77,19 @@ class Daemon:
         for part in (self.follower, self.intake, self.learner, self.query):
             await part.start()
             self._parts.append(part)
+        self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap
+        for mta in self.mta:
+            await mta.start()
+            self._parts.append(mta)
         if cfg.smtp.enabled:
             self.smtp = SmtpListener(self.intake, cfg.smtp, sock=self._inherited("smtp"))
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
+        if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
+            self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
+            await self.metrics.start()
+            self._parts.append(self.metrics)
         self._announce()
 
     async def _start_imap(self) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import random
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,7 @@ class ImapPoller:
         self._crash_after = int(os.environ.get(CRASH_AFTER_STORE_ENV, "0"))  # test hook only
         self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
         self.idling = False  # in IDLE right now (the server said "+ idling")
+        self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"imap:{self.account.name}")
@@ -176,6 +178,7 @@ class ImapPoller:
         )
         while not self._stop.is_set():
             position = await self._drain(conn, position)
+            self.last_success = time.time()
             self._failures = 0  # a full round worked: the next failure starts the backoff anew
             if self._stop.is_set():
                 break

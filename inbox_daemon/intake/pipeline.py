@@ -13,6 +13,7 @@ it in quarantine. ``reprocess`` sends kept messages through the same path again.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,7 @@ class Intake:
         self._retry = asyncio.Event()
         self.counters = {"accepted": 0, "duplicates": 0, "opt_out": 0, "not_opt_out": 0, "malformed": 0, "error": 0,
                          "quarantined": 0}
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
 
     def use_gate(self, gate: Gatekeeper) -> None:
         """New admission rules (a configuration reload); batches being applied keep the old."""
@@ -110,6 +112,11 @@ class Intake:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self._parsing.close, True)
+
+    @property
+    def backlog(self) -> int:
+        """Messages accepted and not yet parsed and applied (in this process's queues)."""
+        return self._writes.qsize() + self._jobs.qsize()
 
     async def _drain(self) -> None:
         # The writer queues each message's job before marking its write done, so once the
@@ -254,6 +261,7 @@ class Intake:
 
     def _finish(self, job: _Job, outcome: str, reason: str | None, buyers_new: int, message_id: str | None) -> None:
         self.counters[outcome] = self.counters.get(outcome, 0) + 1
+        self.outcomes[(job.source.partition(":")[0], outcome)] += 1
         self._log.info(
             "intake_decision", sha256=job.sha256, message_id=message_id, source=job.source,
             raw_id=job.raw_id, outcome=outcome, reason=reason, buyers_new=buyers_new,

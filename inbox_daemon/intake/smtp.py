@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -103,6 +104,10 @@ class _CappedSMTP(SMTP):
         self._listener.connections.add(self)
         super().connection_made(transport)
 
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        self._listener.replies[str(status)[:3]] += 1  # SMTP replies by code, for the metrics
+        await super().push(status)
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
@@ -130,6 +135,7 @@ class SmtpListener:
         self._sock = sock  # bound already (systemd socket activation): served instead of host:port
         self.handler = OptOutHandler(intake, config)
         self.connections: set[_CappedSMTP] = set()
+        self.replies: Counter[str] = Counter()  # by reply code
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
         self._server: asyncio.Server | None = None
 

@@ -9,6 +9,7 @@ daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,7 @@ class IndexFollower:
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="follow")
         self.applied = 0
+        self.caught_up = time.monotonic()  # when a poll last succeeded: the metrics' follow lag
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="index-follower")
@@ -84,6 +86,7 @@ class IndexFollower:
         if entries:
             self._index.apply(entries)
             self.applied += len(entries)
+        self.caught_up = time.monotonic()
         return len(entries)
 
     async def _run(self) -> None:

@@ -109,8 +109,8 @@ def test_pipelined_requests_over_unix_and_tcp(sock_path: str, uv: bool) -> None:
 def test_blocking_client_over_both_transports(sock_path: str) -> None:
     async def main() -> None:
         async with serving(unix_path=sock_path, tcp=("127.0.0.1", 0), stats=lambda: {"notices": 5}) as server:
-            await asyncio.to_thread(use_client, QueryClient(unix_path=sock_path))
-            await asyncio.to_thread(use_client, QueryClient(tcp=server.tcp_address))
+            await asyncio.to_thread(use_client, QueryClient(sock_path))
+            await asyncio.to_thread(use_client, QueryClient(server.tcp_address))
 
     def use_client(client: QueryClient) -> None:
         with client:
@@ -301,7 +301,7 @@ def test_socket_file_handling(sock_path: str) -> None:
 
 def test_client_errors(sock_path: str) -> None:
     with pytest.raises(QueryError, match="cannot reach"):
-        QueryClient(unix_path=sock_path + ".missing", timeout=1).ping()
+        QueryClient(sock_path + ".missing", timeout=1).ping()
 
     def answer_garbage(listener: socket.socket) -> None:
         connection, _ = listener.accept()
@@ -314,7 +314,7 @@ def test_client_errors(sock_path: str) -> None:
         listener.listen()
         thread = threading.Thread(target=answer_garbage, args=(listener,))
         thread.start()
-        with QueryClient(unix_path=sock_path, timeout=2) as client, pytest.raises(QueryError, match="unexpected"):
+        with QueryClient(sock_path, timeout=2) as client, pytest.raises(QueryError, match="unexpected"):
             client.check(RELAY)
         thread.join(TIMEOUT)
 

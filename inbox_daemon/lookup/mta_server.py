@@ -1,0 +1,182 @@
+"""asyncio servers for the MTA's lookups: Postfix's policy service and its socketmap table.
+
+Each connection owns a sans-IO session (postfix_policy.PolicySession, socketmap.SocketmapSession)
+with ``feed(bytes) -> bytes``, ``problems`` and ``closing``; this module only binds the socket
+(TCP ``host:port`` or an absolute Unix path), writes replies, logs refusals and caps connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+import structlog
+
+from inbox_daemon.config import PostfixConfig
+from inbox_daemon.lookup.index import BlocklistIndex
+from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
+from inbox_daemon.lookup.protocol import Counters
+from inbox_daemon.lookup.server import _remove_stale_socket
+from inbox_daemon.lookup.socketmap import SocketmapSession
+
+__all__ = ["MtaServer", "postfix_servers", "split_listen"]
+
+_WRITE_HIGH = 64 * 1024
+_STOP_GRACE = 2.0
+
+
+class Session(Protocol):
+    problems: list[str]
+    closing: bool
+
+    def feed(self, data: bytes) -> bytes: ...
+
+
+def split_listen(value: str) -> tuple[str | None, tuple[str, int] | None]:
+    """An absolute path -> Unix socket; ``host:port`` -> TCP (``[::1]:10040`` for IPv6)."""
+    if value.startswith("/"):
+        return value, None
+    host, _, port = value.rpartition(":")
+    return None, (host.strip("[]"), int(port))
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: MtaServer) -> None:
+        self._server = server
+        self._session = server.new_session()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        if not self._server.admit(self):
+            self._transport.abort()
+            self._transport = None
+            return
+        self._transport.set_write_buffer_limits(high=_WRITE_HIGH)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        reply = self._session.feed(data)
+        if self._session.problems:
+            self._server.log_problems(self._session.problems, transport.get_extra_info("peername"))
+            self._session.problems = []
+        if reply:
+            transport.write(reply)
+        if self._session.closing:
+            transport.close()
+
+    def pause_writing(self) -> None:  # a client that does not read its replies: stop reading it
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.forget(self)
+        self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class MtaServer:
+    """One listener (Unix or TCP) serving one kind of session; start()/stop()."""
+
+    def __init__(self, kind: str, listen: str, new_session: Callable[[], Session], *,
+                 counters: Counters, max_connections: int = 256, logger: Any = None) -> None:
+        self.kind = kind  # "policy" | "socketmap": names the log events and the metrics
+        self.listen = listen
+        self.new_session = new_session
+        self.counters = counters
+        self._max_connections = max_connections
+        self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.postfix")
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._unix_inode: int | None = None
+        self.refused = 0  # malformed requests answered with a refusal
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        path, tcp = split_listen(self.listen)
+        if path is not None:
+            _remove_stale_socket(path)
+            self._server = await loop.create_unix_server(lambda: _Connection(self), path)
+            os.chmod(path, 0o660)  # Postfix reaches it through the daemon's group
+            self._unix_inode = os.stat(path).st_ino
+        else:
+            assert tcp is not None
+            self._server = await loop.create_server(lambda: _Connection(self), *tcp)
+        self._log.info(f"{self.kind}.listening", address=self.address)
+
+    @property
+    def address(self) -> str:
+        """Where it listens, with the bound port (after asking for port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self.listen
+        sock = self._server.sockets[0]
+        if sock.family == socket.AF_UNIX:
+            return str(sock.getsockname())
+        host, port = sock.getsockname()[:2]
+        return f"{host}:{port}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), _STOP_GRACE)
+        except TimeoutError:
+            pass
+        path, _ = split_listen(self.listen)
+        if path is not None and self._unix_inode is not None:
+            try:
+                if os.stat(path).st_ino == self._unix_inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._server = None
+
+    def admit(self, connection: _Connection) -> bool:
+        if len(self._connections) >= self._max_connections:
+            self._log.warning(f"{self.kind}.too_many_connections", limit=self._max_connections)
+            return False
+        self._connections.add(connection)
+        return True
+
+    def forget(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+    def log_problems(self, problems: list[str], peer: Any) -> None:
+        self.refused += len(problems)
+        for reason in problems:
+            self._log.warning(f"{self.kind}.malformed", reason=reason, peer=str(peer))
+
+
+def postfix_servers(config: PostfixConfig, index: BlocklistIndex) -> list[MtaServer]:
+    """The configured Postfix listeners (none when neither is set)."""
+    servers = []
+    action = config.policy_action.upper()
+    if config.policy:
+        settings = PolicySettings(action, frozenset(s.strip().lower() for s in config.exempt_senders))
+        policy_counters = Counters()
+        servers.append(MtaServer("policy", config.policy, lambda: PolicySession(index, settings, policy_counters),
+                                 counters=policy_counters, max_connections=config.max_connections))
+    if config.socketmap:
+        map_counters = Counters()
+        servers.append(MtaServer("socketmap", config.socketmap, lambda: SocketmapSession(index, action, map_counters),
+                                 counters=map_counters, max_connections=config.max_connections))
+    return servers

@@ -1,0 +1,135 @@
+"""Metrics from a real daemon (SMTP, a real Dovecot account, the query socket, the Postfix
+listeners), scraped with urllib and read with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from inbox_daemon.lookup.socketmap import encode
+from tests.intake.dovecot import Dovecot, dovecot_binary
+from tests.support.daemon import DaemonProcess
+from tests.support.notices import opt_out_notice, order_id, relay_address
+from tests.support.postfix import free_port
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    if dovecot_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("dovecot is not installed (bash .ci/install-dovecot.sh)")
+        pytest.skip("dovecot is not installed (bash .ci/install-dovecot.sh)")
+    with Dovecot.running() as server:
+        yield server
+
+
+def scrape(port: int, path: str = "/metrics") -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = response.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def config(path: Path, dovecot: Dovecot, policy: int, socketmap: int, metrics: int) -> Path:
+    path.write_text(f"""
+[smtp]
+recipients = ["optout@sellers.example"]
+[postfix]
+policy = "127.0.0.1:{policy}"
+socketmap = "127.0.0.1:{socketmap}"
+[metrics]
+listen = "127.0.0.1:{metrics}"
+[[imap.accounts]]
+name = "shop"
+host = "127.0.0.1"
+port = {dovecot.port}
+tls = "none"
+username = {json.dumps(dovecot.user)}
+password = {json.dumps(dovecot.password)}
+poll_seconds = 0.2
+""")
+    return path
+
+
+def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
+    rng = random.Random(41)
+    (by_smtp, buyer), (by_imap, _) = (order_id(rng), relay_address(rng)), (order_id(rng), relay_address(rng))
+    dovecot.append(opt_out_notice(by_imap, relay_address(rng)))
+    policy, socketmap, metrics = free_port(), free_port(), free_port()
+    daemon = DaemonProcess(tmp_path / "home", config(tmp_path / "c.toml", dovecot, policy, socketmap, metrics))
+    started = time.time()
+    try:
+        daemon.start()
+        assert daemon.send(opt_out_notice(by_smtp, buyer))[0] == 250
+        assert daemon.send(b"Subject: hello\r\n\r\nnot a notice\r\n")[0] == 250
+        daemon.wait_count("intake_decision", 3)
+        assert daemon.query(f"CHECK {buyer}", "CHECK nobody@marketplace.amazon.com") == [
+            daemon.query(f"ORDER {by_smtp}")[0], "OK"]  # three query lookups, two hits
+        with socket.create_connection(("127.0.0.1", policy), timeout=10) as sock:
+            sock.sendall(f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={buyer}\n\n".encode())
+            assert sock.recv(4096).startswith(b"action=REJECT 5.7.1")
+        with socket.create_connection(("127.0.0.1", socketmap), timeout=10) as sock:
+            sock.sendall(encode("blocklist nobody@marketplace.amazon.com"))
+            assert sock.recv(4096) == encode("NOTFOUND ")
+        with socket.socket(socket.AF_UNIX) as held:  # one open query connection while scraping
+            held.connect(daemon.socket_path)
+            held.sendall(b"PING\n")
+            assert held.recv(16) == b"PONG\n"
+            samples = scrape(metrics)
+    finally:
+        daemon.ensure_stopped()
+
+    assert value(samples, "inbox_daemon_messages_total", source="smtp", outcome="opt_out") == 1
+    assert value(samples, "inbox_daemon_messages_total", source="smtp", outcome="not_opt_out") == 1
+    assert value(samples, "inbox_daemon_messages_total", source="imap", outcome="opt_out") == 1
+    assert value(samples, "inbox_daemon_notices_total") == 2
+    assert value(samples, "inbox_daemon_quarantined_total") == 0
+    assert value(samples, "inbox_daemon_blocklist_entries") == 4  # two orders, two relay addresses
+    assert value(samples, "inbox_daemon_lookups_total", via="query") == 3
+    assert value(samples, "inbox_daemon_lookup_hits_total", via="query") == 2
+    assert value(samples, "inbox_daemon_lookups_total", via="policy") == 1
+    assert value(samples, "inbox_daemon_lookup_hits_total", via="policy") == 1
+    assert value(samples, "inbox_daemon_lookups_total", via="socketmap") == 1
+    assert value(samples, "inbox_daemon_lookup_hits_total", via="socketmap") == 0
+    assert value(samples, "inbox_daemon_query_connections", via="query") == 1
+    assert value(samples, "inbox_daemon_smtp_replies_total", code="354") == 2
+    assert value(samples, "inbox_daemon_smtp_replies_total", code="250") >= 8  # EHLO, MAIL, RCPT, DATA twice
+    assert value(samples, "inbox_daemon_pending_messages") == 0
+    assert 0 <= value(samples, "inbox_daemon_index_follow_lag_seconds") < 30
+    assert started < value(samples, "inbox_daemon_imap_last_success_timestamp_seconds", account="shop") <= time.time()
+
+
+def test_metrics_server_answers_only_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    daemon = DaemonProcess(tmp_path / "home", env={"INBOX_DAEMON_METRICS_LISTEN": f"127.0.0.1:{port}"})
+    try:
+        daemon.start()
+        daemon.wait_event("metrics.listening", address=f"127.0.0.1:{port}")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=10)
+        assert missing.value.code == 404
+        missing.value.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # headers past 8 KB
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n")
+            assert sock.recv(4096) == b""
+        assert value(scrape(port, "/metrics?x=1"), "inbox_daemon_blocklist_entries") == 0
+    finally:
+        daemon.ensure_stopped()
