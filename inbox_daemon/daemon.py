@@ -229,7 +229,7 @@ class Daemon:
 
 
 def _safe_url(url: str) -> str:
-    """The database URL without its password (issue 3: no secrets in logs)."""
+    """The database URL without its password: no secret goes to the logs."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         creds, _, host = rest.rpartition("@")

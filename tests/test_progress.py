@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,16 @@ from tests.support.installed import EXAMPLE
 class Counts:
     messages_read: int = 0
     opt_out_notices: int = 0
+
+
+def _read_until_newline(fd: int, timeout: float = 10.0) -> str:
+    """What the bar wrote to the terminal, up to the newline its ``close`` ends with."""
+    data = b""
+    while b"\n" not in data:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no newline from the bar: {data!r}"
+        data += os.read(fd, 65536)
+    return data.decode()
 
 
 def test_quiet_when_the_stream_is_not_a_terminal() -> None:
@@ -39,7 +50,7 @@ def test_rate_eta_and_counts_on_a_terminal() -> None:
                 bar.advance(1000, counts)
             bar.finish()
             tty.flush()
-        shown = os.read(leader, 65536).decode()
+        shown = _read_until_newline(leader)
     finally:
         os.close(leader)
         os.close(follower)
