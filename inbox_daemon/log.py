@@ -33,7 +33,7 @@ def set_level(level: str) -> None:
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Never write a secret, whatever a caller bound."""
+    """Never write a secret (a password, a token), whatever a caller bound: logs travel far."""
     for key in event:
         if key.lower() in _SECRET_KEYS:
             event[key] = "***"
