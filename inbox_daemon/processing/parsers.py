@@ -1,4 +1,4 @@
-"""Which parser the pipeline runs (``[parser] module``): the built-in one, or a module that
+"""Which parser processing runs (``[parser] module``): the built-in one, or a module that
 exposes ``parse_notice(raw) -> ParseResult`` and ``PARSER_VERSION``.
 
 The hook exists so that a parser upgrade can be tried on kept mail (``quarantine

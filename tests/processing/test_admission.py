@@ -1,5 +1,6 @@
-"""The trust part of the store on both engines: the admission step inside apply_many, the
-rate counters, approve/discard, the audit trail, figures, imports and the registry."""
+"""The admission step inside the applying transaction, on both engines: the decision asked
+through ``admitter``, the rate counters, approve/discard, the audit trail, figures, imports
+and the registry."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 import pytest
 
 from inbox_daemon.notices.result import Kind, ParseResult
+from inbox_daemon.processing.admission import admitter
+from inbox_daemon.processing.csvfile import read_buyers
 from inbox_daemon.store import Store
 from inbox_daemon.trust import ABSENT, Assessment, Attribution, DkimEvidence, Policy
-
-from .store_builders import E1, E2, O1, O2, O3, at, buyer, notice
+from tests.store.store_builders import E1, E2, O1, O2, O3, apply_result, at, buyer, notice, save_raw
 
 GUARDED = Policy(require_registered_forwarder=True, rate_per_hour=2)
 
@@ -21,13 +23,16 @@ def seen(forwarder: str | None, token: str | None = None, source: str = "smtp") 
 
 
 async def save(store: Store, body: bytes, minutes: int = 0) -> int:
-    return (await store.save_raw(body, source="smtp", received_at=at(minutes))).id
+    return (await save_raw(store, body, source="smtp", received_at=at(minutes))).id
 
 
 async def admit(store: Store, items: list[tuple[bytes, ParseResult, Assessment]], policy: Policy = GUARDED) -> list[Any]:
     ids = [await save(store, body) for body, _, _ in items]
-    return await store.apply_many([(i, r) for i, (_, r, _) in zip(ids, items)], parser_version="p1",
-                                  assessed=[a for _, _, a in items], policy=policy)
+    return await apply(store, [(i, r, a) for i, (_, r, a) in zip(ids, items)], policy)
+
+
+async def apply(store: Store, items: list[tuple[int, ParseResult, Assessment]], policy: Policy) -> list[Any]:
+    return await store.apply_many([(i, r) for i, r, _ in items], parser_version="p1", admit=admitter(policy, items))
 
 
 def test_unregistered_forwarder_is_held_and_a_token_or_forwarder_admits(with_store: Any) -> None:
@@ -98,7 +103,7 @@ def test_figures_per_month_and_evidence_details(with_store: Any) -> None:
         for body_, minutes, result in ((b"m1", 0, notice(buyer(order=O1))), (b"m2", 60 * 24 * 40, notice(buyer(order=O2))),
                                        (b"m3", 60 * 24 * 41, ParseResult(Kind.NOT_OPT_OUT, reason="policy", notices=1))):
             raw_id = await save(store, body_, minutes)
-            await store.apply_many([(raw_id, result)], parser_version="p1", assessed=[seen(None, acme.token)], policy=Policy())
+            await apply(store, [(raw_id, result, seen(None, acme.token))], Policy())
         months = await store.seller_figures(acme.id)
         assert [(m.month, m.notices_received, m.buyers_blocked, m.amazon_blocked) for m in months] == [
             ("2024-03", 1, 1, 1), ("2024-04", 2, 1, 2)]
@@ -129,9 +134,7 @@ def test_sellers_and_forwarders_registry(with_store: Any) -> None:
 
 def test_import_keeps_the_file_as_evidence(with_store: Any) -> None:
     async def body(store: Store) -> None:
-        from inbox_daemon.store.review import parse_csv_rows
-
-        buyers, skipped = parse_csv_rows([{"order_id": O1, "email": E1}, {"order_id": "x"}, {"email": ""}])
+        buyers, skipped = read_buyers(f"order_id,email\n{O1},{E1}\nx,\n,\n".encode())
         assert len(buyers) == 1 and len(skipped) == 2
         done = await store.import_buyers(b"order_id,email\n", "old.csv", buyers, skipped, who="ana")
         assert (done.rows, done.new) == (1, 1)
@@ -146,9 +149,9 @@ def test_import_keeps_the_file_as_evidence(with_store: Any) -> None:
 def test_reprocess_ids_pick_older_parsers_and_held_messages(with_store: Any) -> None:
     async def body(store: Store) -> None:
         old = await save(store, b"old")
-        await store.apply_result(old, ParseResult(Kind.NOT_OPT_OUT, reason="?"), parser_version="p0")
+        await apply_result(store, old, ParseResult(Kind.NOT_OPT_OUT, reason="?"), parser_version="p0")
         same = await save(store, b"same")
-        await store.apply_result(same, ParseResult(Kind.MALFORMED, reason="?"), parser_version="p1")
+        await apply_result(store, same, ParseResult(Kind.MALFORMED, reason="?"), parser_version="p1")
         await admit(store, [(b"held", notice(buyer(order=O1)), seen("m@evil.example"))])
         ids = await store.reprocess_ids("p1")
         assert same not in ids and old in ids and len(ids) == 2

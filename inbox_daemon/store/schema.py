@@ -1,6 +1,9 @@
-"""The tables: raw mail as received, the opt-outs it proved, the evidence between them, and the
-change sequence other processes follow. Migrations in ``migrations/`` create them; the models
-here must agree with those migrations (``tests/store/test_migrations.py`` compares them)."""
+"""Every table, on one ``Base``: raw mail as received, the opt-outs it proved, the evidence
+between them, the change sequence other processes follow, sellers and their forwarders, what
+the admission step decided per message, the audit trail and the IMAP pollers' positions.
+
+Migrations in ``migrations/`` create them; the models here must agree with those migrations
+(``tests/store/test_migrations.py`` compares them)."""
 
 from __future__ import annotations
 
@@ -27,15 +30,23 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "OUTCOMES",
+    "DKIM_STATES",
     "Base",
+    "BigIntKey",
     "UTCDateTime",
     "RawMessage",
     "OptOut",
     "Evidence",
     "BlocklistChange",
+    "Seller",
+    "Forwarder",
+    "MessageTrust",
+    "AuditRow",
+    "ImapState",
 ]
 
 OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
+DKIM_STATES = ("verified", "failed", "absent")
 
 # Deterministic constraint names: SQLite batch migrations and downgrades need to name them.
 NAMING = {
@@ -90,7 +101,7 @@ class RawMessage(Base):
     __table_args__ = (
         CheckConstraint(
             "outcome IN ('pending', 'opt_out', 'not_opt_out', 'malformed', 'error', "
-            "'quarantined', 'discarded')",  # the last two: migration 0003 (issue 5)
+            "'quarantined', 'discarded')",  # the last two since migration 0003
             name="outcome",
         ),
         Index("ix_raw_messages_outcome_id", "outcome", "id"),
@@ -164,3 +175,84 @@ class BlocklistChange(Base):
     seq: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     opt_out_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Seller(Base):
+    """A seller account. ``token`` makes its recipient address ``<local>+<token>@<domain>``.
+    Removal keeps the row (evidence and figures name it); adding the name again revives it."""
+
+    __tablename__ = "sellers"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Forwarder(Base):
+    """An address a seller registered: notices it forwards are that seller's."""
+
+    __tablename__ = "forwarders"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    seller_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)  # lower-case
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MessageTrust(Base):
+    """What the admission step knew and decided about one raw message (its latest pass)."""
+
+    __tablename__ = "message_trust"
+    __table_args__ = (
+        CheckConstraint("dkim IN ('verified', 'failed', 'absent')", name="dkim"),
+        Index("ix_message_trust_rate_key_decided_at", "rate_key", "decided_at"),
+    )
+
+    raw_message_id: Mapped[int] = mapped_column(
+        BigIntKey, ForeignKey("raw_messages.id"), primary_key=True
+    )
+    seller_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
+    forwarder: Mapped[str | None] = mapped_column(String(320))
+    forwarded_via: Mapped[str | None] = mapped_column(String(32))
+    token: Mapped[str | None] = mapped_column(String(32))
+    rate_key: Mapped[str] = mapped_column(String(320))  # forwarder, "+token" or "-"
+    dkim: Mapped[str] = mapped_column(String(16))
+    dkim_domain: Mapped[str | None] = mapped_column(String(253))
+    dkim_detail: Mapped[str | None] = mapped_column(Text)
+    held: Mapped[str | None] = mapped_column(Text)  # the quarantine reason; None: admitted
+    new_opt_outs: Mapped[int] = mapped_column(Integer)  # what the rate limit counts
+    amazon_notices: Mapped[int] = mapped_column(Integer)  # seller messages Amazon blocked
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """One row per change to the blocklist or the registry: who, when, what and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))  # a login name, or "intake:<source>"
+    action: Mapped[str] = mapped_column(String(32))  # block, reactivate, remove, import, ...
+    subject: Mapped[str | None] = mapped_column(String(400))  # a key, seller or address
+    opt_out_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"), index=True)
+    raw_message_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("raw_messages.id"))
+    detail: Mapped[str | None] = mapped_column(Text)  # the reason, provenance, ...
+
+
+class ImapState(Base):
+    """How far one IMAP poller got in one mailbox: the UIDVALIDITY it read under and the
+    highest UID below which every message was stored and then flagged or moved (migration 0002).
+    A different UIDVALIDITY means the UIDs mean nothing any more (RFC 3501 section 2.3.1.1)."""
+
+    __tablename__ = "imap_state"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned on the wire
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
