@@ -5,6 +5,7 @@ SIGHUP reloads; and the unit files judged by systemd-analyze itself."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
 import shutil
@@ -84,14 +85,15 @@ def has(field: str) -> Callable[[str], bool]:
 
 
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
-def test_unit_exposure_is_at_most_two() -> None:
+def test_unit_exposure_is_at_most_two(capsys: pytest.CaptureFixture[str]) -> None:
     assert ANALYZE is not None
     out = subprocess.run([ANALYZE, "security", "--offline=yes", str(DEPLOY / "inbox-daemon.service")],
                          capture_output=True, text=True, timeout=60)
     found = re.search(r"Overall exposure level for inbox-daemon\.service: (\d+\.\d+)", out.stdout)
     assert found, out.stdout[-2000:] + out.stderr
     exposure = float(found.group(1))
-    print(f"systemd-analyze security --offline=yes: exposure {exposure}")
+    with capsys.disabled():  # shown in every run, not only when the test fails
+        print(f"\nsystemd-analyze security --offline=yes deploy/inbox-daemon.service: exposure {exposure}")
     assert exposure <= MAX_EXPOSURE
 
 
@@ -171,6 +173,19 @@ def test_listen_fds_only_for_this_process_and_unset_afterwards() -> None:
     assert systemd.listen_fds(env) == {}  # meant for another process: fds 3 and 4 are not ours
     assert env == {}
     assert systemd.listen_fds({"LISTEN_FDS": "many", "LISTEN_PID": str(os.getpid())}) == {}
+
+
+def test_start_timeout_is_extended_again_and_again_while_the_body_runs(notify_socket: NotifySocket) -> None:
+    """A start step longer than one extension keeps renewing it, from the loop, until it ends."""
+    env = {"NOTIFY_SOCKET": notify_socket.path}
+
+    async def long_load() -> None:
+        async with systemd.extend_start_timeout(step=0.05, environ=env):
+            for _ in range(4):  # the body ends only once four requests have come in
+                await asyncio.to_thread(notify_socket.until, has("EXTEND_TIMEOUT_USEC=50000"), 10)
+
+    asyncio.run(asyncio.wait_for(long_load(), 30))
+    assert len([m for m in notify_socket.seen if has("EXTEND_TIMEOUT_USEC=50000")(m)]) == 4
 
 
 def test_reload_applies_log_level_and_security_and_reports_the_rest(tmp_path: Path) -> None:
