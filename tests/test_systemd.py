@@ -207,10 +207,12 @@ def test_reload_applies_log_level_and_security_and_reports_the_rest(tmp_path: Pa
 
 @pytest.fixture
 def daemon(tmp_path: Path, notify_socket: NotifySocket) -> Iterator[DaemonProcess]:
-    config = write_config(tmp_path / "c.toml", {"log": {"level": "info"}, "parser": {
-        "module": "tests.support.parser_stall", "workers": 0}})
-    proc = DaemonProcess(tmp_path / "home", config, env={
-        "NOTIFY_SOCKET": notify_socket.path, "PYTHONPATH": str(ROOT), "WATCHDOG_USEC": "400000"})
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    os.mkfifo(stall / "release")
+    proc = DaemonProcess(tmp_path / "home", write_config(tmp_path / "c.toml", {"log": {"level": "info"}}), env={
+        "NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "400000",
+        "PYTHONPATH": str(ROOT / "tests" / "support" / "loop_stall"), "STALL_DIR": str(stall)})
     yield proc
     proc.ensure_stopped()
 
@@ -231,23 +233,19 @@ def test_watchdog_pings_come_from_the_loop_and_stop_while_it_stalls(
     daemon: DaemonProcess, notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
     stall = tmp_path / "stall"
-    stall.mkdir()
-    os.mkfifo(stall / "release")
     daemon.start()
     for _ in range(3):
         notify_socket.until(has("WATCHDOG=1"))
-    stalling = opt_out_notice("111-0000001-0000001", None).replace(b"\r\n\r\n", f"\r\nX-Test-Stall: {stall}\r\n\r\n".encode(), 1)
-    client = smtplib.SMTP(*daemon.smtp, timeout=30)
-    assert client.sendmail("fwd@seller.example", ["optout@sellers.example"], stalling) == {}  # durable, then parsed
-    client.close()  # no QUIT: its answer would wait for the loop that is about to stall
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGUSR1)  # tests/support/loop_stall: the loop's thread blocks
     wait_until(lambda: (stall / "stalled").exists(), timeout=30)
     notify_socket.drain()  # pings sent before the stall began
     with pytest.raises(TimeoutError):  # 5 watchdog periods, the loop blocked: no ping at all
         notify_socket.next(timeout=1.0)
-    with open(stall / "release", "wb") as fifo:  # the parse returns, the loop turns again
+    with open(stall / "release", "wb") as fifo:  # the handler returns, the loop turns again
         fifo.write(b"go")
     notify_socket.until(has("WATCHDOG=1"))
-    daemon.wait_event("intake_decision", outcome="opt_out")
+    assert daemon.query("PING") == ["PONG"]
     assert daemon.stop() == 0
 
 
