@@ -210,4 +210,4 @@ def test_five_thousand_abusive_connections_do_not_starve_another_peer() -> None:
         assert p99 < 50_000  # generous: the behaviour checked is "served", not a benchmark figure
         assert log.events("query.limits_hit")
 
-    run(main, timeout=100)
+    run(main, uv=True, timeout=100)  # the daemon's loop (cli/serve.py)
