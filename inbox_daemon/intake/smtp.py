@@ -14,7 +14,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..config import SmtpConfig
-from ..errors import StoreUnavailable
+from ..errors import MessageRejected, StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
@@ -23,6 +23,7 @@ __all__ = ["OptOutHandler", "SmtpListener"]
 
 # Replies, named (Mailman's lmtp runner habit). Enhanced codes from RFC 3463.
 ERR_451 = "451 4.3.0 Requested action aborted: storage unavailable, try again later"
+ERR_554_REFUSED = "554 5.6.0 Message refused: it cannot be stored ({})"
 ERR_452_RCPTS = "452 4.5.3 Too many recipients"
 ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
@@ -64,6 +65,9 @@ class OptOutHandler:
         except StoreUnavailable as exc:
             self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
             return ERR_451
+        except MessageRejected as exc:
+            self._log.error("smtp_refused", peer=peer, size=len(raw), error=str(exc))
+            return ERR_554_REFUSED.format(str(exc)[:80].replace("\r", " ").replace("\n", " "))
         except Exception as exc:  # never lose a message: an unknown failure is a temporary one
             self._log.error("smtp_accept_failed", peer=peer, size=len(raw), error=repr(exc))
             return ERR_451

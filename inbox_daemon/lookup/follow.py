@@ -73,6 +73,11 @@ class IndexFollower:
         self.applied = 0
         self.caught_up = time.monotonic()  # when a poll last succeeded: the metrics' follow lag
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="index-follower")
 
@@ -123,6 +128,11 @@ class AddressLearner:
             self._log.warning("learn_queue_full", address=address, order_id=order_id)
             return
         self._pending.add(item)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="address-learner")

@@ -19,6 +19,7 @@ from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..notices import ParseResult
 from ..store import Applied, IndexEntry, RawRecord, Store
+from ..store.engine import is_transient
 from ..trust import Gatekeeper
 from .admission import admitter
 from .parsers import BUILTIN, Parser, ParsePool
@@ -71,6 +72,10 @@ class Processor:
         self.deferred = asyncio.Event()  # set when work was left pending for the store
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="processor")
@@ -145,8 +150,10 @@ class Processor:
         try:
             try:
                 parsed = await parsing
-            except StoreUnavailable as exc:
-                self._defer(batch, exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # not the database: a bug in loading or parsing ends the task (supervised)
+                self._defer(batch, StoreUnavailable(str(exc)))
                 return
             for missing in set(batch) - {p.record.id for p in parsed}:  # gone: nothing to do
                 self._done(missing, Processed(missing, False, "error", "no such message", 0))
@@ -170,11 +177,11 @@ class Processor:
     async def _process(self, parsed: list[_Parsed]) -> None:
         try:
             applied = await self._apply(parsed)
-        except StoreUnavailable as exc:
-            self._defer([p.record.id for p in parsed], exc)
-            return
         except Exception as exc:  # unit-of-work boundary: keep the bytes, record why, go on
-            await self._apply_one_by_one(parsed, exc)
+            if is_transient(exc):
+                self._defer([p.record.id for p in parsed], StoreUnavailable(str(exc)))
+            else:
+                await self._apply_one_by_one(parsed, exc)
             return
         for one, app in zip(parsed, applied):
             self._applied(one, app)
@@ -189,12 +196,13 @@ class Processor:
     async def _apply_one_by_one(self, parsed: list[_Parsed], first: Exception) -> None:
         """A batch failed for a reason other than the store being down: find the culprit."""
         self._log.error("apply_batch_failed", error=repr(first), count=len(parsed))
-        for one in parsed:
+        for at, one in enumerate(parsed):
             try:
                 (app,) = await self._apply([one])
-            except StoreUnavailable as exc:
-                self._defer([one.record.id], exc)
             except Exception as exc:
+                if is_transient(exc):  # the store went away mid-batch: the rest waits for it
+                    self._defer([p.record.id for p in parsed[at:]], StoreUnavailable(str(exc)))
+                    return
                 await self._failed(one, f"could not apply: {type(exc).__name__}: {exc}"[:500])
             else:
                 self._applied(one, app)
@@ -202,8 +210,10 @@ class Processor:
     async def _failed(self, one: _Parsed, reason: str) -> None:
         try:
             await self._store.mark_error(one.record.id, reason)
-        except StoreUnavailable as exc:
-            self._defer([one.record.id], exc)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._defer([one.record.id], StoreUnavailable(str(exc)))
             return
         self._decided(one, "error", reason, 0)
 
