@@ -114,6 +114,7 @@ class SafeString(TypeDecorator[str]):
 
 class SafeText(SafeString):
     impl = Text
+    cache_ok = True
 
 
 # An 8-byte key on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY (rowid alias).
