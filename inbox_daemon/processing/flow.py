@@ -121,6 +121,7 @@ def build_flow(
     processor = Processor(
         store, on_applied or _ignore, gate=gatekeeper(config.security),
         parser=load_parser(config.parser.module), workers=auto_workers(config.parser.workers),
+        parse_timeout=config.parser.timeout_seconds,
         counters=Counter(),
     )
     return Flow(store, processor, recover=recover)
