@@ -85,6 +85,10 @@ class Processor:
     def tasks(self) -> list[asyncio.Task[None]]:
         return [self._task] if self._task is not None else []
 
+    def use_gate(self, gate: Gatekeeper) -> None:
+        """New admission rules (a configuration reload); batches being applied keep the old."""
+        self._gate = gate
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="processor")
 
