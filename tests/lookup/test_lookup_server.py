@@ -22,7 +22,7 @@ import uvloop
 
 from inbox_daemon.errors import QueryError
 from inbox_daemon.lookup import BlocklistIndex, QueryClient, QueryServer
-from inbox_daemon.lookup import server as server_module
+from inbox_daemon.lookup import connection as connection_module
 
 RELAY = "jxxvbothd0wtflh@marketplace.amazon.com"
 ORDER = "114-3941689-8772232"
@@ -216,13 +216,13 @@ def test_client_that_never_reads_is_paused_not_buffered(sock_path: str, monkeypa
     if path:
         pytest.skip("asyncio transports only; the C loop's equivalent is test_client_that_reads_late_gets_every_reply")
     paused = asyncio.Event()
-    original = server_module._Connection.pause_writing
+    original = connection_module.Connection.pause_writing
 
-    def pause_writing(self: server_module._Connection) -> None:
+    def pause_writing(self: connection_module.Connection) -> None:
         original(self)
         paused.set()
 
-    monkeypatch.setattr(server_module._Connection, "pause_writing", pause_writing)
+    monkeypatch.setattr(connection_module.Connection, "pause_writing", pause_writing)
     requests = 20_000  # STATS replies are ~15x their request: 120 kB in, ~2 MB out
 
     async def main() -> None:
