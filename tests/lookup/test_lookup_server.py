@@ -356,3 +356,46 @@ def test_client_errors(sock_path: str) -> None:
 class _QuietLogger:
     def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
+
+
+# -- the protocol tests' conversation, over the socket, on both paths ------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 4096])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_the_protocol_conversation_over_the_socket(sock_path: str, chunk: int, ending: bytes) -> None:
+    from tests.lookup.test_lookup_protocol import CONVERSATION
+
+    stream = b"".join(request.encode("latin-1") + ending for request, _ in CONVERSATION)
+    expected = b"".join(reply for _, reply in CONVERSATION)
+
+    async def main() -> None:
+        async with serving(unix_path=sock_path) as server:
+            peer = await Peer.connect(server, sock_path)
+            for start in range(0, len(stream), chunk):
+                peer.writer.write(stream[start : start + chunk])
+                await peer.writer.drain()
+            assert await peer.reader.readexactly(len(expected)) == expected
+            await peer.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 4096])
+def test_line_limits_over_the_socket(sock_path: str, chunk: int) -> None:
+    longest = b"PING" + b" " * 1020  # 1024 bytes before the LF: answered; with a CR, one too many
+    stream = longest + b"\n" + longest + b"\r\n" + b"PING\n"
+
+    async def main() -> None:
+        async with serving(unix_path=sock_path) as server:
+            peer = await Peer.connect(server, sock_path)
+            try:
+                for start in range(0, len(stream), chunk):
+                    peer.writer.write(stream[start : start + chunk])
+                    await peer.writer.drain()
+            except ConnectionError:
+                pass  # closed at the over-long line while we were still sending
+            assert await peer.eof() == b"PONG\nERR line too long\n"
+            await peer.close()
+
+    run(main)
