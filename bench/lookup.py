@@ -12,7 +12,8 @@ Prints figures, asserts nothing:
   * ``--large``: the daemon alone at 10,000,000 entries: memory per entry, and 50x1 on the Unix
     socket (p50/p99).
   * ``--apply``: 50x1 on the Unix socket while 1,000,000-row change batches are applied to the
-    index on the server's event loop, one after the other (add, then remove, again).
+    index on the server's event loop, one after the other (add, then remove, again);
+    ``--apply-entries 10000000`` with an index of that size.
   * memory for 10,000,000 entries beside Redis's used_memory for the same set (not with --quick).
 The load generator is bench/loadgen.c (epoll, one thread), compiled here with ``cc -O2``; the
 server runs in its own process on uvloop (bench/_serve.py); ``--python`` serves on the pure
@@ -290,6 +291,7 @@ def main() -> None:
     parser.add_argument("--python", action="store_true", help="serve on the pure Python path, not the C loop")
     parser.add_argument("--large", action="store_true", help="also 50x1 at 10,000,000 entries")
     parser.add_argument("--apply", action="store_true", help="also 50x1 while 1M-row change batches are applied")
+    parser.add_argument("--apply-entries", type=int, default=0, help="the index size for --apply (default: the set's)")
     parser.add_argument("--no-redis-memory", action="store_true", help="skip the 10M-entry memory comparison")
     args = parser.parse_args()
     entries = 100_000 if args.quick else 1_000_000
@@ -316,7 +318,7 @@ def main() -> None:
         stop(server)
         server = None
         if args.apply:
-            during_apply(binary, workdir, entries, seconds * 2, args.python)
+            during_apply(binary, workdir, args.apply_entries or entries, seconds * 2, args.python)
         if args.large:
             large(binary, workdir, 10_000_000, seconds * 2, args.python)
         if not args.quick and not args.no_redis_memory:

@@ -368,6 +368,7 @@ class BlocklistIndex:
         assert _fastpath is not None  # a shared index has the C module
         _fastpath.merge_into(self._keys, self._values, dead, [k for k, _ in new], [v for _, v in new], keys, values)
         directory, bits = self._directory_for(keys)
+        old = (self._keys, self._values, self._directory)  # freed after commit: munmap takes ms
         shared.begin()  # the loop thread waits for the swap only
         try:
             self._keys, self._values, self._directory = keys, values, directory
@@ -376,6 +377,7 @@ class BlocklistIndex:
             self._delta.clear()
         finally:
             shared.commit(self._keys, self._values, self._directory, self._address_shift, self._delta)
+        del old
 
     def _merge(self) -> None:
         if self._dead:
