@@ -57,7 +57,8 @@ class SmtpConfig:
     port: int = 2525
     recipients: tuple[str, ...] = ()  # accepted RCPT addresses; empty = any
     max_message_bytes: int = 10 * 1024 * 1024
-    timeout_seconds: float = 60.0  # idle client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    timeout_seconds: float = 60.0  # silence from a client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    transaction_seconds: float = 900.0  # MAIL to the end of DATA, however steadily the bytes come
     max_recipients: int = 100
     max_connections: int = 256
 

@@ -33,6 +33,7 @@ ERR_553_RCPT = "553 5.1.3 Bad destination mailbox address syntax"
 ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 ERR_421_TIMEOUT = b"421 4.4.2 Idle timeout, closing connection\r\n"
+ERR_421_TOO_LONG = b"421 4.4.2 Transaction took too long, closing connection\r\n"
 OK_250_RCPT = "250 2.1.5 OK"
 # Per-session command limits (aiosmtpd answers 421 past them). An MTA reusing a connection
 # sends MAIL/RCPT/DATA many times (Postfix's connection cache); anything else 100 at most.
@@ -118,6 +119,7 @@ class _CappedSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._listener = listener
         self._refused = False
+        self._transaction_started: float | None = None  # MAIL seen, DATA not finished
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._listener.connections) >= self._listener.config.max_connections:
@@ -143,6 +145,33 @@ class _CappedSMTP(SMTP):
         if self.transport is not None:
             self.transport.write(ERR_421_TIMEOUT)  # type: ignore[attr-defined]
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def data_received(self, data: bytes) -> None:
+        """Idle means no bytes: any byte restarts the idle timer (aiosmtpd restarts it per
+        command only, which cuts off a slow DATA). A transaction has its own total limit."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        started = self._transaction_started
+        if started is not None and self.loop.time() - started > self._listener.config.transaction_seconds:
+            self.transport.write(ERR_421_TOO_LONG)  # type: ignore[attr-defined]
+            self.transport.close()
+            return
+        self._reset_timeout()
+        super().data_received(data)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._transaction_started = self.loop.time()
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._transaction_started = None
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self._transaction_started = None
+        await super().smtp_RSET(arg)
 
     def eof_received(self) -> bool | None:
         if self._refused:

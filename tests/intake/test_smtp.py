@@ -145,3 +145,44 @@ def test_header_values_the_database_cannot_hold_are_stored_and_applied(tmp_path:
         assert proc.cli("messages", "list", "--outcome", "error").stdout == ""
     finally:
         proc.ensure_stopped()
+
+
+def _trickle(address: tuple[str, int], raw: bytes, chunk: int, pause: float) -> bytes:
+    """MAIL, RCPT, DATA, then the message a few bytes at a time: a slow but never silent sender."""
+    import time
+
+    with socket.create_connection(address, timeout=30) as sock:
+        stream = sock.makefile("rb")
+
+        def reply() -> bytes:
+            while True:
+                line = stream.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        for command in (b"EHLO slow.example", b"MAIL FROM:<fwd@seller.example>", b"RCPT TO:<optout@sellers.example>", b"DATA"):
+            sock.sendall(command + b"\r\n")
+            reply()
+        body = raw + b".\r\n"
+        try:
+            for at in range(0, len(body), chunk):
+                sock.sendall(body[at:at + chunk])
+                time.sleep(pause)  # the pace of the slow sender, not a wait for the daemon
+        except OSError:
+            pass
+        return reply()
+
+
+def test_a_slow_sender_is_not_idle_but_a_transaction_has_a_total_limit(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", {"smtp": {"timeout_seconds": 1.0, "transaction_seconds": 4.0}})
+    proc = DaemonProcess(tmp_path / "home", config)
+    try:
+        proc.start()
+        rng = random.Random(5)
+        notice = opt_out_notice(order_id(rng), None)
+        step = max(1, len(notice) // 10)
+        assert _trickle(proc.smtp, notice, step, 0.25).startswith(b"250")  # ~2.5 s, silent at most 0.25 s
+        assert _trickle(proc.smtp, opt_out_notice(order_id(rng), None), step // 4, 0.2).startswith(b"421 4.4.2")
+    finally:
+        proc.ensure_stopped()
