@@ -211,6 +211,7 @@ class ImapPoller:
 
     async def _take(self, conn: ImapConnection, batch: list[int]) -> set[int]:
         """Fetch, store durably (one group commit for the batch), then flag or move."""
+        await self._flow.room()  # backpressure: the mail stays on the server meanwhile
         messages = await conn.fetch(batch)
         taken = sorted(messages)
         deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]

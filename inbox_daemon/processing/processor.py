@@ -28,6 +28,7 @@ from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
 __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
 
 MAX_BATCH = 256  # messages per apply transaction
+BATCH_BYTES = 16 * 1024 * 1024  # message bytes loaded and parsed at once (a batch holds one at least)
 RECOVER_BATCH = 5_000  # pending messages queued per recovery pass
 
 
@@ -74,10 +75,11 @@ class Processor:
         self.parser = parser
         self._parsing = ParsePool(parser, workers, parse_timeout)
         self._log = get_logger(component="processing")
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()  # (id, size): ids, never bytes
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
         self._task: asyncio.Task[None] | None = None
         self.deferred = asyncio.Event()  # set when work was left pending for the store
+        self.progress = asyncio.Event()  # set whenever a message is done: room in the backlog
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
 
@@ -114,12 +116,12 @@ class Processor:
         """Messages queued and not yet processed."""
         return len(self._waiting)
 
-    def submit(self, raw_id: int) -> asyncio.Future[Processed]:
+    def submit(self, raw_id: int, size: int = 0) -> asyncio.Future[Processed]:
         """Queue a stored message; a message already queued is not queued twice."""
         waiting = self._waiting.get(raw_id)
         if waiting is None:
             waiting = self._waiting[raw_id] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(raw_id)
+            self._queue.put_nowait((raw_id, size))
         return waiting
 
     async def process(self, raw_ids: Sequence[int]) -> list[Processed]:
@@ -130,9 +132,9 @@ class Processor:
     async def recover(self) -> int:
         """Queue the pending messages not already queued. Returns how many."""
         await self._queue.join()  # let queued work settle so nothing is queued twice
-        ids = [i for i in await self._store.pending_raw_ids(limit=RECOVER_BATCH) if i not in self._waiting]
-        for raw_id in ids:
-            self.submit(raw_id)
+        ids = [(i, n) for i, n in await self._store.pending_raw(limit=RECOVER_BATCH) if i not in self._waiting]
+        for raw_id, size in ids:
+            self.submit(raw_id, size)
         if ids:
             self._log.info("recovered_pending", count=len(ids))
         return len(ids)
@@ -143,17 +145,21 @@ class Processor:
         """Parse batch k+1 while batch k is assessed and applied."""
         ahead: tuple[list[int], asyncio.Task[list[_Parsed | _Unparsed]]] | None = None
         while True:
-            batch = self._take() if ahead else [await self._queue.get()] + self._take(1)
+            batch = self._take() if ahead else self._take(await self._queue.get())
             parsing = asyncio.create_task(self._parse(batch)) if batch else None
             if ahead is not None:
                 await self._finish(*ahead)
             ahead = (batch, parsing) if parsing is not None else None
 
-    def _take(self, have: int = 0) -> list[int]:
-        batch: list[int] = []
-        while not self._queue.empty() and have + len(batch) < MAX_BATCH:
-            batch.append(self._queue.get_nowait())
-        return batch
+    def _take(self, first: tuple[int, int] | None = None) -> list[int]:
+        """Up to MAX_BATCH ids and BATCH_BYTES of message bytes, ``first`` included."""
+        batch = [first] if first else []
+        size = sum(n for _, n in batch)
+        while not self._queue.empty() and len(batch) < MAX_BATCH and size < BATCH_BYTES:
+            item = self._queue.get_nowait()
+            batch.append(item)
+            size += item[1]
+        return [raw_id for raw_id, _ in batch]
 
     async def _parse(self, batch: list[int]) -> list[_Parsed | _Unparsed]:
         records = await self._store.load_raw_many(batch)
@@ -252,6 +258,7 @@ class Processor:
         self._done(record.id, Processed(record.id, False, outcome, reason, buyers_new))
 
     def _done(self, raw_id: int, processed: Processed) -> None:
+        self.progress.set()
         waiting = self._waiting.pop(raw_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(processed)

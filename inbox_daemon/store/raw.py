@@ -22,7 +22,7 @@ from .schema import OUTCOMES, RawMessage
 
 __all__ = [
     "save_many",
-    "pending_ids",
+    "pending",
     "load",
     "load_many",
     "mark_error",
@@ -86,14 +86,15 @@ def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Any:
     ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received)
 
 
-async def pending_ids(session: AsyncSession, limit: int) -> list[int]:
+async def pending(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+    """(id, size) of messages not processed yet, oldest first."""
     statement = (
-        select(RawMessage.id)
+        select(RawMessage.id, RawMessage.size)
         .where(RawMessage.outcome == "pending")
         .order_by(RawMessage.id)
         .limit(limit)
     )
-    return list((await session.scalars(statement)).all())
+    return [(int(i), int(n)) for i, n in await session.execute(statement)]
 
 
 _ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key != "data")

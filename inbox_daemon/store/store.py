@@ -105,9 +105,9 @@ class Store:
         metadata is kept."""
         return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow()))
 
-    async def pending_raw_ids(self, limit: int = 1000) -> list[int]:
-        """Messages stored but not processed, oldest first (crash recovery at start)."""
-        return await self._reading(lambda s: raw.pending_ids(s, limit))
+    async def pending_raw(self, limit: int = 1000) -> list[tuple[int, int]]:
+        """(id, size) of messages stored but not processed, oldest first (crash recovery)."""
+        return await self._reading(lambda s: raw.pending(s, limit))
 
     async def load_raw(self, raw_id: int) -> RawRecord:
         record = await self._reading(lambda s: raw.load(s, raw_id))

@@ -40,8 +40,8 @@ def test_save_many_is_one_batch_and_handles_repeats_within_it(with_store: Any) -
         assert [s.is_new for s in saved] == [True, True, False]
         assert saved[0].id == saved[2].id
         assert (await store.load_raw(saved[0].id)).times_received == 2
-        assert await store.pending_raw_ids() == [saved[0].id, saved[1].id]
-        assert await store.pending_raw_ids(limit=1) == [saved[0].id]
+        assert await store.pending_raw() == [(saved[0].id, 1), (saved[1].id, 1)]
+        assert await store.pending_raw(limit=1) == [(saved[0].id, 1)]
 
     with_store(body)
 
@@ -64,7 +64,7 @@ def test_verdicts_and_errors_are_kept(with_store: Any) -> None:
         assert kept[b.id].outcome == "malformed"
         assert (kept[c.id].outcome, kept[c.id].reason) == ("error", "ValueError: boom")
         assert (await store.load_raw(c.id)).data == b"crashes the parser"
-        assert await store.pending_raw_ids() == []
+        assert await store.pending_raw() == []
         assert [r.id for r in await store.list_messages(outcome="error")] == [c.id]
         with pytest.raises(ValueError):
             await store.list_messages(outcome="nonsense")
