@@ -136,9 +136,12 @@ class Flow:
         self.counters["accepted"] += 1
         if saved.is_new:
             self.processor.submit(saved.id, len(delivery.raw))
-        else:
-            self.counters["duplicates"] += 1
-            self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id)
+            return
+        self.counters["duplicates"] += 1
+        self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id,
+                       pending=saved.pending)
+        if saved.pending:  # sent again before it was processed: process it (the claim decides who)
+            self.processor.submit(saved.id, len(delivery.raw))
 
     async def _recover_loop(self) -> None:
         """On start, and after processing was deferred, queue the messages still pending;
