@@ -95,7 +95,7 @@ class IntakeConfig:
     IMAP and imports wait."""
 
     backlog: int = 20_000  # stored messages waiting for processing
-    bytes_in_flight: int = 256 * 1024 * 1024  # message bytes being received or written
+    bytes_in_flight: int = 128 * 1024 * 1024  # message bytes being received or written
 
 
 @dataclass(frozen=True)

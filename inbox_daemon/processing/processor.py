@@ -11,6 +11,7 @@ batch ``pending`` in the database; ``recover`` queues it again once the store is
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import os
 import secrets
@@ -35,6 +36,18 @@ MAX_BATCH = 256  # messages per apply transaction
 BATCH_BYTES = 16 * 1024 * 1024  # message bytes loaded and parsed at once (a batch holds one at least)
 RECOVER_BATCH = 5_000  # pending messages queued per recovery pass
 CLAIM_LEASE = timedelta(minutes=10)  # a claim older than this is taken over (its owner hung)
+
+
+TRIM_AFTER_BYTES = 64 * 1024 * 1024  # processed since the last trim, when the queue runs empty
+
+
+def trim_memory() -> None:
+    """Give freed heap back to the system (glibc ``malloc_trim``): after a burst of large
+    messages the process would otherwise keep its peak size; elsewhere a no-op."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 def owner_id() -> str:
@@ -104,6 +117,7 @@ class Processor:
         self._queue: asyncio.Queue[tuple[int, int, bool]] = asyncio.Queue()  # (id, size, claim): never bytes
         self.owner = owner_id()
         self._dead: set[str] = set()  # owners on this host found dead: their claims are free
+        self._since_trim = 0
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
         self._task: asyncio.Task[None] | None = None
         self.deferred = asyncio.Event()  # set when work was left pending for the store
@@ -189,6 +203,9 @@ class Processor:
             if ahead is not None:
                 await self._finish(*ahead)
             ahead = (batch, parsing) if parsing is not None else None
+            if ahead is None and self._since_trim > TRIM_AFTER_BYTES:  # idle after a burst
+                self._since_trim = 0
+                await asyncio.to_thread(trim_memory)
 
     def _take(self, first: tuple[int, int, bool] | None = None) -> list[tuple[int, bool]]:
         """Up to MAX_BATCH (id, claim) and BATCH_BYTES of message bytes, ``first`` included."""
@@ -205,6 +222,7 @@ class Processor:
         dead = sorted(self._dead)
         records = await self._store.claim_raw(claims, self.owner, lease=CLAIM_LEASE, dead=dead) if claims else []
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
+        self._since_trim += sum(r.size for r in records)
         results = await self._parsing.parse_many([r.data for r in records])
         return [_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x) for r, x in zip(records, results)]
 
