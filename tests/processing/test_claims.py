@@ -53,3 +53,35 @@ def test_a_resend_of_a_pending_message_is_processed_and_a_cli_flow_leaves_the_ba
         assert [p.id for p in await store.pending_raw()] == [left_id]  # the resent one was processed
 
     with_store(body)
+
+
+def test_the_store_going_away_mid_batch_leaves_no_caller_waiting(with_store: Any) -> None:
+    """A batch fails for a reason of its data, then the database goes away while its messages
+    are applied one by one: every caller gets an answer ("pending": recovered later)."""
+    from inbox_daemon.errors import StoreUnavailable
+
+    async def body(store: Store) -> None:
+        saved = await store.save_raw_many(deliveries(3, 5))
+        calls = 0
+        real = store.apply_many
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ValueError("a row the database refuses")  # the whole batch
+            if calls == 3:
+                raise StoreUnavailable("connection lost")  # the second message alone
+            return await real(*args, **kwargs)
+
+        store.apply_many = failing  # type: ignore[method-assign]
+        processor = Processor(store, lambda _e: None)
+        await processor.start()
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(processor.submit(s.id) for s in saved)), 20)
+        finally:
+            await processor.stop()
+        assert [r.outcome for r in results] == ["opt_out", "pending", "pending", "pending", "pending"]
+        assert len(await store.pending_raw()) == 4
+
+    with_store(body)
