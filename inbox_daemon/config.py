@@ -24,6 +24,7 @@ __all__ = [
     "QueryConfig",
     "SecurityConfig",
     "ParserConfig",
+    "IntakeConfig",
     "ImapConfig",
     "ImapAccount",
     "LogConfig",
@@ -57,7 +58,8 @@ class SmtpConfig:
     port: int = 2525
     recipients: tuple[str, ...] = ()  # accepted RCPT addresses; empty = any
     max_message_bytes: int = 10 * 1024 * 1024
-    timeout_seconds: float = 60.0  # idle client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    timeout_seconds: float = 60.0  # silence from a client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    transaction_seconds: float = 900.0  # MAIL to the end of DATA, however steadily the bytes come
     max_recipients: int = 100
     max_connections: int = 256
 
@@ -85,6 +87,15 @@ class SecurityConfig:
     dkim_keys_file: str = ""  # pinned keys "<selector>._domainkey.<domain> <TXT>" instead of DNS
     forwarder_rate_per_hour: int = 0  # cap on new opt-outs per forwarder and hour; 0 = none
     seller_address: str = ""  # base of per-seller addresses; default: first smtp.recipients
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """Backpressure: past either bound SMTP answers 451 4.3.2 (the MTA holds the mail) and
+    IMAP and imports wait."""
+
+    backlog: int = 20_000  # stored messages waiting for processing
+    bytes_in_flight: int = 128 * 1024 * 1024  # message bytes being received or written
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class Config:
     query: QueryConfig = field(default_factory=QueryConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     parser: ParserConfig = field(default_factory=ParserConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
@@ -178,6 +190,7 @@ _SECTIONS: dict[str, type] = {
     "query": QueryConfig,
     "security": SecurityConfig,
     "parser": ParserConfig,
+    "intake": IntakeConfig,
     "log": LogConfig,
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,

@@ -75,7 +75,7 @@ def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
         task = asyncio.create_task(daemon.run())
         await _ready(daemon, task)
         async with await Store.open(cfg.database_url) as store:
-            while await store.pending_raw_ids():
+            while await store.pending_raw():
                 await asyncio.sleep(0.05)
             found = {row.order_id for row in await store.list_opt_outs(limit=1000) if row.order_id}
         daemon.stop_event.set()

@@ -23,6 +23,9 @@ def serve(config_path: str | None) -> None:
     cfg = load(config_path)
     configure_logging(cfg.log.level, cfg.log.format)
     from ..daemon import Daemon
+    from ..processing.processor import tune_allocator
+
+    tune_allocator()
 
     try:
         import uvloop  # the query socket's loop when available: ~2.5x lookups/s (bench/lookup.py)

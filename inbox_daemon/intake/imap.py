@@ -16,9 +16,7 @@ Connections and the aioimaplib pitfalls are in ``imap_client``.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +37,7 @@ from .imap_client import (
     uid_set,
 )
 
-__all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "CRASH_AFTER_STORE_ENV"]
-
-# Test hook (a SIGKILL between storing and flagging): die right after the n-th
-# durable store of this process and before its flag. Unset in production. Not INBOX_DAEMON_*:
-# config.py refuses unknown settings in that namespace, as it should.
-CRASH_AFTER_STORE_ENV = "INBOXD_TEST_CRASH_AFTER_STORE"
+__all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,6 @@ class ImapPoller:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
-        self._crash_after = int(os.environ.get(CRASH_AFTER_STORE_ENV, "0"))  # test hook only
         self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
         self.idling = False  # in IDLE right now (the server said "+ idling")
         self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
@@ -210,13 +202,16 @@ class ImapPoller:
                 if self._stop.is_set():
                     break
                 batch = uids[start:start + self.tuning.fetch_batch]
-                await self._take(conn, batch)
-                position = Position(position.uidvalidity, batch[-1])
+                moved = advanced(position, batch, await self._take(conn, batch))
+                if moved == position:  # the first UID of the batch was not given: ask again later
+                    return position
+                position = moved
                 await self._store.save_imap_position(self.account.name, self.account.mailbox, position)
         return position
 
-    async def _take(self, conn: ImapConnection, batch: list[int]) -> None:
+    async def _take(self, conn: ImapConnection, batch: list[int]) -> set[int]:
         """Fetch, store durably (one group commit for the batch), then flag or move."""
+        await self._flow.room()  # backpressure: the mail stays on the server meanwhile
         messages = await conn.fetch(batch)
         taken = sorted(messages)
         deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]
@@ -224,13 +219,12 @@ class ImapPoller:
         for uid, s in zip(taken, saved):
             self._log.info("imap_stored", uid=uid, sha256=s.sha256, raw_id=s.id, new=s.is_new)
         self.stats["stored"] += len(saved)
-        if self._crash_after and self.stats["stored"] >= self._crash_after:  # test hook, see top
-            os.kill(os.getpid(), signal.SIGKILL)
         missing = sorted(set(batch) - set(messages))
         if missing:  # expunged by someone else meanwhile, or a body the server could not give
             self._log.warning("imap_fetch_missing", uids=uid_set(missing))
         if taken:
             await self._mark(conn, taken)
+        return set(taken)
 
     async def _mark(self, conn: ImapConnection, uids: list[int]) -> None:
         """What the operator chose once a message is safe: flag it, or move it."""
@@ -260,6 +254,18 @@ class ImapPoller:
             check_ok(await conn.uid_command("expunge", which), "UID EXPUNGE")
         else:  # a plain EXPUNGE would also remove what others marked \Deleted: leave it marked
             self._log.warning("imap_move_left_deleted", uids=which, reason="server lacks MOVE and UIDPLUS")
+
+
+def advanced(position: Position, batch: list[int], taken: set[int]) -> Position:
+    """The position after a batch: past every UID of it up to the first one not taken and
+    stored, never beyond (a UID missing from a FETCH is asked for again next time; one that
+    was expunged meanwhile no longer turns up in the search)."""
+    last = position.last_uid
+    for uid in sorted(batch):
+        if uid not in taken:
+            break
+        last = uid
+    return Position(position.uidvalidity, last)
 
 
 def _read_text(path: str) -> str:

@@ -11,6 +11,7 @@ from typing import Literal
 __all__ = [
     "Delivery",
     "SavedRaw",
+    "PendingRow",
     "RawRow",
     "RawRecord",
     "IndexEntry",
@@ -46,6 +47,17 @@ class SavedRaw:
     id: int
     sha256: str
     is_new: bool  # False: these bytes were stored before; times_received went up instead
+    pending: bool = True  # not processed yet (a resend of such a message is processed)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A message not processed yet, and who claimed it (None: nobody) since when."""
+
+    id: int
+    size: int
+    claimed_by: str | None
+    claimed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

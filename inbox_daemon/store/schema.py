@@ -154,6 +154,8 @@ class RawMessage(Base):
     parser_version: Mapped[str | None] = mapped_column(SafeString(64))
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forwarder: Mapped[str | None] = mapped_column(SafeString(320))
+    claimed_by: Mapped[str | None] = mapped_column(SafeString(200))  # the process processing it
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OptOut(Base):

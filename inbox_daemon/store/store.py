@@ -10,6 +10,7 @@ opening a store never creates it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -34,6 +35,7 @@ from .records import (
     IndexEntry,
     MonthFigures,
     OptOutRow,
+    PendingRow,
     Position,
     RawRecord,
     RawRow,
@@ -105,9 +107,17 @@ class Store:
         metadata is kept."""
         return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow()))
 
-    async def pending_raw_ids(self, limit: int = 1000) -> list[int]:
-        """Messages stored but not processed, oldest first (crash recovery at start)."""
-        return await self._reading(lambda s: raw.pending_ids(s, limit))
+    async def pending_raw(self, limit: int = 1000) -> list[PendingRow]:
+        """Messages stored but not processed, oldest first, with their claims (recovery)."""
+        return await self._reading(lambda s: raw.pending(s, limit))
+
+    async def claim_raw(
+        self, raw_ids: Sequence[int], owner: str, *, lease: timedelta, dead: Sequence[str] = ()
+    ) -> list[RawRecord]:
+        """Claim pending messages for one owner, exclusively (see ``raw.claim``); the ones it
+        now holds, with their bytes. A claim older than ``lease`` is taken over."""
+        now = utcnow()
+        return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, now, now - lease, dead))
 
     async def load_raw(self, raw_id: int) -> RawRecord:
         record = await self._reading(lambda s: raw.load(s, raw_id))

@@ -1,4 +1,5 @@
-"""A TCP proxy the test can cut and restore: a database that goes away the way networks do."""
+"""A TCP proxy the test can cut and restore: a database that goes away the way networks do;
+and one that holds a client's command, so that a test can act (SIGKILL) at that point."""
 
 from __future__ import annotations
 
@@ -77,3 +78,32 @@ class CuttableProxy:
             conns, self._conns = self._conns, set()
         for s in conns:
             s.close()
+
+
+class HoldingProxy(CuttableProxy):
+    """Forwards like ``CuttableProxy`` until the client sends ``marker`` (e.g. an IMAP ``UID
+    STORE``): that data is never forwarded, ``held`` is set, and the connection stays open and
+    silent, as a server that takes its time would."""
+
+    def __init__(self, target: tuple[str, int], marker: bytes) -> None:
+        self.marker = marker
+        self.held = threading.Event()
+        super().__init__(target)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        if src.getpeername()[1] == self.target[1]:  # the server's side: forwarded as it is
+            super()._pipe(src, dst)
+            return
+        try:
+            while data := src.recv(65536):
+                if self.marker in data.upper():
+                    self.held.set()
+                    while src.recv(65536):  # swallow everything until the client is gone
+                        pass
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
