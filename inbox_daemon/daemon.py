@@ -70,10 +70,10 @@ class Daemon:
         self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
-        self.learner = AddressLearner(self.store, self.index)
+        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains)
         self.query = QueryServer(
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
-            on_address_learned=self.learner.submit, stats=self.stats,
+            on_address_learned=self.learner.submit if cfg.query.learn_addresses else None, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
             reserved_descriptors=cfg.smtp.max_connections + 128,

@@ -50,7 +50,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof",
-        "quiet_sweeps", "line_started", "peer_key",
+        "quiet_sweeps", "line_started", "peer_key", "client",
     )
 
     def __init__(self, server: QueryServer) -> None:
@@ -65,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.quiet_sweeps = 0  # sweeps since this client last completed a request
         self.line_started = 0.0  # when the incomplete line began (a trickled byte does not move it)
         self.peer_key: tuple[str, Any] | None = None  # set once admitted
+        self.client: str | None = None  # "uid 1000" or "ip 192.0.2.7": who learned an address
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses: no isinstance
@@ -85,7 +86,7 @@ class _Connection(asyncio.Protocol):
             line = lines[0]
             if type(line) is bytes and not self.line_started:  # the usual read: one request, unpipelined
                 self.quiet_sweeps = 0
-                transport.write(self._respond(line))
+                transport.write(self._respond(line, self.client))
                 return
         if lines:
             self.quiet_sweeps = 0
@@ -106,7 +107,7 @@ class _Connection(asyncio.Protocol):
         requests = cast(list[bytes], lines[:-1] if too_long else lines)
         respond_lines = self._respond_lines
         for start in range(0, len(requests), _BATCH):
-            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests))))
+            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests)), self.client))
             if self._paused and start + _BATCH < len(lines):
                 self._backlog = lines[start + _BATCH :]
                 return
@@ -167,7 +168,7 @@ class QueryServer:
         *,
         unix_path: str | None,
         tcp: tuple[str, int] | None,
-        on_address_learned: Callable[[str, str], None] | None = None,
+        on_address_learned: Callable[[str, str, str | None], None] | None = None,
         stats: Callable[[], Mapping[str, Any]] | None = None,
         max_connections: int = 1024,
         max_connections_per_peer: int = 256,
@@ -377,6 +378,7 @@ class QueryServer:
             return ERR_TOO_MANY_CONNECTIONS
         self._peers[key] = held + 1
         connection.peer_key = key
+        connection.client = f"{key[0]} {key[1]}"
         self._connections.add(connection)
         if self._all_closed is not None:
             self._all_closed.clear()
@@ -397,10 +399,10 @@ class QueryServer:
     def _hit(self, kind: str) -> None:
         self._hits[kind] += 1
 
-    def _address_learned(self, address: str, order_id: str) -> None:
+    def _address_learned(self, address: str, order_id: str, client: str | None) -> None:
         assert self._learned is not None
         try:
-            self._learned(address, order_id)
+            self._learned(address, order_id, client)
         except Exception:  # the hook is the daemon's; its failure must not cost the reply
             self._log.exception("query.address_learned_failed", order_id=order_id)
 
