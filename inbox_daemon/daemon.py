@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from .config import Config, query_tcp_address
@@ -24,6 +23,7 @@ from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
 from .processing import build_flow
 from .store import Store
+from .state import secure_state
 from .store.migrate import upgrade
 
 __all__ = ["Daemon", "open_store", "notify"]
@@ -42,8 +42,7 @@ def notify(state: str) -> None:
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
     """Open the configured database; upgrade an embedded SQLite first when allowed."""
-    if config.is_embedded_sqlite and not config.database.url:
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    secure_state(config)  # the state directory and database file with their modes
     if migrate:
         await asyncio.to_thread(upgrade, config.database_url)
     return await Store.open(config.database_url)
@@ -90,6 +89,7 @@ class Daemon:
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
+        secure_state(cfg)  # now the WAL/SHM files and the query socket exist too
         if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
             self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
             await self.metrics.start()
