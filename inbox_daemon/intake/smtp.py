@@ -18,6 +18,7 @@ from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
+from .smuggling import BareLfWatch
 
 __all__ = ["OptOutHandler", "SmtpListener"]
 
@@ -94,6 +95,9 @@ class _CappedSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._listener = listener
         self._refused = False
+        self._in_data = False  # between 354 and the reply to the content: smuggling watch
+        self._data_tail = b""
+        self._data_flagged = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._listener.connections) >= self._listener.config.max_connections:
@@ -106,7 +110,17 @@ class _CappedSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         self._listener.replies[str(status)[:3]] += 1  # SMTP replies by code, for the metrics
+        self._in_data, self._data_tail, self._data_flagged = str(status).startswith("354"), b"", False
         await super().push(status)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_data and not self._data_flagged:
+            variant = BareLfWatch.find(self._data_tail, data)
+            if variant is not None:
+                self._data_flagged = True  # one log per message at most
+                self._listener.bare_lf.saw(variant, _peer(self.session.peer if self.session else None))
+            self._data_tail = BareLfWatch.tail(data, self._data_tail)
+        super().data_received(data)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
@@ -134,6 +148,7 @@ class SmtpListener:
         self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
+        self.bare_lf = BareLfWatch(get_logger(component="smtp"))
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
         self._server: asyncio.Server | None = None
 
