@@ -24,9 +24,11 @@ import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
+from email.headerregistry import AddressHeader, BaseHeader
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email import policy
+from email import errors, policy
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 
@@ -77,12 +79,14 @@ def _mailbox(headers: Message, name: str, only: bool = True) -> str | None:
     values = headers.get_all(name) or []
     if not values or (only and len(values) > 1):
         return None
+    header = cast(AddressHeader, values[0])  # what email.policy.default makes of these names
     try:
-        addresses = values[0].addresses
-        defects = values[0].defects
+        addresses, defects = header.addresses, cast(BaseHeader, header).defects
     except (AttributeError, IndexError, ValueError):  # the header parser gave up on it
         return None
-    if defects or len(addresses) != 1:
+    # 8-bit text in a display name (RFC 6532) is no reason to doubt the address; any other
+    # defect is: "ops@acme.example <attacker@evil.example>" parses, defective, as the first.
+    if any(not isinstance(d, errors.UndecodableBytesDefect) for d in defects) or len(addresses) != 1:
         return None
     spec = str(addresses[0].addr_spec).lower()
     local, at, domain = spec.rpartition("@")
@@ -209,9 +213,9 @@ class Identify:
             return None
         results_by_instance = {}
         for value in headers.get_all("arc-authentication-results") or []:
-            instance = re.match(r"\s*i\s*=\s*(\d+)", str(value))
-            if instance:
-                results_by_instance[int(instance.group(1))] = str(value)
+            number = re.match(r"\s*i\s*=\s*(\d+)", str(value))
+            if number:
+                results_by_instance[int(number.group(1))] = str(value)
         for result in results:
             sealer = _text(result.get("as-domain")).lower()
             if sealer not in self._sealers:

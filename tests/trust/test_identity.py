@@ -81,3 +81,22 @@ def test_trusted_relay_vouches_for_from_and_resent_from_only() -> None:
 ])
 def test_relaxed_alignment(signer: str, domain: str, ok: bool) -> None:
     assert aligned(signer, domain) is ok
+
+
+@pytest.mark.parametrize("raw", [
+    b"From: ops@acme.example\x00 <attacker@evil.example>\r\n\r\nbody",
+    b"From: \xff\xfe <ops@acme.example>\r\nResent-From: \xc3\x28@acme.example\r\n\r\nbody",
+    b"From: " + b"a" * 10_000_000 + b"@acme.example\r\n\r\nbody",
+    b"X-Forwarded-For: \r\nDelivered-To:\r\n\r\n",
+    b"no headers at all",
+    b"",
+])
+def test_hostile_headers_claim_nothing_false_and_never_raise(raw: bytes) -> None:
+    found = claims(raw)
+    assert all(c.address.isascii() and c.address.isprintable() and c.proof is None for c in found)
+
+
+def test_an_8bit_display_name_keeps_its_address() -> None:
+    raw = from_header(FORWARD, "José Núñez <ops@acme.example>")  # raw UTF-8 (RFC 6532)
+    assert "José".encode() in raw
+    assert claims(sign(raw, b"acme.example")) == [Claim("ops@acme.example", "from", "dkim d=acme.example")]
