@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import keys
 from . import changes
 from .audit import audit
 from .engine import chunks
@@ -20,7 +21,6 @@ from .records import IndexEntry, OptOutRow
 from .schema import AuditRow, OptOut
 
 __all__ = [
-    "normalize_email",
     "entries_for",
     "remove",
     "learn_address",
@@ -34,12 +34,6 @@ __all__ = [
 ]
 
 IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
-
-
-def normalize_email(value: str) -> str:
-    """Relay addresses compare case-insensitively (Amazon writes them in either case) and
-    without the angle brackets of a display form."""
-    return value.strip().strip("<>").strip().lower()
 
 
 async def entries_for(session: AsyncSession, opt_out_ids: Iterable[int]) -> list[IndexEntry]:
@@ -97,7 +91,7 @@ async def _stream(
 def _key_condition(key: str) -> Any:
     key = key.strip()
     if "@" in key:
-        return OptOut.email == normalize_email(key)
+        return OptOut.email == (keys.address(key) or key.lower())
     return OptOut.order_id == key
 
 
@@ -138,9 +132,9 @@ async def learn_address(
         .with_for_update(key_share=True)
     )
     row = await session.scalar(statement)
-    address = normalize_email(email)
+    address = keys.address(email)
     actor = f"query {client}"[:200]
-    if row is None or row.email == address:
+    if row is None or address is None or row.email == address:
         return "none", []
     if row.email is not None:
         held = await session.scalar(select(func.count()).select_from(AuditRow).where(
