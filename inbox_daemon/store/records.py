@@ -243,6 +243,7 @@ class Admission:
     held: str | None
     new_opt_outs: int  # opt-outs this message adds that no active one names yet
     amazon_notices: int  # seller messages Amazon blocked, as the notice counts them
+    identity: str | None = None  # every forwarding claim with its proof or "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,6 +260,8 @@ class MessageTrust(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
     approved_by: Mapped[str | None] = mapped_column(SafeString(200))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every header that named a forwarder, with what proved it or "unauthenticated" (migration 0004)
+    identity: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditRow(Base):

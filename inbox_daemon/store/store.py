@@ -205,10 +205,12 @@ class Store:
             cursor.seq, cursor.gaps = before  # an entry lost to a failed read would stay lost
             raise
 
-    async def learn_address(self, order_id: str, email: str) -> list[IndexEntry]:
+    async def learn_address(self, order_id: str, email: str, *, client: str = "query") -> tuple[str, list[IndexEntry]]:
         """``CHECK <addr> <order>`` found the order blocked: record the address on it if it
-        has none. No-op (``[]``) when it has one or the order is not actively blocked."""
-        return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow()))
+        has none, with an audit row naming ``client``. ("learned", entries), ("conflict", [])
+        when it has another address (held for review in the audit trail, not merged), or
+        ("none", []) when it has this one or the order is not actively blocked."""
+        return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow(), client))
 
     # -- the blocklist, for operators --------------------------------------------------------------
 
