@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "QueryError"]
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "LeaseLost", "QueryError"]
 
 
 class InboxDaemonError(Exception):
@@ -15,6 +15,10 @@ class ConfigError(InboxDaemonError):
 
 class StoreUnavailable(InboxDaemonError):
     """The database could not commit; intake answers a temporary failure (SMTP 451)."""
+
+
+class LeaseLost(InboxDaemonError):
+    """Another daemon holds the IMAP mailbox now: this one's late write was refused."""
 
 
 class QueryError(InboxDaemonError):
