@@ -5,6 +5,7 @@ SIGHUP reloads; and the unit files judged by systemd-analyze itself."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
 import shutil
@@ -84,14 +85,15 @@ def has(field: str) -> Callable[[str], bool]:
 
 
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
-def test_unit_exposure_is_at_most_two() -> None:
+def test_unit_exposure_is_at_most_two(capsys: pytest.CaptureFixture[str]) -> None:
     assert ANALYZE is not None
     out = subprocess.run([ANALYZE, "security", "--offline=yes", str(DEPLOY / "inbox-daemon.service")],
                          capture_output=True, text=True, timeout=60)
     found = re.search(r"Overall exposure level for inbox-daemon\.service: (\d+\.\d+)", out.stdout)
     assert found, out.stdout[-2000:] + out.stderr
     exposure = float(found.group(1))
-    print(f"systemd-analyze security --offline=yes: exposure {exposure}")
+    with capsys.disabled():  # shown in every run, not only when the test fails
+        print(f"\nsystemd-analyze security --offline=yes deploy/inbox-daemon.service: exposure {exposure}")
     assert exposure <= MAX_EXPOSURE
 
 
@@ -173,6 +175,19 @@ def test_listen_fds_only_for_this_process_and_unset_afterwards() -> None:
     assert systemd.listen_fds({"LISTEN_FDS": "many", "LISTEN_PID": str(os.getpid())}) == {}
 
 
+def test_start_timeout_is_extended_again_and_again_while_the_body_runs(notify_socket: NotifySocket) -> None:
+    """A start step longer than one extension keeps renewing it, from the loop, until it ends."""
+    env = {"NOTIFY_SOCKET": notify_socket.path}
+
+    async def long_load() -> None:
+        async with systemd.extend_start_timeout(step=0.05, environ=env):
+            for _ in range(4):  # the body ends only once four requests have come in
+                await asyncio.to_thread(notify_socket.until, has("EXTEND_TIMEOUT_USEC=50000"), 10)
+
+    asyncio.run(asyncio.wait_for(long_load(), 30))
+    assert len([m for m in notify_socket.seen if has("EXTEND_TIMEOUT_USEC=50000")(m)]) == 4
+
+
 def test_reload_applies_log_level_and_security_and_reports_the_rest(tmp_path: Path) -> None:
     before = load_config(write_config(tmp_path / "a.toml", {"log": {"level": "info"}}), environ={})
     after = load_config(write_config(tmp_path / "b.toml", {
@@ -192,10 +207,12 @@ def test_reload_applies_log_level_and_security_and_reports_the_rest(tmp_path: Pa
 
 @pytest.fixture
 def daemon(tmp_path: Path, notify_socket: NotifySocket) -> Iterator[DaemonProcess]:
-    config = write_config(tmp_path / "c.toml", {"log": {"level": "info"}, "parser": {
-        "module": "tests.support.parser_stall", "workers": 0}})
-    proc = DaemonProcess(tmp_path / "home", config, env={
-        "NOTIFY_SOCKET": notify_socket.path, "PYTHONPATH": str(ROOT), "WATCHDOG_USEC": "400000"})
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    os.mkfifo(stall / "release")
+    proc = DaemonProcess(tmp_path / "home", write_config(tmp_path / "c.toml", {"log": {"level": "info"}}), env={
+        "NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "400000",
+        "PYTHONPATH": str(ROOT / "tests" / "support" / "loop_stall"), "STALL_DIR": str(stall)})
     yield proc
     proc.ensure_stopped()
 
@@ -216,23 +233,19 @@ def test_watchdog_pings_come_from_the_loop_and_stop_while_it_stalls(
     daemon: DaemonProcess, notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
     stall = tmp_path / "stall"
-    stall.mkdir()
-    os.mkfifo(stall / "release")
     daemon.start()
     for _ in range(3):
         notify_socket.until(has("WATCHDOG=1"))
-    stalling = opt_out_notice("111-0000001-0000001", None).replace(b"\r\n\r\n", f"\r\nX-Test-Stall: {stall}\r\n\r\n".encode(), 1)
-    client = smtplib.SMTP(*daemon.smtp, timeout=30)
-    assert client.sendmail("fwd@seller.example", ["optout@sellers.example"], stalling) == {}  # durable, then parsed
-    client.close()  # no QUIT: its answer would wait for the loop that is about to stall
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGUSR1)  # tests/support/loop_stall: the loop's thread blocks
     wait_until(lambda: (stall / "stalled").exists(), timeout=30)
     notify_socket.drain()  # pings sent before the stall began
     with pytest.raises(TimeoutError):  # 5 watchdog periods, the loop blocked: no ping at all
         notify_socket.next(timeout=1.0)
-    with open(stall / "release", "wb") as fifo:  # the parse returns, the loop turns again
+    with open(stall / "release", "wb") as fifo:  # the handler returns, the loop turns again
         fifo.write(b"go")
     notify_socket.until(has("WATCHDOG=1"))
-    daemon.wait_event("intake_decision", outcome="opt_out")
+    assert daemon.query("PING") == ["PONG"]
     assert daemon.stop() == 0
 
 
