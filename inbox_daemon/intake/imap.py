@@ -103,6 +103,11 @@ class ImapPoller:
             seconds=self.tuning.lease_seconds, retry_seconds=self.tuning.lease_retry_seconds,
         ) if store.shared else None
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The poller's task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"imap:{self.account.name}")
 
