@@ -52,7 +52,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         if not self._server.admit(self):
-            self._transport.abort()
+            self._transport.close()  # unanswered: Postfix's own default action applies (a deferral)
             self._transport = None
             return
         self._transport.set_write_buffer_limits(high=_WRITE_HIGH)
