@@ -249,13 +249,13 @@ def test_nobody_listening_raises(tmp_path: Path) -> None:
 
 def test_cli_check_reads_keys_from_stdin(seeded: tuple[DaemonProcess, list[tuple[str, str]]]) -> None:
     daemon, rows = seeded
-    keys = [rows[0][0], "nobody@marketplace.amazon.com", "", rows[1][1]]
+    keys = [rows[0][0], "nobody@marketplace.amazon.com", "", rows[1][1], f"nobody@marketplace.amazon.com {rows[2][0]}"]
     out = subprocess.run(daemon_cli(daemon, "check", "-"), input="\n".join(keys) + "\n",
                          capture_output=True, text=True, timeout=60, env=daemon.env)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == [rows[0][0], "nobody@marketplace.amazon.com", rows[1][1]]
-    assert lines[0].split("\t")[1].startswith("BLOCKED ") and lines[1].endswith("\tOK")
+    assert [line.split("\t")[0] for line in lines] == [k for k in keys if k]
+    assert [line.split("\t")[1].split(" ")[0] for line in lines] == ["BLOCKED", "OK", "BLOCKED", "BLOCKED"]
     clean = subprocess.run(daemon_cli(daemon, "check", "-"), input="nobody@marketplace.amazon.com\n",
                            capture_output=True, text=True, timeout=60, env=daemon.env)
     assert clean.returncode == 0 and clean.stdout == "nobody@marketplace.amazon.com\tOK\n"
