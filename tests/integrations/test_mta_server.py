@@ -13,7 +13,9 @@ import pytest
 from inbox_daemon.config import load_config
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.lookup import BlocklistIndex
-from inbox_daemon.lookup.mta_server import postfix_servers
+from inbox_daemon.lookup.mta_server import MtaServer, postfix_servers
+from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
+from inbox_daemon.lookup.protocol import Counters
 from inbox_daemon.lookup.socketmap import encode
 
 RELAY = "jxxvbothd0wtflh@marketplace.amazon.com"
@@ -91,3 +93,23 @@ def test_settings_from_toml(tmp_path: Path) -> None:
     assert cfg.postfix.policy == "127.0.0.1:10040" and cfg.postfix.socketmap == ""
     assert cfg.postfix.exempt_senders == ("orders@seller.example", "@ship.example")
     assert cfg.metrics.listen == "[::1]:9108" and cfg.postfix.policy_action == "REJECT"
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout() -> None:
+    async def main(directory: str) -> None:
+        path = os.path.join(directory, "policy")
+        counters = Counters()
+        server = MtaServer("policy", path, lambda: PolicySession(index(), PolicySettings(), counters),
+                           counters=counters, idle_timeout=0.2)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"request=smtpd_access_policy\n")  # half a block, then nothing
+            assert await reader.read(4096) == b""  # closed by the server, with nothing to say
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            await server.stop()
+
+    with tempfile.TemporaryDirectory(prefix="mta-") as directory:
+        asyncio.run(asyncio.wait_for(main(directory), TIMEOUT))
