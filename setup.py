@@ -14,5 +14,5 @@ setup(
     packages=[*find_packages(include=["inbox_daemon", "inbox_daemon.*"]),
               "inbox_daemon.migrations", "inbox_daemon.migrations.versions"],
     package_dir={"inbox_daemon.migrations": "migrations"},
-    ext_modules=[Extension("inbox_daemon.lookup._fastpath", ["inbox_daemon/lookup/_fastpath.c"], optional=True)],
+    ext_modules=[Extension("inbox_daemon.lookup._fastpath", ["inbox_daemon/lookup/_fastpath.c", "inbox_daemon/lookup/_loop.c"], depends=["inbox_daemon/lookup/_tables.h"], optional=True)],
 )

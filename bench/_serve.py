@@ -1,9 +1,13 @@
 """The benchmark's other process: serve a generated blocklist, or measure the index's memory.
 
-    python bench/_serve.py serve --entries N --socket PATH [--tcp HOST:PORT]
+    python bench/_serve.py serve --entries N --socket PATH [--tcp HOST:PORT] [--python]
     python bench/_serve.py memory --entries N
 
-``serve`` builds the index, answers on uvloop, prints READY and runs until SIGTERM.
+``serve`` builds the index, answers on uvloop (the C loop, or the pure Python path with
+``--python``), prints ``READY {json}`` and runs until SIGTERM. On SIGUSR1 it prints APPLYING and
+applies 1,000,000-row change batches (new addresses, then their removal, again) on its event
+loop, in slices of 10,000 with a loop turn between, as the daemon applies an import; SIGUSR2
+stops that and prints ``{"rows": ..., "seconds": ..., "batch": ...}``.
 ``memory`` builds the index and prints one JSON line: memory_bytes() and the RSS growth.
 Both use ``blocked_addresses`` so that bench/lookup.py can give Redis the very same set.
 """
@@ -17,6 +21,7 @@ import json
 import random
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,19 +85,49 @@ def measure_memory(count: int) -> dict[str, Any]:
     return {"entries": len(index), "memory_bytes": index.memory_bytes(), "rss_delta": after - before}
 
 
-async def serve(count: int, socket_path: str, tcp: tuple[str, int] | None) -> None:
+APPLY_ROWS = 1_000_000
+APPLY_SLICE = 10_000
+
+
+async def serve(count: int, socket_path: str, tcp: tuple[str, int] | None, python: bool) -> None:
     from inbox_daemon.lookup import BlocklistIndex, QueryServer
 
     index = BlocklistIndex.build(entries(count))
-    server = QueryServer(index, unix_path=socket_path, tcp=tcp, logger=_Silent())
+    server = QueryServer(index, unix_path=socket_path, tcp=tcp, logger=_Silent(), native=False if python else None)
     await server.start()
-    stop = asyncio.Event()
+    stop, applying, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print("READY", flush=True)
+    loop.add_signal_handler(signal.SIGUSR1, applying.set)
+    loop.add_signal_handler(signal.SIGUSR2, done.set)
+    info = {"entries": len(index), "memory_bytes": index.memory_bytes(), "path": server.path}
+    print("READY " + json.dumps(info), flush=True)
+    applier = asyncio.create_task(apply_batches(index, applying, done))
     await stop.wait()
+    applier.cancel()
     await server.stop()
+
+
+async def apply_batches(index: Any, applying: asyncio.Event, done: asyncio.Event) -> None:
+    """Apply 1M-row batches in slices, on the event loop, from SIGUSR1 until SIGUSR2."""
+    await applying.wait()
+    print("APPLYING", flush=True)
+    first_seen = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    rows, started, count = 0, time.monotonic(), 1
+    while not done.is_set():
+        batch: list[Entry] = []
+        for address in addresses(APPLY_ROWS, SEED + 2):
+            batch.append(Entry("email", address, first_seen, count))
+            if len(batch) == APPLY_SLICE:
+                index.apply(batch)
+                rows += len(batch)
+                batch = []
+                await asyncio.sleep(0)
+                if done.is_set():
+                    break
+        count = 1 - count  # add the batch, then remove it
+    print(json.dumps({"rows": rows, "seconds": time.monotonic() - started, "batch": APPLY_ROWS}), flush=True)
 
 
 class _Silent:
@@ -106,6 +141,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, required=True)
     parser.add_argument("--socket")
     parser.add_argument("--tcp")
+    parser.add_argument("--python", action="store_true")
     args = parser.parse_args()
     if args.mode == "memory":
         print(json.dumps(measure_memory(args.entries)), flush=True)
@@ -113,7 +149,7 @@ def main() -> None:
     import uvloop
 
     host, _, port = (args.tcp or "").rpartition(":")
-    uvloop.run(serve(args.entries, args.socket, (host, int(port)) if args.tcp else None))
+    uvloop.run(serve(args.entries, args.socket, (host, int(port)) if args.tcp else None, args.python))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
  *            (1 for "CHECK addr\n", 7 for a RESP array "*3\r\n$9\r\nSISMEMBER\r\n...")
  * Each connection keeps DEPTH requests outstanding (1 = unpipelined) and sends one request
  * for each reply; every reply is one '\n'-ended line. One thread, epoll: it must not be the
- * bottleneck it measures. Prints one line of key=value figures. Built by bench/lookup.py.
+ * bottleneck it measures. Prints one line of key=value figures (total: every reply, warm-up
+ * included, for CPU per lookup). Built by bench/lookup.py.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,7 +46,7 @@ static const char *reqs;
 static size_t *req_off, *req_len, nreq;
 static int depth;
 static uint64_t hist[HIST_US + 1];
-static uint64_t count, hits, errors, lat_max;
+static uint64_t count, hits, errors, lat_max, total;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -143,6 +144,7 @@ static void reply_done(conn_t *c, uint64_t t, int measuring) {
     uint64_t lat = t - c->sent[c->head];
     c->head = (c->head + 1) % depth;
     c->outstanding--;
+    total++;
     if (!measuring) return;
     count++;
     if (c->first[0] == 'B' || (c->first[0] == ':' && c->first[1] == '1')) hits++;
@@ -225,9 +227,10 @@ int main(int argc, char **argv) {
         }
     }
     double elapsed = seconds;
-    printf("count=%llu seconds=%.3f rps=%.0f p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu hits=%llu errors=%llu\n",
+    printf("count=%llu seconds=%.3f rps=%.0f p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu hits=%llu errors=%llu total=%llu\n",
            (unsigned long long)count, elapsed, count / elapsed, (unsigned long long)percentile(0.50),
            (unsigned long long)percentile(0.99), (unsigned long long)percentile(0.999),
-           (unsigned long long)(lat_max / 1000), (unsigned long long)hits, (unsigned long long)errors);
+           (unsigned long long)(lat_max / 1000), (unsigned long long)hits, (unsigned long long)errors,
+           (unsigned long long)total);
     return 0;
 }

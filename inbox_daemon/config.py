@@ -66,8 +66,10 @@ class SmtpConfig:
 class QueryConfig:
     socket: str = ""  # empty: query.sock under the state directory
     tcp: str = ""  # optional "host:port"
-    max_connections: int = 1024
+    max_connections: int = 1024  # at most what RLIMIT_NOFILE leaves free (lookup/limits.py)
+    max_connections_per_peer: int = 256  # per uid on the Unix socket, per IP address on TCP
     idle_seconds: float = 300.0
+    request_seconds: float = 10.0  # a request line must be complete this long after its first byte
     sync_seconds: float = 1.0  # how often other processes' changes are pulled in (issue: within 2 s)
 
 
@@ -297,6 +299,9 @@ def _validate(cfg: Config) -> None:
         (cfg.smtp.max_message_bytes > 0, "smtp.max_message_bytes must be positive"),
         (cfg.smtp.timeout_seconds > 0, "smtp.timeout_seconds must be positive"),
         (cfg.query.max_connections > 0, "query.max_connections must be positive"),
+        (cfg.query.max_connections_per_peer > 0, "query.max_connections_per_peer must be positive"),
+        (cfg.query.idle_seconds > 0, "query.idle_seconds must be positive"),
+        (cfg.query.request_seconds > 0, "query.request_seconds must be positive"),
         (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),

@@ -78,6 +78,8 @@ class Daemon:
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
             on_address_learned=self.learner.submit, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
+            max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
+            reserved_descriptors=cfg.smtp.max_connections + 128,
         )
         for part in (self.follower, self.intake, self.learner, self.query):
             await part.start()

@@ -18,17 +18,12 @@
  * No Python code runs during a call, so the index cannot change under the buffers held here.
  */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "_tables.h"
 #include <string.h>
-
-#define MAX_REPLY 40 /* "BLOCKED " 8 + "YYYY-MM-DDTHH:MM:SSZ" 20 + " " 1 + uint32 10 + "\n" 1 */
-#define ADDRESS_TOP ((uint64_t)1 << 63)
 
 static unsigned char plain[256]; /* 1 for [a-z0-9._-], 2 for "@", 0 otherwise */
 
-static Py_hash_t
+Py_hash_t
 hash_bytes(const char *data, Py_ssize_t size)
 {
 #if PY_VERSION_HEX >= 0x030E0000
@@ -39,7 +34,7 @@ hash_bytes(const char *data, Py_ssize_t size)
 }
 
 /* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond. */
-static int
+int
 is_plain_check(const unsigned char *line, Py_ssize_t size)
 {
     if (size < 6 + 3 || memcmp(line, "CHECK ", 6) != 0)
@@ -84,7 +79,7 @@ put_digits(char *out, unsigned value, int width)
 }
 
 /* "BLOCKED <ISO first-seen> <count>\n" for a nonzero packed value; returns the end. */
-static char *
+char *
 put_blocked(char *out, uint64_t packed)
 {
     uint32_t first_seen = (uint32_t)(packed >> 32), count = (uint32_t)packed;
@@ -241,6 +236,246 @@ done:
     return result;
 }
 
+
+/* -- Tables: the index's address lookups, readable without the GIL (see _tables.h) ------------- */
+
+static int
+delta_resize(TablesObject *t, size_t live)
+{
+    size_t cap = 16;
+    while (cap < live * 2 + 2)
+        cap <<= 1;
+    uint64_t *keys = calloc(cap, 8), *vals = calloc(cap, 8);
+    if (keys == NULL || vals == NULL) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    for (size_t i = 0; i < t->dcap; i++) {
+        if (t->dkeys[i] <= 1)
+            continue;
+        size_t j = t->dkeys[i] & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = t->dkeys[i];
+        vals[j] = t->dvals[i];
+    }
+    free(t->dkeys);
+    free(t->dvals);
+    t->dkeys = keys;
+    t->dvals = vals;
+    t->dcap = cap;
+    t->dused = t->dlive;
+    return 0;
+}
+
+/* Set key to packed in the delta mirror; packed 0 removes it. -1 on memory failure. */
+static int
+delta_put(TablesObject *t, uint64_t key, uint64_t packed)
+{
+    size_t mask = t->dcap - 1, i = key & mask, free_slot = (size_t)-1;
+    if (t->dcap) {
+        for (; t->dkeys[i]; i = (i + 1) & mask) {
+            if (t->dkeys[i] == key) {
+                if (packed)
+                    t->dvals[i] = packed;
+                else {
+                    t->dkeys[i] = 1;
+                    t->dlive--;
+                }
+                return 0;
+            }
+            if (t->dkeys[i] == 1 && free_slot == (size_t)-1)
+                free_slot = i;
+        }
+    }
+    if (!packed)
+        return 0;
+    if (free_slot == (size_t)-1) {
+        if ((t->dused + 1) * 2 > t->dcap) {
+            if (delta_resize(t, t->dlive + 1) < 0)
+                return -1;
+            mask = t->dcap - 1;
+            for (i = key & mask; t->dkeys[i]; i = (i + 1) & mask)
+                ;
+        }
+        free_slot = i;
+        t->dused++;
+    }
+    t->dkeys[free_slot] = key;
+    t->dvals[free_slot] = packed;
+    t->dlive++;
+    return 0;
+}
+
+uint64_t
+tables_lookup(TablesObject *t, uint64_t key)
+{
+    if (t->dlive) {
+        size_t mask = t->dcap - 1;
+        for (size_t i = key & mask; t->dkeys[i]; i = (i + 1) & mask)
+            if (t->dkeys[i] == key)
+                return t->dvals[i];
+    }
+    Py_ssize_t slot = (Py_ssize_t)(key >> t->shift);
+    if (slot + 1 >= t->nslots)
+        return 0;
+    Py_ssize_t lo = (Py_ssize_t)t->directory[slot], hi = (Py_ssize_t)t->directory[slot + 1], end = hi;
+    if (lo > hi || hi > t->nkeys)
+        return 0;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (t->keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < end && t->keys[lo] == key ? t->values[lo] : 0;
+}
+
+static PyObject *
+Tables_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
+{
+    TablesObject *t = (TablesObject *)type->tp_alloc(type, 0);
+    if (t != NULL && pthread_mutex_init(&t->mu, NULL) != 0) {
+        Py_DECREF(t);
+        return PyErr_Format(PyExc_OSError, "pthread_mutex_init failed");
+    }
+    return (PyObject *)t;
+}
+
+static void
+Tables_dealloc(TablesObject *t)
+{
+    if (t->held)
+        pthread_mutex_unlock(&t->mu);
+    pthread_mutex_destroy(&t->mu);
+    free(t->dkeys);
+    free(t->dvals);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *
+Tables_begin(TablesObject *t, PyObject *Py_UNUSED(arg))
+{
+    if (t->held)
+        return PyErr_Format(PyExc_RuntimeError, "Tables.begin() twice without commit()");
+    pthread_mutex_lock(&t->mu); /* the loop thread holds it for one lookup at a time */
+    t->held = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Tables_commit(TablesObject *t, PyObject *args)
+{
+    PyObject *arrays[3], *delta;
+    int shift;
+    if (!PyArg_ParseTuple(args, "OOOiO!:commit", &arrays[0], &arrays[1], &arrays[2], &shift, &PyDict_Type, &delta))
+        return NULL;
+    if (!t->held) {
+        pthread_mutex_lock(&t->mu);
+        t->held = 1;
+    }
+    Py_buffer views[3];
+    int got = 0, failed = shift < 0 || shift > 63;
+    for (; got < 3 && !failed; got++)
+        failed = get_q_buffer(arrays[got], &views[got], "tables") < 0;
+    if (failed)
+        got--;
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]); /* the index keeps the arrays alive and unresized until begin() */
+    if (!failed) {
+        t->keys = views[0].buf;
+        t->values = views[1].buf;
+        t->directory = views[2].buf;
+        t->nkeys = views[0].len / 8;
+        t->nslots = views[2].len / 8;
+        t->shift = shift;
+        memset(t->dkeys, 0, t->dcap * 8);
+        t->dused = t->dlive = 0;
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (!failed && PyDict_Next(delta, &pos, &key, &value)) {
+            uint64_t k = PyLong_AsUnsignedLongLong(key), v = PyLong_AsUnsignedLongLong(value);
+            if (PyErr_Occurred())
+                failed = 1;
+            else if (k >= ADDRESS_TOP && delta_put(t, k, v) < 0)
+                failed = 1, PyErr_NoMemory();
+        }
+    }
+    if (failed) { /* answer nothing rather than from a half-published view */
+        t->nslots = 0;
+        t->dlive = 0;
+    }
+    t->held = 0;
+    pthread_mutex_unlock(&t->mu);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Tables_set(TablesObject *t, PyObject *args)
+{
+    unsigned long long key, packed;
+    if (!PyArg_ParseTuple(args, "KK:set", &key, &packed))
+        return NULL;
+    if (key < ADDRESS_TOP)
+        Py_RETURN_NONE; /* order keys are answered by Python */
+    int locked = !t->held;
+    if (locked)
+        pthread_mutex_lock(&t->mu);
+    int rc = delta_put(t, key, packed);
+    if (locked)
+        pthread_mutex_unlock(&t->mu);
+    if (rc < 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Tables_lookup(TablesObject *t, PyObject *arg)
+{
+    uint64_t key = PyLong_AsUnsignedLongLong(arg);
+    if (key == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    int locked = !t->held;
+    if (locked)
+        pthread_mutex_lock(&t->mu);
+    uint64_t packed = tables_lookup(t, key);
+    if (locked)
+        pthread_mutex_unlock(&t->mu);
+    return PyLong_FromUnsignedLongLong(packed);
+}
+
+static PyObject *
+Tables_memory_bytes(TablesObject *t, PyObject *Py_UNUSED(arg))
+{
+    return PyLong_FromSize_t(sizeof(TablesObject) + t->dcap * 16);
+}
+
+static PyMethodDef Tables_methods[] = {
+    {"begin", (PyCFunction)Tables_begin, METH_NOARGS, "Hold the tables before the index resizes its arrays."},
+    {"commit", (PyCFunction)Tables_commit, METH_VARARGS,
+     "commit(keys, values, directory, address_shift, delta): publish the arrays, mirror the delta's "
+     "address keys, release."},
+    {"set", (PyCFunction)Tables_set, METH_VARARGS, "set(key, packed): mirror one delta change (0 removes)."},
+    {"lookup", (PyCFunction)Tables_lookup, METH_O, "lookup(key) -> packed, as the loop thread sees it."},
+    {"memory_bytes", (PyCFunction)Tables_memory_bytes, METH_NOARGS, "Bytes held beside the index's arrays."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject TablesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "inbox_daemon.lookup._fastpath.Tables",
+    .tp_basicsize = sizeof(TablesObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The index's address lookups, published for the query loop thread.",
+    .tp_new = Tables_new,
+    .tp_dealloc = (destructor)Tables_dealloc,
+    .tp_methods = Tables_methods,
+};
+
 static PyMethodDef methods[] = {
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)\n\n"
@@ -264,5 +499,16 @@ PyInit__fastpath(void)
     for (const char *c = chars; *c; c++)
         plain[(unsigned char)*c] = 1;
     plain['@'] = 2;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&LoopType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Tables", (PyObject *)&TablesType) < 0 ||
+        PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,6 +1,6 @@
 """The in-memory blocklist index: 64-bit keys in a sorted array, a small dict for recent changes.
 
-Memory is the constraint (tens of millions of entries, issue 3 point 5), so an entry is 16 bytes:
+Memory is the constraint (tens of millions of entries), so an entry is 16 bytes:
 a uint64 key in a sorted ``array('Q')`` and, at the same position of a parallel ``array('Q')``,
 its value ``first_seen << 32 | count`` (epoch seconds and notices, each a uint32). Lookups are
 ``bisect`` (C, no per-entry objects) within a directory slot of about 8 keys.
@@ -15,6 +15,11 @@ Keys
       process. Two different addresses share a key with chance 2**-63, so an unknown address is
       reported blocked with chance at most n / 2**63 for n blocked addresses: about 1e-12 at
       ten million, and nobody can search for a collision without the process's secret key.
+
+Sharing with the query loop thread
+    ``shared_tables()`` publishes the address lookups to the C query loop (lookup/_loop.c), which
+    reads them without the GIL: the delta's address keys are mirrored there, and a merge, the
+    only step that moves the arrays, runs between ``begin()`` and ``commit()`` of that mirror.
 
 Changes
     A key already in the sorted base is updated in place; removing it sets its value to 0 (a
@@ -63,6 +68,10 @@ _FAST_HASH = sys.hash_info.width >= 64 and sys.hash_info.algorithm.startswith("s
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 _U32 = 0xFFFFFFFF
 _RELAY_DOMAIN = "marketplace.amazon."
+try:
+    from inbox_daemon.lookup import _fastpath
+except ImportError:  # not built: no query loop thread to share with
+    _fastpath = None  # type: ignore[assignment]
 _BUCKET_BITS = 8  # build() sorts 2 * 256 buckets, one at a time
 _DIRECTORY_BITS = 16
 
@@ -197,6 +206,7 @@ class BlocklistIndex:
         self._directory = array("Q", [0, 0, 0])
         self._order_shift = _ORDER_BITS
         self._address_shift = 63
+        self._shared: _fastpath.Tables | None = None
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -240,6 +250,19 @@ class BlocklistIndex:
         """
         return self._keys, self._values, self._directory, self._address_shift, self._delta
 
+    def shared_tables(self) -> _fastpath.Tables:
+        """The address lookups published for the C query loop, kept in step from now on.
+
+        Only where the C module is built and keys use Python's 64-bit hash (``_FAST_HASH``).
+        """
+        if self._shared is None:
+            if _fastpath is None or not _FAST_HASH:
+                raise RuntimeError("the C query loop is not available here")
+            shared = _fastpath.Tables()
+            shared.commit(self._keys, self._values, self._directory, self._address_shift, self._delta)
+            self._shared = shared
+        return self._shared
+
     def __len__(self) -> int:
         return self._live
 
@@ -248,7 +271,8 @@ class BlocklistIndex:
         arrays = sum(sys.getsizeof(a) for a in (self._keys, self._values, self._directory))
         delta = sys.getsizeof(self._delta) + len(self._delta) * 2 * sys.getsizeof(1 << 62)
         dead = sys.getsizeof(self._dead) + len(self._dead) * sys.getsizeof(1 << 40)
-        return arrays + delta + dead
+        shared = 0 if self._shared is None else self._shared.memory_bytes()
+        return arrays + delta + dead + shared
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -302,13 +326,17 @@ class BlocklistIndex:
             if key not in self._delta:
                 self._live += 1
             self._delta[key] = packed
+            if self._shared is not None:
+                self._shared.set(key, packed)
             self._maybe_merge()
         elif self._delta.pop(key, None) is not None:
             self._live -= 1
+            if self._shared is not None:
+                self._shared.set(key, 0)
 
     def _set_base(self, i: int, packed: int) -> None:
         was_live = self._values[i] != 0
-        self._values[i] = packed
+        self._values[i] = packed  # in place: one aligned 8-byte store, safe beside the loop thread
         if packed and not was_live:
             self._dead.discard(i)
             self._live += 1
@@ -324,6 +352,17 @@ class BlocklistIndex:
 
     def merge(self) -> None:
         """Fold the delta into the base and drop tombstones, in place (no second copy)."""
+        shared = self._shared
+        if shared is None:
+            self._merge()
+            return
+        shared.begin()  # the loop thread waits: the arrays move
+        try:
+            self._merge()
+        finally:
+            shared.commit(self._keys, self._values, self._directory, self._address_shift, self._delta)
+
+    def _merge(self) -> None:
         if self._dead:
             dead = sorted(self._dead)
             _compact(self._keys, dead)

@@ -51,7 +51,7 @@ __all__ = [
     "ERR_TOO_MANY_CONNECTIONS",
 ]
 
-MAX_LINE: Final = 1024  # bytes before the LF, a CR included (issue 3, point 6)
+MAX_LINE: Final = 1024  # bytes before the LF, a CR included (docs/query-protocol.md)
 
 OK: Final = b"OK\n"
 PONG: Final = b"PONG\n"
@@ -79,6 +79,11 @@ class LineDecoder:
     def __init__(self) -> None:
         self._pending = b""
         self._failed = False
+
+    @property
+    def partial(self) -> bool:
+        """True while a line has begun and not ended (a request deadline runs)."""
+        return bool(self._pending)
 
     def feed(self, data: bytes) -> list[bytes | LineTooLong]:
         """The lines completed by ``data``, without their ending; LINE_TOO_LONG ends the list."""
@@ -260,7 +265,7 @@ def _answer_check(
         packed = index.lookup_key(request.order_key)
         if packed and learned is not None:
             # The order is blocked and the address was not: the daemon records the address on
-            # that opt-out and updates the index itself (issue 3, point 6).
+            # that opt-out and updates the index itself (docs/query-protocol.md, CHECK).
             learned(request.address, request.order_id or "")
     return _count(packed, counters)
 

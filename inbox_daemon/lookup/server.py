@@ -1,14 +1,18 @@
-"""The query socket: the sans-IO protocol on asyncio.Protocol transports (Unix and TCP).
+"""The query socket: the C loop thread where it is built, else the sans-IO protocol on asyncio.
 
-asyncio.Protocol rather than streams: a reply is computed inside ``data_received`` and written
-at once, with no task or await per request (issue 3 measured streams far slower). Every line of
-one read is answered with one ``write``, which is what makes pipelining cheap.
+Where the C module is built (lookup/native.py, lookup/_loop.c) a thread without the GIL runs the
+whole request loop and hands the rarer lines back to Python. Otherwise, and whenever
+``native=False``, asyncio.Protocol transports answer: a reply is computed inside
+``data_received`` and written at once, with no task or await per request, and every line of one
+read is answered with one ``write``. Both paths answer byte for byte alike (tests/lookup run
+each test on both) and enforce the same limits (docs/query-protocol.md, "Limits").
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import socket
 import stat
@@ -19,6 +23,9 @@ from typing import cast, Any
 import structlog
 
 from inbox_daemon.lookup.index import BlocklistIndex
+from inbox_daemon.lookup.limits import LimitLog, Limits, derive_limits, peer_identity
+from inbox_daemon.lookup.native import AVAILABLE as NATIVE_AVAILABLE
+from inbox_daemon.lookup.native import NativeLoop
 from inbox_daemon.lookup.protocol import (
     ERR_LINE_TOO_LONG,
     ERR_TOO_MANY_CONNECTIONS,
@@ -33,14 +40,18 @@ __all__ = ["QueryServer"]
 _WRITE_HIGH = 64 * 1024  # pause reading a client that does not read its replies past this
 _BATCH = 256  # replies per write when a read holds many pipelined lines; bounds memory per stall
 _LISTEN_BACKLOG = 1024
-_SWEEPS = 4  # idle-timeout sweeps per idle_timeout
+_SWEEPS = 4  # sweeps per shortest timeout
+_LIMIT_KINDS = ("refused_global", "refused_peer", "refused_descriptors", "closed_idle", "closed_deadline", "line_too_long")
 _STOP_GRACE = 2.0  # seconds stop() lets connections flush before aborting them
 
 
 class _Connection(asyncio.Protocol):
     """One client: frames, answers and writes; the server does the bookkeeping."""
 
-    __slots__ = ("_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof", "quiet_sweeps")
+    __slots__ = (
+        "_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof",
+        "quiet_sweeps", "line_started", "peer_key",
+    )
 
     def __init__(self, server: QueryServer) -> None:
         self._server = server
@@ -51,7 +62,9 @@ class _Connection(asyncio.Protocol):
         self._paused = False  # the client is not reading its replies
         self._backlog: list[bytes | LineTooLong] = []  # lines held back while paused
         self._eof = False
-        self.quiet_sweeps = 0  # idle-timeout sweeps since this client last sent anything
+        self.quiet_sweeps = 0  # sweeps since this client last completed a request
+        self.line_started = 0.0  # when the incomplete line began (a trickled byte does not move it)
+        self.peer_key: tuple[str, Any] | None = None  # set once admitted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses: no isinstance
@@ -67,13 +80,19 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        self.quiet_sweeps = 0
         lines = self._decoder.feed(data)
         if len(lines) == 1 and not self._backlog:
             line = lines[0]
-            if type(line) is bytes:  # the usual read: one request, unpipelined
+            if type(line) is bytes and not self.line_started:  # the usual read: one request, unpipelined
+                self.quiet_sweeps = 0
                 transport.write(self._respond(line))
                 return
+        if lines:
+            self.quiet_sweeps = 0
+        if not self._decoder.partial:
+            self.line_started = 0.0
+        elif not self.line_started or lines:
+            self.line_started = time.monotonic()
         if self._backlog:
             self._backlog.extend(lines)
         elif lines:
@@ -94,7 +113,7 @@ class _Connection(asyncio.Protocol):
         if too_long:
             transport.write(ERR_LINE_TOO_LONG)
             transport.close()
-            self._server._log.info("query.line_too_long", peer=self.peer())
+            self._server._hit("line_too_long")
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -151,11 +170,18 @@ class QueryServer:
         on_address_learned: Callable[[str, str], None] | None = None,
         stats: Callable[[], Mapping[str, Any]] | None = None,
         max_connections: int = 1024,
+        max_connections_per_peer: int = 256,
         idle_timeout: float = 300.0,
+        request_timeout: float = 10.0,
+        reserved_descriptors: int = 256,
+        log_interval: float = 10.0,
+        native: bool | None = None,
         logger: Any = None,
     ) -> None:
         if unix_path is None and tcp is None:
             raise ValueError("QueryServer needs a Unix socket path, a TCP address or both")
+        if native and not NATIVE_AVAILABLE:
+            raise RuntimeError("the C query loop is not built (or Python's hash is not 64-bit SipHash)")
         self.index = index
         self.counters = Counters()
         self._responder = Responder(
@@ -164,45 +190,93 @@ class QueryServer:
             on_address_learned=self._address_learned if on_address_learned is not None else None,
             stats=self._stats,
         )
+        self.path = "c" if (NATIVE_AVAILABLE if native is None else native) else "python"
         self._unix_path = unix_path
         self._unix_inode: int | None = None
         self._tcp = tcp
         self._learned = on_address_learned
         self._extra_stats = stats
-        self._max_connections = max_connections
+        self._wanted = (max_connections, max_connections_per_peer, reserved_descriptors)
+        self.limits = Limits(max_connections, max_connections_per_peer, 0, max_connections)  # until start()
         self._idle_timeout = idle_timeout
+        self._request_timeout = request_timeout
         self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.lookup")
+        self._limit_log = LimitLog(self._log, log_interval)
+        self._hits: dict[str, int] = dict.fromkeys(_LIMIT_KINDS, 0)
+        self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
+        self._native: NativeLoop | None = None
         self._connections: set[_Connection] = set()
+        self._peers: dict[tuple[str, Any], int] = {}
         self._all_closed: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_interval = max(min(idle_timeout, request_timeout) / _SWEEPS, 0.005)
+        self._idle_sweeps = max(1, math.ceil(idle_timeout / self._sweep_interval))
         self._started = 0.0
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         self._started = time.monotonic()
         self._all_closed = asyncio.Event()
         self._stopping = False
+        self.limits = derive_limits(*self._wanted)
+        self._log.info(
+            "query.limits", path=self.path, max_connections=self.limits.max_connections,
+            max_connections_per_peer=self.limits.max_per_peer, descriptor_limit=self.limits.descriptor_limit,
+        )
+        if self.limits.max_connections < self.limits.configured:
+            self._log.warning("query.max_connections_lowered", configured=self.limits.configured,
+                              max_connections=self.limits.max_connections, descriptor_limit=self.limits.descriptor_limit)
+        try:
+            if self._unix_path is not None:
+                self._sockets.append(self._bind_unix(self._unix_path))
+            if self._tcp is not None:
+                self._sockets.append(_bind_tcp(*self._tcp))
+            await self._serve()
+        except BaseException:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+            self._unlink_socket()
+            raise
         if self._unix_path is not None:
-            await self._start_unix(loop, self._unix_path)
+            self._log.info("query.listening", socket=self._unix_path)
         if self._tcp is not None:
-            host, port = self._tcp
-            server = await loop.create_server(self._connection, host, port, backlog=_LISTEN_BACKLOG)
-            self._servers.append(server)
             self._log.info("query.listening", tcp=f"{self.tcp_address}")
         self._schedule_sweep()
 
-    async def _start_unix(self, loop: asyncio.AbstractEventLoop, path: str) -> None:
+    async def _serve(self) -> None:
+        if self.path == "c":
+            self._native = NativeLoop(
+                self.index, self._responder, self.counters, self.limits,
+                idle_timeout=self._idle_timeout, request_timeout=self._request_timeout, high_water=_WRITE_HIGH,
+                logger=self._log,
+            )
+            self._native.start(self._sockets)
+            return
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            if sock.family == socket.AF_UNIX:
+                self._servers.append(await loop.create_unix_server(self._connection, sock=sock))
+            else:
+                self._servers.append(await loop.create_server(self._connection, sock=sock))
+
+    def _bind_unix(self, path: str) -> socket.socket:
         _remove_stale_socket(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        server = await loop.create_unix_server(self._connection, path, backlog=_LISTEN_BACKLOG)
-        self._servers.append(server)
-        os.chmod(path, 0o660)  # sender tools reach it through the group (issue 3, point 6)
-        self._unix_inode = os.stat(path).st_ino
-        self._log.info("query.listening", socket=path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            self._unix_inode = os.stat(path).st_ino
+            os.chmod(path, 0o660)  # sender tools reach it through the group (docs/query-protocol.md)
+            sock.listen(_LISTEN_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def stop(self) -> None:
         """Stop listening, let connections flush briefly, then drop them; remove the socket."""
@@ -210,6 +284,16 @@ class QueryServer:
             self._sweeper.cancel()
             self._sweeper = None
         self._stopping = True
+        if self._native is not None:
+            await self._native.stop()
+            self._native = None
+        await self._stop_asyncio()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        self._unlink_socket()
+
+    async def _stop_asyncio(self) -> None:
         await self._stop_accepting()
         for server in self._servers:
             server.close()
@@ -223,7 +307,6 @@ class QueryServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        self._unlink_socket()
 
     async def _stop_accepting(self) -> None:
         """Stop accepting, then let accepts already under way finish (and be turned away).
@@ -254,18 +337,26 @@ class QueryServer:
     @property
     def tcp_address(self) -> tuple[str, int] | None:
         """The bound TCP (host, port), e.g. after asking for port 0."""
-        for server in self._servers:
-            for sock in server.sockets:
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
-                    host, port = sock.getsockname()[:2]
-                    return str(host), int(port)
+        for sock in self._sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.fileno() >= 0:
+                host, port = sock.getsockname()[:2]
+                return str(host), int(port)
         return None
 
     @property
     def connections(self) -> int:
+        if self._native is not None:
+            return self._native.counters().get("connections", 0)
         return len(self._connections)
 
-    # -- per connection ----------------------------------------------------------------------
+    def limit_counts(self) -> dict[str, int]:
+        """How often each limit was hit since start: refusals, timeouts, over-long lines."""
+        if self._native is not None:
+            figures = self._native.counters()
+            return {kind: figures.get(kind, 0) for kind in _LIMIT_KINDS}
+        return dict(self._hits)
+
+    # -- per connection (the asyncio path) ---------------------------------------------------
 
     def _connection(self) -> _Connection:
         return _Connection(self)
@@ -274,18 +365,37 @@ class QueryServer:
         """None to serve the connection, else what to tell it before closing."""
         if self._stopping:
             return b""
-        if len(self._connections) >= self._max_connections:
-            self._log.warning("query.too_many_connections", limit=self._max_connections)
+        if len(self._connections) >= self.limits.max_connections:
+            self._hit("refused_global")
             return ERR_TOO_MANY_CONNECTIONS
+        transport = connection._transport
+        assert transport is not None
+        key = peer_identity(transport.get_extra_info("socket"), transport.get_extra_info("peername"))
+        held = self._peers.get(key, 0)
+        if held >= self.limits.max_per_peer:
+            self._hit("refused_peer")
+            return ERR_TOO_MANY_CONNECTIONS
+        self._peers[key] = held + 1
+        connection.peer_key = key
         self._connections.add(connection)
         if self._all_closed is not None:
             self._all_closed.clear()
         return None
 
     def _forget(self, connection: _Connection) -> None:
+        if connection not in self._connections:
+            return  # turned away at the door
         self._connections.discard(connection)
+        key = connection.peer_key
+        if key is not None:
+            held = self._peers.pop(key) - 1
+            if held:
+                self._peers[key] = held
         if not self._connections and self._all_closed is not None:
             self._all_closed.set()
+
+    def _hit(self, kind: str) -> None:
+        self._hits[kind] += 1
 
     def _address_learned(self, address: str, order_id: str) -> None:
         assert self._learned is not None
@@ -296,7 +406,7 @@ class QueryServer:
 
     def _stats(self) -> dict[str, Any]:
         figures: dict[str, Any] = {
-            "connections": len(self._connections),
+            "connections": self.connections,
             "uptime_s": round(time.monotonic() - self._started, 3),
         }
         if self._extra_stats is not None:
@@ -304,26 +414,38 @@ class QueryServer:
                 figures.setdefault(name, value)
         return figures
 
-    # -- idle timeout: one sweep over all connections, not a timer per request ----------------
+    # -- timeouts: one sweep over all connections, not a timer per request ---------------------
 
     def _schedule_sweep(self) -> None:
-        interval = max(self._idle_timeout / _SWEEPS, 0.005)
-        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+        self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval, self._sweep)
 
     def _sweep(self) -> None:
-        # A sweep every idle_timeout / _SWEEPS: a client silent for more than _SWEEPS sweeps
-        # has been idle between 1 and 1 + 1/_SWEEPS times idle_timeout. The hot path only
-        # zeroes a counter: no clock read and no timer per request.
-        idle = []
+        # A client that completed no request for _idle_sweeps sweeps has been idle between 1 and
+        # 1 + 1/_SWEEPS times idle_timeout; the hot path only zeroes a counter. A line begun more
+        # than request_timeout ago is closed whatever trickled in since (slow-byte clients).
+        # The C loop runs its own sweep; here it only feeds the rate-limited log.
+        now = time.monotonic()
+        late, idle = [], []
         for connection in self._connections:
             connection.quiet_sweeps += 1
-            if connection.quiet_sweeps > _SWEEPS:
+            if connection.line_started and now - connection.line_started > self._request_timeout:
+                late.append(connection)
+            elif connection.quiet_sweeps > self._idle_sweeps:
                 idle.append(connection)
-        for connection in idle:
+        for connection in late + idle:
             connection.close()
-        if idle:
-            self._log.info("query.idle_closed", connections=len(idle))
+        self._hits["closed_deadline"] += len(late)
+        self._hits["closed_idle"] += len(idle)
+        self._limit_log.maybe_log(self.limit_counts())
         self._schedule_sweep()
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket (SO_REUSEADDR, as asyncio's create_server sets)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
 
 
 def _remove_stale_socket(path: str) -> None:

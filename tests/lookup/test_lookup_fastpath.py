@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inbox_daemon.lookup import BlocklistIndex, QueryServer, protocol
+from inbox_daemon.lookup import index as index_module
 from inbox_daemon.lookup.protocol import MAX_LINE, Counters, Responder
 
 FIRST_SEEN = 1_795_673_854  # 2026-11-26T06:17:34Z
@@ -163,8 +164,8 @@ def test_bad_arguments_raise_rather_than_read_out_of_bounds(fastpath: object) ->
     assert answer_lines([b"PING", b"CHECK a@b"], 1, 2, tables)[1:] == (2, 1, 0)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
-def test_pipelined_reads_through_the_server(fast: bool) -> None:
+@pytest.mark.parametrize("native, fast", [(True, True), (False, True), (False, False)], ids=["c-loop", "python+c", "python"])
+def test_pipelined_reads_through_the_server(native: bool, fast: bool) -> None:
     index = make_index()
     lines = [line for address in ADDRESSES for line in forms(address)[:6]] * 3 + [b"PING"]
     expected, _ = both(index, lines)
@@ -173,7 +174,7 @@ def test_pipelined_reads_through_the_server(fast: bool) -> None:
     protocol.FASTPATH = module if fast else None
 
     async def main() -> bytes:
-        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0))
+        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0), native=native)
         await server.start()
         try:
             address = server.tcp_address
@@ -190,3 +191,93 @@ def test_pipelined_reads_through_the_server(fast: bool) -> None:
         assert asyncio.run(asyncio.wait_for(main(), 10)) == expected
     finally:
         protocol.FASTPATH = module
+
+
+# -- the C query loop (lookup/_loop.c) and the tables it reads ------------------------------------
+
+
+def test_the_c_loop_is_the_one_serving_when_built() -> None:
+    index = make_index()
+    handed_over: list[bytes] = []
+
+    async def main() -> list[bytes]:
+        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0))
+        assert server.path == "c"  # the default wherever the module is built
+        await server.start()
+        assert server._native is not None
+        respond = server._native._respond
+
+        def spy(line: bytes) -> bytes:
+            handed_over.append(line)
+            return respond(line)
+
+        server._native._respond = spy
+        try:
+            address = server.tcp_address
+            assert address is not None
+            reader, writer = await asyncio.open_connection(*address)
+            lines = [f"CHECK {BASE[10]}".encode(), b"CHECK nobody@marketplace.amazon.com", b"PING", f"ORDER {ORDER}".encode()]
+            writer.write(b"".join(line + b"\n" for line in lines * 50))
+            replies = [await reader.readline() for _ in range(200)]
+            writer.close()
+            assert server._native is not None and server._native.counters()["lookups"] == 100
+            return replies
+        finally:
+            await server.stop()
+
+    replies = asyncio.run(asyncio.wait_for(main(), 10))
+    reference = Responder(index)
+    lines = [f"CHECK {BASE[10]}".encode(), b"CHECK nobody@marketplace.amazon.com", b"PING", f"ORDER {ORDER}".encode()]
+    assert replies == [reference.respond(line) for line in lines] * 50
+    assert handed_over == [f"ORDER {ORDER}".encode()] * 50  # only the line the C loop leaves to Python
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 3)), min_size=1, max_size=400))
+def test_the_tables_the_c_loop_reads_follow_every_change(changes: list[tuple[int, int]]) -> None:
+    index = BlocklistIndex.build([], delta_limit=16)  # merges often
+    shared = index.shared_tables()
+    addresses = [f"a{i}@marketplace.amazon.com" for i in range(301)]
+    for i, count in changes:
+        index.set_address(addresses[i], FIRST_SEEN, count)
+        if i % 7 == 0:
+            index.set_order(f"114-3941689-{i:07d}", FIRST_SEEN, count)
+    for address in addresses:
+        key = index_module.address_key(address)
+        assert shared.lookup(key) == index.lookup_key(key)
+    assert index.memory_bytes() >= shared.memory_bytes()
+
+
+def test_a_failure_to_answer_ends_that_session_only() -> None:
+    index = make_index()
+
+    async def main() -> None:
+        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0), logger=_Quiet())
+        await server.start()
+        assert server._native is not None
+
+        def broken(line: bytes) -> bytes:
+            raise RuntimeError("a bug")
+
+        server._native._respond = broken
+        try:
+            address = server.tcp_address
+            assert address is not None
+            reader, writer = await asyncio.open_connection(*address)
+            other_reader, other_writer = await asyncio.open_connection(*address)
+            writer.write(f"CHECK {BASE[10]}\nSTATS\nPING\n".encode())
+            assert await reader.readline() == Responder(index).respond(f"CHECK {BASE[10]}".encode())
+            assert await reader.read() == b""  # closed at the line Python could not answer
+            other_writer.write(b"PING\n")
+            assert await other_reader.readline() == b"PONG\n"
+            for w in (writer, other_writer):
+                w.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+class _Quiet:
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: None

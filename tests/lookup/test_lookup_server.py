@@ -1,4 +1,7 @@
-"""The query server over real Unix and TCP sockets, and the blocking client against it."""
+"""The query server over real Unix and TCP sockets, and the blocking client against it.
+
+Every server test runs on both paths (the C loop and pure Python: the ``path`` fixture).
+"""
 
 from __future__ import annotations
 
@@ -27,9 +30,9 @@ BLOCKED = b"BLOCKED 2026-11-26T06:17:34Z 3\n"
 TIMEOUT = 10
 
 
-def run(main: Callable[[], Awaitable[None]], *, uv: bool = False) -> None:
+def run(main: Callable[[], Awaitable[None]], *, uv: bool = False, timeout: float = TIMEOUT) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop if uv else None) as runner:
-        runner.run(asyncio.wait_for(main(), TIMEOUT))
+        runner.run(asyncio.wait_for(main(), timeout))
 
 
 @pytest.fixture
@@ -45,16 +48,35 @@ def make_index() -> BlocklistIndex:
     return index
 
 
+NATIVE = {"on": False}
+
+
+@pytest.fixture(autouse=True)
+def path(native: bool) -> Iterator[bool]:
+    """Every test here on both paths."""
+    NATIVE["on"] = native
+    yield native
+    NATIVE["on"] = False
+
+
 @asynccontextmanager
 async def serving(**options: Any) -> AsyncIterator[QueryServer]:
     options.setdefault("unix_path", None)
     options.setdefault("tcp", None)
+    options.setdefault("native", NATIVE["on"])
     server = QueryServer(options.pop("index", None) or make_index(), **options)
+    assert server.path == ("c" if options["native"] else "python")
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for the server's own bookkeeping to catch up (bounded by the test's timeout)."""
+    while not condition():
+        await asyncio.sleep(0.005)
 
 
 class Peer:
@@ -173,8 +195,7 @@ def test_connection_cap(sock_path: str) -> None:
             assert await first.ask("PING") == [b"PONG\n"]
             for peer in (first, second, third):
                 await peer.close()
-            assert server._all_closed is not None
-            await server._all_closed.wait()
+            await until(lambda: server.connections == 0)
             again = await Peer.connect(server, sock_path)
             assert await again.ask("PING") == [b"PONG\n"]
             await again.close()
@@ -197,7 +218,9 @@ def test_idle_connections_time_out(sock_path: str, uv: bool) -> None:
     run(main, uv=uv)
 
 
-def test_client_that_never_reads_is_paused_not_buffered(sock_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_that_never_reads_is_paused_not_buffered(sock_path: str, monkeypatch: pytest.MonkeyPatch, path: bool) -> None:
+    if path:
+        pytest.skip("asyncio transports only; the C loop's equivalent is test_client_that_reads_late_gets_every_reply")
     paused = asyncio.Event()
     original = server_module._Connection.pause_writing
 
@@ -226,6 +249,23 @@ def test_client_that_never_reads_is_paused_not_buffered(sock_path: str, monkeypa
             await peer.close()
 
     run(main)
+
+
+def test_client_that_reads_late_gets_every_reply(sock_path: str) -> None:
+    requests = 100_000  # 4.6 MB of requests: far past the kernel's buffers and the high-water mark
+
+    async def main() -> None:
+        async with serving(unix_path=sock_path) as server:
+            peer = await Peer.connect(server, sock_path)
+            peer.writer.write(f"CHECK {RELAY}\nCHECK nobody@marketplace.amazon.com\n".encode() * (requests // 2))
+            with pytest.raises(asyncio.TimeoutError):  # the server stopped reading: we cannot write it all
+                await asyncio.wait_for(peer.writer.drain(), 0.5)
+            for i in range(requests):
+                assert await peer.reader.readline() == (BLOCKED if i % 2 == 0 else b"OK\n")
+            assert await peer.ask("PING") == [b"PONG\n"]
+            await peer.close()
+
+    run(main, timeout=60)
 
 
 def test_half_closed_client_gets_every_reply(sock_path: str) -> None:

@@ -1,0 +1,23 @@
+"""The query server's two paths: the C loop thread and the pure Python reference.
+
+Server tests take the ``native`` fixture and run on both. The C path is skipped where the
+extension is not built, except under CI (``CI`` set), whose install builds it: there its absence
+fails.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from inbox_daemon.lookup.native import AVAILABLE
+
+
+@pytest.fixture(params=["c", "python"])
+def native(request: pytest.FixtureRequest) -> bool:
+    if request.param == "c" and not AVAILABLE:
+        if os.environ.get("CI"):
+            pytest.fail("inbox_daemon.lookup._fastpath is not built (CI's install builds it)")
+        pytest.skip("the C query loop is not built here")
+    return bool(request.param == "c")
