@@ -81,8 +81,8 @@ def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
         assert daemon.send(opt_out_notice(by_smtp, buyer))[0] == 250
         assert daemon.send(b"Subject: hello\r\n\r\nnot a notice\r\n")[0] == 250
         daemon.wait_count("intake_decision", 3)
-        assert daemon.query(f"CHECK {buyer}", "CHECK nobody@marketplace.amazon.com") == [
-            daemon.query(f"ORDER {by_smtp}")[0], "OK"]  # three query lookups, two hits
+        replies = daemon.query(f"CHECK {buyer}", "CHECK nobody@marketplace.amazon.com", f"CHECK {buyer}")
+        assert replies[0].startswith("BLOCKED") and replies[1:] == ["OK", replies[0]]  # 3 lookups, 2 hits
         with socket.create_connection(("127.0.0.1", policy), timeout=10) as sock:
             sock.sendall(f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={buyer}\n\n".encode())
             assert sock.recv(4096).startswith(b"action=REJECT 5.7.1")
@@ -110,6 +110,7 @@ def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
     assert value(samples, "inbox_daemon_lookups_total", via="socketmap") == 1
     assert value(samples, "inbox_daemon_lookup_hits_total", via="socketmap") == 0
     assert value(samples, "inbox_daemon_query_connections", via="query") == 1
+    assert value(samples, "inbox_daemon_query_limit_hits_total", kind="refused_peer") == 0
     assert value(samples, "inbox_daemon_smtp_replies_total", code="354") == 2
     assert value(samples, "inbox_daemon_smtp_replies_total", code="250") >= 8  # EHLO, MAIL, RCPT, DATA twice
     assert value(samples, "inbox_daemon_pending_messages") == 0

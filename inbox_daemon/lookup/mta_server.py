@@ -145,6 +145,9 @@ class MtaServer:
     def connections(self) -> int:
         return len(self._connections)
 
+    def lookup_counters(self) -> Counters:
+        return self.counters
+
     async def stop(self) -> None:
         if self._server is None:
             return

@@ -80,7 +80,7 @@ class NativeLoop:
         items = self._loop.take()
         if not items:
             return
-        self._sync_counters()
+        self.sync_counters()
         self._loop.deliver([(ident, self._answer(line)) for ident, line in items])
 
     def _answer(self, line: bytes) -> bytes | None:
@@ -91,7 +91,7 @@ class NativeLoop:
             self._log.exception("query.answer_failed", line=line[:80])
             return None
 
-    def _sync_counters(self) -> None:
+    def sync_counters(self) -> None:
         """Add the thread's lookups to the counters STATS reports."""
         figures = self._loop.counters() if self._loop is not None else {}
         lookups, hits = figures.get("lookups", 0), figures.get("hits", 0)
