@@ -70,12 +70,12 @@ class QueryConfig:
     max_connections_per_peer: int = 256  # per uid on the Unix socket, per IP address on TCP
     idle_seconds: float = 300.0
     request_seconds: float = 10.0  # a request line must be complete this long after its first byte
-    sync_seconds: float = 1.0  # how often other processes' changes are pulled in (issue: within 2 s)
+    sync_seconds: float = 1.0  # how often other processes' changes are pulled in (README: within 2 s)
 
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Who may add to the blocklist (issue 5; ``inbox_daemon.trust``)."""
+    """Who may add to the blocklist (``inbox_daemon.trust``)."""
 
     # Embedded default false so the quick start works; deploy/config.example.toml sets true.
     require_registered_forwarder: bool = False

@@ -1,6 +1,6 @@
 """Starts the parts in dependency order, says READY=1, waits for a stop signal, stops in reverse.
 
-store -> index (loaded, then followed) -> intake (recovers pending mail) -> query socket ->
+store -> index (loaded, then followed) -> processing (recovers pending mail) -> query socket ->
 SMTP -> IMAP pollers. A signal handler only sets an Event; a second SIGINT forces exit
 (uvicorn's ``handle_exit`` habit).
 """
@@ -21,12 +21,10 @@ from .lookup import QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
 from .metrics import DaemonCollector, MetricsServer
-from .intake.parsers import auto_workers, load_parser
-from .intake.pipeline import Intake
 from .intake.smtp import SmtpListener
+from .processing import build_flow
 from .store import Store
 from .store.migrate import upgrade
-from .trust import Gatekeeper
 
 __all__ = ["Daemon", "open_store", "notify"]
 
@@ -71,8 +69,7 @@ class Daemon:
         self.index = await load_index(self.store)
         self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
-        self.intake = Intake(self.store, self.index.apply, Gatekeeper.from_config(cfg.security),
-                             load_parser(cfg.parser.module), parse_workers=auto_workers(cfg.parser.workers))
+        self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
         self.learner = AddressLearner(self.store, self.index)
         self.query = QueryServer(
             self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
@@ -81,7 +78,7 @@ class Daemon:
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
             reserved_descriptors=cfg.smtp.max_connections + 128,
         )
-        for part in (self.follower, self.intake, self.learner, self.query):
+        for part in (self.follower, self.flow, self.learner, self.query):
             await part.start()
             self._parts.append(part)
         self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap
@@ -89,7 +86,7 @@ class Daemon:
             await mta.start()
             self._parts.append(mta)
         if cfg.smtp.enabled:
-            self.smtp = SmtpListener(self.intake, cfg.smtp)
+            self.smtp = SmtpListener(self.flow, cfg.smtp)
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
@@ -105,13 +102,13 @@ class Daemon:
         from .intake.imap import ImapPoller  # imported only when configured
 
         for account in self.config.imap.accounts:
-            poller = ImapPoller(account, self.intake, self.store, logger=get_logger(component="imap", account=account.name))
+            poller = ImapPoller(account, self.flow, self.store, logger=get_logger(component="imap", account=account.name))
             await poller.start()
             self._parts.append(poller)
 
     def _announce(self) -> None:
         cfg = self.config
-        smtp = "%s:%d" % self.smtp.address if cfg.smtp.enabled else "off"
+        smtp = "{}:{}".format(*self.smtp.address) if cfg.smtp.enabled else "off"
         bound = self.query.tcp_address
         tcp = f"{bound[0]}:{bound[1]}" if bound else "off"
         self.log.info(
@@ -123,7 +120,7 @@ class Daemon:
     async def stop(self) -> None:
         notify("STOPPING=1")
         self.log.info("stopping")
-        # SMTP first so no new mail arrives, then intake drains; reverse start order throughout.
+        # SMTP first so no new mail arrives, then processing drains; reverse start order throughout.
         for part in reversed(self._parts):
             try:
                 stop = part.close if isinstance(part, Store) else part.stop
@@ -133,7 +130,7 @@ class Daemon:
         self.log.info("stopped")
 
     def stats(self) -> dict[str, Any]:
-        counters = self.intake.counters
+        counters = self.flow.counters
         return {
             "notices": counters.get("opt_out", 0),
             "messages": counters.get("accepted", 0),
@@ -167,7 +164,7 @@ class Daemon:
 
 
 def _safe_url(url: str) -> str:
-    """The database URL without its password (issue 3: no secrets in logs)."""
+    """The database URL without its password: logs must never carry a secret."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         creds, _, host = rest.rpartition("@")

@@ -15,7 +15,7 @@ _SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "authorizatio
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Never write a secret, whatever a caller bound (issue 3: "no secrets")."""
+    """Never write a secret (a password, a token), whatever a caller bound: logs travel far."""
     for key in event:
         if key.lower() in _SECRET_KEYS:
             event[key] = "***"

@@ -38,7 +38,7 @@ class DaemonCollector(Collector):
         yield from self._sources()
 
     def _intake(self) -> Iterator[Metric]:
-        intake = self._daemon.intake
+        intake = self._daemon.flow
         messages = CounterMetricFamily(_PREFIX + "messages", "Messages processed, by source and outcome.",
                                        labels=["source", "outcome"])
         for (source, outcome), count in sorted(intake.outcomes.items()):

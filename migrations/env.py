@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
 from inbox_daemon.store.engine import WRITE, async_url, make_engine
-from inbox_daemon.store.tables import Base
+from inbox_daemon.store.schema import Base
 
 config = context.config
 url: str = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or ""

@@ -86,7 +86,7 @@ def test_cli_exits_78_with_one_line_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_security_settings_parse_from_file_and_environment(tmp_path: Path) -> None:
-    """Issue 5 lifted the issue-3 refusal: require_registered_forwarder = true is accepted."""
+    """require_registered_forwarder = true is accepted (the registry exists to satisfy it)."""
     path = tmp_path / "c.toml"
     path.write_text('[security]\nrequire_registered_forwarder = true\nrelay_domains = ["marketplace.amazon.de"]\n')
     env = {"INBOX_DAEMON_SECURITY_FORWARDER_RATE_PER_HOUR": "30", "INBOX_DAEMON_SECURITY_REQUIRE_DKIM": "yes"}

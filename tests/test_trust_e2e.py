@@ -1,4 +1,4 @@
-"""Issue 5 end to end: a real daemon process, smtplib, the query socket and the CLI.
+"""Who may add to the blocklist, end to end: a real daemon process, smtplib, the query socket and the CLI.
 
 Who may add to the blocklist: registered forwarders and per-seller addresses; unknown
 forwarders are held in quarantine until approved; DKIM evidence; the per-forwarder rate limit;

@@ -1,5 +1,5 @@
-"""Back-fill from archives (issue 4, point 3): mbox files, Maildir folders and loose ``.eml``
-files go through the same durable intake and processing as live mail, so running an import
+"""Back-fill from archives: mbox files, Maildir folders and loose ``.eml``
+files go through the same durable write and processing as live mail, so running an import
 twice adds nothing (the store dedupes by sha256).
 
 What a path is: a directory with ``cur/`` or ``new/`` is a Maildir (with its Maildir++
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import IO
 
 from ..log import get_logger
-from .pipeline import Delivery, Intake, Processed
+from ..processing import Flow, Processed
+from ..store import Delivery
 
 __all__ = ["ImportSummary", "import_paths", "iter_messages", "iter_mbox", "iter_maildir"]
 
@@ -177,9 +178,9 @@ def _total_bytes(paths: Iterable[str | os.PathLike[str]]) -> int:
 
 
 async def import_paths(
-    paths: Sequence[str | os.PathLike[str]], intake: Intake, *, progress: bool, batch: int = BATCH,
+    paths: Sequence[str | os.PathLike[str]], flow: Flow, *, progress: bool, batch: int = BATCH,
 ) -> ImportSummary:
-    """Read every message under ``paths`` into the intake, in durable batches, and count.
+    """Read every message under ``paths`` into the flow, in durable batches, and count.
 
     Raises StoreUnavailable if the database goes away: what was committed stays, and running
     the import again takes up the rest without duplicates.
@@ -193,7 +194,7 @@ async def import_paths(
     in_flight: set[asyncio.Task[None]] = set()
 
     async def take(deliveries: list[Delivery]) -> None:
-        for processed in await intake.accept_many_and_process(deliveries):
+        for processed in await flow.accept_and_wait(deliveries):
             summary.add(processed)
 
     async def flush(limit: int) -> None:

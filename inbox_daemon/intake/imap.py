@@ -1,8 +1,8 @@
 """IMAP intake: one poller per configured account takes the messages of one mailbox by UID,
-stores their raw bytes durably, and only then flags or moves them (issue 4, point 2).
+stores their raw bytes durably, and only then flags or moves them.
 
 The order of every batch is: ``UID SEARCH UID n:*`` -> ``UID FETCH (UID BODY.PEEK[])`` (PEEK:
-the server must not set ``\\Seen`` before we have stored) -> ``Intake.accept`` (returns once
+the server must not set ``\\Seen`` before we have stored) -> ``Flow.accept`` (returns once
 committed) -> flag or move -> the position is saved. A crash anywhere in there repeats the
 batch; the store's sha256 dedupe makes storing it again a no-op. Nothing is ever deleted except
 the source copy of a MOVE the operator asked for.
@@ -27,8 +27,8 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from ..config import ImapAccount
 from ..errors import StoreUnavailable
-from ..store import Store
-from ..store.imap_state import ImapProgress, Position
+from ..processing import Flow
+from ..store import Delivery, Position, Store
 from .imap_client import (
     ImapAuthError,
     ImapConnection,
@@ -38,11 +38,10 @@ from .imap_client import (
     response_text,
     uid_set,
 )
-from .pipeline import Delivery, Intake
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "CRASH_AFTER_STORE_ENV"]
 
-# Test hook (issue 4, "SIGKILLed between storing and flagging"): die right after the n-th
+# Test hook (a SIGKILL between storing and flagging): die right after the n-th
 # durable store of this process and before its flag. Unset in production. Not INBOX_DAEMON_*:
 # config.py refuses unknown settings in that namespace, as it should.
 CRASH_AFTER_STORE_ENV = "INBOXD_TEST_CRASH_AFTER_STORE"
@@ -75,13 +74,13 @@ class ImapPoller:
     """Takes one account's mailbox into the intake, for as long as the daemon runs."""
 
     def __init__(
-        self, account: ImapAccount, intake: Intake, store: Store, *,
+        self, account: ImapAccount, flow: Flow, store: Store, *,
         logger: Any, tuning: ImapTuning | None = None,
     ) -> None:
         self.account = account
         self.tuning = tuning or ImapTuning()
-        self._intake = intake
-        self._state = ImapProgress(store.engine)  # positions live beside the mail they led to
+        self._flow = flow
+        self._store = store  # positions live beside the mail they led to
         self._log = logger.bind(component="imap", account=account.name, mailbox=account.mailbox)
         self._source = f"imap:{account.name}"
         self._peer = f"{account.host}:{account.port}"
@@ -166,7 +165,7 @@ class ImapPoller:
         acct = self.account
         await conn.open(await self._password())
         uidvalidity = await conn.select(acct.mailbox)
-        position = await self._state.load(acct.name, acct.mailbox)
+        position = await self._store.imap_position(acct.name, acct.mailbox)
         if position is not None and position.uidvalidity != uidvalidity:
             self._log.warning("imap_uidvalidity_changed", old=position.uidvalidity, new=uidvalidity)
         if position is None or position.uidvalidity != uidvalidity:
@@ -208,7 +207,7 @@ class ImapPoller:
                 batch = uids[start:start + self.tuning.fetch_batch]
                 await self._take(conn, batch)
                 position = Position(position.uidvalidity, batch[-1])
-                await self._state.save(self.account.name, self.account.mailbox, position)
+                await self._store.save_imap_position(self.account.name, self.account.mailbox, position)
         return position
 
     async def _take(self, conn: ImapConnection, batch: list[int]) -> None:
@@ -216,7 +215,7 @@ class ImapPoller:
         messages = await conn.fetch(batch)
         taken = sorted(messages)
         deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]
-        saved = await asyncio.gather(*(self._intake.accept(d) for d in deliveries))
+        saved = await asyncio.gather(*(self._flow.accept(d) for d in deliveries))
         for uid, s in zip(taken, saved):
             self._log.info("imap_stored", uid=uid, sha256=s.sha256, raw_id=s.id, new=s.is_new)
         self.stats["stored"] += len(saved)

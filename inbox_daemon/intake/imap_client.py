@@ -1,4 +1,4 @@
-"""One IMAP connection over aioimaplib 2.0, and the parsing of its answers (issue 4).
+"""One IMAP connection over aioimaplib 2.0, and the parsing of its answers (RFC 3501).
 
 aioimaplib needs some care; each point is handled where it is marked "pitfall": a failed LOGIN
 or SELECT returns a response instead of raising; a command whose connection died never

@@ -1,6 +1,6 @@
 """The SMTP listener: a thin aiosmtpd handler that persists, then answers.
 
-It never parses or touches SQL itself: ``handle_DATA`` hands the bytes to ``Intake.accept``
+It never parses or touches SQL itself: ``handle_DATA`` hands the bytes to ``Flow.accept``
 and answers 250 only once they are committed (nothing acknowledged is ever lost), 451 when
 the store cannot commit (the sending MTA retries, RFC 5321 4.2.5).
 """
@@ -16,7 +16,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from ..config import SmtpConfig
 from ..errors import StoreUnavailable
 from ..log import get_logger
-from .pipeline import Delivery, Intake
+from ..processing import Flow
+from ..store import Delivery
 
 __all__ = ["OptOutHandler", "SmtpListener"]
 
@@ -36,8 +37,8 @@ OK_250_DATA = "250 2.0.0 OK: stored as {}"
 class OptOutHandler:
     """aiosmtpd handler: accept the opt-out recipients, persist DATA, answer."""
 
-    def __init__(self, intake: Intake, config: SmtpConfig) -> None:
-        self._intake = intake
+    def __init__(self, flow: Flow, config: SmtpConfig) -> None:
+        self._flow = flow
         self._recipients = frozenset(r.strip().lower() for r in config.recipients)
         self._max_rcpts = config.max_recipients
         self._log = get_logger(component="smtp")
@@ -59,7 +60,7 @@ class OptOutHandler:
                             envelope_to=tuple(envelope.rcpt_tos), peer=peer)
         self.in_flight += 1
         try:
-            saved = await self._intake.accept(delivery)
+            saved = await self._flow.accept(delivery)
         except StoreUnavailable as exc:
             self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
             return ERR_451
@@ -75,7 +76,7 @@ class OptOutHandler:
 
 def _without_detail(address: str) -> str:
     """``optout+k3x9q2@sellers.example`` -> ``optout@sellers.example``: a per-seller address
-    (RFC 5233 subaddress, issue 5) is accepted wherever its base address is."""
+    (RFC 5233 subaddress) is accepted wherever its base address is."""
     local, at, domain = address.strip().lower().rpartition("@")
     return f"{local.partition('+')[0]}{at}{domain}" if at else address.lower()
 
@@ -128,9 +129,9 @@ class _CappedSMTP(SMTP):
 class SmtpListener:
     """Binds the SMTP port on the daemon's own loop; start()/stop() like every component."""
 
-    def __init__(self, intake: Intake, config: SmtpConfig, hostname: str = "inbox-daemon") -> None:
+    def __init__(self, flow: Flow, config: SmtpConfig, hostname: str = "inbox-daemon") -> None:
         self.config = config
-        self.handler = OptOutHandler(intake, config)
+        self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)

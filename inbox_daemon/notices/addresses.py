@@ -1,6 +1,6 @@
 """Amazon's domains, buyer relay addresses and order ids: recognising and normalising them.
 
-Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (issue 2);
+Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (corpus s01-s16);
 notices sometimes show them upper-cased inside a display name (corpus s06) or with a ``+tag``.
 Decision: the +tag is *stripped* — it is a routing variant of the same anonymised buyer, and the
 blocklist keys on the buyer. Lookups must normalise the same way: use ``normalise_relay_address``.
@@ -21,6 +21,7 @@ __all__ = [
     "sender_address",
     "sender_kind",
     "first_address",
+    "is_amazon_host",
 ]
 
 # Marketplaces whose domain may send notices and host relay addresses. Amazon.com.au and the
@@ -40,11 +41,13 @@ _RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?
 # Left edge: not inside a longer local part; an optional +tag between the id and the "@".
 _RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
 _ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
-# 3-7-7 ASCII digits; not part of a longer run of digits or dashes (issue 2, point 6).
+# 3-7-7 ASCII digits; not part of a longer run of digits or dashes: a cut id
+# is no id (wrappings_marketplaces_lookalikes/damaged_order_id_3_7_6_only.eml), and a longer
+# tracking or phone number may hold the pattern.
 _ORDER_RE = re.compile(r"(?<![0-9-])([0-9]{3}-[0-9]{7}-[0-9]{7})(?![0-9-]|-[0-9])")
 # Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
-# (redteam2/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
-# (redteam2/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
+# (replies_mime_oddities_bulk_mail/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
+# (replies_mime_oddities_bulk_mail/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
 # before matching, so the stored id is always ASCII; Arabic-Indic digits likewise.
 _ORDER_FOLD = str.maketrans(
     {**{chr(base + n): str(n) for base in (0xFF10, 0x0660, 0x06F0) for n in range(10)},
@@ -66,7 +69,7 @@ def find_relay_addresses(text: str, *, open_end: bool = False) -> list[str]:
 
     ``open_end``: the text was cut off, so an address running into its very end is dropped —
     relay domains nest (".com" is a whole prefix of ".com.au"), so a cut one can look complete
-    (redteam/damaged_truncated_after_dot_com_of_com_au.eml).
+    (wrappings_marketplaces_lookalikes/damaged_truncated_after_dot_com_of_com_au.eml).
     """
     low = text.lower()
     seen: dict[str, None] = {}
@@ -119,3 +122,10 @@ def sender_kind(address: str | None) -> str:
     if domain in RELAY_DOMAINS:
         return "relay"
     return "other"
+
+
+def is_amazon_host(host: str) -> bool:
+    """Whether a host name is an Amazon marketplace domain or one of its subdomains
+    (``amazon.de``, ``sellercentral.amazon.de``, ``www.amazon.co.jp``)."""
+    host = host.lower().rstrip(".")
+    return any(host == domain or host.endswith("." + domain) for domain in AMAZON_SENDER_DOMAINS)

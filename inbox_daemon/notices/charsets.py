@@ -1,7 +1,7 @@
 """Turning body and header bytes into text when charset declarations are missing or wrong.
 
-Issue 2, point 3: UTF-8, ISO-8859-1, windows-1252, ISO-2022-JP, Shift_JIS, EUC-JP and UTF-16,
-"with missing or wrong charset declarations". Corpus s27 declares ``x-user-defined`` over
+Notices arrive in UTF-8, ISO-8859-1, windows-1252, ISO-2022-JP, Shift_JIS, EUC-JP and UTF-16,
+often with missing or wrong charset declarations. Corpus s27 declares ``x-user-defined`` over
 UTF-16LE; s28 carries raw Shift_JIS with no charset at all.
 """
 

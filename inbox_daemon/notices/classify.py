@@ -1,6 +1,6 @@
 """The verdict on one candidate notice: who sent it, what its reason sentence says, whom it names.
 
-Rules (issue 2, point 5): the reason sentence decides, never the subject; the sender must be an
+Rules: the reason sentence decides, never the subject; the sender must be an
 Amazon marketplace domain; buyer addresses count only on ``marketplace.amazon.<tld>``; anything
 forged or look-alike is ``not_opt_out`` with a reason; damage that hides the reason is
 ``malformed``.
@@ -14,11 +14,15 @@ from .addresses import find_forged_relay_domains, find_order_ids, find_relay_add
 from .bulk import is_amazon_bulk_mail
 from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, normalise
 from .result import Buyer, Kind
+from .senders import is_notice_sender, what_it_sends
 from .unwrap import Candidate
 
-__all__ = ["NOT_A_NOTICE", "Verdict", "classify"]
+__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "Verdict", "classify"]
 
 NOT_A_NOTICE = "not an Amazon notice"
+# A notice is about one message to one buyer (an address, an order, at most a few orders of that
+# buyer). A "notice" naming more is not one Amazon wrote, and must not block a crowd.
+MAX_BUYERS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ def classify(candidate: Candidate) -> Verdict:
     if candidate.own_node is not None and is_amazon_bulk_mail(candidate.own_node.headers):
         why = "Amazon bulk mail (newsletter or forum digest), not a delivery notice"
         return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=reason == OPT_OUT)
+    if not is_notice_sender(candidate.sender):
+        return _other_amazon_sender(candidate.sender or "", reason)
     if reason is None:
         return _no_reason(candidate, norm)
     if isinstance(reason, LookAlike):
@@ -66,6 +72,18 @@ def _not_from_amazon(candidate: Candidate, kind: str, reason: str | LookAlike | 
         return Verdict(Kind.MALFORMED, why, has_opt_out_wording=True)
     why = f"opt-out wording from {candidate.sender}, which is not an Amazon domain (forged or look-alike)"
     return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=True)
+
+
+def _other_amazon_sender(sender: str, reason: str | LookAlike | None) -> Verdict:
+    """Mail from an Amazon address that does not send delivery notices (``senders``)."""
+    if isinstance(reason, LookAlike):
+        return Verdict(Kind.NOT_OPT_OUT, reason.value)
+    what = what_it_sends(sender)
+    if reason == OPT_OUT:
+        why = (f"opt-out wording in mail from {sender}, which sends {what}, not delivery notices:"
+               " a quotation, not a notice")
+        return Verdict(Kind.NOT_OPT_OUT, why, has_opt_out_wording=True)
+    return Verdict(Kind.NOT_OPT_OUT, f"Amazon mail from {sender} ({what}), not a delivery notice")
 
 
 def _no_reason(candidate: Candidate, norm: str) -> Verdict:
@@ -91,18 +109,34 @@ def _opt_out(candidate: Candidate) -> Verdict:
     for address in find_relay_addresses("\n".join(candidate.recipients)):
         if address not in emails:
             emails.append(address)
-    orders = find_order_ids(candidate.text)
+    orders = find_order_ids(candidate.text) or _order_elsewhere(candidate)
+    named = max(len(emails), len(orders))
+    if named > MAX_BUYERS:
+        why = f"notice names {named} buyers or orders (more than {MAX_BUYERS}): not a real notice"
+        return Verdict(Kind.NOT_OPT_OUT, why, is_notice=True, has_opt_out_wording=True)
     if not emails and not orders:
         why = "opt-out notice that names neither an order nor a buyer address"
         return Verdict(Kind.MALFORMED, why, is_notice=True, has_opt_out_wording=True)
     return Verdict(Kind.OPT_OUT, buyers=_pair(emails, orders), is_notice=True, has_opt_out_wording=True)
 
 
+def _order_elsewhere(candidate: Candidate) -> list[str]:
+    """The order of a notice whose text names none: from the targets of its links to Amazon
+    (structure/html_order_id_only_in_view_order_link.eml), else from its subject or the
+    subjects of the messages that carried it (structure/order_id_only_in_forward_subject.eml).
+    Only a single order counts: several in a subject line cannot be told apart."""
+    for source in (candidate.links, candidate.subjects):
+        orders = find_order_ids(" ".join(source))
+        if orders:
+            return orders if len(orders) == 1 else []
+    return []
+
+
 def _pair(emails: list[str], orders: list[str]) -> tuple[Buyer, ...]:
     """One notice blocks one message: pair addresses and orders in order, the rest alone.
 
     A single address goes with every order: one message about two orders of the same buyer
-    names both (redteam/two_orders_one_sentence_one_buyer.eml).
+    names both (wrappings_marketplaces_lookalikes/two_orders_one_sentence_one_buyer.eml).
     """
     if len(emails) == 1 and len(orders) > 1:
         domain = emails[0].rsplit("@", 1)[1]

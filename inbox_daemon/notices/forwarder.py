@@ -1,6 +1,6 @@
-"""The forwarding identity: who passed a notice on to us, and how (issue 2, point 1).
+"""The forwarding identity: who passed a notice on to us, and how.
 
-The later trust work keys on it. Sources, most specific first:
+Trust keys on it (who may add to the blocklist). Sources, most specific first:
 
 * inline or attachment forward: the outer From (the person who pressed "Forward");
 * Resent-From (RFC 5322 section 3.6.6; Exchange redirect rules, corpus s12);
@@ -26,7 +26,7 @@ _REDIRECT_HEADERS = (
 
 def identify(headers: Headers, via: str) -> tuple[str | None, str | None]:
     """(forwarder address, how) for a mail whose notice arrived ``via`` direct/inline/attachment."""
-    if via in ("inline", "attachment"):
+    if via in ("inline", "reply", "attachment"):
         return first_address(headers.get("from")), via
     for name, how in _REDIRECT_HEADERS:
         address = first_address(headers.get(name))

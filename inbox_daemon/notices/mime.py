@@ -1,9 +1,10 @@
 """Tolerant, bounded walk of a raw message into text bodies and attached messages.
 
-``email`` with ``compat32`` does the MIME split (issue 2 measured ``policy.default`` at ~10x the
-cost); this module decodes parts itself (``charsets``), turns HTML into text (``htmltext``) and
-bounds the work per message: bytes read, parts visited, message nesting depth. A hostile mail
-(10,000 parts, 200 levels, 50 MB) costs at most those bounds and is reported, never raised.
+``email`` with ``compat32`` does the MIME split (``policy.default`` measured ~10x the cost on
+the forwarded notice of bench/parse.py); this module decodes parts itself (``charsets``), turns
+HTML into text (``htmltext``) and bounds the work per message: bytes read, parts visited,
+forwarding levels and multipart nesting inside one message. A hostile mail (10,000 parts, 200
+levels, 50 MB) costs at most those bounds and is reported, never raised.
 """
 
 from __future__ import annotations
@@ -18,20 +19,28 @@ from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 from email.policy import compat32
+from urllib.parse import unquote
 
 from .charsets import decode_bytes
-from .htmltext import html_to_text
+from .htmltext import amazon_link, read_html
 
-__all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_DEPTH", "Headers", "Body", "MailNode", "read_message"]
+__all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
+           "read_message"]
 
 MAX_BYTES = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay well below
 MAX_PARTS = 500  # MIME parts visited per message, all levels together
-MAX_DEPTH = 16  # multipart/message nesting levels followed
+# Forwarding levels: messages attached inside messages. Each forward-as-attachment adds one,
+# however many multipart containers the client wraps around it (a helpdesk escalation nests a
+# notice 20 forwards deep, tests/data/notices/structure/helpdesk_escalation_20_attachment_forwards.eml).
+MAX_LEVELS = 32
+# Multipart containers nested inside one message: mixed > related > alternative is 3 in real
+# mail; the bound keeps the walk's recursion shallow (MAX_LEVELS * MAX_NESTING frames at most).
+MAX_NESTING = 12
 MAX_TEXT = 256 * 1024  # characters of text kept per part: notices put the reason up front
 
 # RFC 2045 section 6.7 rule 3: trailing blanks on a quoted-printable line were added in transport
 # and must go before decoding, or "=  " stops being a soft break
-# (redteam2/qp_softbreak_after_amazon_dot_trailing_blanks.eml).
+# (replies_mime_oddities_bulk_mail/qp_softbreak_after_amazon_dot_trailing_blanks.eml).
 # Only at the start of a run, and possessive: a long run of blanks mid-line is scanned once,
 # not once per blank (200,000 spaces in a QP line hung the parser).
 _QP_TRAILING_BLANKS = re.compile(r"(?<![ \t])[ \t]++(?=\r?$)", re.MULTILINE)
@@ -96,6 +105,7 @@ class Body:
 
     plain: str | None = None
     html: str | None = None
+    links: tuple[str, ...] = ()  # targets of links to Amazon's sites in the HTML view
 
 
 @dataclass(slots=True)
@@ -108,10 +118,10 @@ class MailNode:
     defects: list[str] = field(default_factory=list)  # damage that may hide the text
     notes: list[str] = field(default_factory=list)  # harmless oddities, for diagnostics
     # The raw bytes stop mid-line: SMTP delivers whole lines, so the file was cut (corpus s25,
-    # redteam/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
+    # wrappings_marketplaces_lookalikes/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
     cut_short: bool = False
     # Why the walk stopped early (part or depth bound), so the parser can say a notice may lie
-    # beyond it (redteam2/nested_17_attachment_forwards.eml). Set on the root only.
+    # beyond it (replies_mime_oddities_bulk_mail/nested_17_attachment_forwards.eml). Set on the root only.
     bounded: str | None = None
 
 
@@ -150,19 +160,30 @@ def read_message(raw: bytes) -> MailNode:
     return node
 
 
-def _walk(msg: Message, depth: int, budget: _Budget) -> MailNode:
+def _walk(msg: Message, level: int, budget: _Budget) -> MailNode:
+    """The node of one message at forwarding ``level`` (0: the mail as received)."""
     node = MailNode(Headers.of(msg))
-    _collect(msg, node, depth, budget)
+    if level > MAX_LEVELS:
+        _exhaust(budget, node, f"more than {MAX_LEVELS} forwarding levels; rest skipped")
+        return node
+    _collect(msg, node, level, 0, budget)
     return node
 
 
-def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None:
+def _exhaust(budget: _Budget, node: MailNode, why: str) -> None:
+    if not budget.exhausted:
+        budget.exhausted = why
+        node.notes.append(why)
+
+
+def _collect(part: Message, node: MailNode, level: int, nesting: int, budget: _Budget) -> None:
     """Add the part's text to ``node`` and its attached messages as children, within bounds."""
     budget.parts += 1
-    if budget.parts > MAX_PARTS or depth > MAX_DEPTH:
-        if not budget.exhausted:
-            budget.exhausted = f"more than {MAX_PARTS} parts or {MAX_DEPTH} levels; rest skipped"
-            node.notes.append(budget.exhausted)
+    if budget.parts > MAX_PARTS:
+        _exhaust(budget, node, f"more than {MAX_PARTS} MIME parts; rest skipped")
+        return
+    if nesting > MAX_NESTING:
+        _exhaust(budget, node, f"multipart nested more than {MAX_NESTING} deep; rest skipped")
         return
     if part.defects:
         _note_defects(part, node)
@@ -171,33 +192,35 @@ def _collect(part: Message, node: MailNode, depth: int, budget: _Budget) -> None
     maintype = ctype.split("/", 1)[0]
     # Only containers are asked for their payload: compat32's get_payload() on an 8-bit leaf
     # decodes with the charset parameter and raises TypeError when that is RFC 2231 encoded
-    # (charset*=…, redteam2/pl_rfc2231_encoded_charset_param_latin2.eml).
+    # (charset*=…, replies_mime_oddities_bulk_mail/pl_rfc2231_encoded_charset_param_latin2.eml).
     payload = part.get_payload() if part.is_multipart() else None
     subparts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
     if ctype in ("message/rfc822", "message/global") and subparts:
-        node.children.append(_walk(_attached_message(part, subparts[0], node), depth + 1, budget))
+        node.children.append(_walk(_attached_message(part, subparts[0], node), level + 1, budget))
     elif maintype == "multipart":
         if not subparts:
             node.defects.append("multipart body whose parts cannot be found (boundary mismatch)")
         elif ctype == "multipart/alternative":
-            node.bodies.append(_alternative(subparts, node, depth, budget))
+            node.bodies.append(_alternative(subparts, node, level, nesting, budget))
         else:
             for sub in subparts:
-                _collect(sub, node, depth + 1, budget)
-    elif ctype in ("text/plain", "text/html"):
-        text = _text(part, node, ctype == "text/html")
-        node.bodies.append(Body(html=text) if ctype == "text/html" else Body(plain=text))
+                _collect(sub, node, level, nesting + 1, budget)
+    elif ctype == "text/html":
+        page = read_html(_text(part, node))
+        node.bodies.append(Body(html=page.text, links=page.links))
+    elif ctype == "text/plain":
+        node.bodies.append(Body(plain=_plain(part, _text(part, node))))
     elif maintype == "application" and _is_eml_attachment(part):
         data = part.get_payload(decode=True)
         if isinstance(data, bytes) and data:
             inner = email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
-            node.children.append(_walk(inner, depth + 1, budget))
+            node.children.append(_walk(inner, level + 1, budget))
 
 
 def _tidy_transfer_encoding(part: Message) -> None:
     """Strip stray whitespace from Content-Transfer-Encoding: ``email`` compares the value as
     written, so "Base64 " would leave the body undecoded
-    (redteam/jp_subject_split_multibyte_cte_trailing_space.eml); and from the ends of
+    (wrappings_marketplaces_lookalikes/jp_subject_split_multibyte_cte_trailing_space.eml); and from the ends of
     quoted-printable lines (``_QP_TRAILING_BLANKS``)."""
     value = part.get("content-transfer-encoding")
     if not isinstance(value, str):
@@ -217,7 +240,7 @@ def _tidy_transfer_encoding(part: Message) -> None:
 def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
     """The message inside a message/rfc822 part, decoded first when the part was itself base64 or
     quoted-printable (RFC 2046 section 5.2.1 forbids it; some clients do it anyway,
-    redteam/attachment_nested_outer_rfc822_base64.eml). ``email`` then parsed the encoded text
+    wrappings_marketplaces_lookalikes/attachment_nested_outer_rfc822_base64.eml). ``email`` then parsed the encoded text
     as a header-less message; decode that text and parse again."""
     cte = str(part.get("content-transfer-encoding", "")).lower()
     if cte not in ("base64", "quoted-printable") or inner.keys():
@@ -234,17 +257,54 @@ def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
     return email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
 
 
-def _alternative(payload: list[Message], node: MailNode, depth: int, budget: _Budget) -> Body:
-    """The richest plain and HTML views among the alternatives (RFC 2046 section 5.1.4)."""
+def _alternative(
+    payload: list[Message], node: MailNode, level: int, nesting: int, budget: _Budget
+) -> Body:
+    """The plain and HTML views among the alternatives (RFC 2046 section 5.1.4). The views
+    show the same content, so an HTML part is only read (tokenized: the costliest step of a
+    parse) when it can add something: the plain view is missing or a stub, or a link target
+    the plain view does not show."""
     scratch = MailNode(node.headers)
+    deferred: list[str] = []
     for sub in payload:
-        _collect(sub, scratch, depth + 1, budget)
+        if sub.get_content_type() == "text/html" and not sub.is_multipart():
+            budget.parts += 1
+            deferred.append(_text(sub, scratch))
+        else:
+            _collect(sub, scratch, level, nesting + 1, budget)
+    plain = "\n".join(b.plain for b in scratch.bodies if b.plain) or None
+    for source in deferred:
+        if _html_adds_to(plain, source):
+            page = read_html(source)
+            scratch.bodies.append(Body(html=page.text, links=page.links))
     node.children.extend(scratch.children)
     node.defects.extend(scratch.defects)
     node.notes.extend(scratch.notes)
-    plain = "\n".join(b.plain for b in scratch.bodies if b.plain) or None
     markup = "\n".join(b.html for b in scratch.bodies if b.html) or None
-    return Body(plain=plain, html=markup)
+    links = tuple(link for b in scratch.bodies for link in b.links)
+    return Body(plain=plain, html=markup, links=links)
+
+
+# Link targets in markup; possessive, so a run of blanks after "href" is scanned once.
+_HREF = re.compile(r"""href\s*+=\s*+["']?+\s*+((?:mailto|https?):[^"'\s<>]++)""", re.IGNORECASE)
+# A plain view shorter than this, or than an eighth of the markup, may be a stub ("view this
+# message in HTML"), not the same content.
+_STUB_PLAIN = 200
+
+
+def _html_adds_to(plain: str | None, markup: str) -> bool:
+    """Whether the HTML view may say what the plain view does not (see ``_alternative``)."""
+    if plain is None or len(plain.strip()) < _STUB_PLAIN or len(plain) * 8 < len(markup):
+        return True
+    shown = plain.lower()
+    for target in _HREF.findall(markup):
+        if target[:7].lower() == "mailto:":
+            address = unquote(target[7:].split("?", 1)[0]).lower()
+            if address not in shown:
+                return True
+        elif amazon_link(target) is not None:
+            return True
+    return False
 
 
 def _is_eml_attachment(part: Message) -> bool:
@@ -253,8 +313,8 @@ def _is_eml_attachment(part: Message) -> bool:
     return isinstance(filename, str) and filename.lower().endswith(".eml")
 
 
-def _text(part: Message, node: MailNode, is_html: bool) -> str:
-    """Decoded text of a text/* part; HTML turned into text."""
+def _text(part: Message, node: MailNode) -> str:
+    """Decoded text of a text/* part, cut to MAX_TEXT."""
     before = len(part.defects)
     data = part.get_payload(decode=True)
     if not isinstance(data, bytes):
@@ -266,9 +326,11 @@ def _text(part: Message, node: MailNode, is_html: bool) -> str:
     text, guessed = decode_bytes(data, declared)
     if guessed:
         node.notes.append(f"charset {declared!r} overruled by sniffing")
-    text = text[:MAX_TEXT]
-    if is_html:
-        return html_to_text(text)
+    return text[:MAX_TEXT]
+
+
+def _plain(part: Message, text: str) -> str:
+    """A text/plain body with RFC 3676 soft breaks joined and line ends made "\n"."""
     if str(part.get_param("format", "")).lower() == "flowed":
         text = _unflow(text, str(part.get_param("delsp", "no")).lower() == "yes")
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -1,7 +1,8 @@
-"""Presenting results: the issue's JSON object, a readable line, and the ``parse`` CLI body.
+"""Presenting results: the JSON object of ``inbox-daemon parse --json`` (the shape the shared
+corpus scorer reads), a readable line, and the body of the ``parse`` command.
 
-Shared by ``python -m inbox_daemon.notices`` and the ``inbox-daemon parse`` click command.
-Exit status (issue 2, point 8): 0 when every file was read, whatever its kind; 2 otherwise.
+Exit status: 0 when every file was read, whatever its kind; 2 otherwise (a file that cannot be
+read is the caller's error, a damaged message is a result).
 """
 
 from __future__ import annotations

@@ -1,30 +1,51 @@
-"""The store: SQLAlchemy tables, the ``Store`` repository the daemon and CLI call, and the
-Alembic migrations that make the schema (``inbox_daemon.store.migrate``)."""
+"""The store: one schema (``schema``), plain records in and out (``records``), and one
+``Store`` whose methods are transactions over modules per concern: raw messages (``raw``),
+applying and the blocklist (``applying``, ``blocklist``, ``changes``), sellers and forwarders
+(``sellers``), what the admission step read and decided (``admission``), operator review
+(``review``), the audit trail (``audit``) and IMAP positions (``imap``). Alembic migrations
+make the schema (``migrate``). It persists; it decides nothing."""
 
 from __future__ import annotations
 
+from .admission import AdmissionView
 from .records import (
+    Admission,
     Applied,
+    AuditEntry,
     ChangeCursor,
-    EvidenceRow,
+    Delivery,
+    EvidenceDetail,
+    HeldRow,
+    Imported,
     IndexEntry,
+    MonthFigures,
     OptOutRow,
-    RawIn,
+    Position,
     RawRecord,
     RawRow,
     SavedRaw,
+    SellerRow,
 )
-from .repository import Store
+from .store import Admit, Store
 
 __all__ = [
+    "Admission",
+    "AdmissionView",
+    "Admit",
     "Applied",
+    "AuditEntry",
     "ChangeCursor",
-    "EvidenceRow",
+    "Delivery",
+    "EvidenceDetail",
+    "HeldRow",
+    "Imported",
     "IndexEntry",
+    "MonthFigures",
     "OptOutRow",
-    "RawIn",
+    "Position",
     "RawRecord",
     "RawRow",
     "SavedRaw",
+    "SellerRow",
     "Store",
 ]

@@ -16,13 +16,14 @@ evidence from a raw message not seen for it before becomes active again: the buy
 out again (or still does), and a block must not stay lifted against new proof. Its
 ``removed_*`` fields stay as the record of the removal.
 
-Held messages (issue 5: the admission step said "quarantine", see ``trust``) get the outcome
-``quarantined`` with the reason and apply nothing. Every opt-out a batch creates or
-reactivates gets an audit row in the same transaction.
+Held messages (the admission step gave a quarantine reason) get the outcome ``quarantined``
+with the reason and apply nothing. Every opt-out a batch creates or reactivates gets an audit
+row in the same transaction.
 
-Speed (issue 3: 500 notices/s on durable SQLite): a batch costs a fixed handful of statements
-— the raw rows, the candidate opt-outs, the evidence that matters, then bulk writes — instead
-of several round trips per buyer; the identity rules run in memory over what was loaded.
+A batch costs a fixed handful of statements — the raw rows, the candidate opt-outs, the
+evidence that matters, then bulk writes — instead of several round trips per buyer (durable
+SQLite fsyncs once per transaction; bench/ingest.py); the identity rules run in memory over
+what was loaded.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
 from . import changes
 from .audit import audit
-from .blocklist import chunks, entries_for, normalize_email
+from .blocklist import entries_for, normalize_email
+from .engine import chunks
 from .records import Applied, IndexEntry
-from .tables import Evidence, OptOut, RawMessage
+from .schema import Evidence, OptOut, RawMessage
 
 __all__ = ["apply_batch"]
-
 
 
 @dataclass(frozen=True, slots=True)

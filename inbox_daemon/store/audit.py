@@ -1,5 +1,5 @@
 """The audit trail: one row per change to the blocklist or the registry, written in the
-changing transaction (issue 5, point 6). Who (a login name, or ``intake``), when, what, why."""
+changing transaction. Who (a login name, or ``intake``), when, what, why."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .trust_records import AuditEntry
-from .trust_tables import AuditRow
+from .records import AuditEntry
+from .schema import AuditRow
 
 __all__ = ["audit", "audit_rows"]
 

@@ -1,7 +1,6 @@
 """Opt-outs: the index view of them, operator removal, learnt addresses and listings.
 
 Functions take an open session and never commit; ``Store`` owns the transactions.
-
 The identity rules and notice counting are in ``applying``.
 """
 
@@ -16,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
 from .audit import audit
-from .records import EvidenceRow, IndexEntry, OptOutRow
-from .tables import Evidence, OptOut, RawMessage
+from .engine import chunks
+from .records import IndexEntry, OptOutRow
+from .schema import OptOut
 
 __all__ = [
     "normalize_email",
-    "chunks",
     "entries_for",
     "remove",
     "learn_address",
@@ -30,24 +29,15 @@ __all__ = [
     "email_index",
     "rows",
     "find",
-    "evidence_for",
-    "active_counts",
 ]
 
 IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
-CHUNK = 500  # ids per IN (...): well under SQLite's and asyncpg's parameter limits
 
 
 def normalize_email(value: str) -> str:
-    """Addresses compare case-insensitively, without display name brackets (issue 3, 6)."""
+    """Relay addresses compare case-insensitively (Amazon writes them in either case) and
+    without the angle brackets of a display form."""
     return value.strip().strip("<>").strip().lower()
-
-
-def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
-    """``values`` in lists of at most CHUNK, in their order."""
-    ordered = list(values)
-    for start in range(0, len(ordered), CHUNK):
-        yield ordered[start : start + CHUNK]
 
 
 async def entries_for(session: AsyncSession, opt_out_ids: Iterable[int]) -> list[IndexEntry]:
@@ -161,28 +151,3 @@ def opt_out_row(mapping: Any) -> OptOutRow:
 async def find(session: AsyncSession, key: str) -> list[OptOutRow]:
     result = await session.execute(rows().where(_key_condition(key)))
     return [opt_out_row(m) for m in result.mappings()]
-
-
-async def evidence_for(session: AsyncSession, opt_out_id: int) -> list[EvidenceRow]:
-    statement = (
-        select(
-            Evidence.id,
-            Evidence.opt_out_id,
-            Evidence.raw_message_id,
-            RawMessage.sha256,
-            RawMessage.source,
-            Evidence.forwarder,
-            Evidence.notice_message_id,
-            Evidence.seen_at,
-        )
-        .join(RawMessage, RawMessage.id == Evidence.raw_message_id)
-        .where(Evidence.opt_out_id == opt_out_id)
-        .order_by(Evidence.seen_at, Evidence.id)
-    )
-    return [EvidenceRow(**m) for m in (await session.execute(statement)).mappings()]
-
-
-async def active_counts(session: AsyncSession) -> dict[str, int]:
-    statement = select(OptOut.active, func.count()).group_by(OptOut.active)
-    by_state = {bool(a): int(n) for a, n in (await session.execute(statement))}
-    return {"opt_outs_active": by_state.get(True, 0), "opt_outs_removed": by_state.get(False, 0)}

@@ -1,5 +1,5 @@
 """The change sequence: every transaction that changes an opt-out adds a row here, and every
-daemon follows the sequence to keep its index current (issue 3, point 5)."""
+daemon follows the sequence to keep its index current without reloading it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .records import GAP_WINDOW, ChangeCursor
-from .tables import BlocklistChange
+from .schema import BlocklistChange
 
 __all__ = ["record", "last_seq", "start_cursor", "read"]
 

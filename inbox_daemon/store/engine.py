@@ -10,8 +10,9 @@ with SQLITE_BUSY when its read snapshot turns out stale. PostgreSQL goes through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import event, exc
@@ -27,6 +28,8 @@ __all__ = [
     "make_engine",
     "unavailable",
     "retrying",
+    "chunks",
+    "utcnow",
 ]
 
 T = TypeVar("T")
@@ -41,6 +44,19 @@ PG_CONNECT_TIMEOUT_S = 5.0
 # (two daemons inserting the same order id at once; the retry finds the other's row).
 RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 RETRIES = 3
+CHUNK = 500  # values per IN (...): well under SQLite's and asyncpg's parameter limits
+
+
+def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    """``values`` in lists of at most CHUNK, in their order."""
+    ordered = list(values)
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+def utcnow() -> datetime:
+    """The time every row of one transaction is stamped with (aware UTC)."""
+    return datetime.now(UTC)
 
 
 def async_url(url: str | URL) -> URL:

@@ -12,29 +12,29 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import RowMapping, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .blocklist import chunks
-from .records import RawIn, RawRecord, RawRow, SavedRaw
-from .tables import OUTCOMES, RawMessage
+from .engine import chunks
+from .records import Delivery, RawRecord, RawRow, SavedRaw
+from .schema import OUTCOMES, RawMessage
 
 __all__ = [
     "save_many",
     "pending_ids",
     "load",
+    "load_many",
     "mark_error",
     "list_rows",
     "find",
-    "outcome_counts",
 ]
 
 
 SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine's limit
 
 
-async def save_many(session: AsyncSession, items: Sequence[RawIn], now: datetime) -> list[SavedRaw]:
+async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datetime) -> list[SavedRaw]:
     """Insert the bytes, or count one more delivery of bytes already stored.
 
     One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
@@ -44,7 +44,7 @@ async def save_many(session: AsyncSession, items: Sequence[RawIn], now: datetime
     """
     digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
     repeats = Counter(digests)
-    firsts: dict[str, RawIn] = {}  # in arrival order: ids follow it
+    firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
     for digest, item in zip(digests, items):
         firsts.setdefault(digest, item)
     totals: dict[str, tuple[int, int]] = {}
@@ -60,15 +60,14 @@ async def save_many(session: AsyncSession, items: Sequence[RawIn], now: datetime
     return saved
 
 
-def _values(item: RawIn, digest: str, repeats: int, now: datetime) -> dict[str, object]:
-    recipients = [item.envelope_to] if isinstance(item.envelope_to, str) else item.envelope_to
+def _values(item: Delivery, digest: str, repeats: int, now: datetime) -> dict[str, object]:
     return {
         "sha256": digest,
         "data": item.raw,
         "size": len(item.raw),
         "source": item.source,
         "envelope_from": item.envelope_from,
-        "envelope_to": json.dumps(list(recipients)),
+        "envelope_to": json.dumps(list(item.envelope_to)),
         "peer": item.peer,
         "message_id": item.message_id,
         "received_at": item.received_at or now,
@@ -112,6 +111,15 @@ async def load(session: AsyncSession, raw_id: int) -> RawRecord | None:
     return None if found is None else RawRecord(**_decoded(found))
 
 
+async def load_many(session: AsyncSession, raw_ids: Sequence[int]) -> list[RawRecord]:
+    """The messages of these ids that exist, in the order asked."""
+    found: dict[int, RawRecord] = {}
+    for chunk in chunks(raw_ids):
+        statement = select(*_ROW_COLUMNS, RawMessage.data).where(RawMessage.id.in_(chunk))
+        found.update((m["id"], RawRecord(**_decoded(m))) for m in (await session.execute(statement)).mappings())
+    return [found[i] for i in raw_ids if i in found]
+
+
 async def mark_error(session: AsyncSession, raw_id: int, reason: str, now: datetime) -> bool:
     statement = (
         update(RawMessage)
@@ -147,11 +155,3 @@ async def find(session: AsyncSession, ref: str) -> RawRecord | None:
     if len(ids) > 1:
         raise ValueError(f"sha256 prefix {ref!r} names more than one message")
     return await load(session, ids[0]) if ids else None
-
-
-async def outcome_counts(session: AsyncSession) -> dict[str, int]:
-    statement = select(RawMessage.outcome, func.count()).group_by(RawMessage.outcome)
-    counts = dict.fromkeys(OUTCOMES, 0)
-    counts.update({outcome: n for outcome, n in (await session.execute(statement))})
-    counts["messages"] = sum(counts[o] for o in OUTCOMES)
-    return counts

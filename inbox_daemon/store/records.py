@@ -9,26 +9,33 @@ from datetime import datetime
 from typing import Literal
 
 __all__ = [
-    "RawIn",
+    "Delivery",
     "SavedRaw",
     "RawRow",
     "RawRecord",
     "IndexEntry",
     "Applied",
     "OptOutRow",
-    "EvidenceRow",
     "ChangeCursor",
+    "SellerRow",
+    "AuditEntry",
+    "HeldRow",
+    "EvidenceDetail",
+    "MonthFigures",
+    "Imported",
+    "Admission",
+    "Position",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class RawIn:
-    """One message to persist, as intake received it."""
+class Delivery:
+    """One message as it arrived, before anything is decided about it: what intake persists."""
 
     raw: bytes
-    source: str  # "smtp", "imap:<account>", "import"
+    source: str  # "smtp", "imap:<account>", "import", "csv:<file>"
     envelope_from: str | None = None
-    envelope_to: Sequence[str] = ()
+    envelope_to: tuple[str, ...] = ()
     peer: str | None = None
     message_id: str | None = None
     received_at: datetime | None = None  # None: now; an import may give the original time
@@ -88,7 +95,7 @@ class Applied:
     buyers_new: int
     buyers_updated: int
     entries: list[IndexEntry]  # index state of every key of every opt-out the result named
-    held: str | None = None  # quarantined with this reason instead of applied (issue 5)
+    held: str | None = None  # quarantined with this reason instead of applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +111,6 @@ class OptOutRow:
     removed_at: datetime | None
     removed_by: str | None
     removed_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceRow:
-    id: int
-    opt_out_id: int
-    raw_message_id: int
-    sha256: str  # of the raw message, to find it with ``messages show``
-    source: str
-    forwarder: str | None
-    notice_message_id: str | None
-    seen_at: datetime
 
 
 GAP_PATIENCE_S = 60.0
@@ -149,3 +144,98 @@ class ChangeCursor:
         for seq, since in list(self.gaps.items()):
             if clock - since > GAP_PATIENCE_S:
                 del self.gaps[seq]
+
+
+@dataclass(frozen=True, slots=True)
+class SellerRow:
+    id: int
+    name: str
+    token: str
+    created_at: datetime
+    removed_at: datetime | None
+    forwarders: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    opt_out_id: int | None
+    raw_message_id: int | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """A kept message that was not applied, with what the admission step knew of it."""
+
+    id: int
+    received_at: datetime
+    source: str
+    outcome: str
+    reason: str | None
+    parser_version: str | None
+    forwarder: str | None
+    seller: str | None
+    dkim: str | None
+    approved_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceDetail:
+    """Which seller reported an opt-out in which message, when, and whether Amazon's DKIM
+    signature verified."""
+
+    raw_message_id: int
+    seen_at: datetime
+    source: str
+    forwarder: str | None
+    seller: str | None
+    dkim: str | None  # verified | failed | absent; None: never assessed (a CSV import)
+    notice_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthFigures:
+    month: str  # YYYY-MM (UTC)
+    notices_received: int  # messages attributed to the seller
+    buyers_blocked: int  # distinct opt-outs those messages named
+    amazon_blocked: int  # Amazon notices in them: seller messages Amazon did not deliver
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    rows: int
+    new: int
+    updated: int
+    skipped: tuple[str, ...]  # why each skipped line was skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the admission step knew and decided about one message, as the store records it
+    (``message_trust``). ``held`` None: apply; else the quarantine reason."""
+
+    raw_id: int
+    seller_id: int | None
+    forwarder: str | None
+    forwarded_via: str | None
+    token: str | None
+    rate_key: str  # forwarder, "+token" or "-": what the per-forwarder cap counts against
+    dkim: str  # verified | failed | absent
+    dkim_domain: str | None
+    dkim_detail: str | None
+    held: str | None
+    new_opt_outs: int  # opt-outs this message adds that no active one names yet
+    amazon_notices: int  # seller messages Amazon blocked, as the notice counts them
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an IMAP poller is in one mailbox."""
+
+    uidvalidity: int
+    last_uid: int  # every UID up to this one is stored and flagged or moved

@@ -1,12 +1,11 @@
-"""Operator review (issue 5, points 5 to 7): the quarantine, approving and discarding, the
-evidence behind an opt-out, per-seller figures, and CSV imports with their provenance.
+"""Operator review: the quarantine, approving and discarding, the evidence behind an opt-out,
+per-seller figures, and imported buyer lists kept with their provenance.
 
 Functions take an open session and never commit; ``Store`` owns the transactions.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,10 +17,8 @@ from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
 from . import applying, raw
 from .audit import audit
-from .records import Applied, RawIn
-from .tables import Evidence, RawMessage
-from .trust_records import EvidenceDetail, HeldRow, Imported, MonthFigures
-from .trust_tables import MessageTrust, Seller
+from .records import Applied, Delivery, EvidenceDetail, HeldRow, Imported, MonthFigures
+from .schema import Evidence, MessageTrust, RawMessage, Seller
 
 __all__ = [
     "UNAPPLIED",
@@ -32,12 +29,10 @@ __all__ = [
     "evidence_details",
     "figures",
     "import_buyers",
-    "parse_csv_rows",
 ]
 
 # Kept messages that applied nothing: what ``quarantine list`` shows and ``reprocess`` retries.
 UNAPPLIED = ("quarantined", "not_opt_out", "malformed", "error")
-ORDER_RE = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 
 
 def _held_query() -> object:
@@ -148,31 +143,12 @@ async def figures(session: AsyncSession, seller_id: int) -> list[MonthFigures]:
     return [MonthFigures(m, notices[m], len(buyers[m]), blocked[m]) for m in sorted(notices)]
 
 
-def parse_csv_rows(rows: Sequence[dict[str, str]]) -> tuple[list[Buyer], list[str]]:
-    """Buyers from rows with ``order_id``/``email``/``marketplace`` (the export's columns),
-    and why each other row was skipped (line numbers count the header as line 1)."""
-    buyers, skipped = [], []
-    for line, row in enumerate(rows, start=2):
-        order = (row.get("order_id") or "").strip() or None
-        email = (row.get("email") or "").strip().lower() or None
-        if order and not ORDER_RE.match(order):
-            skipped.append(f"line {line}: bad order id {order!r}")
-        elif email and "@" not in email:
-            skipped.append(f"line {line}: bad address {email!r}")
-        elif not (order or email):
-            skipped.append(f"line {line}: neither order id nor address")
-        else:
-            market = (row.get("marketplace") or "").strip() or (email.rpartition("@")[2] if email else None)
-            buyers.append(Buyer(email, order, market))
-    return buyers, skipped
-
-
 async def import_buyers(
     session: AsyncSession, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], who: str, now: datetime
 ) -> Imported:
     """The file is kept as a raw message (its provenance: name, sha256, who, when) and its
     buyers applied as one notice: evidence and audit rows point at it."""
-    (saved,) = await raw.save_many(session, [RawIn(data, f"csv:{name}"[:200], envelope_from=who)], now)
+    (saved,) = await raw.save_many(session, [Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now)
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
     (applied,) = await applying.apply_batch(session, [(saved.id, result)], "csv-import", now, actor=who)
     detail = f"file {name} sha256 {saved.sha256}: {len(buyers)} rows, {len(skipped)} skipped"

@@ -1,10 +1,11 @@
-"""Who may add to the blocklist (issue 5): attribution, DKIM evidence, the admission decision.
+"""Who may add to the blocklist: attribution, DKIM evidence, the admission decision.
 
-Data flow: the pipeline parses a message, then ``Gatekeeper.assess`` attributes it
-(``attribution``) and checks Amazon's signature (``dkim``); the store, inside the applying
-transaction, loads the registry snapshot and rate counters and asks ``admission.decide``
-whether to apply or to hold the notice in quarantine (``inbox_daemon.store.trust``).
-Everything here is pure except the DKIM key lookup, which is injected.
+Data flow: processing parses a message, then ``Gatekeeper.assess`` attributes it
+(``attribution``) and checks Amazon's signature (``dkim``); inside the applying transaction,
+processing reads the registry snapshot and rate counters through the store and asks
+``admission.decide`` whether to apply or to hold the notice in quarantine
+(``inbox_daemon.processing.admission``). Everything here is pure except the DKIM key lookup,
+which is injected. Nothing here imports the store, intake or processing.
 """
 
 from __future__ import annotations

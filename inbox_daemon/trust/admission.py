@@ -2,10 +2,10 @@
 
 Pure: everything it needs is handed in (the parse result, the attribution, the DKIM
 evidence, a registry snapshot, how many new opt-outs the forwarder added in the last hour, the
-policy). The store calls it inside the applying transaction so that the snapshot and the
-counters are those the transaction sees (``inbox_daemon.store.trust``).
+policy). Processing calls it inside the applying transaction so that the snapshot and the
+counters are those the transaction sees (``inbox_daemon.processing.admission``).
 
-Rules, first match holds (issue 5, points 2 to 4):
+Rules, first match holds:
 
 1. only opt-out notices are held; other verdicts block nobody and are recorded as they are;
 2. an operator's approval admits (``quarantine approve``);

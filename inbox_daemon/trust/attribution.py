@@ -1,5 +1,5 @@
 """Attribution: which seller a message speaks for, from the parser's forwarding identity and
-the envelope (issue 5, point 2).
+the envelope.
 
 Two kinds of proof, strongest first:
 

@@ -1,4 +1,4 @@
-"""DKIM evidence: does Amazon's own signature still verify (issue 5, point 3)?
+"""DKIM evidence: does Amazon's own signature still verify (RFC 6376)?
 
 Amazon signs its notices (``d=amazon.com`` and its SES domain). The signature survives where
 the bytes do: direct delivery, a redirect that only adds headers on top (Resent-*, Sieve,

@@ -1,8 +1,9 @@
-"""What the pipeline asks between parse and apply: attribution and DKIM evidence per message.
+"""What processing asks between parse and apply: attribution and DKIM evidence per message.
 
-``Gatekeeper.assess`` is the only impure step of the trust work (the DKIM key lookup may ask
-DNS), so it runs in a worker thread and only when the message carries a signature or an
-attachment. The decision itself is made by the store inside the applying transaction.
+``Gatekeeper.assess`` is the only impure step here (the DKIM key lookup may ask DNS), so it
+runs in a worker thread and only when the message carries a signature or an attachment. The
+decision itself (``admission.decide``) is asked inside the applying transaction, with the
+registry and counters that transaction sees (``inbox_daemon.processing.admission``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import SecurityConfig
 from ..notices.result import ParseResult
 from .admission import Policy
 from .attribution import Attribution, attribute
-from .dkim import ABSENT, FAILED, DkimEvidence, DnsFunc, check_dkim, pinned_keys
+from .dkim import ABSENT, FAILED, DkimEvidence, DnsFunc, check_dkim
 
 __all__ = ["Assessment", "Gatekeeper"]
 
@@ -31,7 +31,7 @@ class Assessment:
 
 
 class Gatekeeper:
-    """The policy and the DKIM key lookup, built once from ``[security]``."""
+    """The policy and the DKIM key lookup, built once from ``[security]`` (by processing)."""
 
     def __init__(
         self,
@@ -43,17 +43,6 @@ class Gatekeeper:
         self.policy = policy or Policy()
         self._domains = dkim_domains
         self._dnsfunc = dnsfunc
-
-    @classmethod
-    def from_config(cls, security: SecurityConfig) -> Gatekeeper:
-        policy = Policy(
-            require_registered_forwarder=security.require_registered_forwarder,
-            require_dkim=security.require_dkim,
-            relay_domains=security.relay_domains,
-            rate_per_hour=security.forwarder_rate_per_hour,
-        )
-        dnsfunc = pinned_keys(security.dkim_keys_file) if security.dkim_keys_file else None
-        return cls(policy, dkim_domains=security.dkim_domains, dnsfunc=dnsfunc)
 
     def check(self, raw: bytes) -> DkimEvidence:
         """``check_dkim`` with this gate's domains and key lookup; never raises."""

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 # Frozen copies of the model types, so that this revision never changes with the models.
 KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: rowid alias
-UTC = sa.DateTime(timezone=True)  # inbox_daemon.store.tables.UTCDateTime stores through this
+UTC = sa.DateTime(timezone=True)  # inbox_daemon.store.schema.UTCDateTime stores through this
 
 
 def upgrade() -> None:

@@ -17,7 +17,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UTC = sa.DateTime(timezone=True)  # inbox_daemon.store.tables.UTCDateTime stores through this
+UTC = sa.DateTime(timezone=True)  # inbox_daemon.store.schema.UTCDateTime stores through this
 
 
 def upgrade() -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for the intake tests: a real Dovecot (issue 4: must run, not skip, under CI) and a
+"""Fixtures for the intake tests: a real Dovecot (it must run, not skip, under CI) and a
 migrated SQLite database file per test."""
 
 from __future__ import annotations

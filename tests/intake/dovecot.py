@@ -1,4 +1,4 @@
-"""A real Dovecot for the IMAP intake tests (issue 4): started per test on a loopback port, with
+"""A real Dovecot for the IMAP intake tests: started per test on a loopback port, with
 a throwaway passwd-file user and a Maildir in a temporary directory, and nothing shared with a
 system Dovecot. Mail goes in and is inspected through real IMAP (imaplib), as a seller's mail
 client would.

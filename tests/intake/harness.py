@@ -1,4 +1,4 @@
-"""The real Store and Intake around an IMAP poller or an import, and ways to look at the result.
+"""The real Store and processing Flow around an IMAP poller or an import, and ways to look at the result.
 
 Waiting is done by polling a condition with a deadline (the database or the IMAP server is the
 state to watch; there is no event to wait on across those), never by a bare sleep.
@@ -15,7 +15,7 @@ from typing import Any
 
 from inbox_daemon.config import ImapAccount
 from inbox_daemon.intake.imap import ImapPoller, ImapTuning
-from inbox_daemon.intake.pipeline import Intake
+from inbox_daemon.processing import Flow, Processor
 from inbox_daemon.log import get_logger
 from inbox_daemon.store import Store
 
@@ -38,21 +38,22 @@ def account(server: Dovecot, **overrides: Any) -> ImapAccount:
 
 
 @asynccontextmanager
-async def running_intake(db: Path, parse_workers: int = 0) -> AsyncIterator[tuple[Store, Intake]]:
+async def running_flow(db: Path, parse_workers: int = 0) -> AsyncIterator[tuple[Store, Flow]]:
+    """The built-in parser, no admission step, recovery of pending mail on."""
     store = await Store.open(f"sqlite:///{db}")
-    intake = Intake(store, lambda _entries: None, parse_workers=parse_workers)
-    await intake.start()
+    flow = Flow(store, Processor(store, lambda _entries: None, workers=parse_workers), recover=True)
+    await flow.start()
     try:
-        yield store, intake
+        yield store, flow
     finally:
-        await intake.stop()
+        await flow.stop()
         await store.close()
 
 
 @asynccontextmanager
 async def running_poller(db: Path, acct: ImapAccount, tuning: ImapTuning = FAST) -> AsyncIterator[ImapPoller]:
-    async with running_intake(db) as (store, intake):
-        poller = ImapPoller(acct, intake, store, logger=get_logger(), tuning=tuning)
+    async with running_flow(db) as (store, flow):
+        poller = ImapPoller(acct, flow, store, logger=get_logger(), tuning=tuning)
         await poller.start()
         try:
             yield poller

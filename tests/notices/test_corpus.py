@@ -1,10 +1,13 @@
-"""The shared corpus (/work/shared/corpus): every case right, as corpus-check scores it.
+"""The shared corpus (../shared/corpus beside the repository): every case right, as corpus-check
+scores it.
 
-Skipped only when the shared folder is absent (e.g. a checkout without the sibling folder).
+Skipped when the folder is absent on a developer's checkout; under CI (the ``CI`` environment
+variable set) its absence is a failure, so a CI run cannot pass without scoring the corpus.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -12,7 +15,14 @@ import pytest
 from .expectations import SHARED_CORPUS, check_case, load_cases
 
 CASES = load_cases(SHARED_CORPUS)
-pytestmark = pytest.mark.skipif(not CASES, reason=f"shared corpus absent at {SHARED_CORPUS}")
+UNDER_CI = bool(os.environ.get("CI"))
+pytestmark = pytest.mark.skipif(
+    not CASES and not UNDER_CI, reason=f"shared corpus absent at {SHARED_CORPUS}"
+)
+
+
+def test_shared_corpus_is_present() -> None:
+    assert CASES, f"shared corpus absent at {SHARED_CORPUS}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])

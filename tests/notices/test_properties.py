@@ -1,5 +1,5 @@
-"""Property tests (issue 2, point 7): any bytes in, a ParseResult out, never an exception;
-and no buyers out of non-notices.
+"""Property tests: any bytes in, a ParseResult out, never an exception (the parser's last-resort
+catch-all, "malformed: parser error", counts as one); and no buyers out of non-notices.
 
 "No buyers" is asserted where a mutation cannot create a verified Amazon opt-out notice: random
 bytes, and mutations of samples that are not opt-outs because of their *sender* or their
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +30,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 def _samples(kinds: set[str]) -> list[bytes]:
     found = []
-    for folder in (SHARED_CORPUS, OWN_SAMPLES, OWN_SAMPLES / "redteam"):
+    for folder in (SHARED_CORPUS, OWN_SAMPLES, OWN_SAMPLES / "wrappings_marketplaces_lookalikes"):
         for case in load_cases(folder):
             if case["kind"] in kinds and not case.get("also_ok"):
                 found.append((Path(folder) / case["file"]).read_bytes())
@@ -50,7 +51,7 @@ ALL = _samples({"opt_out", "not_opt_out", "malformed"})
 # domain's "@" leaves a real notice, so such samples cannot serve as "non-notices" here.
 # Likewise an Amazon rejection that also quotes the opt-out sentence further down (an FAQ):
 # cutting its first reason leaves that sentence as the first one (a known gap, see
-# test_redteam.py::test_known_gap_damaged_first_reason_exposes_a_later_opt_out_mention).
+# test_wrappings_marketplaces_lookalikes.py::test_known_gap_damaged_first_reason_exposes_a_later_opt_out_mention).
 NOT_OPT_OUT = [raw for raw in _samples({"not_opt_out", "malformed"})
                if not (parse_notice(raw).notices and "forged" in (parse_notice(raw).reason or ""))
                and not _amazon_text_quotes_opt_out(raw)]
@@ -58,6 +59,8 @@ NOT_OPT_OUT = [raw for raw in _samples({"not_opt_out", "malformed"})
 
 def _check(result: ParseResult) -> None:
     assert isinstance(result, ParseResult)
+    # parse_notice turns an exception into this reason; here it is a failure like any raise.
+    assert not (result.reason or "").startswith("parser error"), result.reason
     assert isinstance(result.kind, Kind)
     if result.kind is not Kind.OPT_OUT:
         assert result.reason and not result.buyers
@@ -116,3 +119,18 @@ def test_mutated_non_notices_never_yield_buyers(raw: bytes) -> None:
 ]), max_size=60))
 def test_header_soup_never_raises(chunks: list[bytes]) -> None:
     _check(parse_notice(b"".join(chunks)))
+
+
+@pytest.mark.parametrize("stage", ["read_message", "candidates", "classify"])
+def test_the_property_checks_fail_when_a_stage_raises(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks above can fail: break one stage of the parser and they report it."""
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(f"inbox_daemon.notices.parser.{stage}", broken)
+    assert parse_notice(ALL[0]).reason == "parser error: RuntimeError"
+    with pytest.raises(AssertionError, match="parser error"):
+        test_mutated_samples_never_raise()
+    with pytest.raises(AssertionError, match="parser error"):
+        test_header_soup_never_raises()

@@ -1,11 +1,9 @@
-"""The JSON object, the readable line and the parse CLI (issue 2, point 8)."""
+"""The JSON object, the readable line and the body of ``inbox-daemon parse``."""
 
 from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from inbox_daemon.notices import (
@@ -49,11 +47,3 @@ def test_cli_exit_status_and_lines(tmp_path: Path) -> None:
     assert json.loads(out.getvalue())["file"] == good
     assert run_parse_cli([good, str(tmp_path / "missing.eml")], as_json=False, out=out, err=err) == 2
     assert "missing.eml" in err.getvalue()
-
-
-def test_module_entry_prints_json_by_default() -> None:
-    sample = str(OWN_SAMPLES / "cancellation_request.eml")
-    proc = subprocess.run([sys.executable, "-m", "inbox_daemon.notices", "parse", sample],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0
-    assert json.loads(proc.stdout)["kind"] == "not_opt_out"

@@ -1,10 +1,10 @@
-"""Forward header blocks in body text, across clients and languages."""
+"""Forward header blocks and reply attributions in body text, across clients and languages."""
 
 from __future__ import annotations
 
 import pytest
 
-from inbox_daemon.notices.unwrap import split_forwards
+from inbox_daemon.notices.quoting import split_forwards
 
 
 @pytest.mark.parametrize(
@@ -20,7 +20,8 @@ from inbox_daemon.notices.unwrap import split_forwards
     ],
 )
 def test_header_block_is_found(block: str) -> None:
-    head, blocks = split_forwards(f"note on top\n\n{block}\n\nDear Seller,\nbody")
+    quote = "> " if block.startswith(">") else ""  # a quoted block quotes its body too
+    head, blocks = split_forwards(f"note on top\n\n{block}\n{quote}\n{quote}Dear Seller,\n{quote}body")
     assert head.strip() == "note on top"
     assert len(blocks) == 1
     assert "@amazon." in blocks[0].fields["from"]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select
+
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
-from inbox_daemon.store import Applied, Store
+from inbox_daemon.store import Applied, Delivery, SavedRaw, Store
+from inbox_daemon.store.schema import BlocklistChange
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MARKET = "marketplace.amazon.com"
@@ -40,8 +44,27 @@ async def ingest(
     store: Store, body: bytes, result: ParseResult, *, minutes: int = 0
 ) -> Applied:
     """Save ``body`` as received ``minutes`` after T0 and apply ``result`` to it."""
-    saved = await store.save_raw(body, source="smtp", received_at=at(minutes))
-    return await store.apply_result(saved.id, result, parser_version="test-1")
+    saved = await save_raw(store, body, source="smtp", received_at=at(minutes))
+    return await apply_result(store, saved.id, result, parser_version="test-1")
+
+
+async def save_raw(
+    store: Store, data: bytes, *, source: str, envelope_to: Sequence[str] = (), received_at: datetime | None = None,
+    **metadata: str,
+) -> SavedRaw:
+    """One delivery stored on its own."""
+    delivery = Delivery(data, source, envelope_to=tuple(envelope_to), received_at=received_at, **metadata)
+    return (await store.save_raw_many([delivery]))[0]
+
+
+async def apply_result(store: Store, raw_id: int, result: ParseResult, *, parser_version: str) -> Applied:
+    """One verdict applied on its own, without an admission step."""
+    return (await store.apply_many([(raw_id, result)], parser_version=parser_version))[0]
+
+
+async def last_change_seq(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(select(func.coalesce(func.max(BlocklistChange.seq), 0)))).scalar_one())
 
 
 def keys(entries: list) -> dict[tuple[str, str], int]:  # type: ignore[type-arg]

@@ -3,8 +3,6 @@ agrees with the models (Mailman's database/tests/test_migrations.py does the sam
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +13,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-import inbox_daemon.store
 from inbox_daemon.store import migrate
 from inbox_daemon.store.engine import make_engine
-from inbox_daemon.store.tables import Base
+from inbox_daemon.store.schema import Base
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,15 +51,7 @@ def test_walk_every_revision_up_down_up(empty_url: str) -> None:
     assert migrate.current(empty_url) == migrate.head()
 
 
-def _all_models() -> None:
-    """Import every module of the store package, so that Base.metadata holds every table
-    whichever tests ran before (a model defined outside tables.py registers on import)."""
-    for module in pkgutil.iter_modules(inbox_daemon.store.__path__):
-        importlib.import_module(f"inbox_daemon.store.{module.name}")
-
-
 def _differences(sync: Connection) -> list[Any]:
-    _all_models()
     context = MigrationContext.configure(sync, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
 

@@ -7,19 +7,19 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from .store_builders import O1, T0, buyer, notice
+from .store_builders import O1, T0, apply_result, buyer, notice, save_raw
 
 from inbox_daemon.notices.result import Kind, ParseResult
-from inbox_daemon.store import RawIn, Store, migrate
+from inbox_daemon.store import Delivery, Store, migrate
 
 
 def test_same_bytes_are_stored_once_and_counted(with_store: Any) -> None:
     async def body(store: Store) -> None:
-        first = await store.save_raw(
-            b"one", source="smtp", envelope_from="a@b", envelope_to=["x@y", "z@y"],
+        first = await save_raw(
+            store, b"one", source="smtp", envelope_from="a@b", envelope_to=["x@y", "z@y"],
             peer="10.0.0.1", message_id="m1@b",
         )
-        again = await store.save_raw(b"one", source="imap:acct")
+        again = await save_raw(store, b"one", source="imap:acct")
         assert first.is_new and not again.is_new
         assert again.id == first.id and again.sha256 == hashlib.sha256(b"one").hexdigest()
         record = await store.load_raw(first.id)
@@ -35,7 +35,7 @@ def test_same_bytes_are_stored_once_and_counted(with_store: Any) -> None:
 def test_save_many_is_one_batch_and_handles_repeats_within_it(with_store: Any) -> None:
     async def body(store: Store) -> None:
         saved = await store.save_raw_many(
-            [RawIn(b"a", "smtp"), RawIn(b"b", "smtp"), RawIn(b"a", "smtp")]
+            [Delivery(b"a", "smtp"), Delivery(b"b", "smtp"), Delivery(b"a", "smtp")]
         )
         assert [s.is_new for s in saved] == [True, True, False]
         assert saved[0].id == saved[2].id
@@ -48,13 +48,13 @@ def test_save_many_is_one_batch_and_handles_repeats_within_it(with_store: Any) -
 
 def test_verdicts_and_errors_are_kept(with_store: Any) -> None:
     async def body(store: Store) -> None:
-        a = await store.save_raw(b"not a notice", source="smtp")
-        b = await store.save_raw(b"broken", source="smtp")
-        c = await store.save_raw(b"crashes the parser", source="smtp")
+        a = await save_raw(store, b"not a notice", source="smtp")
+        b = await save_raw(store, b"broken", source="smtp")
+        c = await save_raw(store, b"crashes the parser", source="smtp")
         verdict = ParseResult(Kind.NOT_OPT_OUT, reason="a shipping notice", forwarder="s@x")
-        applied = await store.apply_result(a.id, verdict, parser_version="p1")
+        applied = await apply_result(store, a.id, verdict, parser_version="p1")
         assert (applied.buyers_new, applied.entries) == (0, [])
-        await store.apply_result(b.id, ParseResult(Kind.MALFORMED, reason="no body"),
+        await apply_result(store, b.id, ParseResult(Kind.MALFORMED, reason="no body"),
                                  parser_version="p1")
         await store.mark_error(c.id, "ValueError: boom")
         kept = {r.id: r for r in await store.list_messages()}
@@ -78,7 +78,7 @@ def test_verdicts_and_errors_are_kept(with_store: Any) -> None:
 
 def test_get_message_by_id_or_sha256_prefix(with_store: Any) -> None:
     async def body(store: Store) -> None:
-        saved = await store.save_raw(b"hello", source="import", received_at=T0)
+        saved = await save_raw(store, b"hello", source="import", received_at=T0)
         assert (await store.get_message(str(saved.id))).data == b"hello"  # type: ignore[union-attr]
         by_prefix = await store.get_message(saved.sha256[:8].upper())
         assert by_prefix is not None and by_prefix.id == saved.id
@@ -88,14 +88,15 @@ def test_get_message_by_id_or_sha256_prefix(with_store: Any) -> None:
     with_store(body)
 
 
-def test_counts(with_store: Any) -> None:
+def test_listings_by_outcome(with_store: Any) -> None:
     async def body(store: Store) -> None:
-        saved = await store.save_raw(b"n", source="smtp")
-        await store.save_raw(b"p", source="smtp")
-        await store.apply_result(saved.id, notice(buyer(order=O1)), parser_version="p")
-        counts = await store.counts()
-        assert counts["pending"] == 1 and counts["opt_out"] == 1 and counts["messages"] == 2
-        assert counts["opt_outs_active"] == 1 and counts["opt_outs_removed"] == 0
+        saved = await save_raw(store, b"n", source="smtp")
+        pending = await save_raw(store, b"p", source="smtp")
+        await apply_result(store, saved.id, notice(buyer(order=O1)), parser_version="p")
+        assert [r.id for r in await store.list_messages(outcome="pending")] == [pending.id]
+        assert [r.id for r in await store.list_messages(outcome="opt_out")] == [saved.id]
+        assert [r.order_id for r in await store.list_opt_outs()] == [O1]
+        assert await store.list_opt_outs(active=False) == []
 
     with_store(body)
 

@@ -21,6 +21,7 @@ __all__ = [
     "LANGUAGES",
     "OPT_OUT",
     "first_reason",
+    "is_attribution",
     "is_notice_subject",
     "label_kind",
     "normalise",
@@ -61,6 +62,9 @@ class Language:
     # reason for this message: "if the buyer has chosen to opt out …" in a help paragraph.
     # Each pattern is anchored at the end ("$") of the text just before the sentence.
     conditional: tuple[str, ...] = ()
+    # The end of the line a mail client writes above a quoted reply ("On …, X wrote:"),
+    # matched on the lower-cased line ("$" anchors it at the line's end).
+    attribution: tuple[str, ...] = ()
 
 
 _MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
@@ -78,11 +82,13 @@ _CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
 _CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 _SPACE = re.compile(r"\s+")
 # Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
-# NON-BREAKING HYPHEN becomes U+2010, not "-": redteam2/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
+# NON-BREAKING HYPHEN becomes U+2010, not "-": replies_mime_oddities_bulk_mail/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
 # and invisible characters that split a word (soft hyphen, zero-width space/joiners, BOM).
 _TYPOGRAPHY = str.maketrans(
     {"\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"',
      "\u2010": "-", "\u2011": "-", "\u2012": "-",
+     "\u201e": '"', "\u201f": '"', "\u00ab": '"', "\u00bb": '"', "\u300c": '"', "\u300d": '"',
+     "\u300e": '"', "\u300f": '"',
      "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None}
 )
 
@@ -111,7 +117,7 @@ _REASONS = _compile_reasons()
 def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The earliest reason sentence in the text: ``OPT_OUT`` or a ``LookAlike``, and where.
 
-    The reason sentence decides, never the subject (issue 2, point 5): Amazon states the cause
+    The reason sentence decides, never the subject: Amazon states the cause
     in its first sentence, and later paragraphs may mention opting out in passing (s04). An
     opt-out sentence in a conditional clause is such a passing mention and is skipped.
     """
@@ -121,9 +127,17 @@ def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
             continue
         if name != OPT_OUT:
             return LookAlike[name], found.start()
-        if not _is_conditional(normalised, found.start()):
+        if not _is_conditional(normalised, found.start()) and not _is_cited(normalised, found.start()):
             return OPT_OUT, found.start()
     return None
+
+
+def _is_cited(normalised: str, start: int) -> bool:
+    """Whether the sentence at ``start`` stands inside quotation marks: cited, as a forum post, a
+    newsletter or a seller's message quotes a notice, not a notice's own reason
+    (false_opt_outs/seller_email_quotes_notice_in_quotation_marks.eml). Curly, angle and
+    corner quotes are straight '"' after ``normalise``."""
+    return normalised.count('"', 0, start) % 2 == 1
 
 
 # The words that open a conditional clause are within a few words of the sentence's start.
@@ -135,7 +149,8 @@ def _is_conditional(normalised: str, start: int) -> bool:
     """Whether the opt-out sentence at ``start`` is a condition ("if the buyer has chosen to opt
     out …"), a general statement in help text rather than the reason for this message. A damaged
     or unknown first reason then no longer lets such a later mention decide
-    (test_redteam.py::test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
+    (tests/notices/test_wrappings_marketplaces_lookalikes.py::
+    test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
     return _CONDITIONAL.search(normalised, max(0, start - _CONDITIONAL_REACH), start) is not None
 
 
@@ -172,3 +187,18 @@ def label_kind(line: str) -> tuple[str, str] | None:
         return None
     kind = _LABELS.get(found.group(1).lower())
     return None if kind is None else (kind, found.group(2).strip())
+
+
+# Any language: "<date> <name> <address>:" with nothing after the address, as Gmail writes it
+# where its language has no verb there (Japanese: "2024年5月6日(月) 10:00 Amazon.co.jp <…>:").
+_ADDRESS_ATTRIBUTION = r"\d.*<[^<>\s]+@[^<>\s]+>\s*[:：]$"
+_ATTRIBUTION = re.compile(
+    "|".join([p for lang in LANGUAGES for p in lang.attribution] + [_ADDRESS_ATTRIBUTION])
+)
+MAX_ATTRIBUTION = 400  # characters: a date, a name and an address, with room to spare
+
+
+def is_attribution(line: str) -> bool:
+    """Whether a line is a reply attribution ("On Mon, 6 May 2024, X <x@y> wrote:")."""
+    line = line.strip()
+    return len(line) <= MAX_ATTRIBUTION and _ATTRIBUTION.search(line.lower()) is not None

@@ -13,7 +13,7 @@ LANGUAGE = Language(
         r"käufer (?:hat )?den (?:erhalt|empfang) unerwünschter nachrichten (?:von verkäufern )?deaktiviert",
         r"käufer hat sich (?:dafür |dazu )?entschieden, keine (?:unerwünschten|unaufgeforderten) nachrichten",
         # Subordinate clause, verb last: "da sich der Käufer dafür entschieden hat, keine
-        # unaufgeforderten Nachrichten … zu erhalten" (redteam/outlook_fwd_german_labels_latin9.eml).
+        # unaufgeforderten Nachrichten … zu erhalten" (wrappings_marketplaces_lookalikes/outlook_fwd_german_labels_latin9.eml).
         r"sich (?:der )?käufer (?:dafür |dazu )?entschieden hat, keine (?:unerwünschten|unaufgeforderten) nachrichten",
         r"käufer möchte keine unerwünschten nachrichten",
     ),
@@ -27,7 +27,7 @@ LANGUAGE = Language(
         LookAlike.RESTRICTED_ACCOUNT: (r"konto (?:wurde |ist )?(?:vorübergehend )?(?:eingeschränkt|gesperrt)",),
         LookAlike.UNAUTHORISED_SENDER: (
             r"nicht (?:autorisierte|autorisierten|zugelassene) (?:e-mail-)?(?:adresse|absender)",
-            # redteam/lookalike_unregistered_sender_de_outlook.eml
+            # wrappings_marketplaces_lookalikes/lookalike_unregistered_sender_de_outlook.eml
             r"(?:adresse|absender)\w*(?: gesendet wurde)?, die nicht (?:in seller central )?(?:registriert|hinterlegt)",
         ),
         LookAlike.FRAUD_FILTER: (r"betrugs(?:filter|erkennung|prüfung)",),
@@ -35,6 +35,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"verkauft, jetzt versenden", r"sie haben eine neue bestellung"),
         LookAlike.CANCELLATION: (r"stornierungsanfrage", r"stornierungsantrag"),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bschrieb\b.{0,200}:$",),
     subjects=("Ihre Nachricht an einen Käufer konnte nicht zugestellt werden",),
     labels={
         "from": ("von",),

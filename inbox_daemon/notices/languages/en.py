@@ -25,7 +25,7 @@ LANGUAGE = Language(
             r"did not (?:meet|follow|comply with) (?:the|our) (?:buyer-seller messaging )?(?:communication )?guidelines",
             r"contains? content that is not permitted",
             # "because it contains content that violates our Buyer-Seller Messaging policies"
-            # (redteam/lookalike_violates_policy_faq_mentions_optout.eml)
+            # (wrappings_marketplaces_lookalikes/lookalike_violates_policy_faq_mentions_optout.eml)
             r"contains? content that violates",
             # "because it contains an external link, which is not permitted by our communication
             # guidelines" (tests/support/notices.py::content_policy_notice, the SMTP intake test)
@@ -37,7 +37,7 @@ LANGUAGE = Language(
             r"includes? an attachment",
             r"attachment (?:whose )?(?:file )?type",
             r"attachments? (?:is|are|was|were) not (?:supported|accepted|permitted|allowed)",
-            # "includes a file type that is not supported (.docm)" (redteam/lookalike_unsupported_file_type.eml)
+            # "includes a file type that is not supported (.docm)" (wrappings_marketplaces_lookalikes/lookalike_unsupported_file_type.eml)
             r"file type (?:that (?:is|was) )?not (?:supported|accepted|permitted|allowed)",
             r"unsupported file type",
         ),
@@ -60,7 +60,7 @@ LANGUAGE = Language(
             r"(?:account|mailbox) (?:is|has been|was) closed",
             r"closed (?:e-?mail )?address",
             # "the buyer's e-mail address x@… is invalid or the buyer's account is no longer active"
-            # (redteam/lookalike_closed_account_invalid_address.eml)
+            # (wrappings_marketplaces_lookalikes/lookalike_closed_account_invalid_address.eml)
             r"address (?:\S+ )?is (?:invalid|not valid)",
             r"account is no longer active",
         ),
@@ -73,12 +73,14 @@ LANGUAGE = Language(
             r"(?:this is )?a copy of (?:the |your )?(?:e-?mail|message) (?:that )?you (?:have )?sent",
             r"you sent the following message",
         ),
-        LookAlike.CLAIM: (r"a-to-z guarantee claim",),  # redteam/lookalike_atoz_claim.eml
+        LookAlike.CLAIM: (r"a-to-z guarantee claim",),  # wrappings_marketplaces_lookalikes/lookalike_atoz_claim.eml
         LookAlike.CANCELLATION: (
             r"cancellation request",
             r"request(?:ed)? (?:to cancel|a cancellation|the cancellation)",
         ),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bwrote\s*:$",),
     subjects=("Your message to a buyer could not be delivered",),
     labels={
         "from": ("from",),
@@ -87,7 +89,7 @@ LANGUAGE = Language(
         "to": ("to", "cc"),
     },
     # "Good to know: if the buyer has chosen to opt out …"
-    # (redteam2/lookalike_bsm_delivered_confirmation_if_opted_out.eml); "… or when the buyer has
-    # chosen to opt out …" (the FAQ of redteam/lookalike_violates_policy_faq_mentions_optout.eml).
+    # (replies_mime_oddities_bulk_mail/lookalike_bsm_delivered_confirmation_if_opted_out.eml); "… or when the buyer has
+    # chosen to opt out …" (the FAQ of wrappings_marketplaces_lookalikes/lookalike_violates_policy_faq_mentions_optout.eml).
     conditional=(r"\b(?:if|when|whenever|unless|once) (?:the |a )?$",),
 )

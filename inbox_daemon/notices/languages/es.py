@@ -10,7 +10,7 @@ LANGUAGE = Language(
     code="es",
     opt_out=(
         r"comprador ha (?:elegido|decidido|optado por|seleccionado) no recibir mensajes no solicitados",
-        # Mexican Spanish uses the preterite (redteam/outlook_fwd_spanish_labels_mx.eml).
+        # Mexican Spanish uses the preterite (wrappings_marketplaces_lookalikes/outlook_fwd_spanish_labels_mx.eml).
         r"comprador (?:eligió|decidió|optó por) no recibir mensajes no solicitados",
     ),
     look_alikes={
@@ -21,17 +21,19 @@ LANGUAGE = Language(
         LookAlike.UNAUTHORISED_SENDER: (r"dirección de (?:correo )?(?:electrónico )?no autorizada",),
         LookAlike.FRAUD_FILTER: (
             r"filtr\w+ (?:de |contra el |antifraude)?fraude",
-            r"(?:sistemas? de )?detección de fraude", r"antifraude",  # redteam/lookalike_fraud_detection_mx.eml
+            r"(?:sistemas? de )?detección de fraude", r"antifraude",  # wrappings_marketplaces_lookalikes/lookalike_fraud_detection_mx.eml
         ),
         LookAlike.CLOSED_ADDRESS: (r"dirección (?:de correo )?(?:electrónico )?(?:está |ha sido )?(?:cerrada|desactivada)",),
         LookAlike.ORDER_NOTIFICATION: (r"vendido, envíalo ya", r"tienes un nuevo pedido"),
         LookAlike.CANCELLATION: (r"solicitud de cancelación",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bescribió\s*:$",),
     subjects=("No se ha podido entregar tu mensaje a un comprador",),
     labels={
         "from": ("de",),
         "subject": ("asunto",),
-        "date": ("fecha", "enviado", "enviado el"),  # Outlook: "Enviado el:" (redteam, mx)
+        "date": ("fecha", "enviado", "enviado el"),  # Outlook: "Enviado el:" (wrappings_marketplaces_lookalikes/outlook_fwd_spanish_labels_mx.eml)
         "to": ("para",),
     },
     conditional=(r"\b(?:si|cuando) (?:el |un )?$",),

@@ -24,7 +24,7 @@ LANGUAGE = Language(
         LookAlike.ATTACHMENT: (r"pièce jointe (?:dont le type|non (?:prise en charge|autorisée))",),
         LookAlike.RESTRICTED_ACCOUNT: (
             r"compte (?:a été |est )?(?:temporairement )?(?:restreint|limité)",
-            r"compte ne peut (?:plus|pas) envoyer",  # redteam/lookalike_restricted_proactive_fr.eml
+            r"compte ne peut (?:plus|pas) envoyer",  # wrappings_marketplaces_lookalikes/lookalike_restricted_proactive_fr.eml
         ),
         LookAlike.UNAUTHORISED_SENDER: (r"adresse e-?mail (?:non autorisée|qui n'est pas autorisée)",),
         LookAlike.FRAUD_FILTER: (r"(?:filtre|filtrage|détection) (?:anti-?)?fraude",),
@@ -32,6 +32,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"vendu, expédiez maintenant", r"vous avez une nouvelle commande"),
         LookAlike.CANCELLATION: (r"demande d'annulation",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\ba écrit\s*:$",),
     subjects=("Votre message qui était adressé à un acheteur n'a pas pu être transmis",),
     labels={
         "from": ("de",),

@@ -20,6 +20,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"venduto, spedisci ora", r"hai un nuovo ordine"),
         LookAlike.CANCELLATION: (r"richiesta di cancellazione", r"richiesta di annullamento"),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bha scritto\s*:$",),
     subjects=("Non è stato possibile consegnare il tuo messaggio a un acquirente",),
     labels={
         "from": ("da",),

@@ -25,6 +25,8 @@ LANGUAGE = Language(
         LookAlike.ORDER_NOTIFICATION: (r"注文が確定しました", r"商品を発送してください"),
         LookAlike.CANCELLATION: (r"キャンセル(?:の)?リクエスト",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"のメッセージ\s*[:：]$", r"書きました\s*[:：]$",),
     subjects=("購入者へのメッセージを送信できませんでした",),
     labels={
         "from": ("差出人", "送信者"),

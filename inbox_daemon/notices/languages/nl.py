@@ -9,7 +9,7 @@ LANGUAGE = Language(
     opt_out=(
         r"koper (?:heeft ervoor|ervoor heeft) gekozen,? geen ongevraagde berichten(?: van verkopers)? te ontvangen",
         # Flemish order and "om … te": "omdat de koper ervoor gekozen heeft om geen ongevraagde
-        # berichten van verkopers te ontvangen" (redteam2/be_direct_nl_flemish_om_te.eml).
+        # berichten van verkopers te ontvangen" (replies_mime_oddities_bulk_mail/be_direct_nl_flemish_om_te.eml).
         r"koper ervoor gekozen heeft,? om geen ongevraagde berichten",
     ),
     look_alikes={
@@ -17,6 +17,8 @@ LANGUAGE = Language(
         LookAlike.RESTRICTED_ACCOUNT: (r"account is (?:tijdelijk )?beperkt",),
         LookAlike.CANCELLATION: (r"annuleringsverzoek",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bschreef\b.{0,200}:$",),
     subjects=("Je bericht aan een koper kon niet worden bezorgd",),
     labels={"from": ("van",), "subject": ("onderwerp",), "date": ("datum", "verzonden"), "to": ("aan",)},
     conditional=(r"\b(?:als|wanneer|indien) (?:de |een )?$",),

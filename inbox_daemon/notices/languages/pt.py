@@ -12,6 +12,8 @@ LANGUAGE = Language(
         LookAlike.RESTRICTED_ACCOUNT: (r"conta (?:foi |está )?(?:temporariamente )?restrita",),
         LookAlike.CANCELLATION: (r"solicitação de cancelamento",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bescreveu\s*:$",),
     subjects=("Não foi possível entregar sua mensagem a um comprador",),
     labels={"from": ("de",), "subject": ("assunto",), "date": ("data", "enviada"), "to": ("para",)},
 )

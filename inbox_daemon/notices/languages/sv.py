@@ -11,6 +11,8 @@ LANGUAGE = Language(
         LookAlike.CONTENT_POLICY: (r"uppfyllde inte riktlinjerna",),
         LookAlike.CANCELLATION: (r"begäran om avbokning", r"annulleringsbegäran"),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\bskrev\b.{0,200}:$",),
     subjects=("Ditt meddelande till en köpare kunde inte levereras",),
     labels={"from": ("från",), "subject": ("ämne",), "date": ("datum", "skickat"), "to": ("till",)},
 )

@@ -11,6 +11,8 @@ LANGUAGE = Language(
         LookAlike.CONTENT_POLICY: (r"iletişim yönergelerine uymuyor",),
         LookAlike.CANCELLATION: (r"iptal talebi",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"\b(?:şunu )?yazdı\s*:$",),
     subjects=("Alıcıya gönderdiğiniz mesaj teslim edilemedi",),
     labels={"from": ("kimden",), "subject": ("konu",), "date": ("tarih", "gönderildi"), "to": ("kime",)},
 )

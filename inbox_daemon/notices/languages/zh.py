@@ -1,5 +1,5 @@
 """Simplified Chinese notices (amazon.cn). Wording RECONSTRUCTED from the English notice
-(redteam2/cn_direct_zh_gb2312_base64.eml): "由于买家已选择不接收来自卖家的未经请求的消息，
+(replies_mime_oddities_bulk_mail/cn_direct_zh_gb2312_base64.eml): "由于买家已选择不接收来自卖家的未经请求的消息，
 我们无法递送您就订单 … 发送的消息。" Normalised text has no spaces between CJK characters.
 Forward labels are those of Foxmail/QQ Mail and Chinese Outlook.
 """
@@ -16,6 +16,8 @@ LANGUAGE = Language(
     look_alikes={
         LookAlike.CONTENT_POLICY: (r"不符合(?:买家与卖家消息|沟通)(?:服务)?(?:政策|准则)",),
     },
+    # The line a mail client writes above a quoted reply.
+    attribution=(r"写道\s*[:：]$",),
     subjects=("您发送给买家的消息无法送达",),
     labels={"from": ("发件人",), "subject": ("主题",), "date": ("发送时间", "日期"), "to": ("收件人",)},
 )

@@ -1,0 +1,101 @@
+"""``blocklist``: list, show with evidence and audit trail, remove, export and import."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+import click
+
+from ..store import OptOutRow, Store
+from .common import by_option, fail, iso, who as login, with_store
+
+__all__ = ["blocklist"]
+
+
+@click.group()
+def blocklist() -> None:
+    """Review and change the blocklist."""
+
+
+def _optout_line(row: OptOutRow) -> str:
+    state = "active" if row.active else f"removed {iso(row.removed_at)} by {row.removed_by}: {row.removed_reason}"
+    return (f"{row.id}\t{row.order_id or '-'}\t{row.email or '-'}\t{row.marketplace or '-'}\t"
+            f"first {iso(row.first_seen)}\tnotices {row.notice_count}\t{state}")
+
+
+@blocklist.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include removed entries.")
+@click.option("--limit", default=100, show_default=True)
+@with_store
+async def blocklist_list(store: Store, show_all: bool, limit: int) -> None:
+    """List opt-outs, oldest first."""
+    for row in await store.list_opt_outs(active=None if show_all else True, limit=limit):
+        click.echo(_optout_line(row))
+
+
+@blocklist.command("show")
+@click.argument("key")
+@with_store
+async def blocklist_show(store: Store, key: str) -> None:
+    """Show the opt-outs for an ADDRESS or ORDER-ID, with their evidence."""
+    rows = await store.find_opt_outs(key)
+    if not rows:
+        click.echo(f"{key}: not on the blocklist")
+        sys.exit(1)
+    for row in rows:
+        click.echo(_optout_line(row))
+        for ev in await store.evidence_details(row.id):
+            click.echo(f"    evidence: {iso(ev.seen_at)} seller {ev.seller or '-'} reported {row.order_id or row.email} "
+                       f"in message {ev.raw_message_id} ({ev.source}, forwarder {ev.forwarder or '-'}, "
+                       f"dkim {ev.dkim or 'not checked'})")
+        for entry in await store.audit_log(opt_out_ids=[row.id]):
+            click.echo(f"    audit: {iso(entry.at)} {entry.action} by {entry.actor}: {entry.detail or ''}")
+
+
+@blocklist.command("remove")
+@click.argument("key")
+@click.option("--reason", required=True, help="Why (kept in the history).")
+@click.option("--by", "who", default=None, help="Who removes it (default: the login name).")
+@with_store
+async def blocklist_remove(store: Store, key: str, reason: str, who: str | None) -> None:
+    """Remove an ADDRESS or ORDER-ID from the blocklist (history is kept)."""
+    if not reason.strip():
+        raise click.UsageError("--reason must not be empty")
+    entries = await store.remove(key, reason=reason, who=login(who))
+    if not entries:
+        click.echo(f"{key}: not on the blocklist")
+        sys.exit(1)
+    click.echo(f"removed {key}: {len(entries)} key(s) no longer blocked")
+
+
+@blocklist.command("export")
+@click.option("--csv", "as_csv", is_flag=True, required=True, help="CSV on standard output.")
+@with_store
+async def blocklist_export(store: Store, as_csv: bool) -> None:
+    """Export the blocklist, removed entries included."""
+    out = csv.writer(sys.stdout)
+    out.writerow(["order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count"])
+    async for row in store.export_rows():
+        out.writerow([row.order_id or "", row.email or "", row.marketplace or "", iso(row.first_seen),
+                      iso(row.last_seen), row.notice_count])
+
+
+@blocklist.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@by_option
+@with_store
+async def blocklist_import(store: Store, file: str, who: str | None) -> None:
+    """Import FILE.csv (columns order_id, email[, marketplace]: as ``export`` writes them).
+    The file is kept as the evidence of its rows; the audit trail names it, who and when."""
+    from ..processing.csvfile import read_buyers
+
+    data = Path(file).read_bytes()
+    try:
+        buyers, skipped = read_buyers(data)
+    except ValueError as exc:
+        fail(f"{file}: {exc}")
+    done = await store.import_buyers(data, Path(file).name, buyers, skipped, who=login(who))
+    for why in done.skipped:
+        click.echo(f"skipped {why}", err=True)
+    click.echo(f"imported {done.rows} rows from {file}: {done.new} new, {done.updated} updated, {len(done.skipped)} skipped")

@@ -1,0 +1,75 @@
+"""``messages`` (kept mail with its outcome and reason) and ``import`` (back-fill archives)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..log import configure_logging
+from ..store import Store
+from .common import config_option, iso, load, open_store, run, with_store
+
+__all__ = ["messages", "import_"]
+
+OUTCOMES = ["pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded"]
+
+
+@click.group()
+def messages() -> None:
+    """Review kept mail with its outcome and reason."""
+
+
+@messages.command("list")
+@click.option("--outcome", type=click.Choice(OUTCOMES))
+@click.option("--limit", default=50, show_default=True)
+@with_store
+async def messages_list(store: Store, outcome: str | None, limit: int) -> None:
+    """List kept messages, newest first."""
+    for row in await store.list_messages(outcome=outcome, limit=limit):
+        click.echo(f"{row.id}\t{iso(row.received_at)}\t{row.source}\t{row.outcome}\t{row.reason or ''}")
+
+
+@messages.command("show")
+@click.argument("ref")
+@click.option("--raw", is_flag=True, help="Print the original bytes.")
+@with_store
+async def messages_show(store: Store, ref: str, raw: bool) -> None:
+    """Show one kept message by id or sha256 prefix."""
+    rec = await store.get_message(ref)
+    if rec is None:
+        click.echo(f"{ref}: no such message")
+        sys.exit(1)
+    if raw:
+        sys.stdout.buffer.write(rec.data)
+        return
+    for name in ("id", "sha256", "source", "envelope_from", "envelope_to", "peer", "message_id",
+                 "received_at", "times_received", "outcome", "reason", "forwarder", "parser_version"):
+        value = getattr(rec, name, None)
+        click.echo(f"{name}: {iso(value) if hasattr(value, 'isoformat') else value}")
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@config_option
+def import_(paths: tuple[str, ...], config_path: str | None) -> None:
+    """Back-fill from mbox files, Maildir folders and .eml files."""
+    cfg = load(config_path)
+    configure_logging("warning", cfg.log.format)
+    from ..intake.files import ImportSummary, import_paths
+    from ..processing import build_flow
+
+    async def body() -> ImportSummary:
+        store = await open_store(cfg)
+        flow = build_flow(cfg, store)  # the trust rules apply; imports are rate-exempt
+        await flow.start()
+        try:
+            return await import_paths(list(paths), flow, progress=sys.stderr.isatty())
+        finally:
+            await flow.stop()
+            await store.close()
+
+    summary = run(body())
+    click.echo(str(summary))
+    if summary.errors:  # an unreadable path or a message that could not be applied
+        sys.exit(2)

@@ -1,0 +1,102 @@
+"""``sellers`` and ``forwarders``: seller accounts, their per-seller address and the
+addresses whose forwarded notices count for them. A running daemon learns of every change
+through the change sequence (within ``query.sync_seconds``); nothing needs a restart."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import Config
+from ..store import SellerRow, Store
+from ..trust import seller_address
+from .common import by_option, fail, iso, refusable, who as login, with_store
+
+__all__ = ["sellers", "forwarders"]
+
+
+def _address_base(cfg: Config) -> str:
+    """``<local>@<domain>`` the per-seller addresses extend: the setting, else the first SMTP
+    recipient, else a placeholder that says what to configure."""
+    return cfg.security.seller_address or next(iter(cfg.smtp.recipients), "optout@opt-out.invalid")
+
+
+def _seller_line(cfg: Config, row: SellerRow) -> str:
+    return f"{row.name}\t{seller_address(_address_base(cfg), row.token)}\t{', '.join(row.forwarders) or '-'}"
+
+
+@click.group()
+def sellers() -> None:
+    """Seller accounts: their per-seller address and registered forwarders."""
+
+
+@sellers.command("add")
+@click.argument("name")
+@click.option("--forwarder", "forwarder_list", multiple=True, metavar="ADDR", help="A forwarding address (repeatable).")
+@by_option
+@with_store
+async def sellers_add(store: Store, cfg: Config, name: str, forwarder_list: tuple[str, ...], who: str | None) -> None:
+    """Add seller NAME; print its recipient address <local>+<token>@<domain>."""
+    row = await refusable(store.add_seller(name, forwarder_list, who=login(who)))
+    click.echo(_seller_line(cfg, row))
+
+
+@sellers.command("list")
+@with_store
+async def sellers_list(store: Store, cfg: Config) -> None:
+    """List sellers: name, recipient address, forwarders."""
+    for row in await store.list_sellers():
+        click.echo(_seller_line(cfg, row))
+
+
+@sellers.command("show")
+@click.argument("name")
+@with_store
+async def sellers_show(store: Store, cfg: Config, name: str) -> None:
+    """Show seller NAME with its figures per month: notices received, buyers blocked, and
+    messages Amazon blocked (what a mail tool must not bill as delivered)."""
+    row = await store.get_seller(name)
+    if row is None:
+        fail(f"no seller {name!r}")
+    state = f"removed {iso(row.removed_at)}" if row.removed_at else "active"
+    click.echo(f"seller: {row.name} ({state}, since {iso(row.created_at)})")
+    click.echo(f"address: {seller_address(_address_base(cfg), row.token)}")
+    click.echo(f"forwarders: {', '.join(row.forwarders) or '-'}")
+    click.echo("month\tnotices_received\tbuyers_blocked\tamazon_blocked")
+    for month in await store.seller_figures(row.id):
+        click.echo(f"{month.month}\t{month.notices_received}\t{month.buyers_blocked}\t{month.amazon_blocked}")
+
+
+@sellers.command("remove")
+@click.argument("name")
+@by_option
+@with_store
+async def sellers_remove(store: Store, name: str, who: str | None) -> None:
+    """Remove seller NAME and its forwarders (its evidence and figures stay)."""
+    await refusable(store.remove_seller(name, who=login(who)))
+    click.echo(f"removed seller {name}")
+
+
+@click.group()
+def forwarders() -> None:
+    """Addresses whose forwarded notices count for a seller."""
+
+
+@forwarders.command("add")
+@click.argument("seller")
+@click.argument("address")
+@by_option
+@with_store
+async def forwarders_add(store: Store, seller: str, address: str, who: str | None) -> None:
+    """Register ADDRESS as a forwarder of SELLER."""
+    await refusable(store.add_forwarder(seller, address, who=login(who)))
+    click.echo(f"{address.lower()} forwards for {seller}")
+
+
+@forwarders.command("remove")
+@click.argument("address")
+@by_option
+@with_store
+async def forwarders_remove(store: Store, address: str, who: str | None) -> None:
+    """Unregister forwarder ADDRESS."""
+    await refusable(store.remove_forwarder(address, who=login(who)))
+    click.echo(f"removed forwarder {address.lower()}")

@@ -1,0 +1,228 @@
+"""The flow after the durable write: claim -> parse -> admit -> apply -> index.
+
+``submit(raw_id)`` queues a stored message; a task takes batches, loads their bytes, parses
+batch k+1 (in a worker process when configured) while batch k is assessed and applied in one
+transaction, then hands the changed index entries on. One message's fault stays with it: a
+batch that fails for any reason but the store being down is applied again one by one, and the
+message that fails alone is marked ``error`` with its reason. A store that goes away leaves the
+batch ``pending`` in the database; ``recover`` queues it again once the store is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import StoreUnavailable
+from ..log import get_logger
+from ..notices import ParseResult
+from ..store import Applied, IndexEntry, RawRecord, Store
+from ..trust import Gatekeeper
+from .admission import admitter
+from .parsers import BUILTIN, Parser, ParsePool
+
+__all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
+
+MAX_BATCH = 256  # messages per apply transaction
+RECOVER_BATCH = 5_000  # pending messages queued per recovery pass
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What became of one stored message."""
+
+    raw_id: int
+    duplicate: bool
+    outcome: str  # opt_out | not_opt_out | malformed | error | quarantined | pending (deferred)
+    reason: str | None
+    buyers_new: int
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    record: RawRecord
+    result: ParseResult
+
+
+class Processor:
+    """Processes stored messages by id; start()/stop() like every component."""
+
+    def __init__(
+        self,
+        store: Store,
+        on_applied: Callable[[Sequence[IndexEntry]], None],
+        *,
+        gate: Gatekeeper | None = None,
+        parser: Parser = BUILTIN,
+        workers: int = 0,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self._store = store
+        self._on_applied = on_applied  # updates the in-memory index after each commit
+        self._gate = gate  # None: no admission step (every notice applies, nothing recorded)
+        self.parser = parser
+        self._parsing = ParsePool(parser, workers)
+        self._log = get_logger(component="processing")
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
+        self._task: asyncio.Task[None] | None = None
+        self.deferred = asyncio.Event()  # set when work was left pending for the store
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="processor")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish what was queued (within ``timeout``), then stop."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            self._log.warning("processing_stop_timeout", queued=self._queue.qsize())
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._parsing.close, True)
+
+    async def drain(self) -> None:
+        """Until everything queued so far is processed."""
+        await self._queue.join()
+
+    @property
+    def backlog(self) -> int:
+        """Messages queued and not yet processed."""
+        return len(self._waiting)
+
+    def submit(self, raw_id: int) -> asyncio.Future[Processed]:
+        """Queue a stored message; a message already queued is not queued twice."""
+        waiting = self._waiting.get(raw_id)
+        if waiting is None:
+            waiting = self._waiting[raw_id] = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait(raw_id)
+        return waiting
+
+    async def process(self, raw_ids: Sequence[int]) -> list[Processed]:
+        """Queue these messages and wait until each is processed (``quarantine reprocess``,
+        imports). Needs ``start()``."""
+        return list(await asyncio.gather(*(self.submit(i) for i in raw_ids)))
+
+    async def recover(self) -> int:
+        """Queue the pending messages not already queued. Returns how many."""
+        await self._queue.join()  # let queued work settle so nothing is queued twice
+        ids = [i for i in await self._store.pending_raw_ids(limit=RECOVER_BATCH) if i not in self._waiting]
+        for raw_id in ids:
+            self.submit(raw_id)
+        if ids:
+            self._log.info("recovered_pending", count=len(ids))
+        return len(ids)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Parse batch k+1 while batch k is assessed and applied."""
+        ahead: tuple[list[int], asyncio.Task[list[_Parsed]]] | None = None
+        while True:
+            batch = self._take() if ahead else [await self._queue.get()] + self._take(1)
+            parsing = asyncio.create_task(self._parse(batch)) if batch else None
+            if ahead is not None:
+                await self._finish(*ahead)
+            ahead = (batch, parsing) if parsing is not None else None
+
+    def _take(self, have: int = 0) -> list[int]:
+        batch: list[int] = []
+        while not self._queue.empty() and have + len(batch) < MAX_BATCH:
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _parse(self, batch: list[int]) -> list[_Parsed]:
+        records = await self._store.load_raw_many(batch)
+        results = await self._parsing.parse_many([r.data for r in records])
+        return [_Parsed(r, result) for r, result in zip(records, results)]
+
+    async def _finish(self, batch: list[int], parsing: asyncio.Task[list[_Parsed]]) -> None:
+        try:
+            try:
+                parsed = await parsing
+            except StoreUnavailable as exc:
+                self._defer(batch, exc)
+                return
+            for missing in set(batch) - {p.record.id for p in parsed}:  # gone: nothing to do
+                self._done(missing, Processed(missing, False, "error", "no such message", 0))
+            await self._process(parsed)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _apply(self, parsed: list[_Parsed]) -> list[Applied]:
+        """One transaction: the admission step (with a gate), then apply."""
+        items = [(p.record.id, p.result) for p in parsed]
+        if self._gate is None:
+            return await self._store.apply_many(items, parser_version=self.parser.version)
+        assessed = [
+            (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to, p.record.source))
+            for p in parsed
+        ]
+        admit = admitter(self._gate.policy, assessed)
+        return await self._store.apply_many(items, parser_version=self.parser.version, admit=admit)
+
+    async def _process(self, parsed: list[_Parsed]) -> None:
+        try:
+            applied = await self._apply(parsed)
+        except StoreUnavailable as exc:
+            self._defer([p.record.id for p in parsed], exc)
+            return
+        except Exception as exc:  # unit-of-work boundary: keep the bytes, record why, go on
+            await self._apply_one_by_one(parsed, exc)
+            return
+        for one, app in zip(parsed, applied):
+            self._applied(one, app)
+
+    def _defer(self, raw_ids: Sequence[int], exc: StoreUnavailable) -> None:
+        """Stays "pending" in the database; recovery queues it once the store is back."""
+        self._log.warning("apply_deferred", count=len(raw_ids), error=str(exc))
+        for raw_id in raw_ids:
+            self._done(raw_id, Processed(raw_id, False, "pending", str(exc), 0))
+        self.deferred.set()
+
+    async def _apply_one_by_one(self, parsed: list[_Parsed], first: Exception) -> None:
+        """A batch failed for a reason other than the store being down: find the culprit."""
+        self._log.error("apply_batch_failed", error=repr(first), count=len(parsed))
+        for one in parsed:
+            try:
+                (app,) = await self._apply([one])
+            except StoreUnavailable as exc:
+                self._defer([one.record.id], exc)
+            except Exception as exc:
+                await self._failed(one, f"could not apply: {type(exc).__name__}: {exc}"[:500])
+            else:
+                self._applied(one, app)
+
+    async def _failed(self, one: _Parsed, reason: str) -> None:
+        try:
+            await self._store.mark_error(one.record.id, reason)
+        except StoreUnavailable as exc:
+            self._defer([one.record.id], exc)
+            return
+        self._decided(one, "error", reason, 0)
+
+    def _applied(self, one: _Parsed, app: Applied) -> None:
+        self._on_applied(app.entries)
+        outcome, reason = ("quarantined", app.held) if app.held else (one.result.kind.value, one.result.reason)
+        self._decided(one, outcome, reason, app.buyers_new)
+
+    def _decided(self, one: _Parsed, outcome: str, reason: str | None, buyers_new: int) -> None:
+        record = one.record
+        self.counters[outcome] += 1
+        self.outcomes[(record.source.partition(":")[0], outcome)] += 1
+        self._log.info(
+            "intake_decision", sha256=record.sha256, message_id=one.result.message_id, source=record.source,
+            raw_id=record.id, outcome=outcome, reason=reason, buyers_new=buyers_new,
+        )
+        self._done(record.id, Processed(record.id, False, outcome, reason, buyers_new))
+
+    def _done(self, raw_id: int, processed: Processed) -> None:
+        waiting = self._waiting.pop(raw_id, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(processed)

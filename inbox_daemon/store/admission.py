@@ -1,0 +1,104 @@
+"""What the admission step reads and what it decided, inside the applying transaction.
+
+The store decides nothing: ``AdmissionView`` hands the decision (``inbox_daemon.processing``,
+which asks ``inbox_daemon.trust``) the registry, the rate counters, the keys already blocked
+and the operators' approvals as this transaction sees them, and ``record`` writes back what was
+decided. Reading and writing in one transaction means two batches cannot both slip under a
+cap they share.
+
+Functions take an open session and never commit; ``Store`` owns the transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import sellers
+from .engine import chunks
+from .records import Admission
+from .schema import MessageTrust, OptOut
+
+__all__ = ["AdmissionView", "record", "RATE_WINDOW"]
+
+RATE_WINDOW = timedelta(hours=1)
+
+
+class AdmissionView:
+    """Read-only questions the admission decision asks, answered in the open transaction."""
+
+    def __init__(self, session: AsyncSession, now: datetime) -> None:
+        self._session = session
+        self.now = now
+
+    async def registry(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(token -> seller id, forwarder address -> seller id) of the live sellers."""
+        return await sellers.registry(self._session)
+
+    async def recent_new(self, keys: Collection[str], skip: Collection[int]) -> dict[str, int]:
+        """New opt-outs per rate key in the last ``RATE_WINDOW``, messages ``skip`` left out.
+
+        Summed in the database: a busy forwarder has thousands of rows in the window.
+        """
+        counts: dict[str, int] = dict.fromkeys(keys, 0)
+        for chunk in chunks(keys):
+            statement = (
+                select(MessageTrust.rate_key, func.sum(MessageTrust.new_opt_outs))
+                .where(MessageTrust.rate_key.in_(chunk), MessageTrust.decided_at >= self.now - RATE_WINDOW)
+                .where(MessageTrust.raw_message_id.not_in(list(skip)))
+                .group_by(MessageTrust.rate_key)
+            )
+            for key, total in await self._session.execute(statement):
+                counts[key] = int(total or 0)
+        return counts
+
+    async def active_keys(self, orders: Collection[str], emails: Collection[str]) -> set[str]:
+        """Those of the order ids and (normalised) relay addresses that name an active opt-out."""
+        known: set[str] = set()
+        for column, values in ((OptOut.order_id, orders), (OptOut.email, emails)):
+            for chunk in chunks(values):
+                found = await self._session.scalars(select(column).where(column.in_(chunk), OptOut.active))
+                known.update(v for v in found if v)
+        return known
+
+    async def approved(self, raw_ids: Collection[int]) -> set[int]:
+        """The messages an operator approved (``quarantine approve``): later passes admit them."""
+        found: set[int] = set()
+        for chunk in chunks(raw_ids):
+            statement = select(MessageTrust.raw_message_id).where(
+                MessageTrust.raw_message_id.in_(chunk), MessageTrust.approved_by.is_not(None)
+            )
+            found.update(await self._session.scalars(statement))
+        return found
+
+
+async def record(session: AsyncSession, decided: Sequence[Admission], now: datetime) -> None:
+    """Write what was decided per message; a message seen before (reprocess) keeps its approval."""
+    ids = [a.raw_id for a in decided]
+    existing = {
+        t.raw_message_id: t
+        for chunk in chunks(ids)
+        for t in await session.scalars(select(MessageTrust).where(MessageTrust.raw_message_id.in_(chunk)))
+    }
+    fresh: list[dict[str, object]] = []
+    for admission in decided:
+        values = _columns(admission, now)
+        before = existing.get(admission.raw_id)
+        if before is None:
+            fresh.append({"raw_message_id": admission.raw_id, "approved_by": None, "approved_at": None, **values})
+        else:
+            for name, value in values.items():
+                setattr(before, name, value)
+    if fresh:  # one bulk INSERT, not an ORM object per message
+        await session.execute(insert(MessageTrust), fresh)
+    await session.flush()
+
+
+def _columns(admission: Admission, now: datetime) -> dict[str, object]:
+    values = asdict(admission)
+    del values["raw_id"]
+    return {**values, "decided_at": now}

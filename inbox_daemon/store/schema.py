@@ -1,0 +1,258 @@
+"""Every table, on one ``Base``: raw mail as received, the opt-outs it proved, the evidence
+between them, the change sequence other processes follow, sellers and their forwarders, what
+the admission step decided per message, the audit trail and the IMAP pollers' positions.
+
+Migrations in ``migrations/`` create them; the models here must agree with those migrations
+(``tests/store/test_migrations.py`` compares them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "OUTCOMES",
+    "DKIM_STATES",
+    "Base",
+    "BigIntKey",
+    "UTCDateTime",
+    "RawMessage",
+    "OptOut",
+    "Evidence",
+    "BlocklistChange",
+    "Seller",
+    "Forwarder",
+    "MessageTrust",
+    "AuditRow",
+    "ImapState",
+]
+
+OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
+DKIM_STATES = ("verified", "failed", "absent")
+
+# Deterministic constraint names: SQLite batch migrations and downgrades need to name them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every engine.
+
+    PostgreSQL keeps ``timestamptz``. SQLite has no time zone type, so the value is stored as
+    naive UTC text (fixed-width ISO, so ``min``/``max``/``ORDER BY`` stay chronological) and
+    comes back tagged UTC. Naive input is refused: it is always a bug here.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store aware UTC datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if not isinstance(moment, datetime):
+            raise TypeError(f"not a datetime from the database: {value!r}")
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# An 8-byte key on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY (rowid alias).
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RawMessage(Base):
+    """Every message as it arrived, stored once per distinct bytes (sha256) and never deleted."""
+
+    __tablename__ = "raw_messages"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('pending', 'opt_out', 'not_opt_out', 'malformed', 'error', "
+            "'quarantined', 'discarded')",  # the last two since migration 0003
+            name="outcome",
+        ),
+        Index("ix_raw_messages_outcome_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # load when asked
+    size: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))  # "smtp", "imap:<account>", "import"
+    envelope_from: Mapped[str | None] = mapped_column(Text)
+    envelope_to: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of recipients
+    peer: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(Text)  # the message's own header
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    times_received: Mapped[int] = mapped_column(Integer, default=1)
+    outcome: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    parser_version: Mapped[str | None] = mapped_column(String(64))
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forwarder: Mapped[str | None] = mapped_column(String(320))
+
+
+class OptOut(Base):
+    """One buyer who opted out, known by order id, relay address or both.
+
+    ``active`` says whether the block is in force. ``removed_*`` record the latest operator
+    removal and are kept when new evidence reactivates the row, as history.
+    """
+
+    __tablename__ = "opt_outs"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    order_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)  # lower-case
+    marketplace: Mapped[str | None] = mapped_column(String(253))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    notice_count: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    removed_by: Mapped[str | None] = mapped_column(String(200))
+    removed_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Evidence(Base):
+    """Which raw message named which opt-out, and who forwarded it."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (
+        UniqueConstraint("opt_out_id", "raw_message_id"),
+        Index("ix_evidence_opt_out_id_notice_message_id", "opt_out_id", "notice_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    raw_message_id: Mapped[int] = mapped_column(
+        BigIntKey, ForeignKey("raw_messages.id"), index=True
+    )
+    opt_out_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"))
+    forwarder: Mapped[str | None] = mapped_column(String(320))
+    notice_message_id: Mapped[str | None] = mapped_column(Text)  # Amazon's own Message-ID
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BlocklistChange(Base):
+    """One row per change to an opt-out, written in the changing transaction; daemons follow
+    ``seq`` to keep their in-memory index current without reloading it."""
+
+    __tablename__ = "blocklist_changes"
+
+    seq: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    opt_out_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Seller(Base):
+    """A seller account. ``token`` makes its recipient address ``<local>+<token>@<domain>``.
+    Removal keeps the row (evidence and figures name it); adding the name again revives it."""
+
+    __tablename__ = "sellers"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Forwarder(Base):
+    """An address a seller registered: notices it forwards are that seller's."""
+
+    __tablename__ = "forwarders"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    seller_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)  # lower-case
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MessageTrust(Base):
+    """What the admission step knew and decided about one raw message (its latest pass)."""
+
+    __tablename__ = "message_trust"
+    __table_args__ = (
+        CheckConstraint("dkim IN ('verified', 'failed', 'absent')", name="dkim"),
+        Index("ix_message_trust_rate_key_decided_at", "rate_key", "decided_at"),
+    )
+
+    raw_message_id: Mapped[int] = mapped_column(
+        BigIntKey, ForeignKey("raw_messages.id"), primary_key=True
+    )
+    seller_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
+    forwarder: Mapped[str | None] = mapped_column(String(320))
+    forwarded_via: Mapped[str | None] = mapped_column(String(32))
+    token: Mapped[str | None] = mapped_column(String(32))
+    rate_key: Mapped[str] = mapped_column(String(320))  # forwarder, "+token" or "-"
+    dkim: Mapped[str] = mapped_column(String(16))
+    dkim_domain: Mapped[str | None] = mapped_column(String(253))
+    dkim_detail: Mapped[str | None] = mapped_column(Text)
+    held: Mapped[str | None] = mapped_column(Text)  # the quarantine reason; None: admitted
+    new_opt_outs: Mapped[int] = mapped_column(Integer)  # what the rate limit counts
+    amazon_notices: Mapped[int] = mapped_column(Integer)  # seller messages Amazon blocked
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """One row per change to the blocklist or the registry: who, when, what and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))  # a login name, or "intake:<source>"
+    action: Mapped[str] = mapped_column(String(32))  # block, reactivate, remove, import, ...
+    subject: Mapped[str | None] = mapped_column(String(400))  # a key, seller or address
+    opt_out_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"), index=True)
+    raw_message_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("raw_messages.id"))
+    detail: Mapped[str | None] = mapped_column(Text)  # the reason, provenance, ...
+
+
+class ImapState(Base):
+    """How far one IMAP poller got in one mailbox: the UIDVALIDITY it read under and the
+    highest UID below which every message was stored and then flagged or moved (migration 0002).
+    A different UIDVALIDITY means the UIDs mean nothing any more (RFC 3501 section 2.3.1.1)."""
+
+    __tablename__ = "imap_state"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned on the wire
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,95 @@
+"""Sellers and their forwarders: the registry that says whose notice a message is.
+
+Functions take an open session and never commit; ``Store`` owns the transactions.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .audit import audit
+from .blocklist import normalize_email
+from .engine import chunks
+from .records import SellerRow
+from .schema import Forwarder, Seller
+
+__all__ = ["registry", "add_seller", "remove_seller", "sellers", "add_forwarder", "remove_forwarder"]
+
+
+async def registry(session: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
+    """(token -> seller id, forwarder address -> seller id) of the sellers not removed."""
+    live = Seller.removed_at.is_(None)
+    tokens = {token: seller for token, seller in await session.execute(select(Seller.token, Seller.id).where(live))}
+    statement = select(Forwarder.address, Forwarder.seller_id).join(Seller).where(live)
+    return tokens, {address: seller for address, seller in await session.execute(statement)}
+
+
+async def _seller(session: AsyncSession, name: str, *, live: bool = True) -> Seller:
+    seller = await session.scalar(select(Seller).where(Seller.name == name))
+    if seller is None or (live and seller.removed_at is not None):
+        raise LookupError(f"no seller {name!r}")
+    return seller
+
+
+async def add_seller(session: AsyncSession, name: str, forwarders: Sequence[str], who: str, now: datetime) -> SellerRow:
+    """A new seller with a fresh token (or a removed one revived), and its forwarders."""
+    seller = await session.scalar(select(Seller).where(Seller.name == name))
+    if seller is not None and seller.removed_at is None:
+        raise ValueError(f"seller {name!r} exists")
+    if seller is None:
+        seller = Seller(name=name, token=secrets.token_hex(5), created_at=now)
+        session.add(seller)
+    seller.removed_at = None
+    await session.flush()
+    await audit(session, [{"actor": who, "action": "seller_add", "subject": name}], now)
+    for address in forwarders:
+        await add_forwarder(session, name, address, who, now)
+    return (await sellers(session, name))[0]
+
+
+async def remove_seller(session: AsyncSession, name: str, who: str, now: datetime) -> None:
+    """Mark removed and drop its forwarders; the row stays for evidence and figures."""
+    seller = await _seller(session, name)
+    seller.removed_at = now
+    for fwd in await session.scalars(select(Forwarder).where(Forwarder.seller_id == seller.id)):
+        await session.delete(fwd)
+    await audit(session, [{"actor": who, "action": "seller_remove", "subject": name}], now)
+
+
+async def sellers(session: AsyncSession, name: str | None = None) -> list[SellerRow]:
+    """Live sellers by name, or the one named (removed or not)."""
+    statement = select(Seller).order_by(Seller.name)
+    statement = statement.where(Seller.name == name) if name else statement.where(Seller.removed_at.is_(None))
+    found = list(await session.scalars(statement))
+    addresses: dict[int, list[str]] = {s.id: [] for s in found}
+    for chunk in chunks(addresses):
+        for seller_id, address in await session.execute(
+            select(Forwarder.seller_id, Forwarder.address).where(Forwarder.seller_id.in_(chunk)).order_by(Forwarder.address)
+        ):
+            addresses[seller_id].append(address)
+    return [SellerRow(s.id, s.name, s.token, s.created_at, s.removed_at, tuple(addresses[s.id])) for s in found]
+
+
+async def add_forwarder(session: AsyncSession, name: str, address: str, who: str, now: datetime) -> None:
+    seller = await _seller(session, name)
+    address = normalize_email(address)
+    if "@" not in address:
+        raise ValueError(f"not an address: {address!r}")
+    if await session.scalar(select(func.count()).where(Forwarder.address == address)):
+        raise ValueError(f"forwarder {address} is registered already")
+    session.add(Forwarder(seller_id=seller.id, address=address, created_at=now))
+    await audit(session, [{"actor": who, "action": "forwarder_add", "subject": address, "detail": f"seller {name}"}], now)
+
+
+async def remove_forwarder(session: AsyncSession, address: str, who: str, now: datetime) -> None:
+    address = normalize_email(address)
+    fwd = await session.scalar(select(Forwarder).where(Forwarder.address == address))
+    if fwd is None:
+        raise LookupError(f"no forwarder {address}")
+    await session.delete(fwd)
+    await audit(session, [{"actor": who, "action": "forwarder_remove", "subject": address}], now)

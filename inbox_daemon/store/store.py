@@ -1,0 +1,307 @@
+"""``Store``: the one object the daemon, processing and the CLI use to reach the database.
+
+Every public method is one transaction, committed before it returns, and raises
+``StoreUnavailable`` when the database cannot be reached or cannot commit. The store persists
+and reads; it decides nothing (the admission decision reaches it as a callback, see
+``apply_many``). The schema comes from the migrations (``inbox_daemon.store.migrate``);
+opening a store never creates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from inbox_daemon.notices.result import Buyer, ParseResult
+
+from . import admission, applying, blocklist, changes, imap, raw, review, sellers
+from .admission import AdmissionView
+from .audit import audit_rows
+from .engine import WRITE, make_engine, retrying, unavailable, utcnow
+from .records import (
+    Admission,
+    Applied,
+    AuditEntry,
+    ChangeCursor,
+    Delivery,
+    EvidenceDetail,
+    HeldRow,
+    Imported,
+    IndexEntry,
+    MonthFigures,
+    OptOutRow,
+    Position,
+    RawRecord,
+    RawRow,
+    SavedRaw,
+    SellerRow,
+)
+from .schema import MessageTrust
+
+__all__ = ["Store", "Admit"]
+
+T = TypeVar("T")
+STREAM_ROWS = 10_000  # rows per fetch when streaming the index or an export
+CHANGES_PER_READ = 10_000
+
+#: The admission decision, asked inside the applying transaction: one ``Admission`` per item.
+Admit = Callable[[AdmissionView], Awaitable[Sequence[Admission]]]
+
+
+class Store:
+    """The blocklist database. Open with ``await Store.open(url)``; close with ``close()`` or
+    use it as ``async with``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._read = async_sessionmaker(engine, expire_on_commit=False)
+        self._write = async_sessionmaker(engine, expire_on_commit=False, execution_options={WRITE: True})
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int = 5, **engine_options: Any) -> Self:
+        """Make the engine; connects lazily (call ``ping`` to know the database answers).
+
+        ``sqlite:///`` and ``postgresql://`` URLs are mapped to aiosqlite and asyncpg.
+        """
+        return cls(make_engine(url, pool_size=pool_size, **engine_options))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction, committed; retried on PostgreSQL conflicts."""
+
+        async def attempt() -> T:
+            async with self._write() as session, session.begin():
+                return await work(session)
+
+        return await retrying(attempt)
+
+    async def _reading(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with unavailable(), self._read() as session, session.begin():
+            return await work(session)
+
+    async def ping(self) -> None:
+        async with unavailable(), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # -- raw messages --------------------------------------------------------------------------
+
+    async def save_raw_many(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+        """Store the bytes durably, in one transaction (one fsync for the batch). The same
+        bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
+        metadata is kept."""
+        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow()))
+
+    async def pending_raw_ids(self, limit: int = 1000) -> list[int]:
+        """Messages stored but not processed, oldest first (crash recovery at start)."""
+        return await self._reading(lambda s: raw.pending_ids(s, limit))
+
+    async def load_raw(self, raw_id: int) -> RawRecord:
+        record = await self._reading(lambda s: raw.load(s, raw_id))
+        if record is None:
+            raise LookupError(f"no raw message with id {raw_id}")
+        return record
+
+    async def load_raw_many(self, raw_ids: Sequence[int]) -> list[RawRecord]:
+        """The messages of these ids that exist, with their bytes, in the order asked."""
+        return await self._reading(lambda s: raw.load_many(s, raw_ids))
+
+    async def mark_error(self, raw_id: int, reason: str) -> None:
+        """Outcome "error" with the reason; the bytes stay for a later retry or a look."""
+
+        async def work(session: AsyncSession) -> None:
+            if not await raw.mark_error(session, raw_id, reason, utcnow()):
+                raise LookupError(f"no raw message with id {raw_id}")
+
+        await self._transaction(work)
+
+    async def list_messages(self, *, outcome: str | None = None, limit: int = 50) -> list[RawRow]:
+        """Kept messages, newest first, optionally of one outcome."""
+        return await self._reading(lambda s: raw.list_rows(s, outcome, limit))
+
+    async def get_message(self, ref: str) -> RawRecord | None:
+        """By id or by a sha256 prefix of 4+ hex digits (ValueError when ambiguous)."""
+        return await self._reading(lambda s: raw.find(s, ref))
+
+    # -- applying --------------------------------------------------------------------------------
+
+    async def apply_many(
+        self, items: Sequence[tuple[int, ParseResult]], *, parser_version: str, admit: Admit | None = None
+    ) -> list[Applied]:
+        """Record each verdict and apply the buyers of each opt-out, in one transaction (see
+        ``applying`` for the identity rules); applying the same message again changes nothing.
+
+        ``admit``, when given, is asked first, in the same transaction, what to do with each
+        item; what it returns is recorded, and items it holds are quarantined (``Applied.held``).
+        """
+
+        async def work(session: AsyncSession) -> list[Applied]:
+            now = utcnow()
+            held: dict[int, str] = {}
+            if admit is not None:
+                decided = await admit(AdmissionView(session, now))
+                await admission.record(session, decided, now)
+                held = {a.raw_id: a.held for a in decided if a.held}
+            return await applying.apply_batch(session, items, parser_version, now, held)
+
+        return await self._transaction(work)
+
+    # -- the index -------------------------------------------------------------------------------
+
+    async def iter_index(self) -> AsyncIterator[IndexEntry]:
+        """Every blocked key: order keys, then email keys, streamed from the server.
+
+        Consume it to the end or close it (``contextlib.aclosing``): it holds a connection.
+        """
+        queries: tuple[tuple[Literal["email", "order"], Any], ...] = (
+            ("order", blocklist.order_index()),
+            ("email", blocklist.email_index()),
+        )
+        async with unavailable(), self.engine.connect() as conn:
+            for kind, statement in queries:
+                result = await conn.stream(statement.execution_options(yield_per=STREAM_ROWS))
+                async for row in result:
+                    yield blocklist.index_entry(kind, row)
+
+    async def change_cursor(self) -> ChangeCursor:
+        """Where a follower starts: take it before ``iter_index``, then ``changes_since``."""
+        return await self._reading(changes.start_cursor)
+
+    async def changes_since(self, cursor: ChangeCursor) -> list[IndexEntry]:
+        """Current entries of the opt-outs changed past the cursor; advances the cursor.
+        ``cursor.more`` set: there is more to read at once."""
+
+        async def work(session: AsyncSession) -> list[IndexEntry]:
+            changed = await changes.read(session, cursor, CHANGES_PER_READ)
+            return await blocklist.entries_for(session, changed)
+
+        before = (cursor.seq, dict(cursor.gaps))
+        try:
+            return await self._reading(work)
+        except BaseException:
+            cursor.seq, cursor.gaps = before  # an entry lost to a failed read would stay lost
+            raise
+
+    async def learn_address(self, order_id: str, email: str) -> list[IndexEntry]:
+        """``CHECK <addr> <order>`` found the order blocked: record the address on it if it
+        has none. No-op (``[]``) when it has one or the order is not actively blocked."""
+        return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow()))
+
+    # -- the blocklist, for operators --------------------------------------------------------------
+
+    async def list_opt_outs(self, *, active: bool | None = True, limit: int = 100, offset: int = 0) -> list[OptOutRow]:
+        statement = blocklist.rows(active).limit(limit).offset(offset)
+
+        async def work(session: AsyncSession) -> list[OptOutRow]:
+            return [blocklist.opt_out_row(m) for m in (await session.execute(statement)).mappings()]
+
+        return await self._reading(work)
+
+    async def find_opt_outs(self, key: str) -> list[OptOutRow]:
+        """By relay address (case-insensitive) or order id, removed ones included."""
+        return await self._reading(lambda s: blocklist.find(s, key))
+
+    async def remove(self, key: str, *, reason: str, who: str) -> list[IndexEntry]:
+        """Lift the block on every active opt-out the address or order id names. The rows stay
+        with who, when and why; new evidence later makes them active again."""
+        if not reason or not reason.strip():
+            raise ValueError("a removal needs a reason")
+        return await self._transaction(lambda s: blocklist.remove(s, key, reason.strip(), who, utcnow()))
+
+    async def export_rows(self) -> AsyncIterator[OptOutRow]:
+        """Every opt-out, removed ones included, oldest first, streamed."""
+        statement = blocklist.rows().execution_options(yield_per=STREAM_ROWS)
+        async with unavailable(), self.engine.connect() as conn:
+            async for mapping in (await conn.stream(statement)).mappings():
+                yield blocklist.opt_out_row(mapping)
+
+    async def evidence_details(self, opt_out_id: int) -> list[EvidenceDetail]:
+        """Which seller reported an opt-out in which message, when, with what DKIM verdict."""
+        return await self._reading(lambda s: review.evidence_details(s, opt_out_id))
+
+    async def audit_log(self, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
+        return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit))
+
+    async def import_buyers(
+        self, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], *, who: str
+    ) -> Imported:
+        """Apply buyers read from a file, keeping the file as their evidence."""
+        return await self._transaction(lambda s: review.import_buyers(s, data, name, buyers, skipped, who, utcnow()))
+
+    # -- sellers and forwarders ------------------------------------------------------------------
+
+    async def add_seller(self, name: str, forwarders: Sequence[str] = (), *, who: str) -> SellerRow:
+        """A seller with a fresh token and its forwarders (ValueError if it exists)."""
+        return await self._transaction(lambda s: sellers.add_seller(s, name, forwarders, who, utcnow()))
+
+    async def remove_seller(self, name: str, *, who: str) -> None:
+        await self._transaction(lambda s: sellers.remove_seller(s, name, who, utcnow()))
+
+    async def list_sellers(self) -> list[SellerRow]:
+        return await self._reading(lambda s: sellers.sellers(s))
+
+    async def get_seller(self, name: str) -> SellerRow | None:
+        found = await self._reading(lambda s: sellers.sellers(s, name))
+        return found[0] if found else None
+
+    async def add_forwarder(self, seller: str, address: str, *, who: str) -> None:
+        await self._transaction(lambda s: sellers.add_forwarder(s, seller, address, who, utcnow()))
+
+    async def remove_forwarder(self, address: str, *, who: str) -> None:
+        await self._transaction(lambda s: sellers.remove_forwarder(s, address, who, utcnow()))
+
+    async def seller_figures(self, seller_id: int) -> list[MonthFigures]:
+        return await self._reading(lambda s: review.figures(s, seller_id))
+
+    # -- quarantine --------------------------------------------------------------------------------
+
+    async def list_held(self, outcomes: Sequence[str] = review.UNAPPLIED, limit: int = 50) -> list[HeldRow]:
+        return await self._reading(lambda s: review.held_rows(s, outcomes, limit))
+
+    async def get_held(self, raw_id: int) -> HeldRow | None:
+        rows = await self._reading(lambda s: review.held_rows(s, (), 1, raw_id))
+        return rows[0] if rows else None
+
+    async def trust_of(self, raw_id: int) -> dict[str, Any] | None:
+        """What the admission step recorded about a message (None: never assessed)."""
+
+        async def work(session: AsyncSession) -> dict[str, Any] | None:
+            columns = list(MessageTrust.__table__.columns)
+            found = await session.execute(select(*columns).where(MessageTrust.raw_message_id == raw_id))
+            row = found.mappings().one_or_none()
+            return None if row is None else dict(row)
+
+        return await self._reading(work)
+
+    async def reprocess_ids(self, parser_version: str, *, every: bool = False, after: int = 0, limit: int = 1000) -> list[int]:
+        return await self._reading(lambda s: review.reprocess_ids(s, parser_version, every, after, limit))
+
+    async def approve(self, raw_id: int, result: ParseResult, *, parser_version: str, who: str) -> Applied:
+        """Apply a held notice (LookupError: no such message; ValueError: not held, or it no
+        longer parses as an opt-out)."""
+        return await self._transaction(lambda s: review.approve(s, raw_id, result, parser_version, who, utcnow()))
+
+    async def discard(self, raw_id: int, *, who: str, reason: str) -> None:
+        await self._transaction(lambda s: review.discard(s, raw_id, who, reason, utcnow()))
+
+    # -- IMAP positions ----------------------------------------------------------------------------
+
+    async def imap_position(self, account: str, mailbox: str) -> Position | None:
+        return await self._reading(lambda s: imap.load(s, account, mailbox))
+
+    async def save_imap_position(self, account: str, mailbox: str, position: Position) -> None:
+        """Commit how far a poller got (StoreUnavailable if it cannot be committed)."""
+        await self._transaction(lambda s: imap.save(s, account, mailbox, position, utcnow()))
