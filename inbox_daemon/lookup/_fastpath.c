@@ -476,11 +476,148 @@ PyTypeObject TablesType = {
     .tp_methods = Tables_methods,
 };
 
+
+static PyObject *
+fill_directory(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *keys_obj, *directory_obj;
+    int bits;
+    if (!PyArg_ParseTuple(args, "OOi:fill_directory", &keys_obj, &directory_obj, &bits))
+        return NULL;
+    if (bits < 0 || bits > 24)
+        return PyErr_Format(PyExc_ValueError, "fill_directory: bad bits %d", bits);
+    Py_buffer kview, dview;
+    if (get_q_buffer(keys_obj, &kview, "keys") < 0)
+        return NULL;
+    if (get_q_buffer(directory_obj, &dview, "directory") < 0) {
+        PyBuffer_Release(&kview);
+        return NULL;
+    }
+    const uint64_t *keys = kview.buf;
+    uint64_t *directory = dview.buf;
+    Py_ssize_t nkeys = kview.len / 8, slots = (Py_ssize_t)2 << bits;
+    if (dview.len / 8 != slots + 1) {
+        PyBuffer_Release(&kview);
+        PyBuffer_Release(&dview);
+        return PyErr_Format(PyExc_ValueError, "fill_directory: the directory needs %zd slots", slots + 1);
+    }
+    int order_shift = 57 - bits, address_shift = 63 - bits;
+    Py_ssize_t position = 0;
+    for (Py_ssize_t slot = 0; slot < slots; slot++) {
+        uint64_t start = slot < ((Py_ssize_t)1 << bits) ? (uint64_t)slot << order_shift : (uint64_t)slot << address_shift;
+        Py_ssize_t lo = position, hi = nkeys;
+        while (lo < hi) { /* bisect_left(keys, start, position) */
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (keys[mid] < start)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        directory[slot] = (uint64_t)(position = lo);
+    }
+    directory[slots] = (uint64_t)nkeys;
+    PyBuffer_Release(&kview);
+    PyBuffer_Release(&dview);
+    Py_RETURN_NONE;
+}
+
+
+/* The positions or values of a list as uint64; -1 with an error set. */
+static int
+list_u64(PyObject *list, Py_ssize_t i, uint64_t *out)
+{
+    *out = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
+    return *out == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *
+spread(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *column, *positions, *values;
+    Py_ssize_t end;
+    if (!PyArg_ParseTuple(args, "OnO!O!:spread", &column, &end, &PyList_Type, &positions, &PyList_Type, &values))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    Py_buffer view;
+    if (get_q_buffer(column, &view, "column") < 0)
+        return NULL;
+    uint64_t *data = view.buf;
+    if (PyList_GET_SIZE(positions) != n || end < 0 || end + n != view.len / 8) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "spread: the column must hold end + len(values) items");
+    }
+    for (Py_ssize_t j = n - 1; j >= 0; j--) { /* from the right: each run moves once */
+        uint64_t position, value;
+        if (list_u64(positions, j, &position) < 0 || list_u64(values, j, &value) < 0 || (Py_ssize_t)position > end) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "spread: positions must be sorted and within the column");
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (end > (Py_ssize_t)position)
+            memmove(data + position + j + 1, data + position, (size_t)(end - (Py_ssize_t)position) * 8);
+        data[position + j] = value;
+        end = (Py_ssize_t)position;
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+compact(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *column, *dead;
+    if (!PyArg_ParseTuple(args, "OO!:compact", &column, &PyList_Type, &dead))
+        return NULL;
+    Py_buffer view;
+    if (get_q_buffer(column, &view, "column") < 0)
+        return NULL;
+    uint64_t *data = view.buf;
+    Py_ssize_t size = view.len / 8, n = PyList_GET_SIZE(dead), write = 0, previous = -1;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        uint64_t position, next;
+        if (list_u64(dead, j, &position) < 0 || (Py_ssize_t)position <= previous || (Py_ssize_t)position >= size) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "compact: positions must be sorted, distinct, within the column");
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (j == 0)
+            write = (Py_ssize_t)position;
+        if (j + 1 < n) {
+            if (list_u64(dead, j + 1, &next) < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        else
+            next = (uint64_t)size;
+        Py_ssize_t run = (Py_ssize_t)next - (Py_ssize_t)position - 1;
+        if (run > 0) {
+            if ((Py_ssize_t)next > size) {
+                PyBuffer_Release(&view);
+                return PyErr_Format(PyExc_ValueError, "compact: position out of range");
+            }
+            memmove(data + write, data + position + 1, (size_t)run * 8);
+        }
+        write += run > 0 ? run : 0;
+        previous = (Py_ssize_t)position;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(n ? write : size);
+}
+
 static PyMethodDef methods[] = {
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)\n\n"
      "Answer lines[start:stop] while they take Responder.respond's fast path; stop at the first\n"
      "that does not (next is its position). tables is BlocklistIndex.lookup_tables()."},
+    {"fill_directory", fill_directory, METH_VARARGS,
+     "fill_directory(keys, directory, bits): BlocklistIndex._index_directory's loop, in C."},
+    {"spread", spread, METH_VARARGS,
+     "spread(column, end, positions, values): index._spread's moves, in C (column already extended)."},
+    {"compact", compact, METH_VARARGS,
+     "compact(column, dead) -> new length: index._compact's moves, in C (the caller truncates)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -389,6 +389,10 @@ class BlocklistIndex:
         self._address_shift = 63 - bits
         slots = 2 << bits
         directory = array("Q", bytes(8 * (slots + 1)))
+        if _fastpath is not None:  # the same loop in C: merges hold the loop thread back meanwhile
+            _fastpath.fill_directory(keys, directory, bits)
+            self._directory = directory
+            return
         position = 0
         for slot in range(slots):
             start = slot << self._order_shift if slot < (1 << bits) else slot << self._address_shift
@@ -404,6 +408,9 @@ def _hit(packed: int) -> Hit | None:
 
 def _compact(column: array[int], dead: Sequence[int]) -> None:
     """Remove the sorted positions ``dead`` from ``column``, moving the runs between them left."""
+    if _fastpath is not None:  # the same moves in C: a merge holds the query loop thread back
+        del column[_fastpath.compact(column, list(dead)) :]
+        return
     size = len(column)
     write = dead[0]
     with memoryview(column) as view:
@@ -420,6 +427,9 @@ def _spread(column: array[int], positions: Sequence[int], values: Sequence[int])
     """Insert ``values[j]`` before old position ``positions[j]`` (sorted), moving runs right."""
     end = len(column)
     column.extend(values)  # grows in place (realloc); the tail is overwritten below
+    if _fastpath is not None:  # the same moves in C: a merge holds the query loop thread back
+        _fastpath.spread(column, end, list(positions), list(values))
+        return
     with memoryview(column) as view:
         for j in range(len(values) - 1, -1, -1):
             position = positions[j]

@@ -281,3 +281,18 @@ def test_a_failure_to_answer_ends_that_session_only() -> None:
 class _Quiet:
     def __getattr__(self, name: str) -> object:
         return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("size", [0, 1, 17, 5000, 70_000])
+def test_the_c_directory_is_the_python_one(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = BlocklistIndex.build([])
+    for i in range(size):
+        if i % 3:
+            index.set_address(f"d{i}@marketplace.amazon.com", FIRST_SEEN, 1)
+        else:
+            index.set_order(f"{i % 1000:03d}-{i:07d}-{i * 7 % 10**7:07d}", FIRST_SEEN, 1)
+    index.merge()
+    in_c = index._directory
+    monkeypatch.setattr(index_module, "_fastpath", None)
+    index._index_directory()
+    assert index._directory == in_c and len(in_c) > 2

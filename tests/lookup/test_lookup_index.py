@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from inbox_daemon.lookup import index as index_module
 from inbox_daemon.lookup.index import (
     BlocklistIndex,
     Hit,
@@ -164,11 +165,23 @@ def test_memory_per_entry_is_small() -> None:
 # -- merge and compaction against a dict model ------------------------------------------------
 
 
+@pytest.mark.parametrize("in_c", [True, False], ids=["c", "python"])
 @given(
     st.lists(st.integers(0, 50), max_size=40, unique=True).map(sorted),
     st.data(),
 )
-def test_compact_and_spread_match_a_list(base: list[int], data: st.DataObject) -> None:
+def test_compact_and_spread_match_a_list(in_c: bool, base: list[int], data: st.DataObject) -> None:
+    module = index_module._fastpath
+    if in_c and module is None:
+        pytest.skip("the C module is not built")
+    index_module._fastpath = module if in_c else None
+    try:
+        _compact_and_spread(base, data)
+    finally:
+        index_module._fastpath = module
+
+
+def _compact_and_spread(base: list[int], data: st.DataObject) -> None:
     dead = sorted(data.draw(st.sets(st.sampled_from(range(len(base))))) if base else [])
     column = array("Q", base)
     if dead:
