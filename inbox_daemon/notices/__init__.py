@@ -26,4 +26,4 @@ __all__ = [
 ]
 
 # Bump when a change alters any result for the same input (stored results can be re-derived).
-PARSER_VERSION = "1.2"
+PARSER_VERSION = "2.0"

@@ -44,7 +44,7 @@ def test_unknown_wording_is_not_an_opt_out() -> None:
 def test_the_earliest_reason_decides() -> None:
     text = ("We could not deliver it because it did not meet the communication guidelines. "
             "Note: the buyer has chosen to opt out of receiving unsolicited messages.")
-    assert first_reason(normalise(text)) == (LookAlike.CONTENT_POLICY, text.lower().index("did not"))
+    assert first_reason(normalise(text)) == (LookAlike.CONTENT_POLICY, 0)  # where its sentence starts
 
 
 def test_notice_subjects_in_several_languages() -> None:

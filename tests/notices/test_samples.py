@@ -13,8 +13,10 @@ from .expectations import OWN_SAMPLES, check_case, load_cases
 # Our sample tables, each folder with its expected.json: the first samples; wrappings,
 # marketplaces, look-alikes and damage; replies, MIME oddities and Amazon's bulk mail; the
 # structure of a message (replies, subjects, links, forwarding depth); mail that quotes or
-# imitates a notice and must never block anybody.
-FOLDERS = ("", "wrappings_marketplaces_lookalikes", "replies_mime_oddities_bulk_mail", "structure", "false_opt_outs")
+# imitates a notice and must never block anybody; notices paraphrased in every language and
+# rejections for other reasons.
+FOLDERS = ("", "wrappings_marketplaces_lookalikes", "replies_mime_oddities_bulk_mail", "structure",
+           "false_opt_outs", "paraphrases_and_rejections")
 TABLES = {name: OWN_SAMPLES / name for name in FOLDERS}
 CASES = [(folder, case) for folder in TABLES.values() for case in load_cases(folder)]
 

@@ -1,8 +1,9 @@
-"""Per-language phrase tables, one small module per marketplace language.
+"""Per-language tables (key terms, phrases, subjects, forward labels), one module per language.
 
 Adding a language means adding one module here that defines ``LANGUAGE`` and naming it in
 ``_MODULES``; nothing else changes (the flufl.bounce one-module-per-dialect shape, see
-/work/shared/STYLE.md). Patterns are regular expressions matched against *normalised* text:
+/work/shared/STYLE.md). The reason of a notice is read from these tables by ``matcher``.
+Patterns are regular expressions matched against *normalised* text:
 lower-case, straight quotes, whitespace collapsed to one space, and no spaces between two CJK
 characters (see ``normalise``).
 """
@@ -42,6 +43,8 @@ class LookAlike(str, enum.Enum):
     SENT_COPY = "Amazon's copy of a message the seller sent, not an opt-out"
     CANCELLATION = "cancellation request, not an opt-out"
     CLAIM = "A-to-z Guarantee claim notification, not an opt-out"
+    ATTACHMENT_SIZE = "attachment over the size limit, not an opt-out"
+    MESSAGING_WINDOW = "the order's messaging window has closed, not an opt-out"
 
 
 # Marker returned by first_reason() when the opt-out reason sentence matched.
@@ -65,6 +68,14 @@ class Language:
     # The end of the line a mail client writes above a quoted reply ("On …, X wrote:"),
     # matched on the lower-cased line ("$" anchors it at the line's end).
     attribution: tuple[str, ...] = ()
+    # Key terms by concept (see ``matcher``): every form written out, lower-case; a form of
+    # several words matches those words in a row; Japanese and Chinese forms match inside a run.
+    terms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Words that make the buyer's choice a condition ("if", "wenn"), a possibility ("may"),
+    # or deny it ("not"); see ``matcher`` for where each must stand.
+    hedges: tuple[str, ...] = ()
+    modal: tuple[str, ...] = ()
+    negation: tuple[str, ...] = ()
 
 
 _MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
@@ -99,59 +110,6 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower()
     text = _SPACE.sub(" ", text)
     return _CJK_GAP.sub("", text)
-
-
-def _compile_reasons() -> re.Pattern[str]:
-    """One alternation with a named group per verdict: one scan finds the earliest reason."""
-    groups: dict[str, list[str]] = {OPT_OUT: []}
-    for lang in LANGUAGES:
-        groups[OPT_OUT].extend(lang.opt_out)
-        for look_alike, patterns in lang.look_alikes.items():
-            groups.setdefault(look_alike.name, []).extend(patterns)
-    return re.compile("|".join(f"(?P<{name}>{'|'.join(p)})" for name, p in groups.items()))
-
-
-_REASONS = _compile_reasons()
-
-
-def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
-    """The earliest reason sentence in the text: ``OPT_OUT`` or a ``LookAlike``, and where.
-
-    The reason sentence decides, never the subject: Amazon states the cause
-    in its first sentence, and later paragraphs may mention opting out in passing (s04). An
-    opt-out sentence in a conditional clause is such a passing mention and is skipped.
-    """
-    for found in _REASONS.finditer(normalised):
-        name = found.lastgroup
-        if name is None:
-            continue
-        if name != OPT_OUT:
-            return LookAlike[name], found.start()
-        if not _is_conditional(normalised, found.start()) and not _is_cited(normalised, found.start()):
-            return OPT_OUT, found.start()
-    return None
-
-
-def _is_cited(normalised: str, start: int) -> bool:
-    """Whether the sentence at ``start`` stands inside quotation marks: cited, as a forum post, a
-    newsletter or a seller's message quotes a notice, not a notice's own reason
-    (false_opt_outs/seller_email_quotes_notice_in_quotation_marks.eml). Curly, angle and
-    corner quotes are straight '"' after ``normalise``."""
-    return normalised.count('"', 0, start) % 2 == 1
-
-
-# The words that open a conditional clause are within a few words of the sentence's start.
-_CONDITIONAL_REACH = 24
-_CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
-
-
-def _is_conditional(normalised: str, start: int) -> bool:
-    """Whether the opt-out sentence at ``start`` is a condition ("if the buyer has chosen to opt
-    out …"), a general statement in help text rather than the reason for this message. A damaged
-    or unknown first reason then no longer lets such a later mention decide
-    (tests/notices/test_wrappings_marketplaces_lookalikes.py::
-    test_damaged_first_reason_does_not_expose_a_conditional_opt_out_mention)."""
-    return _CONDITIONAL.search(normalised, max(0, start - _CONDITIONAL_REACH), start) is not None
 
 
 _SUBJECTS = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)
@@ -202,3 +160,16 @@ def is_attribution(line: str) -> bool:
     """Whether a line is a reply attribution ("On Mon, 6 May 2024, X <x@y> wrote:")."""
     line = line.strip()
     return len(line) <= MAX_ATTRIBUTION and _ATTRIBUTION.search(line.lower()) is not None
+
+
+def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
+    """The reason the text states first: ``OPT_OUT`` or a ``LookAlike``, and where.
+
+    The reason sentence decides, never the subject: Amazon states the cause in its first
+    sentence, and later paragraphs may mention opting out in passing (corpus s04). See
+    ``matcher`` for how a sentence is read.
+    """
+    return find_reason(normalised)
+
+
+from .matcher import find_reason  # noqa: E402  (reads LANGUAGES, defined above)

@@ -37,7 +37,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bschrieb\b.{0,200}:$",),
-    subjects=("Ihre Nachricht an einen Käufer konnte nicht zugestellt werden",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('käufer', 'käuferin', 'käufers', 'kunde', 'kunden', 'kundin', 'empfänger', 'empfängerin'),
+        'out': ('deaktiviert', 'abgemeldet', 'abbestellt', 'abgelehnt', 'widersprochen', 'nicht erhalten', 'nicht zu erhalten', 'nicht mehr erhalten', 'nicht mehr zu erhalten', 'keine', 'nicht empfangen', 'ausgeschlossen', 'abgewählt', 'verzichtet'),
+        'unsolicited': ('unerwünschte', 'unerwünschter', 'unerwünschten', 'unerwünschtes', 'unaufgeforderte', 'unaufgeforderter', 'unaufgeforderten', 'unverlangte', 'unverlangten', 'unverlangter', 'werbliche', 'werblichen', 'werbenachrichten', 'proaktive', 'proaktiven'),
+        'messages': ('nachricht', 'nachrichten', 'mitteilung', 'mitteilungen', 'e mail', 'e mails', 'emails', 'email', 'kontaktaufnahme', 'kontaktaufnahmen', 'werbenachrichten'),
+        'attachment': ('anhang', 'anhänge', 'anhängen', 'anlage', 'anlagen', 'datei', 'dateien', 'dateianhang', 'dateianhänge', 'dateigröße'),
+        'size': ('größe', 'dateigröße', 'zu groß', 'überschreitet', 'überschritten', 'überschreiten', 'maximal', 'maximale', 'limit', 'mb'),
+        'window': ('zeitraum', 'zeitfenster', 'frist', 'nachrichtenfrist', 'tage', 'tagen'),
+        'closed': ('abgelaufen', 'geschlossen', 'verstrichen', 'vorbei', 'beendet', 'überschritten'),
+        'account': ('konto', 'kontos', 'verkäuferkonto', 'verkäuferkontos'),
+        'restricted': ('eingeschränkt', 'gesperrt', 'deaktiviert', 'beschränkt', 'ausgesetzt'),
+        'policy': ('richtlinie', 'richtlinien', 'kommunikationsrichtlinien', 'regeln', 'bestimmungen'),
+        'violate': ('verstößt', 'verstoßen', 'verstoß', 'entspricht nicht', 'entsprach nicht', 'nicht zulässig', 'nicht erlaubt', 'unzulässig', 'unzulässige', 'unzulässigen'),
+    },
+    hedges=('wenn', 'falls', 'sofern', 'ob'),
+    modal=('kann', 'könnte', 'können', 'darf', 'dürfen'),
+    negation=('nicht', 'nie', 'niemals'),
+    subjects=("Ihre Nachricht an einen Käufer konnte nicht zugestellt werden", 'Nachricht an Käufer nicht zustellbar', 'Ihre Nachricht konnte nicht zugestellt werden', 'Unzustellbar: Nachricht an Käufer'),
     labels={
         "from": ("von",),
         "subject": ("betreff",),

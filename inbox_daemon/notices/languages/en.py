@@ -81,7 +81,26 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bwrote\s*:$",),
-    subjects=("Your message to a buyer could not be delivered",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('buyer', 'customer', 'recipient', 'shopper', 'purchaser'),
+        'out': ('opt out', 'opted out', 'opts out', 'opting out', 'optout', 'not receive', 'not to receive', 'not receiving', 'not be contacted', 'not to be contacted', 'no longer receive', 'no longer receiving', 'no longer wishes', 'does not want', "doesn't want", 'do not want', 'does not wish', "doesn't wish", 'declined', 'declines', 'refused', 'refuses', 'unsubscribed', 'stop receiving', 'turned off', 'switched off', 'disabled'),
+        'unsolicited': ('unsolicited', 'proactive', 'unrequested', 'unwanted', 'non essential', 'nonessential', 'promotional', 'marketing', 'unprompted'),
+        'messages': ('message', 'messages', 'communication', 'communications', 'email', 'emails', 'e mail', 'e mails', 'mail', 'contact', 'messaging'),
+        'attachment': ('attachment', 'attachments', 'attached', 'file', 'files'),
+        'size': ('size', 'large', 'larger', 'too big', 'bigger', 'exceeds', 'exceeded', 'exceed', 'exceeding', 'limit', 'mb', 'megabytes'),
+        'window': ('window', 'period', 'timeframe', 'time frame', 'days'),
+        'closed': ('closed', 'expired', 'ended', 'passed', 'elapsed', 'lapsed', 'no longer open'),
+        'account': ('account', 'selling account', 'privileges'),
+        'restricted': ('restricted', 'suspended', 'limited', 'deactivated', 'disabled', 'blocked', 'paused'),
+        'policy': ('policy', 'policies', 'guideline', 'guidelines', 'rules'),
+        'violate': ('violates', 'violate', 'violated', 'violating', 'violation', 'breach', 'breaches', 'prohibited', 'not permitted', 'not allowed', 'does not comply', 'did not comply', 'does not meet', 'did not meet', 'not compliant'),
+    },
+    hedges=('if', 'when', 'whenever', 'unless', 'once'),
+    # "a buyer who has chosen … will": a rule about buyers (false_opt_outs/policy_update_mentions_opt_out_choice.eml).
+    modal=('can', 'could', 'may', 'might', 'should', 'would', 'who', 'will'),
+    negation=('not', 'never', "hasn't", "didn't", "hadn't", "haven't"),
+    subjects=("Your message to a buyer could not be delivered", 'Message to buyer undeliverable', 'Your message could not be delivered', 'Undeliverable: message to buyer', 'Delivery failure: your message to a buyer'),
     labels={
         "from": ("from",),
         "subject": ("subject",),

@@ -29,7 +29,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bescribió\s*:$",),
-    subjects=("No se ha podido entregar tu mensaje a un comprador",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('comprador', 'compradora', 'cliente', 'destinatario'),
+        'out': ('no recibir', 'no desea recibir', 'no quiere recibir', 'dejar de recibir', 'darse de baja', 'se dio de baja', 'desactivado', 'desactivó', 'rechazado', 'rechazó', 'no recibe'),
+        'unsolicited': ('no solicitados', 'no solicitado', 'no solicitadas', 'no deseados', 'no deseado', 'promocionales'),
+        'messages': ('mensaje', 'mensajes', 'comunicación', 'comunicaciones', 'correos', 'correo', 'correos electrónicos'),
+        'attachment': ('adjunto', 'adjuntos', 'archivo adjunto', 'archivo', 'archivos'),
+        'size': ('tamaño', 'grande', 'supera', 'superado', 'excede', 'excedido', 'límite', 'mb'),
+        'window': ('plazo', 'periodo', 'período', 'ventana', 'días'),
+        'closed': ('vencido', 'expirado', 'cerrado', 'cerrada', 'transcurrido', 'finalizado'),
+        'account': ('cuenta',),
+        'restricted': ('restringida', 'restringido', 'suspendida', 'limitada', 'bloqueada', 'desactivada'),
+        'policy': ('directrices', 'pautas', 'normas', 'políticas', 'política'),
+        'violate': ('infringe', 'incumple', 'viola', 'no cumple', 'no permitido', 'prohibido'),
+    },
+    hedges=('si', 'cuando'),
+    modal=('puede', 'pueden', 'podría'),
+    negation=('no', 'nunca'),
+    subjects=("No se ha podido entregar tu mensaje a un comprador", 'No se pudo entregar tu mensaje al comprador', 'Mensaje al comprador no entregado', 'Tu mensaje no se ha podido entregar'),
     labels={
         "from": ("de",),
         "subject": ("asunto",),

@@ -34,7 +34,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\ba écrit\s*:$",),
-    subjects=("Votre message qui était adressé à un acheteur n'a pas pu être transmis",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('acheteur', "l'acheteur", 'acheteuse', "l'acheteuse", 'client', 'cliente', 'destinataire', 'le client'),
+        'out': ('ne pas recevoir', 'ne plus recevoir', 'ne pas être contacté', 'refusé', 'refuse', 'désactivé', 'désinscrit', 'désabonné', 'ne souhaite pas recevoir', 'ne souhaite plus recevoir', 'ne veut pas recevoir', 'ne veut plus recevoir', 'de ne pas en recevoir', "s'est désinscrit", "s'est désabonné", "s'est opposé", 'opposé'),
+        'unsolicited': ('non sollicités', 'non sollicité', 'non sollicitées', 'non sollicitée', 'non désirés', 'indésirables', 'indésirable', 'promotionnels', 'proactifs'),
+        'messages': ('message', 'messages', 'communication', 'communications', 'e mail', 'e mails', 'courriel', 'courriels'),
+        'attachment': ('pièce jointe', 'pièces jointes', 'fichier', 'fichiers'),
+        'size': ('taille', 'volumineux', 'volumineuse', 'dépasse', 'dépassé', 'dépassent', 'limite', 'mo'),
+        'window': ('délai', 'période', 'fenêtre', 'jours'),
+        'closed': ('expiré', 'écoulé', 'dépassé', 'fermé', 'fermée', 'terminé', 'clos', 'close'),
+        'account': ('compte',),
+        'restricted': ('restreint', 'suspendu', 'limité', 'bloqué', 'désactivé'),
+        'policy': ('règles', 'consignes', 'directives', 'politique', 'politiques', 'règlement'),
+        'violate': ('enfreint', 'enfreignent', 'ne respecte pas', 'ne respectait pas', 'viole', 'violation', 'non autorisé', 'pas autorisé', 'interdit'),
+    },
+    hedges=('si', "s'il", 'lorsque', "lorsqu'un", "lorsqu'il", 'quand'),
+    modal=('peut', 'peuvent', 'pourrait', 'pourraient'),
+    negation=('pas', 'jamais', "n'a", "n'est"),
+    subjects=("Votre message qui était adressé à un acheteur n'a pas pu être transmis", "Votre message à un acheteur n'a pas pu être distribué", "Message à l'acheteur non distribué", 'Échec de la remise de votre message'),
     labels={
         "from": ("de",),
         "subject": ("objet", "sujet"),

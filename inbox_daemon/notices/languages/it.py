@@ -22,7 +22,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bha scritto\s*:$",),
-    subjects=("Non è stato possibile consegnare il tuo messaggio a un acquirente",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('acquirente', "l'acquirente", 'cliente', 'il cliente', 'destinatario', 'compratore'),
+        'out': ('non ricevere', 'non riceve', 'non desidera ricevere', 'non vuole ricevere', 'disattivato', 'disattivata', 'rifiutato', 'rifiutata', 'disiscritto', 'disiscritta', 'non più ricevere', 'di non riceverne'),
+        'unsolicited': ('non richiesti', 'non richiesto', 'non richieste', 'non sollecitati', 'indesiderati', 'indesiderato', 'indesiderate', 'promozionali'),
+        'messages': ('messaggio', 'messaggi', 'comunicazione', 'comunicazioni', 'e mail', 'email'),
+        'attachment': ('allegato', 'allegati', 'file'),
+        'size': ('dimensione', 'dimensioni', 'grande', 'grandi', 'supera', 'superato', 'superano', 'limite', 'mb'),
+        'window': ('periodo', 'finestra', 'giorni', 'termine'),
+        'closed': ('scaduto', 'scaduta', 'chiuso', 'chiusa', 'trascorso', 'trascorsi', 'terminato'),
+        'account': ('account',),
+        'restricted': ('limitato', 'sospeso', 'bloccato', 'disattivato', 'limitata', 'sospesa'),
+        'policy': ('linee guida', 'politiche', 'norme', 'regole'),
+        'violate': ('viola', 'violano', 'violazione', 'non rispetta', 'non rispettava', 'non consentito', 'non consentiti', 'vietato'),
+    },
+    hedges=('se', 'quando', 'qualora'),
+    modal=('può', 'possono', 'potrebbe'),
+    negation=('non', 'mai'),
+    subjects=("Non è stato possibile consegnare il tuo messaggio a un acquirente", "Impossibile consegnare il messaggio all'acquirente", "Messaggio all'acquirente non recapitato", 'Il tuo messaggio non è stato consegnato'),
     labels={
         "from": ("da",),
         "subject": ("oggetto",),

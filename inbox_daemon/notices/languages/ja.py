@@ -27,7 +27,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"のメッセージ\s*[:：]$", r"書きました\s*[:：]$",),
-    subjects=("購入者へのメッセージを送信できませんでした",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('購入者', 'お客様', '買い手'),
+        'out': ('受信しない', '受け取らない', '受信を拒否', '拒否', '停止', 'オフ', '希望しない', '受け付けない', '希望されていない'),
+        'unsolicited': ('未承諾', '不要な', '迷惑', '広告', '宣伝'),
+        'messages': ('メール', 'メッセージ', '連絡'),
+        'attachment': ('添付', 'ファイル'),
+        'size': ('サイズ', '容量', '上限', '超え', '大き'),
+        'window': ('期間', '期限', '日以内'),
+        'closed': ('終了', '過ぎ', '経過', '切れ'),
+        'account': ('アカウント',),
+        'restricted': ('制限', '停止'),
+        'policy': ('ガイドライン', 'ポリシー', '規約', '規定'),
+        'violate': ('違反', '準拠していない', '許可されていない', '禁止'),
+    },
+    hedges=('場合', 'もし'),
+    modal=(),
+    negation=(),
+    subjects=("購入者へのメッセージを送信できませんでした", '購入者へのメッセージが配信されませんでした', 'メッセージを送信できませんでした'),
     labels={
         "from": ("差出人", "送信者"),
         "subject": ("件名",),

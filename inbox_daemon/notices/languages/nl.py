@@ -19,7 +19,25 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bschreef\b.{0,200}:$",),
-    subjects=("Je bericht aan een koper kon niet worden bezorgd",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('koper', 'klant', 'ontvanger', 'koopster'),
+        'out': ('geen', 'niet ontvangen', 'niet te ontvangen', 'niet meer ontvangen', 'niet meer te ontvangen', 'afgemeld', 'uitgeschreven', 'uitgeschakeld', 'geweigerd', 'weigert'),
+        'unsolicited': ('ongevraagde', 'ongevraagd', 'ongewenste', 'ongewenst', 'promotionele', 'reclame', 'reclameberichten'),
+        'messages': ('bericht', 'berichten', 'communicatie', 'e mails', 'email', 'mails', 'reclameberichten'),
+        'attachment': ('bijlage', 'bijlagen', 'bestand', 'bestanden'),
+        'size': ('grootte', 'te groot', 'overschrijdt', 'overschreden', 'limiet', 'mb', 'maximale'),
+        'window': ('termijn', 'periode', 'venster', 'dagen'),
+        'closed': ('verlopen', 'gesloten', 'verstreken', 'voorbij', 'afgelopen'),
+        'account': ('account', 'verkopersaccount'),
+        'restricted': ('beperkt', 'geblokkeerd', 'opgeschort', 'gedeactiveerd'),
+        'policy': ('richtlijnen', 'beleid', 'regels', 'communicatierichtlijnen'),
+        'violate': ('schendt', 'overtreedt', 'voldoet niet', 'voldeed niet', 'niet toegestaan', 'verboden'),
+    },
+    hedges=('als', 'wanneer', 'indien'),
+    modal=('kan', 'kunnen', 'mag', 'mogen', 'zou'),
+    negation=('niet', 'nooit'),
+    subjects=("Je bericht aan een koper kon niet worden bezorgd", 'Uw bericht aan een koper kon niet worden bezorgd', 'Bericht aan koper niet bezorgd', 'Je bericht kon niet worden afgeleverd'),
     labels={"from": ("van",), "subject": ("onderwerp",), "date": ("datum", "verzonden"), "to": ("aan",)},
     conditional=(r"\b(?:als|wanneer|indien) (?:de |een )?$",),
 )

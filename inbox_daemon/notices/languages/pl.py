@@ -16,6 +16,24 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bnapisał(?:\(a\)|a)?\s*:$",),
-    subjects=("Nie można dostarczyć wiadomości do kupującego",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('kupujący', 'kupująca', 'klient', 'odbiorca'),
+        'out': ('nie otrzymywać', 'nie chce otrzymywać', 'zrezygnował', 'zrezygnowała', 'wyłączył', 'wyłączyła', 'nie otrzymuje', 'odmówił', 'odmówiła'),
+        'unsolicited': ('niezamówionych', 'niezamówione', 'niechcianych', 'niechciane', 'nieproszonych', 'promocyjnych'),
+        'messages': ('wiadomości', 'wiadomość', 'komunikacji', 'e maili', 'maili'),
+        'attachment': ('załącznik', 'załącznika', 'załączniki', 'plik', 'pliku'),
+        'size': ('rozmiar', 'rozmiaru', 'przekracza', 'przekroczył', 'limit', 'mb'),
+        'window': ('okres', 'okno', 'termin', 'dni'),
+        'closed': ('upłynął', 'wygasł', 'zamknięte', 'zamknięty', 'minął'),
+        'account': ('konto',),
+        'restricted': ('ograniczone', 'zawieszone', 'zablokowane', 'ograniczony'),
+        'policy': ('wytycznych', 'wytyczne', 'zasad', 'zasady', 'polityki'),
+        'violate': ('narusza', 'naruszenie', 'nie spełnia', 'nie spełniała', 'niedozwolone', 'zabronione'),
+    },
+    hedges=('jeśli', 'jeżeli', 'gdy', 'kiedy'),
+    modal=('może', 'mogą'),
+    negation=('nie', 'nigdy'),
+    subjects=("Nie można dostarczyć wiadomości do kupującego", 'Wiadomość do kupującego nie została dostarczona'),
     labels={"from": ("od",), "subject": ("temat",), "date": ("data", "wysłano"), "to": ("do",)},
 )

@@ -14,6 +14,24 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\bescreveu\s*:$",),
-    subjects=("Não foi possível entregar sua mensagem a um comprador",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('comprador', 'compradora', 'cliente', 'destinatário'),
+        'out': ('não receber', 'não deseja receber', 'não quer receber', 'desativou', 'desativado', 'recusou', 'deixar de receber', 'descadastrou'),
+        'unsolicited': ('não solicitadas', 'não solicitada', 'não solicitados', 'indesejadas', 'promocionais'),
+        'messages': ('mensagem', 'mensagens', 'comunicação', 'comunicações', 'e mails', 'email', 'emails'),
+        'attachment': ('anexo', 'anexos', 'arquivo', 'arquivos'),
+        'size': ('tamanho', 'grande', 'excede', 'excedeu', 'ultrapassa', 'limite', 'mb'),
+        'window': ('prazo', 'período', 'janela', 'dias'),
+        'closed': ('expirou', 'expirado', 'encerrado', 'encerrada', 'terminou', 'fechado', 'fechada'),
+        'account': ('conta',),
+        'restricted': ('restrita', 'suspensa', 'limitada', 'bloqueada', 'desativada'),
+        'policy': ('diretrizes', 'políticas', 'política', 'normas', 'regras'),
+        'violate': ('viola', 'violam', 'violação', 'não atende', 'não cumpre', 'não permitido', 'proibido'),
+    },
+    hedges=('se', 'quando', 'caso'),
+    modal=('pode', 'podem', 'poderia'),
+    negation=('não', 'nunca'),
+    subjects=("Não foi possível entregar sua mensagem a um comprador", 'Sua mensagem para um comprador não pôde ser entregue', 'Mensagem ao comprador não entregue'),
     labels={"from": ("de",), "subject": ("assunto",), "date": ("data", "enviada"), "to": ("para",)},
 )

@@ -13,6 +13,24 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"\b(?:şunu )?yazdı\s*:$",),
-    subjects=("Alıcıya gönderdiğiniz mesaj teslim edilemedi",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('alıcı', 'alıcının', 'müşteri', 'müşterinin'),
+        'out': ('almamayı', 'almak istemiyor', 'almak istemediğini', 'almayı reddetti', 'reddetti', 'devre dışı', 'almamak', 'kapattı', 'almama', 'almamaya'),
+        'unsolicited': ('istenmeyen', 'istenmemiş', 'talep edilmemiş', 'izinsiz', 'tanıtım'),
+        'messages': ('mesaj', 'mesajlar', 'mesajları', 'mesajlarını', 'mesajı', 'e posta', 'iletişim'),
+        'attachment': ('ek', 'eki', 'ekler', 'dosya', 'dosyası'),
+        'size': ('boyut', 'boyutu', 'büyük', 'aşıyor', 'aştı', 'sınır', 'sınırı', 'mb'),
+        'window': ('süre', 'süresi', 'dönem', 'pencere', 'gün'),
+        'closed': ('doldu', 'kapandı', 'kapalı', 'sona', 'geçti'),
+        'account': ('hesap', 'hesabı', 'hesabınız'),
+        'restricted': ('kısıtlandı', 'kısıtlanmış', 'askıya', 'engellendi', 'sınırlandırıldı'),
+        'policy': ('yönergeler', 'yönergelerine', 'yönergelerimize', 'politika', 'politikalarını', 'kurallar', 'kurallarına'),
+        'violate': ('ihlal', 'uymuyor', 'uymadığı', 'uymadığından', 'izin verilmeyen', 'yasak'),
+    },
+    hedges=('eğer',),
+    modal=(),
+    negation=(),
+    subjects=("Alıcıya gönderdiğiniz mesaj teslim edilemedi", 'Alıcıya mesajınız teslim edilemedi', 'Mesajınız alıcıya iletilemedi'),
     labels={"from": ("kimden",), "subject": ("konu",), "date": ("tarih", "gönderildi"), "to": ("kime",)},
 )

@@ -18,6 +18,24 @@ LANGUAGE = Language(
     },
     # The line a mail client writes above a quoted reply.
     attribution=(r"写道\s*[:：]$",),
-    subjects=("您发送给买家的消息无法送达",),
+    # Key terms by concept, every form written out (see ``matcher``).
+    terms={
+        'buyer': ('买家', '顾客', '客户', '收件人'),
+        'out': ('不接收', '不接受', '不希望接收', '拒绝', '退订', '关闭'),
+        'unsolicited': ('未经请求', '未经许可', '主动发送', '不请自来', '推广', '营销'),
+        'messages': ('消息', '邮件', '信息'),
+        'attachment': ('附件', '文件'),
+        'size': ('大小', '超过', '上限', '过大'),
+        'window': ('期限', '时限', '期间', '天内', '窗口'),
+        'closed': ('已过', '已结束', '已关闭', '过期', '已截止'),
+        'account': ('账户', '帐户', '账号'),
+        'restricted': ('受限', '限制', '暂停', '冻结'),
+        'policy': ('政策', '准则', '指南', '规定'),
+        'violate': ('违反', '不符合', '不允许', '禁止'),
+    },
+    hedges=('如果', '若', '假如'),
+    modal=(),
+    negation=(),
+    subjects=("您发送给买家的消息无法送达", '您的消息无法发送给买家'),
     labels={"from": ("发件人",), "subject": ("主题",), "date": ("发送时间", "日期"), "to": ("收件人",)},
 )

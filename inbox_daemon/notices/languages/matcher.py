@@ -1,0 +1,185 @@
+"""The reason of a notice, read sentence by sentence from key terms, so that paraphrase holds.
+
+Each language lists its key terms by concept (the buyer; opting out; unsolicited; messages;
+attachment and size; messaging window and closed; account and restricted; policy and
+violation), every inflected form written out, and a few hedge words (conditions, modals,
+negations). A sentence states a reason when it holds every concept of a rule below, in any
+order, register or inflection. The whole-sentence phrases of the tables
+(``Language.opt_out``, ``Language.look_alikes``) still decide on their own.
+
+Amazon states the cause in its first sentence, so the earliest sentence with a reason decides,
+and within one sentence a rejection beats an opt-out: in doubt, never an opt-out. An opt-out
+is not stated when the buyer's choice is a condition ("if the buyer has chosen …", a hedge
+word up to four words before the buyer, anywhere in the sentence for Japanese and Chinese, whose
+conditions follow the clause), a possibility ("a buyer may opt out"), negated ("has not opted
+out") or quoted.
+
+Cost: the text is split into words once (one C-level scan), each word looked up in one table
+for all languages; the phrase scan then covers only the text up to that sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from . import LANGUAGES, OPT_OUT, LookAlike
+
+__all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "find_reason"]
+
+OPT_OUT_RULE = frozenset({"buyer", "out", "unsolicited", "messages"})
+# Rejections understood from their terms in every language, checked before the opt-out rule.
+LOOK_ALIKE_RULES: tuple[tuple[LookAlike, frozenset[str]], ...] = (
+    (LookAlike.ATTACHMENT_SIZE, frozenset({"attachment", "size"})),
+    (LookAlike.MESSAGING_WINDOW, frozenset({"window", "closed"})),
+    (LookAlike.RESTRICTED_ACCOUNT, frozenset({"account", "restricted"})),
+    (LookAlike.CONTENT_POLICY, frozenset({"policy", "violate"})),
+)
+_IF, _MAY, _NOT = "_if", "_may", "_not"
+_TOKEN = re.compile(r"\w+(?:'\w+)*|[.!?;](?= |$)|[。！？；]")
+_ENDS = frozenset(".!?;。！？；")
+_CJK_START = "\u2e80"
+_IF_REACH = 4  # words before the buyer where a condition opens
+_MAY_REACH = 3  # words after the buyer where a modal stands
+
+Label = tuple[str, str]  # (language code, concept)
+
+
+def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ...], set[Label]]]],
+                       list[tuple[str, Label]], frozenset[str]]:
+    """Word -> labels; last word -> (the words before it, labels); CJK substrings; CJK languages.
+    A form of several words is found at its last word, so the text is read in one pass."""
+    single: dict[str, set[Label]] = defaultdict(set)
+    multi: dict[str, dict[tuple[str, ...], set[Label]]] = defaultdict(lambda: defaultdict(set))
+    cjk: dict[str, set[Label]] = defaultdict(set)
+    cjk_languages: set[str] = set()
+    for lang in LANGUAGES:
+        concepts = dict(lang.terms)
+        concepts[_IF], concepts[_MAY], concepts[_NOT] = lang.hedges, lang.modal, lang.negation
+        for concept, forms in concepts.items():
+            for form in forms:
+                words = form.lower().split()
+                if words[0] >= _CJK_START:
+                    cjk[form].add((lang.code, concept))
+                    cjk_languages.add(lang.code)
+                elif len(words) == 1:
+                    single[words[0]].add((lang.code, concept))
+                else:
+                    multi[words[-1]][tuple(words[:-1])].add((lang.code, concept))
+    flat = {last: list(before.items()) for last, before in multi.items()}
+    return dict(single), flat, [(t, label) for t, labels in cjk.items() for label in labels], frozenset(cjk_languages)
+
+
+_SINGLE, _MULTI, _CJK_TERMS, _CJK_LANGUAGES = _tables()
+
+
+def _phrases() -> re.Pattern[str]:
+    """The tables' whole-sentence phrases in one alternation, a named group per verdict."""
+    groups: dict[str, list[str]] = {OPT_OUT: []}
+    for lang in LANGUAGES:
+        groups[OPT_OUT].extend(lang.opt_out)
+        for look_alike, patterns in lang.look_alikes.items():
+            groups.setdefault(look_alike.name, []).extend(patterns)
+    return re.compile("|".join(f"(?P<{name}>{'|'.join(p)})" for name, p in groups.items()))
+
+
+_PHRASES = _phrases()
+_CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
+_CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
+
+
+def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
+    """The reason of the earliest sentence that states one, and where that sentence starts."""
+    by_terms = _by_terms(normalised)
+    end = by_terms[1] if by_terms else len(normalised)
+    by_phrase = _by_phrase(normalised, end)
+    if by_phrase is None:
+        return (by_terms[2], by_terms[0]) if by_terms else None
+    if by_terms is None or by_phrase[1] < by_terms[0]:
+        return by_phrase
+    # Both in one sentence: a rejection beats an opt-out.
+    if isinstance(by_terms[2], LookAlike) or not isinstance(by_phrase[0], LookAlike):
+        return by_terms[2], by_terms[0]
+    return by_phrase[0], by_terms[0]
+
+
+def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
+    for found in _PHRASES.finditer(text, 0, end):
+        name = found.lastgroup
+        if name is None:
+            continue
+        if name != OPT_OUT:
+            return LookAlike[name], found.start()
+        start = found.start()
+        if _CONDITIONAL.search(text, max(0, start - _CONDITIONAL_REACH), start) is None and not _cited(text, start):
+            return OPT_OUT, start
+    return None
+
+
+def _cited(text: str, at: int) -> bool:
+    """Inside quotation marks: cited, as a forum post, a newsletter or a seller's message quotes
+    a notice (false_opt_outs/seller_email_quotes_notice_in_quotation_marks.eml). Curly, angle
+    and corner quotes are straight '"' after ``normalise``."""
+    return text.count('"', 0, at) % 2 == 1
+
+
+def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
+    """(start, end, reason) of the first sentence whose terms state a reason."""
+    tokens: list[tuple[int, str]] = []
+    seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
+    sentence = 0
+    for found in _TOKEN.finditer(text):
+        i, word = len(tokens), found.group()
+        tokens.append((found.start(), word))
+        if word in _ENDS:
+            reason = _verdict(seen, tokens, text) if seen else None
+            if reason is not None:
+                return tokens[sentence][0], found.end(), reason
+            sentence, seen = i + 1, {}
+            continue
+        for label in _SINGLE.get(word, ()):
+            seen.setdefault(label, []).append(i)
+        if "'" in word:  # French and Italian elision: "l'allegato" is "allegato"
+            for label in _SINGLE.get(word.rsplit("'", 1)[1], ()):
+                seen.setdefault(label, []).append(i)
+        for before, labels in _MULTI.get(word, ()):
+            first = i - len(before)
+            if first >= sentence and tuple(w for _, w in tokens[first:i]) == before:
+                for label in labels:
+                    seen.setdefault(label, []).append(first)
+        if word[0] >= _CJK_START:
+            for term, label in _CJK_TERMS:
+                if term in word:
+                    seen.setdefault(label, []).append(i)
+    reason = _verdict(seen, tokens, text) if seen else None
+    return (tokens[sentence][0], len(text), reason) if reason is not None else None
+
+
+def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], text: str) -> str | LookAlike | None:
+    """The reason one sentence's terms state, in any language, or None."""
+    concepts: dict[str, set[str]] = defaultdict(set)
+    for code, concept in seen:
+        concepts[code].add(concept)
+    for look_alike, rule in LOOK_ALIKE_RULES:
+        if any(rule <= held for held in concepts.values()):
+            return look_alike
+    for code, held in concepts.items():
+        if OPT_OUT_RULE <= held and not _hedged(code, seen, tokens, text):
+            return OPT_OUT
+    return None
+
+
+def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str]], text: str) -> bool:
+    """Whether the buyer's opting out is a condition, a possibility, negated or quoted."""
+    buyer, out = min(seen[(code, "buyer")]), min(seen[(code, "out")])
+    if _cited(text, tokens[buyer][0]):
+        return True
+    conditions = seen.get((code, _IF), [])
+    if code in _CJK_LANGUAGES and conditions:
+        return True
+    if any(buyer - _IF_REACH <= n < buyer for n in conditions):
+        return True
+    if any(buyer < n <= buyer + _MAY_REACH for n in seen.get((code, _MAY), [])):
+        return True
+    low, high = min(buyer, out), max(buyer, out)
+    return any(low < n < high for n in seen.get((code, _NOT), []))
