@@ -15,29 +15,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import Config, query_tcp_address
-from .log import get_logger
-from .lookup import QueryServer
+from . import systemd
+from .config import Config, load_config, query_tcp_address
+from .errors import ConfigError
+from .log import get_logger, set_level
+from .lookup import BlocklistIndex, QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
 from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
 from .processing import build_flow
+from .processing.admission import gatekeeper
+from .reload import plan_reload
 from .store import Store
 from .store.migrate import upgrade
+from .systemd import notify
 
-__all__ = ["Daemon", "open_store", "notify"]
-
-
-def notify(state: str) -> None:
-    """sd_notify without a dependency: a datagram to $NOTIFY_SOCKET; a no-op without it."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    addr = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(addr)
-        sock.sendall(state.encode())
+__all__ = ["Daemon", "open_store"]
 
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
@@ -59,6 +53,9 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self._parts: list[Any] = []  # started parts, stopped in reverse
         self._signals = 0
+        self.listening = systemd.listen_fds()  # sockets passed by systemd, by FileDescriptorName
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._serving = False  # a reload before start-up has finished waits for nothing: ignored
 
     async def start(self) -> None:
         cfg = self.config
@@ -66,13 +63,12 @@ class Daemon:
         await self.store.ping()
         self._parts.append(self.store)
         cursor = await self.store.change_cursor()  # taken before the load: nothing slips by
-        self.index = await load_index(self.store)
-        self.log.info("index_loaded", entries=len(self.index), memory_bytes=self.index.memory_bytes())
+        self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
         self.learner = AddressLearner(self.store, self.index)
         self.query = QueryServer(
-            self.index, unix_path=cfg.query_socket, tcp=query_tcp_address(cfg),
+            self.index, **self._query_listeners(),
             on_address_learned=self.learner.submit, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
@@ -86,7 +82,7 @@ class Daemon:
             await mta.start()
             self._parts.append(mta)
         if cfg.smtp.enabled:
-            self.smtp = SmtpListener(self.flow, cfg.smtp)
+            self.smtp = SmtpListener(self.flow, cfg.smtp, sock=self._inherited("smtp"))
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
@@ -113,7 +109,8 @@ class Daemon:
         tcp = f"{bound[0]}:{bound[1]}" if bound else "off"
         self.log.info(
             "ready", config=cfg.source, database=_safe_url(cfg.database_url), smtp=smtp,
-            query_socket=cfg.query_socket, query_tcp=tcp, imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),
+            query_socket=self._query_socket_name(), query_tcp=tcp, socket_activated=sorted(self.listening),
+            imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),
         )
         notify("READY=1")
 
@@ -153,14 +150,82 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         try:
             await self.start()
+            await self._start_heartbeat()
         except BaseException:
             await self.stop()
             raise
         await self.stop_event.wait()
         await self.stop()
         return 0
+
+    # -- systemd: socket activation, start-up timeout, watchdog and status, reload ----------------
+
+    def _inherited(self, name: str) -> socket.socket | None:
+        """The one socket systemd passed under ``name``; None to bind from the config."""
+        found = self.listening.get(name, [])
+        if len(found) > 1:
+            raise ConfigError(f"systemd passed {len(found)} sockets named {name!r}; give it one ListenStream=")
+        return found[0] if found else None
+
+    def _query_listeners(self) -> dict[str, Any]:
+        """Sockets passed as ``query`` replace query.socket and query.tcp: the .socket unit owns them."""
+        if "query" in self.listening:
+            return {"unix_path": None, "tcp": None, "sockets": self.listening["query"]}
+        return {"unix_path": self.config.query_socket, "tcp": query_tcp_address(self.config)}
+
+    def _query_socket_name(self) -> str:
+        """The Unix query socket's path: the one systemd passed, else the configured one."""
+        if "query" not in self.listening:
+            return self.config.query_socket
+        unix = [s for s in self.listening["query"] if s.family == socket.AF_UNIX]
+        return str(unix[0].getsockname()) if unix else "off"
+
+    async def _load_index(self) -> BlocklistIndex:
+        """Load the index, asking systemd for more start-up time while it runs (millions of entries
+        take minutes; the loop keeps asking only while it turns)."""
+        async with systemd.extend_start_timeout():
+            index = await load_index(self.store)
+        self.log.info("index_loaded", entries=len(index), memory_bytes=index.memory_bytes())
+        return index
+
+    async def _start_heartbeat(self) -> None:
+        heartbeat = systemd.Heartbeat(self.status_line)
+        await heartbeat.start()
+        self._parts.append(heartbeat)
+        self._serving = True
+
+    def status_line(self) -> str:
+        """Live counts for ``systemctl status`` (STATUS=)."""
+        s = self.stats()
+        return (f"{len(self.index)} blocked keys; {s['messages']} messages: {s['notices']} opt-outs, "
+                f"{s['quarantined']} held, {s['errors']} errors; {self.query.connections} query connections")
+
+    def _on_reload(self) -> None:
+        if not self._serving:
+            self.log.warning("reload_ignored", reason="still starting")
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> None:
+        """Re-read the config file (SIGHUP) and apply what can change without dropping a
+        connection (inbox_daemon/reload.py); a bad file is logged and changes nothing."""
+        async with systemd.reloading():
+            try:
+                new = load_config(None if self.config.source == "embedded defaults" else self.config.source)
+            except ConfigError as exc:
+                self.log.error("reload_failed", config=self.config.source, error=str(exc))
+                return
+            plan = plan_reload(self.config, new)
+            self.config = plan.config
+            set_level(plan.config.log.level)
+            self.flow.processor.use_gate(gatekeeper(plan.config.security))
+            self.log.info("config_reloaded", config=self.config.source, applied=list(plan.applied),
+                          ignored_until_restart=list(plan.ignored))
 
 
 def _safe_url(url: str) -> str:

@@ -9,9 +9,27 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "set_level"]
 
 _SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "authorization"})
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+                  "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL}
+_threshold = [logging.INFO]  # changed in place by set_level: loggers already bound see it
+
+
+def _filter_level(_logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop events below the current level. A processor, not structlog's filtering wrapper class,
+    because that class is fixed when a logger is bound and a reload (SIGHUP) must reach them all."""
+    if _METHOD_LEVELS.get(method, logging.INFO) < _threshold[0]:
+        raise structlog.DropEvent
+    return event
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger, bound or not (``log.level`` on a reload)."""
+    numeric = logging.getLevelName(level.upper())
+    _threshold[0] = numeric
+    logging.getLogger().setLevel(max(numeric, logging.WARNING))
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -30,6 +48,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[
+            _filter_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -37,13 +56,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
     # Libraries log through stdlib logging; keep their warnings, in plain text on the same stream.
     logging.basicConfig(stream=out, level=max(numeric, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
+    set_level(level)
 
 
 def get_logger(**context: Any) -> Any:

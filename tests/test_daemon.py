@@ -214,21 +214,6 @@ def test_two_daemons_on_one_postgresql_share_the_blocklist(tmp_path: Path, fresh
         second.ensure_stopped()
 
 
-def test_ready_is_sent_to_systemd_only_once_the_sockets_answer(daemon: DaemonProcess, tmp_path: Path) -> None:
-    import socket
-
-    path = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(path)
-        notify.settimeout(30)
-        daemon.env["NOTIFY_SOCKET"] = path
-        daemon.start()
-        assert notify.recv(256) == b"READY=1"
-        assert daemon.query("PING") == ["PONG"]  # ready means answering
-        assert daemon.stop() == 0
-        assert notify.recv(256) == b"STOPPING=1"
-
-
 def test_optional_tcp_query_listener(tmp_path: Path) -> None:
     import socket
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import IO
 
 from ..log import get_logger
 from ..processing import Flow, Processed
+from ..progress import ImportProgress
 from ..store import Delivery
 
 __all__ = ["ImportSummary", "import_paths", "iter_messages", "iter_mbox", "iter_maildir"]
@@ -187,7 +186,7 @@ async def import_paths(
     """
     log = get_logger(component="import")
     summary = ImportSummary()
-    bar = _Progress(_total_bytes(paths), sys.stderr) if progress else None
+    bar = ImportProgress(_total_bytes(paths)) if progress else None
     pending: list[Delivery] = []
     # Several batches in flight: the next ones' durable writes (SQLite's fsync, off the event
     # loop) overlap with parsing and applying the one before (bench/import.py).
@@ -226,40 +225,7 @@ async def import_paths(
         for task in in_flight:
             task.cancel()
     if bar is not None:
-        bar.finish(summary)
+        bar.finish()
     log.info("import_done", **{f.name: getattr(summary, f.name) for f in fields(summary) if f.name != "problems"})
     return summary
 
-
-class _Progress:
-    """A one-line progress bar on a TTY (stderr), redrawn at most ten times a second."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, out: IO[str]) -> None:
-        self.total, self.out = max(total, 1), out
-        self.done = 0
-        self.started = self.drawn = time.monotonic()
-
-    def advance(self, consumed: int, summary: ImportSummary) -> None:
-        self.done += consumed
-        now = time.monotonic()
-        if now - self.drawn >= 0.1:
-            self.drawn = now
-            self._draw(summary, now)
-
-    def finish(self, summary: ImportSummary) -> None:
-        self.done = self.total
-        self._draw(summary, time.monotonic())
-        self.out.write("\n")
-        self.out.flush()
-
-    def _draw(self, summary: ImportSummary, now: float) -> None:
-        share = min(1.0, self.done / self.total)
-        filled = int(share * self.WIDTH)
-        rate = summary.messages_read / max(now - self.started, 1e-6)
-        self.out.write(
-            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} "
-            f"{summary.messages_read} read, {summary.opt_out_notices} notices, {rate:,.0f}/s "
-        )
-        self.out.flush()

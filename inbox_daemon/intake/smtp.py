@@ -8,6 +8,7 @@ the store cannot commit (the sending MTA retries, RFC 5321 4.2.5).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from typing import Any
 
@@ -129,8 +130,10 @@ class _CappedSMTP(SMTP):
 class SmtpListener:
     """Binds the SMTP port on the daemon's own loop; start()/stop() like every component."""
 
-    def __init__(self, flow: Flow, config: SmtpConfig, hostname: str = "inbox-daemon") -> None:
+    def __init__(self, flow: Flow, config: SmtpConfig, hostname: str = "inbox-daemon",
+                 sock: socket.socket | None = None) -> None:
         self.config = config
+        self._sock = sock  # bound already (systemd socket activation): served instead of host:port
         self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
@@ -146,7 +149,10 @@ class SmtpListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, self.config.host, self.config.port)
+        if self._sock is not None:
+            self._server = await loop.create_server(self._factory, sock=self._sock)
+        else:
+            self._server = await loop.create_server(self._factory, self.config.host, self.config.port)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -17,7 +17,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast, Any
 
 import structlog
@@ -177,9 +177,10 @@ class QueryServer:
         log_interval: float = 10.0,
         native: bool | None = None,
         logger: Any = None,
+        sockets: Sequence[socket.socket] = (),
     ) -> None:
-        if unix_path is None and tcp is None:
-            raise ValueError("QueryServer needs a Unix socket path, a TCP address or both")
+        if unix_path is None and tcp is None and not sockets:
+            raise ValueError("QueryServer needs a Unix socket path, a TCP address, bound sockets or some of them")
         if native and not NATIVE_AVAILABLE:
             raise RuntimeError("the C query loop is not built (or Python's hash is not 64-bit SipHash)")
         self.index = index
@@ -192,6 +193,7 @@ class QueryServer:
         )
         self.path = "c" if (NATIVE_AVAILABLE if native is None else native) else "python"
         self._unix_path = unix_path
+        self._inherited = list(sockets)  # bound by systemd (socket activation); never unlinked here
         self._unix_inode: int | None = None
         self._tcp = tcp
         self._learned = on_address_learned
@@ -234,6 +236,9 @@ class QueryServer:
                 self._sockets.append(self._bind_unix(self._unix_path))
             if self._tcp is not None:
                 self._sockets.append(_bind_tcp(*self._tcp))
+            for sock in self._inherited:
+                sock.setblocking(False)
+                self._sockets.append(sock)
             await self._serve()
         except BaseException:
             for sock in self._sockets:
@@ -245,6 +250,8 @@ class QueryServer:
             self._log.info("query.listening", socket=self._unix_path)
         if self._tcp is not None:
             self._log.info("query.listening", tcp=f"{self.tcp_address}")
+        for sock in self._inherited:
+            self._log.info("query.listening", inherited=str(sock.getsockname()))
         self._schedule_sweep()
 
     async def _serve(self) -> None:

@@ -72,6 +72,10 @@ class Processor:
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
 
+    def use_gate(self, gate: Gatekeeper) -> None:
+        """New admission rules (a configuration reload); batches being applied keep the old."""
+        self._gate = gate
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="processor")
 

@@ -36,6 +36,7 @@ class DaemonProcess:
                  exe: str = EXE, cwd: Path | None = None) -> None:
         self.home = home
         self.exe, self.cwd = exe, cwd  # another install (tests/support/installed.py) and where it runs
+        self.pass_fds: tuple[int, ...] = ()  # sockets handed over as systemd does (tests/test_systemd.py)
         self.config = config
         self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
                     "INBOX_DAEMON_LOG_FORMAT": "json", **(env or {})}
@@ -49,7 +50,8 @@ class DaemonProcess:
         args = [self.exe, "serve"] + (["--config", str(self.config)] if self.config else [])
         self.events.clear()
         self._lines = queue.Queue()
-        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, pass_fds=self.pass_fds,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True)
         self._reader.start()
         ready = self.wait_event("ready", timeout)
