@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox_daemon.client import AsyncClient, Client, Reply
+from inbox_daemon.client import AsyncClient, Client, Key, Reply
 from inbox_daemon.errors import QueryError
 from tests.support.daemon import EXE, DaemonProcess, write_config
 from tests.support.seeding import seed_blocklist, unknown_keys
@@ -38,15 +38,16 @@ def tcp_of(daemon: DaemonProcess) -> tuple[str, int]:
     return host, int(port)
 
 
-def campaign(rows: list[tuple[str, str]]) -> tuple[list[str | tuple[str, str | None]], list[bool]]:
+def campaign(rows: list[tuple[str, str]]) -> tuple[list[Key], list[bool]]:
     """10,000 keys in every form check_many takes, and whether each is blocked."""
-    keys: list[str | tuple[str, str | None]] = []
+    keys: list[Key] = []
     expected: list[bool] = []
     for i, (order, address) in enumerate(unknown_keys(9000)):
         keys.append((address, order) if i % 2 else address)
         expected.append(False)
     for i, (order, address) in enumerate(rows):
-        keys.insert(i * 10, [order, address, (address, None), ("nobody@marketplace.amazon.com", order)][i % 4])
+        forms: list[Key] = [order, address, (address, None), ("nobody@marketplace.amazon.com", order)]
+        keys.insert(i * 10, forms[i % 4])
         expected.insert(i * 10, True)
     return keys, expected
 
@@ -154,12 +155,12 @@ def test_too_many_connections_raises(tmp_path: Path) -> None:
             with Client(daemon.socket_path, timeout=10) as second, pytest.raises(QueryError, match="too many connections"):
                 second.check("a@marketplace.amazon.com")
 
-            async def second() -> None:
+            async def second_async() -> None:
                 async with AsyncClient(daemon.socket_path, timeout=10) as client:
                     await client.check("a@marketplace.amazon.com")
 
             with pytest.raises(QueryError, match="too many connections|closed"):
-                asyncio.run(asyncio.wait_for(second(), TIMEOUT))
+                asyncio.run(asyncio.wait_for(second_async(), TIMEOUT))
     finally:
         daemon.ensure_stopped()
 
