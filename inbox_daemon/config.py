@@ -89,12 +89,13 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class ParserConfig:
-    """Which parser the pipeline runs: a module exposing ``parse_notice`` and
+    """Which parser processing runs: a module exposing ``parse_notice`` and
     ``PARSER_VERSION``; empty = the built-in ``inbox_daemon.notices``. A hook for tests and
     for trying a parser upgrade on kept mail (``quarantine reprocess``)."""
 
     module: str = ""
-    workers: int = -1  # parser processes beside the event loop; -1: one when there are 2+ cores
+    workers: int = -1  # parser processes beside the event loop; -1: one; 0: a thread of this process
+    timeout_seconds: float = 30.0  # wall clock per message; past it: outcome error "parse timeout"
 
 
 @dataclass(frozen=True)

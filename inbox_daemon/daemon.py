@@ -33,6 +33,8 @@ from .systemd import notify
 
 __all__ = ["Daemon", "open_store"]
 
+DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 2 s
+
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
     """Open the configured database; upgrade an embedded SQLite first when allowed."""
@@ -157,9 +159,29 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
-        await self.stop_event.wait()
-        await self.stop()
-        return 0
+        code = await self._supervise()
+        if code:  # systemd restarts us and recovery takes up what is pending; no long drain
+            try:
+                await asyncio.wait_for(self.stop(), DIED_STOP_S)
+            except TimeoutError:
+                self.log.error("stop_timeout_after_task_died")
+        else:
+            await self.stop()
+        return code
+
+    async def _supervise(self) -> int:
+        """Wait for a stop signal or for a long-lived task to end: that is never expected,
+        and a daemon that answers PING but takes no mail is worse than one that restarts."""
+        stopping = asyncio.create_task(self.stop_event.wait())
+        watched = {t for part in self._parts for t in getattr(part, "tasks", ())}
+        done, _ = await asyncio.wait({stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        died = [t for t in done if t is not stopping]
+        for task in died:
+            error = None if task.cancelled() else task.exception()
+            self.log.error("task_died", task=task.get_name(), error=repr(error) if error else "cancelled",
+                           exc_info=error)
+        return 1 if died else 0
 
     # -- systemd: socket activation, start-up timeout, watchdog and status, reload ----------------
 

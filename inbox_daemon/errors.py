@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "QueryError"]
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "QueryError"]
 
 
 class InboxDaemonError(Exception):
@@ -15,6 +15,11 @@ class ConfigError(InboxDaemonError):
 
 class StoreUnavailable(InboxDaemonError):
     """The database could not commit; intake answers a temporary failure (SMTP 451)."""
+
+
+class MessageRejected(InboxDaemonError):
+    """This one message cannot be stored (the database refuses its data); others still can.
+    SMTP answers a permanent failure for it alone."""
 
 
 class QueryError(InboxDaemonError):

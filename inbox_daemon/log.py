@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "set_level"]
+__all__ = ["configure_logging", "get_logger", "set_level", "Throttled"]
 
 _SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "authorization"})
 _METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
@@ -69,3 +70,20 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
 def get_logger(**context: Any) -> Any:
     """A logger with context bound (component, peer, sha256…)."""
     return structlog.get_logger("inbox_daemon").bind(**context)
+
+
+class Throttled:
+    """A warning that may repeat thousands of times a second (a flood of dropped requests):
+    one line per ``interval`` with ``repeated``, how many occurrences it stands for."""
+
+    def __init__(self, logger: Any, event: str, interval: float = 10.0) -> None:
+        self._logger, self._event, self._interval = logger, event, interval
+        self._count = 0
+        self._last = -interval
+
+    def __call__(self, **fields: Any) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._logger.warning(self._event, repeated=self._count, **fields)
+            self._count, self._last = 0, now

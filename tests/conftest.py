@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +47,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("template") / "migrated.db"
     migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, sqlite_template: Path) -> Path:
+    """An empty SQLite database at the head revision (a copy: migrating per test is slow)."""
+    path = tmp_path / "inbox.db"
+    shutil.copyfile(sqlite_template, path)
     return path
 
 

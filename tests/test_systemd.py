@@ -326,12 +326,14 @@ def test_sighup_changes_log_level_and_forwarder_rules_without_dropping_connectio
         daemon.wait_event("intake_decision", outcome="opt_out")
         assert not [e for e in daemon.events if e["event"] == "smtp_stored"]  # a debug event
 
-        write_config(path, {"log": {"level": "debug"}, "security": {"require_registered_forwarder": True},
-                            "query": {"idle_seconds": 30}})
+        write_config(path, {"log": {"level": "debug"}, "query": {"idle_seconds": 30}, "security": {
+            "require_registered_forwarder": True, "forwarder_rate_per_hour": 50,
+            "relay_domains": ["marketplace.amazon.*", "relay.example"]}})
         notify_socket.drain()
         daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         reloaded = daemon.wait_event("config_reloaded")
-        assert set(reloaded["applied"]) == {"log.level", "security.require_registered_forwarder"}
+        assert set(reloaded["applied"]) == {"log.level", "security.require_registered_forwarder",
+                                            "security.forwarder_rate_per_hour", "security.relay_domains"}
         assert reloaded["ignored_until_restart"] == ["query.idle_seconds"]
         notify_socket.until(has("READY=1"))
         assert any(has("RELOADING=1")(m) for m in notify_socket.seen)

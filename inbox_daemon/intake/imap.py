@@ -92,6 +92,11 @@ class ImapPoller:
         self.idling = False  # in IDLE right now (the server said "+ idling")
         self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The poller's task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"imap:{self.account.name}")
 

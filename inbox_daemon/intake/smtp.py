@@ -15,7 +15,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..config import SmtpConfig
-from ..errors import StoreUnavailable
+from ..errors import MessageRejected, StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
@@ -24,7 +24,12 @@ __all__ = ["OptOutHandler", "SmtpListener"]
 
 # Replies, named (Mailman's lmtp runner habit). Enhanced codes from RFC 3463.
 ERR_451 = "451 4.3.0 Requested action aborted: storage unavailable, try again later"
+ERR_554_REFUSED = "554 5.6.0 Message refused: it cannot be stored ({})"
 ERR_452_RCPTS = "452 4.5.3 Too many recipients"
+# RFC 5321 4.1.2: a path holds printable characters only; RFC 3463 5.1.7 and 5.1.3 name the
+# bad sender and bad recipient syntax. Bytes that are not UTF-8 reach us as surrogates.
+ERR_501_SENDER = "501 5.1.7 Bad sender address syntax"
+ERR_553_RCPT = "553 5.1.3 Bad destination mailbox address syntax"
 ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 ERR_421_TIMEOUT = b"421 4.4.2 Idle timeout, closing connection\r\n"
@@ -45,8 +50,18 @@ class OptOutHandler:
         self._log = get_logger(component="smtp")
         self.in_flight = 0  # DATA transactions between receipt and their answer
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if not _printable(address):
+            return ERR_501_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        if not _printable(address):
+            return ERR_553_RCPT
         if self._recipients and not {address.lower(), _without_detail(address)} & self._recipients:
             return ERR_550_RCPT.format(address)  # never a relay
         if len(envelope.rcpt_tos) >= self._max_rcpts:
@@ -65,6 +80,9 @@ class OptOutHandler:
         except StoreUnavailable as exc:
             self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
             return ERR_451
+        except MessageRejected as exc:
+            self._log.error("smtp_refused", peer=peer, size=len(raw), error=str(exc))
+            return ERR_554_REFUSED.format(str(exc)[:80].replace("\r", " ").replace("\n", " "))
         except Exception as exc:  # never lose a message: an unknown failure is a temporary one
             self._log.error("smtp_accept_failed", peer=peer, size=len(raw), error=repr(exc))
             return ERR_451
@@ -73,6 +91,11 @@ class OptOutHandler:
         self._log.debug("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
                        duplicate=not saved.is_new, size=len(raw))
         return OK_250_DATA.format(saved.sha256[:16])
+
+
+def _printable(address: str) -> bool:
+    """No control characters (NUL included) and no undecodable bytes (surrogates)."""
+    return not any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in address)
 
 
 def _without_detail(address: str) -> str:

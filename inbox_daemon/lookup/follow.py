@@ -10,17 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ..log import get_logger
-from .index import BlocklistIndex
+from ..log import Throttled, get_logger
+from .index import BlocklistIndex, address_key, order_key
 
 __all__ = ["IndexFollower", "AddressLearner", "load_index"]
 
 
 _END = object()
+_log = get_logger(component="follow")
+_unusable = Throttled(_log, "index_row_skipped")
+
+
+def usable(entries: Iterable[Any], warn: Callable[..., None] = _unusable) -> Iterator[Any]:
+    """The entries the index can hold; any other is logged and skipped, never the rows after it
+    (a key written before the store validated every key, or by hand)."""
+    for entry in entries:
+        try:
+            ok = order_key(entry.value) is not None if entry.kind == "order" else bool(address_key(entry.value))
+        except ValueError:
+            ok = False
+        if ok:
+            yield entry
+        else:
+            warn(kind=entry.kind, value=repr(entry.value)[:200])
 
 
 async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
@@ -54,7 +70,7 @@ async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
                 return
             if isinstance(item, BaseException):
                 raise StoreUnavailable(f"index load failed: {item}")
-            yield from item
+            yield from usable(item)
 
     task = asyncio.create_task(pump())
     try:
@@ -70,8 +86,14 @@ class IndexFollower:
         self._store, self._index, self._cursor, self._interval = store, index, cursor, interval
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="follow")
+        self._deferred = Throttled(self._log, "follow_deferred")
         self.applied = 0
         self.caught_up = time.monotonic()  # when a poll last succeeded: the metrics' follow lag
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="index-follower")
@@ -82,7 +104,7 @@ class IndexFollower:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def poll_once(self) -> int:
-        entries = await self._store.changes_since(self._cursor)
+        entries = list(usable(await self._store.changes_since(self._cursor)))
         if entries:
             self._index.apply(entries)
             self.applied += len(entries)
@@ -95,7 +117,7 @@ class IndexFollower:
             try:
                 await self.poll_once()
             except StoreUnavailable as exc:
-                self._log.warning("follow_deferred", error=str(exc))
+                self._deferred(error=str(exc))
             except Exception as exc:  # keep following: one bad poll must not stop the index
                 self._log.error("follow_failed", error=repr(exc))
 
@@ -111,6 +133,7 @@ class AddressLearner:
         self._pending: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="learn")
+        self._dropped = Throttled(self._log, "learn_queue_full")
 
     def submit(self, address: str, order_id: str) -> None:
         """Called by the query server; never blocks the answer."""
@@ -120,9 +143,14 @@ class AddressLearner:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            self._log.warning("learn_queue_full", address=address, order_id=order_id)
+            self._dropped(order_id=order_id)  # one line per interval, however many are dropped
             return
         self._pending.add(item)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task, for the daemon to watch."""
+        return [self._task] if self._task is not None else []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="address-learner")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import keys
 from ..config import SecurityConfig
 from ..notices import Kind, ParseResult
 from ..store import Admission, AdmissionView, Admit
-from ..store.blocklist import normalize_email
 from ..trust import Assessment, Gatekeeper, Policy, Registry, decide, pinned_keys
 
 __all__ = ["gatekeeper", "admitter"]
@@ -34,18 +34,18 @@ def gatekeeper(security: SecurityConfig) -> Gatekeeper:
 
 
 def _buyer_keys(order: str | None, email: str | None) -> set[str]:
-    keys = {order.strip() if order else None, normalize_email(email) if email else None}
-    return {k for k in keys if k}
+    found = {keys.order_id(order) if order else None, keys.address(email) if email else None}
+    return {k for k in found if k}
 
 
 def _new_buyers(result: ParseResult, known: set[str]) -> int:
     """Buyers of an admitted notice that no active opt-out names yet (they join ``known``)."""
     new = 0
     for b in result.buyers:
-        keys = _buyer_keys(b.order_id, b.email)
-        if keys and not keys & known:
+        named = _buyer_keys(b.order_id, b.email)
+        if named and not named & known:
             new += 1
-        known.update(keys)
+        known.update(named)
     return new
 
 
@@ -63,8 +63,9 @@ def admitter(policy: Policy, items: Sequence[tuple[int, ParseResult, Assessment]
             counts.update(await view.recent_new(limited, raw_ids))
         if policy.rate_per_hour:
             buyers = [b for _, r, _ in items for b in r.buyers]
-            orders = {b.order_id.strip() for b in buyers if b.order_id}
-            known = await view.active_keys(orders, {normalize_email(b.email) for b in buyers if b.email})
+            orders = {k for b in buyers if b.order_id and (k := keys.order_id(b.order_id))}
+            emails = {k for b in buyers if b.email and (k := keys.address(b.email))}
+            known = await view.active_keys(orders, emails)
         decided = []
         for raw_id, result, seen in items:
             key = seen.who.rate_key

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
+from .. import keys
 from ..notices import Buyer
 
 __all__ = ["read_buyers"]
-
-ORDER_RE = re.compile(r"^\d{3}-\d{7}-\d{7}$")  # Amazon's order id: 3-7-7 digits
-
 
 def read_buyers(data: bytes) -> tuple[list[Buyer], list[str]]:
     """Buyers from the file, and why each other row was skipped (line numbers count the
@@ -22,12 +19,14 @@ def read_buyers(data: bytes) -> tuple[list[Buyer], list[str]]:
         raise ValueError("needs an order_id or email column")
     buyers, skipped = [], []
     for line, row in enumerate(reader, start=2):
-        order = (row.get("order_id") or "").strip() or None
-        email = (row.get("email") or "").strip().lower() or None
-        if order and not ORDER_RE.match(order):
-            skipped.append(f"line {line}: bad order id {order!r}")
-        elif email and "@" not in email:
-            skipped.append(f"line {line}: bad address {email!r}")
+        given_order = (row.get("order_id") or "").strip()
+        given_email = (row.get("email") or "").strip()
+        order = keys.order_id(given_order) if given_order else None
+        email = keys.address(given_email) if given_email else None
+        if given_order and order is None:
+            skipped.append(f"line {line}: bad order id {given_order!r}")
+        elif given_email and email is None:
+            skipped.append(f"line {line}: bad address {given_email!r}")
         elif not (order or email):
             skipped.append(f"line {line}: neither order id nor address")
         else:

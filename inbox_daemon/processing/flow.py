@@ -18,11 +18,11 @@ from ..store import Delivery, IndexEntry, SavedRaw, Store
 from ..store.writer import RawWriter
 from .admission import gatekeeper
 from .parsers import auto_workers, load_parser
-from .processor import Processed, Processor
+from .processor import RECOVER_BATCH, Processed, Processor
 
 __all__ = ["Flow", "build_flow"]
 
-RECOVER_PAUSE_S = 5.0  # after the store went away: give it a moment before asking again
+RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pause before asking again
 
 
 class Flow:
@@ -36,6 +36,11 @@ class Flow:
         self._recover = recover
         self._tasks: list[asyncio.Task[None]] = []
         self._log = get_logger(component="intake")
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived tasks, for the daemon to watch."""
+        return [*self._writer.tasks, *self.processor.tasks, *self._tasks]
 
     async def start(self) -> None:
         await self._writer.start()
@@ -83,20 +88,25 @@ class Flow:
             self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id)
 
     async def _recover_loop(self) -> None:
-        """On start, and after processing was deferred, queue the messages still pending."""
+        """On start, and after processing was deferred, queue the messages still pending;
+        while the store stays away, ask again after pauses doubling up to a limit."""
         deferred = self.processor.deferred
+        first, longest = RECOVER_PAUSE_S
+        pause = first
         while True:
             deferred.clear()
             try:
                 queued = await self.processor.recover()
+                pause = first
             except StoreUnavailable as exc:
-                self._log.warning("recover_deferred", error=str(exc))
+                self._log.warning("recover_deferred", error=str(exc), retry_in=pause)
                 queued = 0
                 deferred.set()
-            if queued >= 5_000:
+            if queued >= RECOVER_BATCH:
                 continue  # a large backlog: take the next slice at once
             await deferred.wait()
-            await asyncio.sleep(RECOVER_PAUSE_S)
+            await asyncio.sleep(pause)
+            pause = min(longest, pause * 2)
 
 
 def build_flow(
@@ -111,6 +121,7 @@ def build_flow(
     processor = Processor(
         store, on_applied or _ignore, gate=gatekeeper(config.security),
         parser=load_parser(config.parser.module), workers=auto_workers(config.parser.workers),
+        parse_timeout=config.parser.timeout_seconds,
         counters=Counter(),
     )
     return Flow(store, processor, recover=recover)

@@ -11,6 +11,7 @@ batch ``pending`` in the database; ``recover`` queues it again once the store is
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..notices import ParseResult
 from ..store import Applied, IndexEntry, RawRecord, Store
+from ..store.engine import is_transient
 from ..trust import Gatekeeper
 from .admission import admitter
-from .parsers import BUILTIN, Parser, ParsePool
+from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
 
 __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
 
@@ -46,6 +48,12 @@ class _Parsed:
     result: ParseResult
 
 
+@dataclass(frozen=True)
+class _Unparsed:
+    record: RawRecord
+    failure: ParseFailed
+
+
 class Processor:
     """Processes stored messages by id; start()/stop() like every component."""
 
@@ -57,13 +65,14 @@ class Processor:
         gate: Gatekeeper | None = None,
         parser: Parser = BUILTIN,
         workers: int = 0,
+        parse_timeout: float = 30.0,
         counters: Counter[str] | None = None,
     ) -> None:
         self._store = store
         self._on_applied = on_applied  # updates the in-memory index after each commit
         self._gate = gate  # None: no admission step (every notice applies, nothing recorded)
         self.parser = parser
-        self._parsing = ParsePool(parser, workers)
+        self._parsing = ParsePool(parser, workers, parse_timeout)
         self._log = get_logger(component="processing")
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
@@ -71,6 +80,10 @@ class Processor:
         self.deferred = asyncio.Event()  # set when work was left pending for the store
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
 
     def use_gate(self, gate: Gatekeeper) -> None:
         """New admission rules (a configuration reload); batches being applied keep the old."""
@@ -81,14 +94,16 @@ class Processor:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish what was queued (within ``timeout``), then stop."""
+        stuck = False
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
+        except TimeoutError:  # left pending: processed at the next start
             self._log.warning("processing_stop_timeout", queued=self._queue.qsize())
+            stuck = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await asyncio.to_thread(self._parsing.close, True)
+        await asyncio.to_thread(functools.partial(self._parsing.close, True, kill=stuck))
 
     async def drain(self) -> None:
         """Until everything queued so far is processed."""
@@ -126,7 +141,7 @@ class Processor:
 
     async def _run(self) -> None:
         """Parse batch k+1 while batch k is assessed and applied."""
-        ahead: tuple[list[int], asyncio.Task[list[_Parsed]]] | None = None
+        ahead: tuple[list[int], asyncio.Task[list[_Parsed | _Unparsed]]] | None = None
         while True:
             batch = self._take() if ahead else [await self._queue.get()] + self._take(1)
             parsing = asyncio.create_task(self._parse(batch)) if batch else None
@@ -140,21 +155,25 @@ class Processor:
             batch.append(self._queue.get_nowait())
         return batch
 
-    async def _parse(self, batch: list[int]) -> list[_Parsed]:
+    async def _parse(self, batch: list[int]) -> list[_Parsed | _Unparsed]:
         records = await self._store.load_raw_many(batch)
         results = await self._parsing.parse_many([r.data for r in records])
-        return [_Parsed(r, result) for r, result in zip(records, results)]
+        return [_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x) for r, x in zip(records, results)]
 
-    async def _finish(self, batch: list[int], parsing: asyncio.Task[list[_Parsed]]) -> None:
+    async def _finish(self, batch: list[int], parsing: asyncio.Task[list[_Parsed | _Unparsed]]) -> None:
         try:
             try:
                 parsed = await parsing
-            except StoreUnavailable as exc:
-                self._defer(batch, exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # not the database: a bug in loading or parsing ends the task (supervised)
+                self._defer(batch, StoreUnavailable(str(exc)))
                 return
             for missing in set(batch) - {p.record.id for p in parsed}:  # gone: nothing to do
                 self._done(missing, Processed(missing, False, "error", "no such message", 0))
-            await self._process(parsed)
+            for unparsed in (p for p in parsed if isinstance(p, _Unparsed)):
+                await self._failed(unparsed, unparsed.failure.reason)
+            await self._process([p for p in parsed if isinstance(p, _Parsed)])
         finally:
             for _ in batch:
                 self._queue.task_done()
@@ -172,13 +191,15 @@ class Processor:
         return await self._store.apply_many(items, parser_version=self.parser.version, admit=admit)
 
     async def _process(self, parsed: list[_Parsed]) -> None:
+        if not parsed:
+            return
         try:
             applied = await self._apply(parsed)
-        except StoreUnavailable as exc:
-            self._defer([p.record.id for p in parsed], exc)
-            return
         except Exception as exc:  # unit-of-work boundary: keep the bytes, record why, go on
-            await self._apply_one_by_one(parsed, exc)
+            if is_transient(exc):
+                self._defer([p.record.id for p in parsed], StoreUnavailable(str(exc)))
+            else:
+                await self._apply_one_by_one(parsed, exc)
             return
         for one, app in zip(parsed, applied):
             self._applied(one, app)
@@ -193,21 +214,24 @@ class Processor:
     async def _apply_one_by_one(self, parsed: list[_Parsed], first: Exception) -> None:
         """A batch failed for a reason other than the store being down: find the culprit."""
         self._log.error("apply_batch_failed", error=repr(first), count=len(parsed))
-        for one in parsed:
+        for at, one in enumerate(parsed):
             try:
                 (app,) = await self._apply([one])
-            except StoreUnavailable as exc:
-                self._defer([one.record.id], exc)
             except Exception as exc:
+                if is_transient(exc):  # the store went away mid-batch: the rest waits for it
+                    self._defer([p.record.id for p in parsed[at:]], StoreUnavailable(str(exc)))
+                    return
                 await self._failed(one, f"could not apply: {type(exc).__name__}: {exc}"[:500])
             else:
                 self._applied(one, app)
 
-    async def _failed(self, one: _Parsed, reason: str) -> None:
+    async def _failed(self, one: _Parsed | _Unparsed, reason: str) -> None:
         try:
             await self._store.mark_error(one.record.id, reason)
-        except StoreUnavailable as exc:
-            self._defer([one.record.id], exc)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._defer([one.record.id], StoreUnavailable(str(exc)))
             return
         self._decided(one, "error", reason, 0)
 
@@ -216,12 +240,13 @@ class Processor:
         outcome, reason = ("quarantined", app.held) if app.held else (one.result.kind.value, one.result.reason)
         self._decided(one, outcome, reason, app.buyers_new)
 
-    def _decided(self, one: _Parsed, outcome: str, reason: str | None, buyers_new: int) -> None:
+    def _decided(self, one: _Parsed | _Unparsed, outcome: str, reason: str | None, buyers_new: int) -> None:
         record = one.record
+        message_id = one.result.message_id if isinstance(one, _Parsed) else None
         self.counters[outcome] += 1
         self.outcomes[(record.source.partition(":")[0], outcome)] += 1
         self._log.info(
-            "intake_decision", sha256=record.sha256, message_id=one.result.message_id, source=record.source,
+            "intake_decision", sha256=record.sha256, message_id=message_id, source=record.source,
             raw_id=record.id, outcome=outcome, reason=reason, buyers_new=buyers_new,
         )
         self._done(record.id, Processed(record.id, False, outcome, reason, buyers_new))

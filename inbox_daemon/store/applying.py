@@ -38,9 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
+from .. import keys
 from . import changes
 from .audit import audit
-from .blocklist import entries_for, normalize_email
+from .blocklist import entries_for
 from .engine import chunks
 from .records import Applied, IndexEntry
 from .schema import Evidence, OptOut, RawMessage
@@ -66,9 +67,9 @@ class _Outcome:
 
 
 def _keys(buyer: Buyer) -> tuple[str | None, str | None]:
-    """(email, order id) as stored: address normalised, order id stripped."""
-    email = normalize_email(buyer.email) if buyer.email else None
-    return email, buyer.order_id.strip() if buyer.order_id else None
+    """(email, order id) as stored (``inbox_daemon.keys``); a key that is not one is left out."""
+    email = keys.address(buyer.email) if buyer.email else None
+    return email, keys.order_id(buyer.order_id) if buyer.order_id else None
 
 
 class _Batch:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import keys
 from . import changes
 from .audit import audit
 from .engine import chunks
@@ -20,7 +21,6 @@ from .records import IndexEntry, OptOutRow
 from .schema import OptOut
 
 __all__ = [
-    "normalize_email",
     "entries_for",
     "remove",
     "learn_address",
@@ -32,12 +32,6 @@ __all__ = [
 ]
 
 IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
-
-
-def normalize_email(value: str) -> str:
-    """Relay addresses compare case-insensitively (Amazon writes them in either case) and
-    without the angle brackets of a display form."""
-    return value.strip().strip("<>").strip().lower()
 
 
 async def entries_for(session: AsyncSession, opt_out_ids: Iterable[int]) -> list[IndexEntry]:
@@ -95,7 +89,7 @@ async def _stream(
 def _key_condition(key: str) -> Any:
     key = key.strip()
     if "@" in key:
-        return OptOut.email == normalize_email(key)
+        return OptOut.email == (keys.address(key) or key.lower())
     return OptOut.order_id == key
 
 
@@ -127,9 +121,10 @@ async def learn_address(
         .with_for_update(key_share=True)
     )
     row = await session.scalar(statement)
-    if row is None:
+    address = keys.address(email)
+    if row is None or address is None:
         return []
-    row.email = normalize_email(email)
+    row.email = address
     await session.flush()
     await changes.record(session, [row.id], now)
     return await entries_for(session, [row.id])

@@ -28,6 +28,7 @@ __all__ = [
     "make_engine",
     "unavailable",
     "retrying",
+    "is_transient",
     "chunks",
     "utcnow",
 ]
@@ -106,21 +107,44 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _sqlstate(error: exc.DBAPIError) -> str | None:
-    orig = error.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    return code if isinstance(code, str) else None
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error (wrapped by SQLAlchemy or raised by asyncpg itself)."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    for source in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
 
 
-def _is_unavailable(error: BaseException) -> bool:
+# Transient PostgreSQL conditions (https://www.postgresql.org/docs/current/errcodes-appendix.html),
+# by class: 08 connection exception, 40 transaction rollback (serialization, deadlock),
+# 53 insufficient resources (53300 too many connections), 57 operator intervention (57P01
+# admin shutdown, 57P03 cannot connect now), 58 system error; and single codes: 55000 (a
+# database not accepting connections), 55006 (object in use), 55P03 (lock not available).
+TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+TRANSIENT_STATES = frozenset({"55000", "55006", "55P03"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when the database could not be reached or could not commit for a reason that
+    passes (the sender should retry); False for a bug or a fault of the data itself."""
+    if isinstance(error, StoreUnavailable):
+        return True
+    state = _sqlstate(error)
+    if state is not None:
+        return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
         # OperationalError covers SQLite "database is locked"/"unable to open" and the
         # PostgreSQL connection-class failures; InterfaceError a connection closed under us.
         return isinstance(error, (exc.OperationalError, exc.InterfaceError))
-    # Pool checkout timeouts, refused or reset sockets, connect timeouts.
-    return isinstance(error, (exc.TimeoutError, OSError, asyncio.TimeoutError))
+    # Pool checkout timeouts, refused or reset sockets, connect timeouts, asyncpg's own
+    # connection errors before SQLAlchemy wraps them.
+    if isinstance(error, (exc.TimeoutError, OSError, asyncio.TimeoutError)):
+        return True
+    return type(error).__module__.startswith("asyncpg") and "Connection" in type(error).__name__
 
 
 @asynccontextmanager
@@ -131,7 +155,7 @@ async def unavailable() -> AsyncIterator[None]:
     except StoreUnavailable:
         raise
     except Exception as error:
-        if _is_unavailable(error):
+        if is_transient(error):
             raise StoreUnavailable(f"database unavailable: {error}") from error
         raise
 

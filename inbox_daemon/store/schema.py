@@ -34,6 +34,9 @@ __all__ = [
     "Base",
     "BigIntKey",
     "UTCDateTime",
+    "SafeString",
+    "SafeText",
+    "clean_text",
     "RawMessage",
     "OptOut",
     "Evidence",
@@ -86,6 +89,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def clean_text(value: str) -> str:
+    """``value`` as every engine can hold it: NUL (PostgreSQL refuses it in text) and lone
+    surrogates (bytes that were not UTF-8, kept by ``surrogateescape``) become U+FFFD."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    return value
+
+
+class SafeString(TypeDecorator[str]):
+    """A text column that stores a sanitised copy (``clean_text``): header values and
+    envelope addresses come from strangers; the raw bytes stay the record of what arrived."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else clean_text(value)
+
+
+class SafeText(SafeString):
+    impl = Text
+    cache_ok = True
+
+
 # An 8-byte key on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY (rowid alias).
 BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -111,18 +142,18 @@ class RawMessage(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # load when asked
     size: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(200))  # "smtp", "imap:<account>", "import"
-    envelope_from: Mapped[str | None] = mapped_column(Text)
-    envelope_to: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of recipients
-    peer: Mapped[str | None] = mapped_column(String(200))
-    message_id: Mapped[str | None] = mapped_column(Text)  # the message's own header
+    source: Mapped[str] = mapped_column(SafeString(200))  # "smtp", "imap:<account>", "import"
+    envelope_from: Mapped[str | None] = mapped_column(SafeText)
+    envelope_to: Mapped[str] = mapped_column(SafeText, default="[]")  # JSON list of recipients
+    peer: Mapped[str | None] = mapped_column(SafeString(200))
+    message_id: Mapped[str | None] = mapped_column(SafeText)  # the message's own header
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     times_received: Mapped[int] = mapped_column(Integer, default=1)
-    outcome: Mapped[str] = mapped_column(String(16), default="pending")
-    reason: Mapped[str | None] = mapped_column(Text)
-    parser_version: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(SafeString(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(SafeText)
+    parser_version: Mapped[str | None] = mapped_column(SafeString(64))
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    forwarder: Mapped[str | None] = mapped_column(String(320))
+    forwarder: Mapped[str | None] = mapped_column(SafeString(320))
 
 
 class OptOut(Base):
@@ -135,16 +166,16 @@ class OptOut(Base):
     __tablename__ = "opt_outs"
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    order_id: Mapped[str | None] = mapped_column(String(32), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320), index=True)  # lower-case
-    marketplace: Mapped[str | None] = mapped_column(String(253))
+    order_id: Mapped[str | None] = mapped_column(SafeString(32), unique=True)
+    email: Mapped[str | None] = mapped_column(SafeString(320), index=True)  # lower-case
+    marketplace: Mapped[str | None] = mapped_column(SafeString(253))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     notice_count: Mapped[int] = mapped_column(Integer, default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    removed_by: Mapped[str | None] = mapped_column(String(200))
-    removed_reason: Mapped[str | None] = mapped_column(Text)
+    removed_by: Mapped[str | None] = mapped_column(SafeString(200))
+    removed_reason: Mapped[str | None] = mapped_column(SafeText)
 
 
 class Evidence(Base):
@@ -161,8 +192,8 @@ class Evidence(Base):
         BigIntKey, ForeignKey("raw_messages.id"), index=True
     )
     opt_out_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"))
-    forwarder: Mapped[str | None] = mapped_column(String(320))
-    notice_message_id: Mapped[str | None] = mapped_column(Text)  # Amazon's own Message-ID
+    forwarder: Mapped[str | None] = mapped_column(SafeString(320))
+    notice_message_id: Mapped[str | None] = mapped_column(SafeText)  # Amazon's own Message-ID
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -184,8 +215,8 @@ class Seller(Base):
     __tablename__ = "sellers"
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    token: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(SafeString(200), unique=True)
+    token: Mapped[str] = mapped_column(SafeString(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -197,7 +228,7 @@ class Forwarder(Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     seller_id: Mapped[int] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
-    address: Mapped[str] = mapped_column(String(320), unique=True)  # lower-case
+    address: Mapped[str] = mapped_column(SafeString(320), unique=True)  # lower-case
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -214,18 +245,18 @@ class MessageTrust(Base):
         BigIntKey, ForeignKey("raw_messages.id"), primary_key=True
     )
     seller_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("sellers.id"), index=True)
-    forwarder: Mapped[str | None] = mapped_column(String(320))
-    forwarded_via: Mapped[str | None] = mapped_column(String(32))
-    token: Mapped[str | None] = mapped_column(String(32))
-    rate_key: Mapped[str] = mapped_column(String(320))  # forwarder, "+token" or "-"
-    dkim: Mapped[str] = mapped_column(String(16))
-    dkim_domain: Mapped[str | None] = mapped_column(String(253))
-    dkim_detail: Mapped[str | None] = mapped_column(Text)
-    held: Mapped[str | None] = mapped_column(Text)  # the quarantine reason; None: admitted
+    forwarder: Mapped[str | None] = mapped_column(SafeString(320))
+    forwarded_via: Mapped[str | None] = mapped_column(SafeString(32))
+    token: Mapped[str | None] = mapped_column(SafeString(32))
+    rate_key: Mapped[str] = mapped_column(SafeString(320))  # forwarder, "+token" or "-"
+    dkim: Mapped[str] = mapped_column(SafeString(16))
+    dkim_domain: Mapped[str | None] = mapped_column(SafeString(253))
+    dkim_detail: Mapped[str | None] = mapped_column(SafeText)
+    held: Mapped[str | None] = mapped_column(SafeText)  # the quarantine reason; None: admitted
     new_opt_outs: Mapped[int] = mapped_column(Integer)  # what the rate limit counts
     amazon_notices: Mapped[int] = mapped_column(Integer)  # seller messages Amazon blocked
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(SafeString(200))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -236,12 +267,12 @@ class AuditRow(Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(200))  # a login name, or "intake:<source>"
-    action: Mapped[str] = mapped_column(String(32))  # block, reactivate, remove, import, ...
-    subject: Mapped[str | None] = mapped_column(String(400))  # a key, seller or address
+    actor: Mapped[str] = mapped_column(SafeString(200))  # a login name, or "intake:<source>"
+    action: Mapped[str] = mapped_column(SafeString(32))  # block, reactivate, remove, import, ...
+    subject: Mapped[str | None] = mapped_column(SafeString(400))  # a key, seller or address
     opt_out_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("opt_outs.id"), index=True)
     raw_message_id: Mapped[int | None] = mapped_column(BigIntKey, ForeignKey("raw_messages.id"))
-    detail: Mapped[str | None] = mapped_column(Text)  # the reason, provenance, ...
+    detail: Mapped[str | None] = mapped_column(SafeText)  # the reason, provenance, ...
 
 
 class ImapState(Base):
@@ -251,8 +282,8 @@ class ImapState(Base):
 
     __tablename__ = "imap_state"
 
-    account: Mapped[str] = mapped_column(String(200), primary_key=True)
-    mailbox: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    account: Mapped[str] = mapped_column(SafeString(200), primary_key=True)
+    mailbox: Mapped[str] = mapped_column(SafeString(1000), primary_key=True)
     uidvalidity: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned on the wire
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .. import keys
 from .audit import audit
-from .blocklist import normalize_email
 from .engine import chunks
 from .records import SellerRow
 from .schema import Forwarder, Seller
@@ -77,9 +77,10 @@ async def sellers(session: AsyncSession, name: str | None = None) -> list[Seller
 
 async def add_forwarder(session: AsyncSession, name: str, address: str, who: str, now: datetime) -> None:
     seller = await _seller(session, name)
-    address = normalize_email(address)
-    if "@" not in address:
+    checked = keys.address(address)
+    if checked is None:
         raise ValueError(f"not an address: {address!r}")
+    address = checked
     if await session.scalar(select(func.count()).where(Forwarder.address == address)):
         raise ValueError(f"forwarder {address} is registered already")
     session.add(Forwarder(seller_id=seller.id, address=address, created_at=now))
@@ -87,7 +88,7 @@ async def add_forwarder(session: AsyncSession, name: str, address: str, who: str
 
 
 async def remove_forwarder(session: AsyncSession, address: str, who: str, now: datetime) -> None:
-    address = normalize_email(address)
+    address = keys.address(address) or address.strip().lower()
     fwd = await session.scalar(select(Forwarder).where(Forwarder.address == address))
     if fwd is None:
         raise LookupError(f"no forwarder {address}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from ..errors import StoreUnavailable
+from ..errors import MessageRejected, StoreUnavailable
+from ..log import get_logger
+from .engine import is_transient
 from .records import Delivery, SavedRaw
 from .store import Store
 
@@ -30,6 +32,11 @@ class RawWriter:
         self._on_stored = on_stored
         self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[SavedRaw]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._log = get_logger(component="writer")
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="raw-writer")
@@ -69,16 +76,33 @@ class RawWriter:
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             try:
-                saved = await self._store.save_raw_many([d for d, _ in batch])
-            except StoreUnavailable as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StoreUnavailable(str(exc)))
-            else:
-                for (delivery, fut), one in zip(batch, saved):
-                    self._on_stored(delivery, one)
-                    if not fut.done():
-                        fut.set_result(one)
+                await self._write(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _write(self, batch: list[tuple[Delivery, asyncio.Future[SavedRaw]]]) -> None:
+        """One transaction for the batch; when the data of one message is refused, each
+        message on its own, so that only that one fails."""
+        try:
+            saved = await self._store.save_raw_many([d for d, _ in batch])
+        except Exception as exc:
+            if is_transient(exc):
+                self._fail(batch, StoreUnavailable(str(exc)))
+            elif len(batch) == 1:
+                self._log.error("raw_write_refused", source=batch[0][0].source, error=repr(exc)[:500])
+                self._fail(batch, MessageRejected(f"{type(exc).__name__}: {exc}"[:300]))
+            else:
+                for item in batch:
+                    await self._write([item])
+            return
+        for (delivery, fut), one in zip(batch, saved):
+            self._on_stored(delivery, one)
+            if not fut.done():
+                fut.set_result(one)
+
+    @staticmethod
+    def _fail(batch: list[tuple[Delivery, asyncio.Future[SavedRaw]]], error: Exception) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(error)

@@ -4,7 +4,6 @@ migrated SQLite database file per test."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,11 +32,3 @@ def dovecot_factory() -> Iterator[type[Dovecot]]:
     """For tests that need a Dovecot with other capabilities (``Dovecot.running(capability=…)``)."""
     _need_dovecot()
     yield Dovecot
-
-
-@pytest.fixture
-def db_path(tmp_path: Path, sqlite_template: Path) -> Path:
-    """An empty SQLite database at the head revision (a copy: migrating per test is slow)."""
-    path = tmp_path / "inbox.db"
-    shutil.copyfile(sqlite_template, path)
-    return path

@@ -85,3 +85,63 @@ def test_smtp_session_survives_bad_commands(daemon: DaemonProcess) -> None:
         assert client.docmd("NONSENSE")[0] == 500
         assert client.ehlo("x.example")[0] == 250
         assert client.noop()[0] == 250
+
+
+def _dialogue(address: tuple[str, int], commands: list[bytes]) -> list[bytes]:
+    """One raw SMTP session: the reply line to each command (after the greeting and EHLO)."""
+    with socket.create_connection(address, timeout=10) as sock:
+        stream = sock.makefile("rb")
+
+        def reply() -> bytes:
+            while True:
+                line = stream.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        sock.sendall(b"EHLO test.example\r\n")
+        reply()
+        answers = []
+        for command in commands:
+            sock.sendall(command + b"\r\n")
+            answers.append(reply())
+        return answers
+
+
+def test_envelope_addresses_with_nul_control_characters_or_bad_utf8_are_refused(daemon: DaemonProcess) -> None:
+    answers = _dialogue(daemon.smtp, [
+        b"MAIL FROM:<fwd\x00@seller.example>",
+        b"MAIL FROM:<fwd\xff\xfe@seller.example>",
+        b"MAIL FROM:<fwd@seller.example>",
+        b"RCPT TO:<optout\x01@sellers.example>",
+        b"RCPT TO:<optout\xc3@sellers.example>",
+        b"RCPT TO:<optout@sellers.example>",
+    ])
+    # aiosmtpd itself answers 500 (syntax) to some bytes that are not UTF-8, before the handler
+    assert answers[0][:9] == b"501 5.1.7" and answers[1][:9] in (b"501 5.1.7", b"500 Error")
+    assert answers[2].startswith(b"250")
+    assert answers[3][:9] == b"553 5.1.3" and answers[4][:9] in (b"553 5.1.3", b"500 Error")
+    assert answers[5][:9] == b"250 2.1.5"  # the session lives on
+
+
+def test_header_values_the_database_cannot_hold_are_stored_and_applied(tmp_path: Path, fresh_pg_url: str) -> None:
+    """PostgreSQL refuses NUL in text: the raw bytes keep it, the text columns a sanitised copy."""
+    config = write_config(tmp_path / "c.toml", {"database": {"url": fresh_pg_url}})
+    proc = DaemonProcess(tmp_path / "home", config)
+    try:
+        assert proc.cli("db", "upgrade").returncode == 0
+        proc.start()
+        rng = random.Random(4)
+        order = order_id(rng)
+        raw = opt_out_notice(order, None).replace(b"Message-ID: <", b"Message-ID: <nul\x00\xff-")
+        forwarded = (b"From: Ops \x00<ops\x00@acme.example>\r\nTo: optout@sellers.example\r\n"
+                     b"Subject: Fwd: notice\r\nMIME-Version: 1.0\r\n"
+                     b"Content-Type: message/rfc822\r\n\r\n") + opt_out_notice(order_id(rng), None, seq=1)
+        assert proc.send(raw)[0] == 250
+        assert proc.send(forwarded)[0] == 250
+        decisions = proc.wait_count("intake_decision", 2)
+        assert {d["outcome"] for d in decisions} == {"opt_out"}
+        assert proc.query(f"ORDER {order}")[0].startswith("BLOCKED")
+        assert proc.cli("messages", "list", "--outcome", "error").stdout == ""
+    finally:
+        proc.ensure_stopped()

@@ -1,0 +1,27 @@
+"""A parser for tests and the flood bench (``[parser] module = "tests.support.slow_parser"``):
+the built-in parser, except that a message with ``X-Test-Hang: yes`` never finishes (a
+runaway parse, as a pathological input would make) and one with ``X-Test-Sleep: S`` takes S
+seconds first (a slow parser)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from inbox_daemon.notices import PARSER_VERSION as BUILTIN_VERSION
+from inbox_daemon.notices import ParseResult
+from inbox_daemon.notices import parse_notice as builtin_parse
+
+PARSER_VERSION = f"{BUILTIN_VERSION}+slow"
+_SLEEP = re.compile(rb"^X-Test-Sleep: ([0-9.]+)", re.M)
+
+
+def parse_notice(raw: bytes) -> ParseResult:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    if b"\nX-Test-Hang: yes" in head or head.startswith(b"X-Test-Hang: yes"):
+        while True:  # CPU-bound, in pure Python or not: only killing the worker ends it
+            pass
+    slow = _SLEEP.search(head)
+    if slow:
+        time.sleep(float(slow.group(1)))
+    return builtin_parse(raw)

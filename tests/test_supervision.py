@@ -1,0 +1,85 @@
+"""Supervision: a long-lived task that ends makes the daemon exit non-zero within 2 s (systemd
+restarts it), and the restarted daemon processes everything that was acknowledged.
+
+In process, so that the test can break one task from the outside: it replaces the processor's
+load-and-parse step with one that raises, as a bug there would."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import smtplib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inbox_daemon.config import load_config
+from inbox_daemon.daemon import Daemon
+from inbox_daemon.store import Store
+from tests.support.notices import opt_out_notice, order_id
+
+
+async def _ready(daemon: Daemon, task: asyncio.Task[int]) -> None:
+    while not hasattr(daemon, "smtp") or daemon.smtp._server is None:
+        assert not task.done(), task
+        await asyncio.sleep(0.01)
+
+
+def _send(address: tuple[str, int], raws: list[bytes]) -> list[int]:
+    codes = []
+    with smtplib.SMTP(*address, timeout=30) as client:
+        for raw in raws:
+            try:
+                codes.append(client.sendmail("fwd@seller.example", ["optout@sellers.example"], raw) and 0 or 250)
+            except smtplib.SMTPResponseException as exc:
+                codes.append(exc.smtp_code)
+            except (smtplib.SMTPServerDisconnected, OSError):
+                break
+    return codes
+
+
+def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    monkeypatch.setenv("INBOX_DAEMON_HOME", str(tmp_path))
+    monkeypatch.setenv("INBOX_DAEMON_SMTP_PORT", "0")
+    monkeypatch.setenv("INBOX_DAEMON_PARSER_WORKERS", "0")
+    cfg = load_config()
+    rng = random.Random(80)
+    orders = [order_id(rng) for _ in range(20)]
+
+    async def broken(batch: list[int]) -> Any:
+        raise RuntimeError("a bug in parsing")
+
+    async def first_life() -> tuple[int, float, list[int]]:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        await _ready(daemon, task)
+        monkeypatch.setattr(daemon.flow.processor, "_parse", broken)
+        (processor,) = daemon.flow.processor.tasks
+        sending = asyncio.create_task(asyncio.to_thread(_send, daemon.smtp.address, [opt_out_notice(o, None) for o in orders]))
+        await asyncio.wait([processor], timeout=10)
+        died = time.monotonic()
+        code = await asyncio.wait_for(task, 10)
+        return code, time.monotonic() - died, await sending
+
+    code, took, codes = run(first_life())
+    assert code == 1 and took < 2.0
+    acked = [o for o, c in zip(orders, codes) if c == 250]
+    assert acked  # at least what came before the crash
+
+    async def second_life() -> set[str]:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        await _ready(daemon, task)
+        async with await Store.open(cfg.database_url) as store:
+            while await store.pending_raw_ids():
+                await asyncio.sleep(0.05)
+            found = {row.order_id for row in await store.list_opt_outs(limit=1000) if row.order_id}
+        daemon.stop_event.set()
+        assert await asyncio.wait_for(task, 30) == 0
+        return found
+
+    assert set(acked) <= run(second_life())
