@@ -82,7 +82,7 @@ class NativeLoop:
         items = self._loop.take()
         if not items:
             return
-        self._sync_counters()
+        self.sync_counters()
         self._loop.deliver([(ident, self._answer(line, client_of(peer))) for ident, line, peer in items])
 
     def _answer(self, line: bytes, client: str) -> bytes | None:
@@ -93,7 +93,7 @@ class NativeLoop:
             self._log.exception("query.answer_failed", line=line[:80])
             return None
 
-    def _sync_counters(self) -> None:
+    def sync_counters(self) -> None:
         """Add the thread's lookups to the counters STATS reports."""
         figures = self._loop.counters() if self._loop is not None else {}
         lookups, hits = figures.get("lookups", 0), figures.get("hits", 0)

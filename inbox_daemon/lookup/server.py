@@ -235,6 +235,12 @@ class QueryServer:
             return self._native.counters().get("connections", 0)
         return len(self._connections)
 
+    def lookup_counters(self) -> Counters:
+        """Lookups and hits so far, those the C thread answered included (the metrics read it)."""
+        if self._native is not None:
+            self._native.sync_counters()
+        return self.counters
+
     def limit_counts(self) -> dict[str, int]:
         """How often each limit was hit since start: refusals, timeouts, over-long lines."""
         if self._native is not None:
