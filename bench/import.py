@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inbox_daemon.intake.files import ImportSummary, import_paths  # noqa: E402
-from inbox_daemon.log import configure_logging  # noqa: E402
-from inbox_daemon.notices import parse_notice  # noqa: E402
-from inbox_daemon.store import migrate  # noqa: E402
-from inbox_daemon.processing import auto_workers  # noqa: E402
-from tests.intake.harness import running_flow  # noqa: E402
+from inbox_daemon.intake.files import ImportSummary, import_paths
+from inbox_daemon.log import configure_logging
+from inbox_daemon.notices import parse_notice
+from inbox_daemon.store import migrate
+from inbox_daemon.processing import auto_workers
+from tests.intake.harness import running_flow
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 ORDER = re.compile(rb"\b\d{3}-\d{7}-\d{7}\b")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.daemon import DaemonProcess  # noqa: E402
-from tests.support.notices import opt_out_notice, order_id, relay_address  # noqa: E402
+from tests.support.daemon import DaemonProcess
+from tests.support.notices import opt_out_notice, order_id, relay_address
 
 
 async def _reply(reader: asyncio.StreamReader) -> bytes:

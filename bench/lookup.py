@@ -38,7 +38,7 @@ from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serve import blocked_addresses, unknown_addresses  # noqa: E402
+from _serve import blocked_addresses, unknown_addresses
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable

@@ -607,6 +607,69 @@ compact(PyObject *Py_UNUSED(module), PyObject *args)
     return PyLong_FromSsize_t(n ? write : size);
 }
 
+
+/* merge_into(keys, values, dead, new_keys, new_values, out_keys, out_values): the base without
+ * the sorted positions dead, merged with the sorted new keys, written into the out arrays (their
+ * size exactly that). Reads the base only: the query loop thread may read it meanwhile. */
+static PyObject *
+merge_into(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *arrays[4], *dead, *new_keys, *new_values;
+    if (!PyArg_ParseTuple(args, "OOO!O!O!OO:merge_into", &arrays[0], &arrays[1], &PyList_Type, &dead, &PyList_Type,
+                          &new_keys, &PyList_Type, &new_values, &arrays[2], &arrays[3]))
+        return NULL;
+    Py_buffer views[4];
+    int got = 0;
+    for (; got < 4; got++)
+        if (get_q_buffer(arrays[got], &views[got], "merge_into") < 0)
+            break;
+    PyObject *result = NULL;
+    if (got < 4)
+        goto done;
+    const uint64_t *keys = views[0].buf, *values = views[1].buf;
+    uint64_t *out_keys = views[2].buf, *out_values = views[3].buf;
+    Py_ssize_t n = views[0].len / 8, ndead = PyList_GET_SIZE(dead), nnew = PyList_GET_SIZE(new_keys);
+    Py_ssize_t size = n - ndead + nnew;
+    if (views[1].len / 8 != n || PyList_GET_SIZE(new_values) != nnew || views[2].len / 8 != size ||
+        views[3].len / 8 != size) {
+        PyErr_SetString(PyExc_ValueError, "merge_into: sizes do not add up");
+        goto done;
+    }
+    Py_ssize_t i = 0, j = 0, d = 0, w = 0;
+    uint64_t next_dead = 0, new_key = 0, new_value = 0;
+    if (ndead && list_u64(dead, 0, &next_dead) < 0)
+        goto done;
+    if (nnew && (list_u64(new_keys, 0, &new_key) < 0 || list_u64(new_values, 0, &new_value) < 0))
+        goto done;
+    while (w < size) {
+        if (i < n && d < ndead && (uint64_t)i == next_dead) { /* skip a tombstone */
+            i++;
+            if (++d < ndead && list_u64(dead, d, &next_dead) < 0)
+                goto done;
+            continue;
+        }
+        if (j < nnew && (i >= n || new_key < keys[i])) {
+            out_keys[w] = new_key;
+            out_values[w++] = new_value;
+            if (++j < nnew && (list_u64(new_keys, j, &new_key) < 0 || list_u64(new_values, j, &new_value) < 0))
+                goto done;
+        }
+        else if (i < n) {
+            out_keys[w] = keys[i];
+            out_values[w++] = values[i++];
+        }
+        else {
+            PyErr_SetString(PyExc_ValueError, "merge_into: dead positions out of range");
+            goto done;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)\n\n"
@@ -616,6 +679,8 @@ static PyMethodDef methods[] = {
      "fill_directory(keys, directory, bits): BlocklistIndex._index_directory's loop, in C."},
     {"spread", spread, METH_VARARGS,
      "spread(column, end, positions, values): index._spread's moves, in C (column already extended)."},
+    {"merge_into", merge_into, METH_VARARGS,
+     "merge_into(keys, values, dead, new_keys, new_values, out_keys, out_values): a merge into new arrays."},
     {"compact", compact, METH_VARARGS,
      "compact(column, dead) -> new length: index._compact's moves, in C (the caller truncates)."},
     {NULL, NULL, 0, NULL},

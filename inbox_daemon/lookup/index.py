@@ -18,15 +18,16 @@ Keys
 
 Sharing with the query loop thread
     ``shared_tables()`` publishes the address lookups to the C query loop (lookup/_loop.c), which
-    reads them without the GIL: the delta's address keys are mirrored there, and a merge, the
-    only step that moves the arrays, runs between ``begin()`` and ``commit()`` of that mirror.
+    reads them without the GIL: the delta's address keys are mirrored there, and a merge then
+    builds new arrays beside the old ones, swapped in between ``begin()`` and ``commit()``.
 
 Changes
     A key already in the sorted base is updated in place; removing it sets its value to 0 (a
     tombstone). A new key goes into ``_delta``. When the delta plus the tombstones outgrow a
     threshold (about 4 * sqrt(n), so a merge costs milliseconds, not seconds), they are merged
     into the base in place: tombstones are compacted away with ``memmove`` and the arrays are
-    grown by the new keys and spread from the right, so a merge never holds two copies of the base.
+    grown by the new keys and spread from the right, so a merge never holds two copies of the base
+    (except beside the C query loop: see below).
 """
 
 from __future__ import annotations
@@ -351,14 +352,28 @@ class BlocklistIndex:
             self.merge()
 
     def merge(self) -> None:
-        """Fold the delta into the base and drop tombstones, in place (no second copy)."""
+        """Fold the delta into the base and drop tombstones.
+
+        In place (no second copy) unless the C query loop reads the arrays: then into new arrays
+        beside the old ones, which the loop keeps reading until a swap of microseconds, so
+        lookups never wait for a merge (16 bytes an entry more, for the length of the merge).
+        """
         shared = self._shared
         if shared is None:
             self._merge()
             return
-        shared.begin()  # the loop thread waits: the arrays move
+        dead, new = sorted(self._dead), sorted(self._delta.items())
+        size = len(self._keys) - len(dead) + len(new)
+        keys, values = array("Q", bytes(8 * size)), array("Q", bytes(8 * size))
+        assert _fastpath is not None  # a shared index has the C module
+        _fastpath.merge_into(self._keys, self._values, dead, [k for k, _ in new], [v for _, v in new], keys, values)
+        directory, bits = self._directory_for(keys)
+        shared.begin()  # the loop thread waits for the swap only
         try:
-            self._merge()
+            self._keys, self._values, self._directory = keys, values, directory
+            self._order_shift, self._address_shift = _ORDER_BITS - bits, 63 - bits
+            self._dead.clear()
+            self._delta.clear()
         finally:
             shared.commit(self._keys, self._values, self._directory, self._address_shift, self._delta)
 
@@ -383,23 +398,27 @@ class BlocklistIndex:
         Both kinds of key are spread evenly, so a slot holds about 8 keys; at most 2**16 slots
         a kind (1 MiB) however large the index.
         """
-        keys = self._keys
-        bits = min(_DIRECTORY_BITS, max(0, len(keys).bit_length() - 4))
+        self._directory, bits = self._directory_for(self._keys)
         self._order_shift = _ORDER_BITS - bits
         self._address_shift = 63 - bits
+
+    @staticmethod
+    def _directory_for(keys: array[int]) -> tuple[array[int], int]:
+        """The directory of sorted ``keys`` and its bits (see ``_index_directory``)."""
+        bits = min(_DIRECTORY_BITS, max(0, len(keys).bit_length() - 4))
         slots = 2 << bits
         directory = array("Q", bytes(8 * (slots + 1)))
-        if _fastpath is not None:  # the same loop in C: merges hold the loop thread back meanwhile
+        if _fastpath is not None:  # the same loop in C (131,072 bisects at 1M keys)
             _fastpath.fill_directory(keys, directory, bits)
-            self._directory = directory
-            return
+            return directory, bits
         position = 0
+        order_shift, address_shift = _ORDER_BITS - bits, 63 - bits
         for slot in range(slots):
-            start = slot << self._order_shift if slot < (1 << bits) else slot << self._address_shift
+            start = slot << order_shift if slot < (1 << bits) else slot << address_shift
             position = bisect_left(keys, start, position)
             directory[slot] = position
         directory[slots] = len(keys)
-        self._directory = directory
+        return directory, bits
 
 
 def _hit(packed: int) -> Hit | None:

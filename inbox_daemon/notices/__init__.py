@@ -1,9 +1,11 @@
 """Pure parsing of Amazon buyer opt-out notices: raw bytes in, one ``ParseResult`` out.
 
-Data flow inside: ``mime`` (bounded MIME walk, charset sniffing, HTML to text) -> ``unwrap``
-(candidate notices out of forwards, attachments and digests) -> ``classify`` (Amazon sender,
-reason sentence from the ``languages`` tables, buyers) -> ``parser`` (one result per mail, with
-the forwarding identity from ``forwarder``). ``report`` prints results for the CLI.
+Data flow inside: ``mime`` (bounded MIME walk, charset sniffing, HTML to text through
+``htmltext``) -> ``unwrap`` (candidate messages out of attachments, and out of body text through
+``quoting``: forward header blocks, reply attributions, citations) -> ``classify`` (a notice
+sender from ``senders``, the reason from the ``languages`` tables read by ``languages.matcher``,
+buyers) -> ``parser`` (one result per mail, buyers merged and bounded, with the forwarding
+identity from ``forwarder``). ``report`` prints results for the CLI.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The verdict on one candidate notice: who sent it, what its reason sentence says, whom it names.
 
-Rules: the reason sentence decides, never the subject; the sender must be an
-Amazon marketplace domain; buyer addresses count only on ``marketplace.amazon.<tld>``; anything
-forged or look-alike is ``not_opt_out`` with a reason; damage that hides the reason is
-``malformed``.
+Rules: the reason sentence decides, never the subject; the sender must be one of Amazon's
+notice senders (``senders``: an Amazon domain alone is not enough), writing outside Amazon's
+bulk mail, with its own text (quotes belong to nobody, ``quoting``); buyer addresses count only
+on ``marketplace.amazon.<tld>``; an order id missing from the text may come from an Amazon link
+or a subject; anything forged or look-alike is ``not_opt_out`` with a reason; damage that hides
+the reason is ``malformed``. In doubt, never an opt-out.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ fails.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,3 +23,9 @@ def native(request: pytest.FixtureRequest) -> bool:
             pytest.fail("inbox_daemon.lookup._fastpath is not built (CI's install builds it)")
         pytest.skip("the C query loop is not built here")
     return bool(request.param == "c")
+
+
+@pytest.fixture
+def sock_path() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="lookup-") as directory:  # short: sun_path is 108 bytes
+        yield os.path.join(directory, "query.sock")

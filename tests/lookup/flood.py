@@ -5,7 +5,7 @@
 
 ``flood`` opens COUNT connections from the address SOURCE, a third each idle, slow-byte (one byte
 every 50 ms, never a whole line) and non-reading (pipelined CHECKs, replies never read); prints
-``READY {json}`` once all were tried, reopens those the server closed (at most 200 a tick) and
+``READY {json}`` once all were tried, reopens those the server closed (at most 50 a tick) and
 on SIGTERM prints its counts. ``probe`` prints ``{"latencies_us": [...], "errors": n}``. Own
 processes, so that neither competes with the server for the test's event loop or GIL.
 """
@@ -58,7 +58,7 @@ def flood(host: str, port: int, source: str, count: int) -> None:
     opened, closed = count, 0
     print("READY " + json.dumps({"opened": opened}), flush=True)
     while not stop:
-        reopen = 200
+        reopen = 50
         for i, (kind, sock) in enumerate(conns):
             if poke(kind, sock):
                 continue

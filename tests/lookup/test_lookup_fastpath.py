@@ -156,7 +156,7 @@ def test_an_index_changed_by_a_line_in_the_middle_of_a_read() -> None:
 
 def test_bad_arguments_raise_rather_than_read_out_of_bounds(fastpath: object) -> None:
     tables = make_index().lookup_tables()
-    answer_lines = getattr(fastpath, "answer_lines")
+    answer_lines = fastpath.answer_lines
     with pytest.raises(IndexError):
         answer_lines([b"PING"], 0, 2, tables)
     with pytest.raises(TypeError):
@@ -235,16 +235,26 @@ def test_the_c_loop_is_the_one_serving_when_built() -> None:
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 3)), min_size=1, max_size=400))
 def test_the_tables_the_c_loop_reads_follow_every_change(changes: list[tuple[int, int]]) -> None:
-    index = BlocklistIndex.build([], delta_limit=16)  # merges often
+    index = BlocklistIndex.build([], delta_limit=16)  # merges often, into new arrays once shared
     shared = index.shared_tables()
     addresses = [f"a{i}@marketplace.amazon.com" for i in range(301)]
-    for i, count in changes:
-        index.set_address(addresses[i], FIRST_SEEN, count)
+    model: dict[str, int] = {}
+    for step, (i, count) in enumerate(changes):
+        index.set_address(addresses[i], FIRST_SEEN + step, count)
+        model[addresses[i]] = FIRST_SEEN + step if count else 0
         if i % 7 == 0:
             index.set_order(f"114-3941689-{i:07d}", FIRST_SEEN, count)
+            model[f"114-3941689-{i:07d}"] = FIRST_SEEN if count else 0
     for address in addresses:
         key = index_module.address_key(address)
         assert shared.lookup(key) == index.lookup_key(key)
+        hit = index.check_address(address)
+        assert (hit.first_seen if hit else 0) == model.get(address, 0)
+    for order, first_seen in model.items():
+        if "@" not in order:
+            hit = index.check_order(order)
+            assert (hit.first_seen if hit else 0) == first_seen
+    assert len(index) == sum(1 for v in model.values() if v)
     assert index.memory_bytes() >= shared.memory_bytes()
 
 

@@ -35,12 +35,6 @@ def run(main: Callable[[], Awaitable[None]], *, uv: bool = False, timeout: float
         runner.run(asyncio.wait_for(main(), timeout))
 
 
-@pytest.fixture
-def sock_path() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lookup-") as directory:  # short: sun_path is 108 bytes
-        yield os.path.join(directory, "query.sock")
-
-
 def make_index() -> BlocklistIndex:
     index = BlocklistIndex()
     index.set_address(RELAY, 1_795_673_854, 3)

@@ -51,3 +51,39 @@ def test_notice_subjects_in_several_languages() -> None:
     assert is_notice_subject("Fwd: Your message to a buyer could not be delivered")
     assert is_notice_subject("購入者へのメッセージを送信できませんでした")
     assert not is_notice_subject("Sold, ship now")
+
+
+# Text built to make a per-sentence or per-match step costly: every shape is read in one pass
+# (about half a second for 256 KB on a busy machine). The timeout is a hang guard.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "text",
+    ["購、" * 128_000, "the buyer opted out " * 13_000, "buyer. " * 36_000, "not to receive " * 17_000,
+     "if the buyer opted out of unsolicited messages. " * 5_000,
+     "if the buyer has chosen to opt out of receiving unsolicited " * 4_000,
+     '"the buyer opted out of unsolicited messages." ' * 5_000, "購入者が未承諾メールを受信しない場合、" * 10_000],
+    ids=["cjk-runs", "no-sentence-end", "many-sentences", "multiword", "hedged-sentences", "hedged-phrases",
+         "quotes", "cjk-conditions"],
+)
+def test_hostile_text_is_read_in_one_pass(text: str) -> None:
+    assert first_reason(normalise(text)) is None
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The buyer has not opted out of receiving unsolicited messages from sellers.",
+        "A buyer may opt out of receiving unsolicited messages from sellers.",
+        "Der Käufer hat den Erhalt unerwünschter Nachrichten nicht deaktiviert.",
+        "購入者が未承諾広告メールを受信しない設定にしている場合は、メッセージは届きません。",
+        "Si el comprador ha elegido no recibir mensajes no solicitados, no se entregan.",
+    ],
+)
+def test_negations_possibilities_and_conditions_state_no_opt_out(sentence: str) -> None:
+    assert first_reason(normalise(sentence)) is None
+
+
+def test_within_one_sentence_a_rejection_beats_an_opt_out() -> None:
+    text = "The buyer opted out of unsolicited messages and your attachment exceeds the size limit."
+    found = first_reason(normalise(text))
+    assert found is not None and found[0] is LookAlike.ATTACHMENT_SIZE

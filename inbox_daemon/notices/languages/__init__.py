@@ -2,7 +2,7 @@
 
 Adding a language means adding one module here that defines ``LANGUAGE`` and naming it in
 ``_MODULES``; nothing else changes (the flufl.bounce one-module-per-dialect shape, see
-/work/shared/STYLE.md). The reason of a notice is read from these tables by ``matcher``.
+the house style). The reason of a notice is read from these tables by ``matcher``.
 Patterns are regular expressions matched against *normalised* text:
 lower-case, straight quotes, whitespace collapsed to one space, and no spaces between two CJK
 characters (see ``normalise``).

@@ -46,7 +46,7 @@ Label = tuple[str, str]  # (language code, concept)
 
 
 def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ...], set[Label]]]],
-                       list[tuple[str, Label]], frozenset[str]]:
+                       dict[str, set[Label]], frozenset[str]]:
     """Word -> labels; last word -> (the words before it, labels); CJK substrings; CJK languages.
     A form of several words is found at its last word, so the text is read in one pass."""
     single: dict[str, set[Label]] = defaultdict(set)
@@ -67,10 +67,32 @@ def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ..
                 else:
                     multi[words[-1]][tuple(words[:-1])].add((lang.code, concept))
     flat = {last: list(before.items()) for last, before in multi.items()}
-    return dict(single), flat, [(t, label) for t, labels in cjk.items() for label in labels], frozenset(cjk_languages)
+    return dict(single), flat, dict(cjk), frozenset(cjk_languages)
 
 
 _SINGLE, _MULTI, _CJK_TERMS, _CJK_LANGUAGES = _tables()
+# Japanese and Chinese terms are found inside a run of characters, longest first.
+_CJK = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
+
+
+class _Quotes:
+    """Whether a position lies inside quotation marks: cited, as a forum post, a newsletter or
+    a seller's message quotes a notice (false_opt_outs/seller_email_quotes_notice_in_quotation_marks.eml).
+    Curly, angle and corner quotes are straight '"' after ``normalise``. Positions are asked in
+    (nearly) increasing order, so the text is counted about once."""
+
+    __slots__ = ("text", "at", "odd")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.at, self.odd = text, 0, False
+
+    def inside(self, at: int) -> bool:
+        if at < self.at:  # a little back, within the sentence being read
+            return self.odd ^ (self.text.count('"', at, self.at) % 2 == 1)
+        if at > self.at:
+            self.odd ^= self.text.count('"', self.at, at) % 2 == 1
+            self.at = at
+        return self.odd
 
 
 def _phrases() -> re.Pattern[str]:
@@ -104,6 +126,7 @@ def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
 
 
 def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
+    quotes = _Quotes(text)
     for found in _PHRASES.finditer(text, 0, end):
         name = found.lastgroup
         if name is None:
@@ -111,28 +134,22 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
         if name != OPT_OUT:
             return LookAlike[name], found.start()
         start = found.start()
-        if _CONDITIONAL.search(text, max(0, start - _CONDITIONAL_REACH), start) is None and not _cited(text, start):
+        if _CONDITIONAL.search(text, max(0, start - _CONDITIONAL_REACH), start) is None and not quotes.inside(start):
             return OPT_OUT, start
     return None
-
-
-def _cited(text: str, at: int) -> bool:
-    """Inside quotation marks: cited, as a forum post, a newsletter or a seller's message quotes
-    a notice (false_opt_outs/seller_email_quotes_notice_in_quotation_marks.eml). Curly, angle
-    and corner quotes are straight '"' after ``normalise``."""
-    return text.count('"', 0, at) % 2 == 1
 
 
 def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
     """(start, end, reason) of the first sentence whose terms state a reason."""
     tokens: list[tuple[int, str]] = []
+    quotes = _Quotes(text)
     seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
     sentence = 0
     for found in _TOKEN.finditer(text):
         i, word = len(tokens), found.group()
         tokens.append((found.start(), word))
         if word in _ENDS:
-            reason = _verdict(seen, tokens, text) if seen else None
+            reason = _verdict(seen, tokens, quotes) if seen else None
             if reason is not None:
                 return tokens[sentence][0], found.end(), reason
             sentence, seen = i + 1, {}
@@ -148,14 +165,14 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
                 for label in labels:
                     seen.setdefault(label, []).append(first)
         if word[0] >= _CJK_START:
-            for term, label in _CJK_TERMS:
-                if term in word:
+            for term in _CJK.findall(word):
+                for label in _CJK_TERMS[term]:
                     seen.setdefault(label, []).append(i)
-    reason = _verdict(seen, tokens, text) if seen else None
+    reason = _verdict(seen, tokens, quotes) if seen else None
     return (tokens[sentence][0], len(text), reason) if reason is not None else None
 
 
-def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], text: str) -> str | LookAlike | None:
+def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> str | LookAlike | None:
     """The reason one sentence's terms state, in any language, or None."""
     concepts: dict[str, set[str]] = defaultdict(set)
     for code, concept in seen:
@@ -164,15 +181,15 @@ def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], text: 
         if any(rule <= held for held in concepts.values()):
             return look_alike
     for code, held in concepts.items():
-        if OPT_OUT_RULE <= held and not _hedged(code, seen, tokens, text):
+        if OPT_OUT_RULE <= held and not _hedged(code, seen, tokens, quotes):
             return OPT_OUT
     return None
 
 
-def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str]], text: str) -> bool:
+def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> bool:
     """Whether the buyer's opting out is a condition, a possibility, negated or quoted."""
     buyer, out = min(seen[(code, "buyer")]), min(seen[(code, "out")])
-    if _cited(text, tokens[buyer][0]):
+    if quotes.inside(tokens[buyer][0]):
         return True
     conditions = seen.get((code, _IF), [])
     if code in _CJK_LANGUAGES and conditions:
