@@ -8,6 +8,8 @@ A bad key or value raises ConfigError naming it; the CLI turns that into exit 78
 
 from __future__ import annotations
 
+import grp
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ __all__ = [
     "QueryConfig",
     "SecurityConfig",
     "ParserConfig",
+    "IntakeConfig",
     "ImapConfig",
     "ImapAccount",
     "LogConfig",
@@ -57,7 +60,8 @@ class SmtpConfig:
     port: int = 2525
     recipients: tuple[str, ...] = ()  # accepted RCPT addresses; empty = any
     max_message_bytes: int = 10 * 1024 * 1024
-    timeout_seconds: float = 60.0  # idle client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    timeout_seconds: float = 60.0  # silence from a client (RFC 5321 4.5.3.2 asks servers for minutes; we are behind an MTA)
+    transaction_seconds: float = 900.0  # MAIL to the end of DATA, however steadily the bytes come
     max_recipients: int = 100
     max_connections: int = 256
 
@@ -71,6 +75,8 @@ class QueryConfig:
     idle_seconds: float = 300.0
     request_seconds: float = 10.0  # a request line must be complete this long after its first byte
     sync_seconds: float = 1.0  # how often other processes' changes are pulled in (README: within 2 s)
+    # CHECK <relay-address> <order> records the address on that order's opt-out (docs/threat-model.md)
+    learn_addresses: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,19 @@ class SecurityConfig:
     dkim_keys_file: str = ""  # pinned keys "<selector>._domainkey.<domain> <TXT>" instead of DNS
     forwarder_rate_per_hour: int = 0  # cap on new opt-outs per forwarder and hour; 0 = none
     seller_address: str = ""  # base of per-seller addresses; default: first smtp.recipients
+    trusted_relays: tuple[str, ...] = ()  # SMTP clients (IP or CIDR) that vouch for From / Resent-From
+    trusted_arc_sealers: tuple[str, ...] = ()  # ARC sealer domains whose authentication results count
+    max_buyers_per_notice: int = 25  # more buyers in one message: held in quarantine
+    group: str = ""  # group that may read the database (0640); empty: owner only (0600)
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """Backpressure: past either bound SMTP answers 451 4.3.2 (the MTA holds the mail) and
+    IMAP and imports wait."""
+
+    backlog: int = 20_000  # stored messages waiting for processing
+    bytes_in_flight: int = 128 * 1024 * 1024  # message bytes being received or written
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,7 @@ class Config:
     query: QueryConfig = field(default_factory=QueryConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     parser: ParserConfig = field(default_factory=ParserConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
     imap: ImapConfig = field(default_factory=ImapConfig)
     log: LogConfig = field(default_factory=LogConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
@@ -178,6 +198,7 @@ _SECTIONS: dict[str, type] = {
     "query": QueryConfig,
     "security": SecurityConfig,
     "parser": ParserConfig,
+    "intake": IntakeConfig,
     "log": LogConfig,
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
@@ -307,6 +328,10 @@ def _validate(cfg: Config) -> None:
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
         (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
+        (cfg.security.max_buyers_per_notice > 0, "security.max_buyers_per_notice must be positive"),
+        (all(_is_network(r) for r in cfg.security.trusted_relays),
+         "security.trusted_relays must be IP addresses or CIDR blocks"),
+        (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
@@ -329,6 +354,22 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "QueryError"]
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "Busy", "LeaseLost", "QueryError"]
 
 
 class InboxDaemonError(Exception):
@@ -20,6 +20,15 @@ class StoreUnavailable(InboxDaemonError):
 class MessageRejected(InboxDaemonError):
     """This one message cannot be stored (the database refuses its data); others still can.
     SMTP answers a permanent failure for it alone."""
+
+
+class Busy(InboxDaemonError):
+    """Too much mail waiting (backlog or bytes in flight): SMTP answers 451 4.3.2 and the
+    sending MTA holds the mail a while."""
+
+
+class LeaseLost(InboxDaemonError):
+    """Another daemon holds the IMAP mailbox now: this one's late write was refused."""
 
 
 class QueryError(InboxDaemonError):

@@ -11,14 +11,16 @@ Waiting: IDLE (RFC 2177) when the account allows it and the server has it, re-is
 before the 29 minutes after which servers may drop us; every wake runs ``UID SEARCH`` again
 (a pushed EXISTS is a hint, not a list). Without IDLE, a poll every ``poll_seconds``.
 Connections and the aioimaplib pitfalls are in ``imap_client``.
+
+Several daemons on one PostgreSQL: a poller first takes the mailbox's lease (``lease``) and
+polls only while it holds it; positions are written under the lease. On SQLite (one daemon) no
+lease is taken.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +28,9 @@ from typing import Any
 import aioimaplib  # type: ignore[import-untyped]
 
 from ..config import ImapAccount
-from ..errors import StoreUnavailable
+from ..errors import LeaseLost, StoreUnavailable
 from ..processing import Flow
-from ..store import Delivery, Position, Store
+from ..store import Delivery, Lease, Position, Store
 from .imap_client import (
     ImapAuthError,
     ImapConnection,
@@ -38,13 +40,9 @@ from .imap_client import (
     response_text,
     uid_set,
 )
+from .lease import MailboxLease
 
-__all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "CRASH_AFTER_STORE_ENV"]
-
-# Test hook (a SIGKILL between storing and flagging): die right after the n-th
-# durable store of this process and before its flag. Unset in production. Not INBOX_DAEMON_*:
-# config.py refuses unknown settings in that namespace, as it should.
-CRASH_AFTER_STORE_ENV = "INBOXD_TEST_CRASH_AFTER_STORE"
+__all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,8 @@ class ImapTuning:
     backoff_max: float = 300.0
     auth_retry_seconds: float = 600.0  # a wrong password is not fixed by hammering the server
     stop_seconds: float = 3.0  # DONE + LOGOUT budget in stop()
+    lease_seconds: float = 15.0  # shared database: a dead holder's mailbox is taken over after this
+    lease_retry_seconds: float = 5.0  # how often a daemon without the lease asks again
 
 
 def backoff(failures: int, tuning: ImapTuning) -> float:
@@ -87,10 +87,13 @@ class ImapPoller:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
-        self._crash_after = int(os.environ.get(CRASH_AFTER_STORE_ENV, "0"))  # test hook only
         self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
         self.idling = False  # in IDLE right now (the server said "+ idling")
         self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
+        self._lease = MailboxLease(
+            store, account.name, account.mailbox, self, logger=self._log,
+            seconds=self.tuning.lease_seconds, retry_seconds=self.tuning.lease_retry_seconds,
+        ) if store.shared else None
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -112,9 +115,62 @@ class ImapPoller:
             await asyncio.gather(self._task, return_exceptions=True)
         self._log.info("imap_stopped", **self.stats)
 
-    # -- sessions and backoff ------------------------------------------------------------------
+    # -- the lease: one poller per mailbox across daemons ---------------------------------------
 
     async def _run(self) -> None:
+        if self._lease is None:
+            await self._sessions()
+            return
+        while not self._stop.is_set():
+            lease = await self._lease.acquire(self._stop)
+            if lease is None:
+                break
+            try:
+                await self._while_held(lease)
+            finally:
+                await self._lease.release()
+
+    async def _while_held(self, lease: Lease) -> None:
+        """Poll until stopped, or until the lease is lost: then the session is cut short (what
+        it stored and did not flag is taken again, as a no-op, by the next holder)."""
+        assert self._lease is not None
+        if lease.previous is not None:
+            await self._recover_left_behind()
+        polling = asyncio.create_task(self._sessions(), name=f"imap-sessions:{self.account.name}")
+        lost = asyncio.create_task(self._lease.lost.wait())
+        try:
+            await asyncio.wait({polling, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (polling, lost):
+                task.cancel()
+            await asyncio.gather(polling, lost, return_exceptions=True)
+
+    async def _recover_left_behind(self) -> None:
+        """Queue what the previous holder stored from this mailbox and did not process (it
+        would otherwise wait for the next daemon start)."""
+        queued, after = 0, 0
+        try:
+            while ids := await self._store.pending_raw_ids_from(self._source, after=after):
+                for raw_id in ids:
+                    self._flow.processor.submit(raw_id)
+                queued, after = queued + len(ids), ids[-1]
+        except StoreUnavailable as exc:  # a daemon's start recovers them then
+            self._log.warning("imap_recover_deferred", error=str(exc))
+        self._log.info("imap_recovered_pending", count=queued)
+
+    async def _save_position(self, position: Position) -> None:
+        """Commit the position; with a lease, only while it is ours."""
+        lease = self._lease.lease if self._lease is not None else None
+        try:
+            await self._store.save_imap_position(self.account.name, self.account.mailbox, position, lease=lease)
+        except LeaseLost:
+            if self._lease is not None:
+                self._lease.lose("position write refused: another daemon holds the mailbox")
+            raise
+
+    # -- sessions and backoff ------------------------------------------------------------------
+
+    async def _sessions(self) -> None:
         while not self._stop.is_set():
             conn = ImapConnection(
                 self.account, command_timeout=self.tuning.command_timeout,
@@ -136,7 +192,7 @@ class ImapPoller:
                 self.stats["failures"] += 1
                 delay = backoff(self._failures, self.tuning)
                 expected = isinstance(exc, (ImapSessionError, StoreUnavailable, OSError, TimeoutError,
-                                            aioimaplib.AioImapException))
+                                            aioimaplib.AioImapException, LeaseLost))
                 self._log.warning(
                     "imap_session_failed", error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(delay, 2), exc_info=not expected,
@@ -210,13 +266,16 @@ class ImapPoller:
                 if self._stop.is_set():
                     break
                 batch = uids[start:start + self.tuning.fetch_batch]
-                await self._take(conn, batch)
-                position = Position(position.uidvalidity, batch[-1])
-                await self._store.save_imap_position(self.account.name, self.account.mailbox, position)
+                moved = advanced(position, batch, await self._take(conn, batch))
+                if moved == position:  # the first UID of the batch was not given: ask again later
+                    return position
+                position = moved
+                await self._save_position(position)
         return position
 
-    async def _take(self, conn: ImapConnection, batch: list[int]) -> None:
+    async def _take(self, conn: ImapConnection, batch: list[int]) -> set[int]:
         """Fetch, store durably (one group commit for the batch), then flag or move."""
+        await self._flow.room()  # backpressure: the mail stays on the server meanwhile
         messages = await conn.fetch(batch)
         taken = sorted(messages)
         deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]
@@ -224,13 +283,12 @@ class ImapPoller:
         for uid, s in zip(taken, saved):
             self._log.info("imap_stored", uid=uid, sha256=s.sha256, raw_id=s.id, new=s.is_new)
         self.stats["stored"] += len(saved)
-        if self._crash_after and self.stats["stored"] >= self._crash_after:  # test hook, see top
-            os.kill(os.getpid(), signal.SIGKILL)
         missing = sorted(set(batch) - set(messages))
         if missing:  # expunged by someone else meanwhile, or a body the server could not give
             self._log.warning("imap_fetch_missing", uids=uid_set(missing))
         if taken:
             await self._mark(conn, taken)
+        return set(taken)
 
     async def _mark(self, conn: ImapConnection, uids: list[int]) -> None:
         """What the operator chose once a message is safe: flag it, or move it."""
@@ -260,6 +318,18 @@ class ImapPoller:
             check_ok(await conn.uid_command("expunge", which), "UID EXPUNGE")
         else:  # a plain EXPUNGE would also remove what others marked \Deleted: leave it marked
             self._log.warning("imap_move_left_deleted", uids=which, reason="server lacks MOVE and UIDPLUS")
+
+
+def advanced(position: Position, batch: list[int], taken: set[int]) -> Position:
+    """The position after a batch: past every UID of it up to the first one not taken and
+    stored, never beyond (a UID missing from a FETCH is asked for again next time; one that
+    was expunged meanwhile no longer turns up in the search)."""
+    last = position.last_uid
+    for uid in sorted(batch):
+        if uid not in taken:
+            break
+        last = uid
+    return Position(position.uidvalidity, last)
 
 
 def _read_text(path: str) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..config import SmtpConfig
-from ..errors import MessageRejected, StoreUnavailable
+from ..errors import Busy, MessageRejected, StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
+from .smuggling import BareLfWatch
 
 __all__ = ["OptOutHandler", "SmtpListener"]
 
@@ -33,6 +34,11 @@ ERR_553_RCPT = "553 5.1.3 Bad destination mailbox address syntax"
 ERR_550_RCPT = "550 5.1.1 <{}>: recipient not accepted here"
 ERR_421_BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 ERR_421_TIMEOUT = b"421 4.4.2 Idle timeout, closing connection\r\n"
+ERR_421_TOO_LONG = b"421 4.4.2 Transaction took too long, closing connection\r\n"
+# RFC 3463 4.3.2 "system not accepting network messages": the backlog or the byte budget is
+# full; the MTA keeps the mail and tries again.
+ERR_451_BUSY = "451 4.3.2 System busy, try again later"
+ERR_421_BUSY_DATA = b"421 4.3.2 System busy, try again later; closing connection\r\n"
 OK_250_RCPT = "250 2.1.5 OK"
 # Per-session command limits (aiosmtpd answers 421 past them). An MTA reusing a connection
 # sends MAIL/RCPT/DATA many times (Postfix's connection cache); anything else 100 at most.
@@ -75,8 +81,12 @@ class OptOutHandler:
         delivery = Delivery(raw=raw, source="smtp", envelope_from=envelope.mail_from,
                             envelope_to=tuple(envelope.rcpt_tos), peer=peer)
         self.in_flight += 1
+        reserved = server.take_counted() if isinstance(server, _CappedSMTP) else 0
         try:
-            saved = await self._flow.accept(delivery)
+            saved = await self._flow.accept(delivery, reserved=reserved)
+        except Busy as exc:
+            self._log.warning("smtp_busy", peer=peer, size=len(raw), reason=str(exc))
+            return ERR_451_BUSY
         except StoreUnavailable as exc:
             self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
             return ERR_451
@@ -118,6 +128,12 @@ class _CappedSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._listener = listener
         self._refused = False
+        self._transaction_started: float | None = None  # MAIL seen, DATA not finished
+        self._receiving = False  # between 354 and the end of DATA
+        self._counted = 0  # bytes of this DATA counted in the flow's budget
+        self._in_data = False  # between 354 and the reply to the content: smuggling watch
+        self._data_tail = b""
+        self._data_flagged = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._listener.connections) >= self._listener.config.max_connections:
@@ -130,11 +146,13 @@ class _CappedSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         self._listener.replies[str(status)[:3]] += 1  # SMTP replies by code, for the metrics
+        self._in_data, self._data_tail, self._data_flagged = str(status).startswith("354"), b"", False
         await super().push(status)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self._listener.flow.release(self.take_counted())
         self._listener.connections.discard(self)
         super().connection_lost(error)
 
@@ -143,6 +161,62 @@ class _CappedSMTP(SMTP):
         if self.transport is not None:
             self.transport.write(ERR_421_TIMEOUT)  # type: ignore[attr-defined]
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def data_received(self, data: bytes) -> None:
+        """Idle means no bytes: any byte restarts the idle timer (aiosmtpd restarts it per
+        command only, which cuts off a slow DATA). A transaction has its own total limit."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        started = self._transaction_started
+        if started is not None and self.loop.time() - started > self._listener.config.transaction_seconds:
+            self.transport.write(ERR_421_TOO_LONG)  # type: ignore[attr-defined]
+            self.transport.close()
+            return
+        self._reset_timeout()
+        if self._receiving:
+            self._counted += len(data)
+            if not self._listener.flow.reserve(len(data)):  # the budget is spent: stop taking bytes
+                self.transport.write(ERR_421_BUSY_DATA)  # type: ignore[attr-defined]
+                self.transport.close()
+                return
+        if self._in_data and not self._data_flagged:
+            self._watch_bare_lf(data)
+        super().data_received(data)
+
+    def _watch_bare_lf(self, data: bytes) -> None:
+        """Log a bare-LF end-of-data variant once per message (SMTP smuggling: the MTA in front
+        might have split there)."""
+        variant = BareLfWatch.find(self._data_tail, data)
+        if variant is not None:
+            self._data_flagged = True
+            self._listener.bare_lf.saw(variant, _peer(self.session.peer if self.session else None))
+        self._data_tail = BareLfWatch.tail(data, self._data_tail)
+
+    def take_counted(self) -> int:
+        """The bytes of the DATA just received, counted in the budget: the flow owns them now."""
+        counted, self._counted, self._receiving = self._counted, 0, False
+        return counted
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._transaction_started = self.loop.time()
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        busy = self._listener.flow.busy() if self.envelope is not None and self.envelope.rcpt_tos else None
+        if busy is not None:  # before 354: the MTA holds the message instead of sending it
+            self._transaction_started = None
+            await self.push(ERR_451_BUSY)
+            return
+        self._receiving = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._transaction_started = None
+            self._listener.flow.release(self.take_counted())  # what the handler did not take
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self._transaction_started = None
+        await super().smtp_RSET(arg)
 
     def eof_received(self) -> bool | None:
         if self._refused:
@@ -156,10 +230,12 @@ class SmtpListener:
     def __init__(self, flow: Flow, config: SmtpConfig, hostname: str = "inbox-daemon",
                  sock: socket.socket | None = None) -> None:
         self.config = config
+        self.flow = flow
         self._sock = sock  # bound already (systemd socket activation): served instead of host:port
         self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
+        self.bare_lf = BareLfWatch(get_logger(component="smtp"))
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
         self._server: asyncio.Server | None = None
 

@@ -28,7 +28,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof",
-        "quiet_sweeps", "line_started", "peer_key",
+        "quiet_sweeps", "line_started", "peer_key", "client",
     )
 
     def __init__(self, server: QueryServer) -> None:
@@ -43,6 +43,7 @@ class Connection(asyncio.Protocol):
         self.quiet_sweeps = 0  # sweeps since this client last completed a request
         self.line_started = 0.0  # when the incomplete line began (a trickled byte does not move it)
         self.peer_key: tuple[str, Any] | None = None  # set once admitted
+        self.client: str | None = None  # "uid 1000" or "ip 192.0.2.7": who learned an address
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses: no isinstance
@@ -63,7 +64,7 @@ class Connection(asyncio.Protocol):
             line = lines[0]
             if type(line) is bytes and not self.line_started:  # the usual read: one request, unpipelined
                 self.quiet_sweeps = 0
-                transport.write(self._respond(line))
+                transport.write(self._respond(line, self.client))
                 return
         if lines:
             self.quiet_sweeps = 0
@@ -84,7 +85,7 @@ class Connection(asyncio.Protocol):
         requests = cast(list[bytes], lines[:-1] if too_long else lines)
         respond_lines = self._respond_lines
         for start in range(0, len(requests), _BATCH):
-            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests))))
+            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests)), self.client))
             if self._paused and start + _BATCH < len(lines):
                 self._backlog = lines[start + _BATCH :]
                 return

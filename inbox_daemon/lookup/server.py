@@ -46,7 +46,7 @@ class QueryServer:
         *,
         unix_path: str | None,
         tcp: tuple[str, int] | None,
-        on_address_learned: Callable[[str, str], None] | None = None,
+        on_address_learned: Callable[[str, str, str | None], None] | None = None,
         stats: Callable[[], Mapping[str, Any]] | None = None,
         max_connections: int = 1024,
         max_connections_per_peer: int = 256,
@@ -235,6 +235,12 @@ class QueryServer:
             return self._native.counters().get("connections", 0)
         return len(self._connections)
 
+    def lookup_counters(self) -> Counters:
+        """Lookups and hits so far, those the C thread answered included (the metrics read it)."""
+        if self._native is not None:
+            self._native.sync_counters()
+        return self.counters
+
     def limit_counts(self) -> dict[str, int]:
         """How often each limit was hit since start: refusals, timeouts, over-long lines."""
         if self._native is not None:
@@ -263,6 +269,7 @@ class QueryServer:
             return ERR_TOO_MANY_CONNECTIONS
         self._peers[key] = held + 1
         connection.peer_key = key
+        connection.client = f"{key[0]} {key[1]}"
         self._connections.add(connection)
         if self._all_closed is not None:
             self._all_closed.clear()
@@ -283,10 +290,10 @@ class QueryServer:
     def _hit(self, kind: str) -> None:
         self._hits[kind] += 1
 
-    def _address_learned(self, address: str, order_id: str) -> None:
+    def _address_learned(self, address: str, order_id: str, client: str | None) -> None:
         assert self._learned is not None
         try:
-            self._learned(address, order_id)
+            self._learned(address, order_id, client)
         except Exception:  # the hook is the daemon's; its failure must not cost the reply
             self._log.exception("query.address_learned_failed", order_id=order_id)
 

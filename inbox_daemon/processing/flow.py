@@ -11,8 +11,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ..config import Config
-from ..errors import StoreUnavailable
+from ..config import Config, IntakeConfig
+from ..errors import Busy, StoreUnavailable
 from ..log import get_logger
 from ..store import Delivery, IndexEntry, SavedRaw, Store
 from ..store.writer import RawWriter
@@ -28,8 +28,12 @@ RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pa
 class Flow:
     """Durable write, then processing; start()/stop() like every component."""
 
-    def __init__(self, store: Store, processor: Processor, *, recover: bool = False) -> None:
+    def __init__(
+        self, store: Store, processor: Processor, *, recover: bool = False, limits: IntakeConfig | None = None
+    ) -> None:
         self.processor = processor
+        self.limits = limits or IntakeConfig()
+        self.bytes_in_flight = 0  # being received (SMTP DATA) or written
         self.counters = processor.counters
         self.outcomes = processor.outcomes
         self._writer = RawWriter(store, self._stored)
@@ -64,14 +68,63 @@ class Flow:
         """Messages accepted and not yet processed (in this process's queues)."""
         return self._writer.queued + self.processor.backlog
 
-    async def accept(self, delivery: Delivery) -> SavedRaw:
+    # -- backpressure ----------------------------------------------------------------------
+
+    def busy(self) -> str | None:
+        """Why no more mail should come in now, or None."""
+        if self.processor.backlog >= self.limits.backlog:
+            return f"{self.processor.backlog} messages wait for processing"
+        if self.bytes_in_flight >= self.limits.bytes_in_flight:
+            return f"{self.bytes_in_flight} message bytes in flight"
+        return None
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` bytes as in flight; False when that passes the budget (the caller
+        then releases them and refuses). One message alone always fits."""
+        self.bytes_in_flight += size
+        return self.bytes_in_flight <= self.limits.bytes_in_flight or self.bytes_in_flight == size
+
+    def release(self, size: int) -> None:
+        self.bytes_in_flight -= size
+        self.processor.progress.set()
+
+    async def room(self) -> None:
+        """Until the flow takes mail again (IMAP and imports wait; SMTP refuses instead)."""
+        while self.busy():
+            self.processor.progress.clear()
+            await self.processor.progress.wait()
+
+    # -- the durable write -------------------------------------------------------------------
+
+    async def accept(self, delivery: Delivery, *, reserved: int = 0) -> SavedRaw:
         """Commit the raw bytes; on return the message is queued for processing.
-        StoreUnavailable when the database cannot commit (the sender should retry)."""
-        return await self._writer.accept(delivery)
+        ``reserved``: bytes the caller already counted in flight (SMTP during DATA).
+        Busy past the backlog or the byte budget; StoreUnavailable when the database cannot
+        commit (the sender should retry)."""
+        counted = reserved
+        try:
+            if not reserved:
+                reason = self.busy()
+                if reason is None:
+                    counted = len(delivery.raw)
+                    if not self.reserve(counted):
+                        reason = f"{self.bytes_in_flight} message bytes in flight"
+                if reason is not None:
+                    raise Busy(reason)
+            return await self._writer.accept(delivery)
+        finally:
+            self.release(counted)
 
     async def accept_and_wait(self, deliveries: Sequence[Delivery]) -> list[Processed]:
-        """Commit, then wait until each new message is processed (imports)."""
-        saved = await self._writer.accept_many(deliveries)
+        """Commit, then wait until each new message is processed (imports, which wait for
+        room instead of being refused)."""
+        await self.room()
+        size = sum(len(d.raw) for d in deliveries)
+        self.reserve(size)
+        try:
+            saved = await self._writer.accept_many(deliveries)
+        finally:
+            self.release(size)
         return await asyncio.gather(*(self._result(s) for s in saved))
 
     async def _result(self, saved: SavedRaw) -> Processed:
@@ -82,10 +135,13 @@ class Flow:
     def _stored(self, delivery: Delivery, saved: SavedRaw) -> None:
         self.counters["accepted"] += 1
         if saved.is_new:
-            self.processor.submit(saved.id)
-        else:
-            self.counters["duplicates"] += 1
-            self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id)
+            self.processor.submit(saved.id, len(delivery.raw))
+            return
+        self.counters["duplicates"] += 1
+        self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id,
+                       pending=saved.pending)
+        if saved.pending:  # sent again before it was processed: process it (the claim decides who)
+            self.processor.submit(saved.id, len(delivery.raw))
 
     async def _recover_loop(self) -> None:
         """On start, and after processing was deferred, queue the messages still pending;
@@ -124,7 +180,7 @@ def build_flow(
         parse_timeout=config.parser.timeout_seconds,
         counters=Counter(),
     )
-    return Flow(store, processor, recover=recover)
+    return Flow(store, processor, recover=recover, limits=config.intake)
 
 
 def _ignore(_entries: Sequence[IndexEntry]) -> None:

@@ -11,15 +11,20 @@ batch ``pending`` in the database; ``recover`` queues it again once the store is
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
+import os
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..notices import ParseResult
-from ..store import Applied, IndexEntry, RawRecord, Store
+from ..store import Applied, IndexEntry, PendingRow, RawRecord, Store
 from ..store.engine import is_transient
 from ..trust import Gatekeeper
 from .admission import admitter
@@ -28,7 +33,56 @@ from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
 __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
 
 MAX_BATCH = 256  # messages per apply transaction
+BATCH_BYTES = 16 * 1024 * 1024  # message bytes loaded and parsed at once (a batch holds one at least)
 RECOVER_BATCH = 5_000  # pending messages queued per recovery pass
+CLAIM_LEASE = timedelta(minutes=10)  # a claim older than this is taken over (its owner hung)
+
+
+TRIM_AFTER_BYTES = 64 * 1024 * 1024  # processed since the last trim, when the queue runs empty
+
+
+def tune_allocator() -> None:
+    """glibc malloc for a daemon that handles 10 MB messages in bursts: buffers of 1 MiB and
+    more always come from mmap and go back to the system when freed (by default the threshold
+    grows after each such free, and later large buffers stay on the heap for good), and two
+    arenas instead of eight per core (threads otherwise each keep their own freed memory).
+    A no-op elsewhere. Called once by ``inbox-daemon serve``."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def trim_memory() -> None:
+    """Give freed heap back to the system (glibc ``malloc_trim``): after a burst of large
+    messages the process would otherwise keep its peak size; elsewhere a no-op."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def owner_id() -> str:
+    """Who claims: host, pid and a random part (a reused pid is another owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def dead_here(owner: str) -> bool:
+    """True for an owner on this host whose process is gone: its claims are free at once
+    (after a SIGKILL and a restart, recovery need not wait for the lease)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -74,10 +128,14 @@ class Processor:
         self.parser = parser
         self._parsing = ParsePool(parser, workers, parse_timeout)
         self._log = get_logger(component="processing")
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, int, bool]] = asyncio.Queue()  # (id, size, claim): never bytes
+        self.owner = owner_id()
+        self._dead: set[str] = set()  # owners on this host found dead: their claims are free
+        self._since_trim = 0
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
         self._task: asyncio.Task[None] | None = None
         self.deferred = asyncio.Event()  # set when work was left pending for the store
+        self.progress = asyncio.Event()  # set whenever a message is done: room in the backlog
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (source kind, outcome): the metrics
 
@@ -114,63 +172,88 @@ class Processor:
         """Messages queued and not yet processed."""
         return len(self._waiting)
 
-    def submit(self, raw_id: int) -> asyncio.Future[Processed]:
-        """Queue a stored message; a message already queued is not queued twice."""
+    def submit(self, raw_id: int, size: int = 0, *, claim: bool = True) -> asyncio.Future[Processed]:
+        """Queue a stored message; a message already queued is not queued twice. ``claim``:
+        a pending message, processed only if this process claims it (exactly one owner);
+        False: a kept message run again on purpose (``quarantine reprocess``)."""
         waiting = self._waiting.get(raw_id)
         if waiting is None:
             waiting = self._waiting[raw_id] = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(raw_id)
+            self._queue.put_nowait((raw_id, size, claim))
         return waiting
 
     async def process(self, raw_ids: Sequence[int]) -> list[Processed]:
         """Queue these messages and wait until each is processed (``quarantine reprocess``,
         imports). Needs ``start()``."""
-        return list(await asyncio.gather(*(self.submit(i) for i in raw_ids)))
+        return list(await asyncio.gather(*(self.submit(i, claim=False) for i in raw_ids)))
 
     async def recover(self) -> int:
         """Queue the pending messages not already queued. Returns how many."""
         await self._queue.join()  # let queued work settle so nothing is queued twice
-        ids = [i for i in await self._store.pending_raw_ids(limit=RECOVER_BATCH) if i not in self._waiting]
-        for raw_id in ids:
-            self.submit(raw_id)
+        ids = [p for p in await self._store.pending_raw(limit=RECOVER_BATCH) if p.id not in self._waiting and self._free(p)]
+        for row in ids:
+            self.submit(row.id, row.size)
         if ids:
             self._log.info("recovered_pending", count=len(ids))
         return len(ids)
+
+    def _free(self, row: PendingRow) -> bool:
+        """Not claimed by another owner that may still be at it."""
+        if row.claimed_by is None or row.claimed_by == self.owner:
+            return True
+        if dead_here(row.claimed_by):
+            self._dead.add(row.claimed_by)
+            return True
+        return row.claimed_at is None or row.claimed_at < datetime.now(UTC) - CLAIM_LEASE
 
     # -- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         """Parse batch k+1 while batch k is assessed and applied."""
-        ahead: tuple[list[int], asyncio.Task[list[_Parsed | _Unparsed]]] | None = None
+        ahead: tuple[list[tuple[int, bool]], asyncio.Task[list[_Parsed | _Unparsed]]] | None = None
         while True:
-            batch = self._take() if ahead else [await self._queue.get()] + self._take(1)
+            batch = self._take() if ahead else self._take(await self._queue.get())
             parsing = asyncio.create_task(self._parse(batch)) if batch else None
             if ahead is not None:
                 await self._finish(*ahead)
             ahead = (batch, parsing) if parsing is not None else None
+            if ahead is None and self._since_trim > TRIM_AFTER_BYTES:  # idle after a burst
+                self._since_trim = 0
+                await asyncio.to_thread(trim_memory)
 
-    def _take(self, have: int = 0) -> list[int]:
-        batch: list[int] = []
-        while not self._queue.empty() and have + len(batch) < MAX_BATCH:
-            batch.append(self._queue.get_nowait())
-        return batch
+    def _take(self, first: tuple[int, int, bool] | None = None) -> list[tuple[int, bool]]:
+        """Up to MAX_BATCH (id, claim) and BATCH_BYTES of message bytes, ``first`` included."""
+        batch = [first] if first else []
+        size = sum(n for _, n, _ in batch)
+        while not self._queue.empty() and len(batch) < MAX_BATCH and size < BATCH_BYTES:
+            item = self._queue.get_nowait()
+            batch.append(item)
+            size += item[1]
+        return [(raw_id, claim) for raw_id, _, claim in batch]
 
-    async def _parse(self, batch: list[int]) -> list[_Parsed | _Unparsed]:
-        records = await self._store.load_raw_many(batch)
+    async def _parse(self, batch: list[tuple[int, bool]]) -> list[_Parsed | _Unparsed]:
+        claims = [i for i, claim in batch if claim]
+        dead = sorted(self._dead)
+        records = await self._store.claim_raw(claims, self.owner, lease=CLAIM_LEASE, dead=dead) if claims else []
+        records += await self._store.load_raw_many([i for i, claim in batch if not claim])
+        self._since_trim += sum(r.size for r in records)
         results = await self._parsing.parse_many([r.data for r in records])
         return [_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x) for r, x in zip(records, results)]
 
-    async def _finish(self, batch: list[int], parsing: asyncio.Task[list[_Parsed | _Unparsed]]) -> None:
+    async def _finish(self, batch: list[tuple[int, bool]], parsing: asyncio.Task[list[_Parsed | _Unparsed]]) -> None:
         try:
             try:
                 parsed = await parsing
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # not the database: a bug in loading or parsing ends the task (supervised)
-                self._defer(batch, StoreUnavailable(str(exc)))
+                self._defer([i for i, _ in batch], StoreUnavailable(str(exc)))
                 return
-            for missing in set(batch) - {p.record.id for p in parsed}:  # gone: nothing to do
-                self._done(missing, Processed(missing, False, "error", "no such message", 0))
+            held = {p.record.id for p in parsed}
+            for raw_id, claim in batch:  # another owner has it, or it was processed already
+                if raw_id not in held:
+                    why = "processed by another owner" if claim else "no such message"
+                    self._done(raw_id, Processed(raw_id, claim, "duplicate" if claim else "error", why, 0))
             for unparsed in (p for p in parsed if isinstance(p, _Unparsed)):
                 await self._failed(unparsed, unparsed.failure.reason)
             await self._process([p for p in parsed if isinstance(p, _Parsed)])
@@ -184,9 +267,13 @@ class Processor:
         if self._gate is None:
             return await self._store.apply_many(items, parser_version=self.parser.version)
         assessed = [
-            (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to, p.record.source))
+            (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to,
+                                                             p.record.source, p.record.peer))
             for p in parsed
         ]
+        # The forwarder recorded with the evidence is the one attribution read from the headers
+        # (the addr-spec), not the parser's guess.
+        items = [(i, replace(r, forwarder=a.who.forwarder)) for i, r, a in assessed]
         admit = admitter(self._gate.policy, assessed)
         return await self._store.apply_many(items, parser_version=self.parser.version, admit=admit)
 
@@ -252,6 +339,7 @@ class Processor:
         self._done(record.id, Processed(record.id, False, outcome, reason, buyers_new))
 
     def _done(self, raw_id: int, processed: Processed) -> None:
+        self.progress.set()
         waiting = self._waiting.pop(raw_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(processed)

@@ -2,7 +2,8 @@
 ``Store`` whose methods are transactions over modules per concern: raw messages (``raw``),
 applying and the blocklist (``applying``, ``blocklist``, ``changes``), sellers and forwarders
 (``sellers``), what the admission step read and decided (``admission``), operator review
-(``review``), the audit trail (``audit``) and IMAP positions (``imap``). Alembic migrations
+(``review``), the audit trail (``audit``), IMAP positions (``imap``) and which daemon polls
+each mailbox (``leases``). Alembic migrations
 make the schema (``migrate``). It persists; it decides nothing."""
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from .records import (
     HeldRow,
     Imported,
     IndexEntry,
+    Lease,
     MonthFigures,
     OptOutRow,
+    PendingRow,
     Position,
     RawRecord,
     RawRow,
@@ -40,8 +43,10 @@ __all__ = [
     "HeldRow",
     "Imported",
     "IndexEntry",
+    "Lease",
     "MonthFigures",
     "OptOutRow",
+    "PendingRow",
     "Position",
     "RawRecord",
     "RawRow",

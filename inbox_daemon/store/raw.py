@@ -12,17 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .engine import chunks
-from .records import Delivery, RawRecord, RawRow, SavedRaw
+from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
 
 __all__ = [
     "save_many",
-    "pending_ids",
+    "pending",
+    "claim",
     "load",
     "load_many",
     "mark_error",
@@ -47,15 +48,15 @@ async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datet
     firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
     for digest, item in zip(digests, items):
         firsts.setdefault(digest, item)
-    totals: dict[str, tuple[int, int]] = {}
+    totals: dict[str, tuple[int, int, str]] = {}
     for chunk in chunks(firsts):
         rows = [_values(firsts[d], d, repeats[d], now) for d in chunk]
-        totals.update({d: (i, t) for i, d, t in await session.execute(_upsert(session, rows))})
+        totals.update({d: (i, t, o) for i, d, t, o in await session.execute(_upsert(session, rows))})
     saved, seen = [], set()
     for digest in digests:
-        raw_id, times = totals[digest]
+        raw_id, times, outcome = totals[digest]
         first = times == repeats[digest] and digest not in seen  # inserted by this batch
-        saved.append(SavedRaw(raw_id, digest, is_new=first))
+        saved.append(SavedRaw(raw_id, digest, is_new=first, pending=outcome == "pending"))
         seen.add(digest)
     return saved
 
@@ -83,20 +84,43 @@ def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[RawMessage.sha256],
         set_={"times_received": RawMessage.times_received + statement.excluded.times_received},
-    ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received)
+    ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received, RawMessage.outcome)
 
 
-async def pending_ids(session: AsyncSession, limit: int) -> list[int]:
+async def pending(session: AsyncSession, limit: int) -> list[PendingRow]:
+    """Messages not processed yet, oldest first, with their claims."""
     statement = (
-        select(RawMessage.id)
+        select(RawMessage.id, RawMessage.size, RawMessage.claimed_by, RawMessage.claimed_at)
         .where(RawMessage.outcome == "pending")
         .order_by(RawMessage.id)
         .limit(limit)
     )
-    return list((await session.scalars(statement)).all())
+    return [PendingRow(int(i), int(n), c, t) for i, n, c, t in await session.execute(statement)]
 
 
-_ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key != "data")
+async def claim(
+    session: AsyncSession, raw_ids: Sequence[int], owner: str, now: datetime, expired: datetime,
+    dead: Sequence[str],
+) -> list[RawRecord]:
+    """Claim the pending messages of these ids for ``owner`` — those nobody claimed, claimed
+    before ``expired``, or claimed by an owner in ``dead`` — and return the ones it holds."""
+    claimable = or_(
+        RawMessage.claimed_by.is_(None), RawMessage.claimed_by == owner,
+        RawMessage.claimed_at < expired, RawMessage.claimed_by.in_(list(dead)),
+    )
+    held: list[int] = []
+    for chunk in chunks(raw_ids):
+        statement = (
+            update(RawMessage)
+            .where(RawMessage.id.in_(chunk), RawMessage.outcome == "pending", claimable)
+            .values(claimed_by=owner, claimed_at=now)
+            .returning(RawMessage.id)
+        )
+        held.extend(int(i) for i in await session.scalars(statement))
+    return await load_many(session, [i for i in raw_ids if i in set(held)])
+
+
+_ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key not in ("data", "claimed_by", "claimed_at"))
 
 
 def _decoded(found: RowMapping) -> dict[str, Any]:

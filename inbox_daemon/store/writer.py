@@ -20,6 +20,7 @@ from .store import Store
 __all__ = ["RawWriter", "MAX_BATCH"]
 
 MAX_BATCH = 256  # deliveries per transaction
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # message bytes per transaction (a batch holds one at least)
 
 OnStored = Callable[[Delivery, SavedRaw], None]
 
@@ -73,8 +74,10 @@ class RawWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < MAX_BATCH:
+            size = len(batch[0][0].raw)
+            while not self._queue.empty() and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 batch.append(self._queue.get_nowait())
+                size += len(batch[-1][0].raw)
             try:
                 await self._write(batch)
             finally:

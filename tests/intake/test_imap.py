@@ -19,12 +19,13 @@ import pytest
 import structlog
 
 from inbox_daemon.config import ImapAccount
-from inbox_daemon.intake.imap import CRASH_AFTER_STORE_ENV, ImapTuning, backoff
+from inbox_daemon.intake.imap import ImapTuning, backoff
 from inbox_daemon.intake.imap_client import mailbox_arg, parse_fetch, parse_search, uid_set
 from tests.intake.dovecot import Dovecot
 from tests.intake.harness import FAST, account, flagged, processed, query, raw_counts, running_poller, until
 from tests.support.daemon import EXE, DaemonProcess, wait_until
 from tests.support.notices import content_policy_notice, opt_out_notice, order_id, relay_address
+from tests.support.proxy import HoldingProxy
 
 Run = Callable[..., Any]
 
@@ -242,29 +243,39 @@ def test_stop_while_idling_is_prompt(dovecot: Dovecot, db_path: Path, run: Run) 
 def test_sigkill_between_store_and_flag_leaves_no_duplicate_and_ends_flagged(
     dovecot: Dovecot, tmp_path: Path,
 ) -> None:
-    """Real ``inbox-daemon serve`` processes. The test hook kills the first one with SIGKILL
-    right after its first durable store and before the flag; the second one finishes."""
+    """Real ``inbox-daemon serve`` processes. A proxy holds the first one's flag command (UID
+    STORE) after its durable store; the test then kills it with SIGKILL. The second finishes."""
     rng = random.Random(47)
     dovecot.append(*notices(rng, 3))
     db = tmp_path / "inbox.db"
     (tmp_path / "imap.pass").write_text(dovecot.password + "\n")
-    config = tmp_path / "inbox-daemon.toml"
-    config.write_text(
-        f'[database]\nurl = "sqlite:///{db}"\n\n'
-        "[[imap.accounts]]\n"
-        f'name = "shop"\nhost = "127.0.0.1"\nport = {dovecot.port}\ntls = "none"\n'
-        f'username = "{dovecot.user}"\npassword_file = "{tmp_path / "imap.pass"}"\n'
-    )
-    env = {**os.environ, "INBOX_DAEMON_HOME": str(tmp_path / "home"), "INBOX_DAEMON_SMTP_PORT": "0",
-           "INBOX_DAEMON_LOG_FORMAT": "json", CRASH_AFTER_STORE_ENV: "1"}
-    crashed = subprocess.run([EXE, "serve", "--config", str(config)], env=env, capture_output=True, timeout=60)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
-    events = [json.loads(line)["event"] for line in crashed.stderr.splitlines() if line.startswith(b"{")]
+    proxy = HoldingProxy(("127.0.0.1", dovecot.port), b" STORE ")
+
+    def config(port: int) -> Path:
+        path = tmp_path / f"inbox-daemon-{port}.toml"
+        path.write_text(
+            f'[database]\nurl = "sqlite:///{db}"\n\n'
+            "[[imap.accounts]]\n"
+            f'name = "shop"\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+            f'username = "{dovecot.user}"\npassword_file = "{tmp_path / "imap.pass"}"\n'
+        )
+        return path
+
+    first = DaemonProcess(tmp_path / "home", config(proxy.port))
+    try:
+        first.start()
+        assert proxy.held.wait(30)
+        first.wait_count("imap_stored", 3)
+        first.kill()  # SIGKILL from outside, between the durable store and the flag
+    finally:
+        first.ensure_stopped()
+        proxy.close()
+    events = [e.get("event") for e in first.events]
     assert "imap_stored" in events and "imap_marked" not in events
     assert query(db, "SELECT count(*) FROM raw_messages") == [(3,)]  # durable before the kill
     assert not any("\\Seen" in f for f in dovecot.flags().values())  # and not flagged
 
-    daemon = DaemonProcess(tmp_path / "home", config)
+    daemon = DaemonProcess(tmp_path / "home", config(dovecot.port))
     try:
         daemon.start()
         wait_until(lambda: len(dovecot.flags()) == 3 and flagged(dovecot.flags()), timeout=20)
@@ -367,3 +378,14 @@ def test_misbehaving_server_at_idle_gets_a_new_connection_not_a_hang(at_idle: st
     expected = "command timed out" if at_idle == "silent" else "connection lost"
     assert len(errors) >= 2 and all(expected in e for e in errors), errors
 
+
+
+def test_the_position_advances_only_past_uids_taken_and_stored() -> None:
+    from inbox_daemon.intake.imap import advanced
+    from inbox_daemon.store import Position
+
+    start = Position(7, 10)
+    assert advanced(start, [11, 12, 13], {11, 12, 13}) == Position(7, 13)
+    assert advanced(start, [11, 12, 13], {11, 13}) == Position(7, 11)  # 12 missing: asked again
+    assert advanced(start, [11, 12, 13], {12, 13}) == start  # nothing before the gap
+    assert advanced(start, [11, 12], set()) == start

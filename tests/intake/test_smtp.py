@@ -87,25 +87,37 @@ def test_smtp_session_survives_bad_commands(daemon: DaemonProcess) -> None:
         assert client.noop()[0] == 250
 
 
+class _Raw:
+    """A raw SMTP session on a socket: send lines, read the last line of each reply."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=30)
+        self.stream = self.sock.makefile("rb")
+        self.reply()  # the greeting
+
+    def reply(self) -> bytes:
+        while True:
+            line = self.stream.readline()
+            if line[3:4] != b"-":
+                return line
+
+    def command(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
 def _dialogue(address: tuple[str, int], commands: list[bytes]) -> list[bytes]:
     """One raw SMTP session: the reply line to each command (after the greeting and EHLO)."""
-    with socket.create_connection(address, timeout=10) as sock:
-        stream = sock.makefile("rb")
-
-        def reply() -> bytes:
-            while True:
-                line = stream.readline()
-                if line[3:4] != b"-":
-                    return line
-
-        reply()
-        sock.sendall(b"EHLO test.example\r\n")
-        reply()
-        answers = []
-        for command in commands:
-            sock.sendall(command + b"\r\n")
-            answers.append(reply())
-        return answers
+    session = _Raw(address)
+    try:
+        session.command(b"EHLO test.example")
+        return [session.command(c) for c in commands]
+    finally:
+        session.close()
 
 
 def test_envelope_addresses_with_nul_control_characters_or_bad_utf8_are_refused(daemon: DaemonProcess) -> None:
@@ -143,5 +155,39 @@ def test_header_values_the_database_cannot_hold_are_stored_and_applied(tmp_path:
         assert {d["outcome"] for d in decisions} == {"opt_out"}
         assert proc.query(f"ORDER {order}")[0].startswith("BLOCKED")
         assert proc.cli("messages", "list", "--outcome", "error").stdout == ""
+    finally:
+        proc.ensure_stopped()
+
+
+def _trickle(address: tuple[str, int], raw: bytes, chunk: int, pause: float) -> bytes:
+    """MAIL, RCPT, DATA, then the message a few bytes at a time: a slow but never silent sender."""
+    import time
+
+    session = _Raw(address)
+    try:
+        for line in (b"EHLO slow.example", b"MAIL FROM:<fwd@seller.example>", b"RCPT TO:<optout@sellers.example>", b"DATA"):
+            session.command(line)
+        body = raw + b".\r\n"
+        try:
+            for at in range(0, len(body), chunk):
+                session.sock.sendall(body[at:at + chunk])
+                time.sleep(pause)  # the pace of the slow sender, not a wait for the daemon
+        except OSError:
+            pass
+        return session.reply()
+    finally:
+        session.close()
+
+
+def test_a_slow_sender_is_not_idle_but_a_transaction_has_a_total_limit(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", {"smtp": {"timeout_seconds": 1.0, "transaction_seconds": 4.0}})
+    proc = DaemonProcess(tmp_path / "home", config)
+    try:
+        proc.start()
+        rng = random.Random(5)
+        notice = opt_out_notice(order_id(rng), None)
+        step = max(1, len(notice) // 10)
+        assert _trickle(proc.smtp, notice, step, 0.25).startswith(b"250")  # ~2.5 s, silent at most 0.25 s
+        assert _trickle(proc.smtp, opt_out_notice(order_id(rng), None), step // 4, 0.2).startswith(b"421 4.4.2")
     finally:
         proc.ensure_stopped()

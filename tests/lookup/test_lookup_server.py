@@ -278,10 +278,10 @@ def test_half_closed_client_gets_every_reply(sock_path: str) -> None:
 
 
 def test_address_learned_hook_and_its_failure(sock_path: str) -> None:
-    learned: list[tuple[str, str]] = []
+    learned: list[tuple[str, str, str | None]] = []
 
-    def hook(address: str, order_id: str) -> None:
-        learned.append((address, order_id))
+    def hook(address: str, order_id: str, client: str | None) -> None:
+        learned.append((address, order_id, client))
         raise RuntimeError("database down")
 
     async def main() -> None:
@@ -291,7 +291,7 @@ def test_address_learned_hook_and_its_failure(sock_path: str) -> None:
             await peer.close()
 
     run(main)
-    assert learned == [("new@marketplace.amazon.com", ORDER)]
+    assert learned == [("new@marketplace.amazon.com", ORDER, f"uid {os.getuid()}")]  # SO_PEERCRED, both paths
 
 
 def test_stats_json(sock_path: str) -> None:

@@ -40,8 +40,8 @@ def test_save_many_is_one_batch_and_handles_repeats_within_it(with_store: Any) -
         assert [s.is_new for s in saved] == [True, True, False]
         assert saved[0].id == saved[2].id
         assert (await store.load_raw(saved[0].id)).times_received == 2
-        assert await store.pending_raw_ids() == [saved[0].id, saved[1].id]
-        assert await store.pending_raw_ids(limit=1) == [saved[0].id]
+        assert [(p.id, p.size, p.claimed_by) for p in await store.pending_raw()] == [(saved[0].id, 1, None), (saved[1].id, 1, None)]
+        assert [p.id for p in await store.pending_raw(limit=1)] == [saved[0].id]
 
     with_store(body)
 
@@ -64,7 +64,7 @@ def test_verdicts_and_errors_are_kept(with_store: Any) -> None:
         assert kept[b.id].outcome == "malformed"
         assert (kept[c.id].outcome, kept[c.id].reason) == ("error", "ValueError: boom")
         assert (await store.load_raw(c.id)).data == b"crashes the parser"
-        assert await store.pending_raw_ids() == []
+        assert await store.pending_raw() == []
         assert [r.id for r in await store.list_messages(outcome="error")] == [c.id]
         with pytest.raises(ValueError):
             await store.list_messages(outcome="nonsense")
@@ -114,3 +114,22 @@ def test_sqlite_is_durable(sqlite_url: str, run: Any) -> None:
 
     assert run(body()) == ["wal", 2, 1]
 
+
+
+def test_claims_are_exclusive_until_their_lease_ends_or_their_owner_is_gone(with_store: Any) -> None:
+    from datetime import timedelta
+
+    async def body(store: Store) -> None:
+        a, b = await store.save_raw_many([Delivery(b"a", "smtp"), Delivery(b"b", "smtp")])
+        lease = timedelta(minutes=10)
+        assert [r.id for r in await store.claim_raw([a.id, b.id], "one", lease=lease)] == [a.id, b.id]
+        assert await store.claim_raw([a.id, b.id], "two", lease=lease) == []  # held by "one"
+        assert [r.id for r in await store.claim_raw([a.id], "two", lease=lease, dead=["one"])] == [a.id]
+        assert [r.id for r in await store.claim_raw([b.id], "two", lease=timedelta(0))] == [b.id]  # expired
+        assert {p.claimed_by for p in await store.pending_raw()} == {"two"}
+        await apply_result(store, a.id, notice(buyer(order=O1)), parser_version="p")
+        assert [r.id for r in await store.claim_raw([a.id, b.id], "three", lease=timedelta(0))] == [b.id]  # a is done
+        resent = await save_raw(store, b"b", source="smtp")
+        assert not resent.is_new and resent.pending
+
+    with_store(body)

@@ -80,7 +80,7 @@ def test_postgresql_going_away_and_coming_back(pg_db_url: str, run: Any) -> None
             proxy.restore()
             after = await save_raw(store, b"during", source="smtp")  # the MTA's retry
             assert after.is_new and after.id > before.id
-            assert len(await store.pending_raw_ids()) == 2
+            assert len(await store.pending_raw()) == 2
 
     try:
         run(body())

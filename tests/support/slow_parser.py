@@ -1,10 +1,11 @@
 """A parser for tests and the flood bench (``[parser] module = "tests.support.slow_parser"``):
 the built-in parser, except that a message with ``X-Test-Hang: yes`` never finishes (a
 runaway parse, as a pathological input would make) and one with ``X-Test-Sleep: S`` takes S
-seconds first (a slow parser)."""
+seconds first (a slow parser); ``SLOW_PARSER_SLEEP=S`` in the environment slows every one."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -22,6 +23,7 @@ def parse_notice(raw: bytes) -> ParseResult:
         while True:  # CPU-bound, in pure Python or not: only killing the worker ends it
             pass
     slow = _SLEEP.search(head)
-    if slow:
-        time.sleep(float(slow.group(1)))
+    pause = float(slow.group(1)) if slow else float(os.environ.get("SLOW_PARSER_SLEEP", "0"))
+    if pause:
+        time.sleep(pause)
     return builtin_parse(raw)
