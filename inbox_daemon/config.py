@@ -8,6 +8,8 @@ A bad key or value raises ConfigError naming it; the CLI turns that into exit 78
 
 from __future__ import annotations
 
+import grp
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -73,6 +75,8 @@ class QueryConfig:
     idle_seconds: float = 300.0
     request_seconds: float = 10.0  # a request line must be complete this long after its first byte
     sync_seconds: float = 1.0  # how often other processes' changes are pulled in (README: within 2 s)
+    # CHECK <relay-address> <order> records the address on that order's opt-out (docs/threat-model.md)
+    learn_addresses: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,10 @@ class SecurityConfig:
     dkim_keys_file: str = ""  # pinned keys "<selector>._domainkey.<domain> <TXT>" instead of DNS
     forwarder_rate_per_hour: int = 0  # cap on new opt-outs per forwarder and hour; 0 = none
     seller_address: str = ""  # base of per-seller addresses; default: first smtp.recipients
+    trusted_relays: tuple[str, ...] = ()  # SMTP clients (IP or CIDR) that vouch for From / Resent-From
+    trusted_arc_sealers: tuple[str, ...] = ()  # ARC sealer domains whose authentication results count
+    max_buyers_per_notice: int = 25  # more buyers in one message: held in quarantine
+    group: str = ""  # group that may read the database (0640); empty: owner only (0600)
 
 
 @dataclass(frozen=True)
@@ -320,6 +328,10 @@ def _validate(cfg: Config) -> None:
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
         (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
+        (cfg.security.max_buyers_per_notice > 0, "security.max_buyers_per_notice must be positive"),
+        (all(_is_network(r) for r in cfg.security.trusted_relays),
+         "security.trusted_relays must be IP addresses or CIDR blocks"),
+        (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
@@ -342,6 +354,22 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:

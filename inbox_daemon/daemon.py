@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from . import systemd
@@ -28,6 +27,7 @@ from .processing import build_flow
 from .processing.admission import gatekeeper
 from .reload import plan_reload
 from .store import Store
+from .state import secure_state
 from .store.migrate import upgrade
 from .systemd import notify
 
@@ -38,8 +38,7 @@ DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
     """Open the configured database; upgrade an embedded SQLite first when allowed."""
-    if config.is_embedded_sqlite and not config.database.url:
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    secure_state(config)  # the state directory and database file with their modes
     if migrate:
         await asyncio.to_thread(upgrade, config.database_url)
     return await Store.open(config.database_url)
@@ -68,10 +67,10 @@ class Daemon:
         self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
-        self.learner = AddressLearner(self.store, self.index)
+        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains)
         self.query = QueryServer(
             self.index, **self._query_listeners(),
-            on_address_learned=self.learner.submit, stats=self.stats,
+            on_address_learned=self.learner.submit if cfg.query.learn_addresses else None, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
             reserved_descriptors=cfg.smtp.max_connections + 128,
@@ -88,6 +87,7 @@ class Daemon:
             await self.smtp.start()
             self._parts.append(self.smtp)
         await self._start_imap()
+        secure_state(cfg)  # now the WAL/SHM files and the query socket exist too
         if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
             self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
             await self.metrics.start()

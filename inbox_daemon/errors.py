@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "Busy", "QueryError"]
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "Busy", "LeaseLost", "QueryError"]
 
 
 class InboxDaemonError(Exception):
@@ -25,6 +25,10 @@ class MessageRejected(InboxDaemonError):
 class Busy(InboxDaemonError):
     """Too much mail waiting (backlog or bytes in flight): SMTP answers 451 4.3.2 and the
     sending MTA holds the mail a while."""
+
+
+class LeaseLost(InboxDaemonError):
+    """Another daemon holds the IMAP mailbox now: this one's late write was refused."""
 
 
 class QueryError(InboxDaemonError):

@@ -59,10 +59,16 @@ class DaemonCollector(Collector):
         connections = GaugeMetricFamily(_PREFIX + "query_connections", "Open connections, by interface.",
                                         labels=["via"])
         for via, server in [("query", daemon.query), *((m.kind, m) for m in getattr(daemon, "mta", []))]:
-            lookups.add_metric([via], server.counters.lookups)
-            hits.add_metric([via], server.counters.hits)
+            counted = server.lookup_counters()
+            lookups.add_metric([via], counted.lookups)
+            hits.add_metric([via], counted.hits)
             connections.add_metric([via], server.connections)
         yield from (lookups, hits, connections)
+        limits = CounterMetricFamily(_PREFIX + "query_limit_hits", "Query connections refused or closed by a limit.",
+                                     labels=["kind"])
+        for kind, count in sorted(daemon.query.limit_counts().items()):
+            limits.add_metric([kind], count)
+        yield limits
         lag = time.monotonic() - daemon.follower.caught_up
         yield GaugeMetricFamily(_PREFIX + "index_follow_lag_seconds",
                                 "Seconds since the index last pulled in other processes' changes.", value=lag)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox_daemon.client import AsyncClient, Client, Reply
+from inbox_daemon.client import AsyncClient, Client, Key, Reply
 from inbox_daemon.errors import QueryError
 from tests.support.daemon import EXE, DaemonProcess, write_config
 from tests.support.seeding import seed_blocklist, unknown_keys
@@ -38,15 +38,16 @@ def tcp_of(daemon: DaemonProcess) -> tuple[str, int]:
     return host, int(port)
 
 
-def campaign(rows: list[tuple[str, str]]) -> tuple[list[str | tuple[str, str | None]], list[bool]]:
+def campaign(rows: list[tuple[str, str]]) -> tuple[list[Key], list[bool]]:
     """10,000 keys in every form check_many takes, and whether each is blocked."""
-    keys: list[str | tuple[str, str | None]] = []
+    keys: list[Key] = []
     expected: list[bool] = []
     for i, (order, address) in enumerate(unknown_keys(9000)):
         keys.append((address, order) if i % 2 else address)
         expected.append(False)
     for i, (order, address) in enumerate(rows):
-        keys.insert(i * 10, [order, address, (address, None), ("nobody@marketplace.amazon.com", order)][i % 4])
+        forms: list[Key] = [order, address, (address, None), ("nobody@marketplace.amazon.com", order)]
+        keys.insert(i * 10, forms[i % 4])
         expected.insert(i * 10, True)
     return keys, expected
 
@@ -154,12 +155,12 @@ def test_too_many_connections_raises(tmp_path: Path) -> None:
             with Client(daemon.socket_path, timeout=10) as second, pytest.raises(QueryError, match="too many connections"):
                 second.check("a@marketplace.amazon.com")
 
-            async def second() -> None:
+            async def second_async() -> None:
                 async with AsyncClient(daemon.socket_path, timeout=10) as client:
                     await client.check("a@marketplace.amazon.com")
 
             with pytest.raises(QueryError, match="too many connections|closed"):
-                asyncio.run(asyncio.wait_for(second(), TIMEOUT))
+                asyncio.run(asyncio.wait_for(second_async(), TIMEOUT))
     finally:
         daemon.ensure_stopped()
 
@@ -249,13 +250,13 @@ def test_nobody_listening_raises(tmp_path: Path) -> None:
 
 def test_cli_check_reads_keys_from_stdin(seeded: tuple[DaemonProcess, list[tuple[str, str]]]) -> None:
     daemon, rows = seeded
-    keys = [rows[0][0], "nobody@marketplace.amazon.com", "", rows[1][1]]
+    keys = [rows[0][0], "nobody@marketplace.amazon.com", "", rows[1][1], f"nobody@marketplace.amazon.com {rows[2][0]}"]
     out = subprocess.run(daemon_cli(daemon, "check", "-"), input="\n".join(keys) + "\n",
                          capture_output=True, text=True, timeout=60, env=daemon.env)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == [rows[0][0], "nobody@marketplace.amazon.com", rows[1][1]]
-    assert lines[0].split("\t")[1].startswith("BLOCKED ") and lines[1].endswith("\tOK")
+    assert [line.split("\t")[0] for line in lines] == [k for k in keys if k]
+    assert [line.split("\t")[1].split(" ")[0] for line in lines] == ["BLOCKED", "OK", "BLOCKED", "BLOCKED"]
     clean = subprocess.run(daemon_cli(daemon, "check", "-"), input="nobody@marketplace.amazon.com\n",
                            capture_output=True, text=True, timeout=60, env=daemon.env)
     assert clean.returncode == 0 and clean.stdout == "nobody@marketplace.amazon.com\tOK\n"

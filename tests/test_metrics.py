@@ -20,7 +20,6 @@ from inbox_daemon.lookup.socketmap import encode
 from tests.intake.dovecot import Dovecot, dovecot_binary
 from tests.support.daemon import DaemonProcess
 from tests.support.notices import opt_out_notice, order_id, relay_address
-from tests.support.postfix import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -48,15 +47,20 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def config(path: Path, dovecot: Dovecot, policy: int, socketmap: int, metrics: int) -> Path:
+def bound(daemon: DaemonProcess, listener: str) -> int:
+    """The port a listener configured with port 0 was given (from its start-up log line)."""
+    return int(daemon.wait_event(f"{listener}.listening")["address"].rpartition(":")[2])
+
+
+def config(path: Path, dovecot: Dovecot) -> Path:
     path.write_text(f"""
 [smtp]
 recipients = ["optout@sellers.example"]
 [postfix]
-policy = "127.0.0.1:{policy}"
-socketmap = "127.0.0.1:{socketmap}"
+policy = "127.0.0.1:0"
+socketmap = "127.0.0.1:0"
 [metrics]
-listen = "127.0.0.1:{metrics}"
+listen = "127.0.0.1:0"
 [[imap.accounts]]
 name = "shop"
 host = "127.0.0.1"
@@ -73,16 +77,16 @@ def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
     rng = random.Random(41)
     (by_smtp, buyer), (by_imap, _) = (order_id(rng), relay_address(rng)), (order_id(rng), relay_address(rng))
     dovecot.append(opt_out_notice(by_imap, relay_address(rng)))
-    policy, socketmap, metrics = free_port(), free_port(), free_port()
-    daemon = DaemonProcess(tmp_path / "home", config(tmp_path / "c.toml", dovecot, policy, socketmap, metrics))
+    daemon = DaemonProcess(tmp_path / "home", config(tmp_path / "c.toml", dovecot))
     started = time.time()
     try:
         daemon.start()
+        policy, socketmap, metrics = (bound(daemon, name) for name in ("policy", "socketmap", "metrics"))
         assert daemon.send(opt_out_notice(by_smtp, buyer))[0] == 250
         assert daemon.send(b"Subject: hello\r\n\r\nnot a notice\r\n")[0] == 250
         daemon.wait_count("intake_decision", 3)
-        assert daemon.query(f"CHECK {buyer}", "CHECK nobody@marketplace.amazon.com") == [
-            daemon.query(f"ORDER {by_smtp}")[0], "OK"]  # three query lookups, two hits
+        replies = daemon.query(f"CHECK {buyer}", "CHECK nobody@marketplace.amazon.com", f"CHECK {buyer}")
+        assert replies[0].startswith("BLOCKED") and replies[1:] == ["OK", replies[0]]  # 3 lookups, 2 hits
         with socket.create_connection(("127.0.0.1", policy), timeout=10) as sock:
             sock.sendall(f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={buyer}\n\n".encode())
             assert sock.recv(4096).startswith(b"action=REJECT 5.7.1")
@@ -110,6 +114,7 @@ def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
     assert value(samples, "inbox_daemon_lookups_total", via="socketmap") == 1
     assert value(samples, "inbox_daemon_lookup_hits_total", via="socketmap") == 0
     assert value(samples, "inbox_daemon_query_connections", via="query") == 1
+    assert value(samples, "inbox_daemon_query_limit_hits_total", kind="refused_peer") == 0
     assert value(samples, "inbox_daemon_smtp_replies_total", code="354") == 2
     assert value(samples, "inbox_daemon_smtp_replies_total", code="250") >= 8  # EHLO, MAIL, RCPT, DATA twice
     assert value(samples, "inbox_daemon_pending_messages") == 0
@@ -118,11 +123,10 @@ def test_metrics_scraped_and_parsed(tmp_path: Path, dovecot: Dovecot) -> None:
 
 
 def test_metrics_server_answers_only_metrics(tmp_path: Path) -> None:
-    port = free_port()
-    daemon = DaemonProcess(tmp_path / "home", env={"INBOX_DAEMON_METRICS_LISTEN": f"127.0.0.1:{port}"})
+    daemon = DaemonProcess(tmp_path / "home", env={"INBOX_DAEMON_METRICS_LISTEN": "127.0.0.1:0"})
     try:
         daemon.start()
-        daemon.wait_event("metrics.listening", address=f"127.0.0.1:{port}")
+        port = bound(daemon, "metrics")
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=10)
         assert missing.value.code == 404

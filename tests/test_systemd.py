@@ -345,7 +345,7 @@ def test_sighup_changes_log_level_and_forwarder_rules_without_dropping_connectio
         mta.quit()
         daemon.wait_event("smtp_stored")  # debug now logged
         decision = daemon.wait_event("intake_decision", outcome="quarantined")
-        assert decision["reason"].startswith("unregistered forwarder")
+        assert decision["reason"].startswith("no seller identity")  # docs/threat-model.md
 
         path.write_text("[log\nlevel = ")  # a broken file changes nothing
         daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]

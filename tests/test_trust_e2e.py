@@ -1,8 +1,9 @@
 """Who may add to the blocklist, end to end: a real daemon process, smtplib, the query socket and the CLI.
 
-Who may add to the blocklist: registered forwarders and per-seller addresses; unknown
-forwarders are held in quarantine until approved; DKIM evidence; the per-forwarder rate limit;
-reprocess after a parser upgrade; removal and imports with their audit trail.
+Who may add to the blocklist: per-seller envelope addresses and registered forwarders proven
+by DKIM, a trusted ARC sealer or a trusted relay; every forged identity is held in quarantine
+with what was missing; DKIM evidence; the per-forwarder rate limit; reprocess after a parser
+upgrade; removal and imports with their audit trail.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import pytest
 
 from tests.support.daemon import DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
-from tests.support.trust import forwarded_attached, forwarded_inline, keys_file, redirected, sign, wrapped
+from tests.support.trust import (
+    arc_sealed, forwarded_attached, forwarded_inline, from_header, keys_file, redirected, sign, wrapped,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,9 +34,88 @@ def make_daemon(tmp_path: Path, security: dict[str, Any], **extra: dict[str, Any
 
 @pytest.fixture
 def guarded(tmp_path: Path):  # type: ignore[no-untyped-def]
-    proc = make_daemon(tmp_path, {"require_registered_forwarder": True})
+    keys = str(keys_file(tmp_path / "keys"))  # the forwarders' test keys instead of DNS
+    proc = make_daemon(tmp_path, {"require_registered_forwarder": True, "dkim_keys_file": keys,
+                                  "trusted_arc_sealers": ["sealer.example"]})
     yield proc
     proc.ensure_stopped()
+
+
+def acme(raw: bytes) -> bytes:
+    """Signed by the forwarder's own domain, as its mail system does (DKIM, RFC 6376)."""
+    return sign(raw, b"acme.example")
+
+
+NOT_PROVEN = "forwarder ops@acme.example not authenticated"
+STRANGER = ("unregistered forwarder attacker@evil.example (from, not authenticated): no seller token in the "
+            "envelope, no authenticated registered forwarder")
+
+
+def test_forged_forwarder_identities_are_held_naming_what_was_missing(guarded: DaemonProcess) -> None:
+    guarded.start()
+    guarded.cli("sellers", "add", "acme", "--forwarder", "ops@acme.example", check=True)
+    rng = random.Random(50)
+    notice = {k: opt_out_notice(order_id(rng), None) for k in range(9)}
+    evil = {k: forwarded_inline(notice[k], "attacker@evil.example") for k in (3, 4, 5)}
+    forged = [  # (mail, reason it must be held with), sent in this order
+        (forwarded_inline(notice[0], "ops@acme.example"), f"{NOT_PROVEN} (from): no DKIM signature aligned with "
+         "acme.example, no trusted ARC seal, not from a trusted relay"),
+        (redirected(notice[1], "ops@acme.example"), f"{NOT_PROVEN} (resent-from): no DKIM signature aligned with "
+         "acme.example covering Resent-From, not from a trusted relay"),
+        (b"X-Forwarded-For: ops@acme.example optout@sellers.example\r\n" + notice[2],
+         f"{NOT_PROVEN} (x-forwarded-for): x-forwarded-for is evidence, not proof; no seller token in the envelope"),
+        (from_header(evil[3], '"<ops@acme.example>" <attacker@evil.example>'), STRANGER),
+        (from_header(evil[4], "attacker@evil.example (<ops@acme.example>)"), STRANGER),
+        # DMARC passes for the attacker's own domain; the daemon must still credit nobody.
+        (sign(from_header(evil[5], '"<ops@acme.example>" <attacker@evil.example>'), b"evil.example"),
+         "unregistered forwarder attacker@evil.example (dkim d=evil.example)"),
+        # acme.example's signature over the forward, then a sealer that vouches for evil.example only.
+        (arc_sealed(forwarded_inline(notice[6], "ops@acme.example"), "dkim=pass header.d=evil.example"),
+         f"{NOT_PROVEN} (from): no DKIM signature aligned with acme.example, no trusted ARC seal, "
+         "not from a trusted relay"),
+    ]
+    genuine = [acme(forwarded_inline(notice[7], "ops@acme.example")),
+               arc_sealed(forwarded_inline(notice[8], "ops@acme.example"),
+                          "dkim=pass header.d=acme.example; dmarc=pass header.from=acme.example")]
+    for mail, _ in forged:
+        assert guarded.send(mail)[0] == 250
+    for mail in genuine:
+        assert guarded.send(mail)[0] == 250
+    guarded.wait_count("intake_decision", len(forged) + len(genuine))
+    assert [blocked(guarded, str(order_of(notice[k]))) for k in range(9)] == [False] * 7 + [True, True]
+    holds = held(guarded)
+    assert [holds[i] for i in sorted(holds)] == [reason for _, reason in forged]
+    shown = guarded.cli("quarantine", "show", str(sorted(holds)[3]), check=True).stdout
+    assert "attacker@evil.example" in shown
+    evidence = guarded.cli("blocklist", "show", order_of(notice[7]), check=True).stdout
+    assert "seller acme reported" in evidence and "forwarder ops@acme.example" in evidence
+
+
+def order_of(raw: bytes) -> str:
+    from inbox_daemon.notices import parse_notice
+
+    order = parse_notice(raw).buyers[0].order_id
+    assert order is not None
+    return order
+
+
+def test_a_trusted_relay_vouches_for_the_from_it_hands_on(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, {"require_registered_forwarder": True, "trusted_relays": ["127.0.0.0/8"]})
+    try:
+        daemon.start()
+        daemon.cli("sellers", "add", "acme", "--forwarder", "ops@acme.example", check=True)
+        rng = random.Random(49)
+        relayed, traced = order_id(rng), order_id(rng)
+        assert daemon.send(forwarded_inline(opt_out_notice(relayed, None), "ops@acme.example"))[0] == 250
+        xff = b"X-Forwarded-For: ops@acme.example optout@sellers.example\r\n" + opt_out_notice(traced, None)
+        assert daemon.send(xff)[0] == 250  # the relay vouches for From and Resent-From, not for traces
+        daemon.wait_count("intake_decision", 2)
+        assert blocked(daemon, relayed) and not blocked(daemon, traced)
+        assert list(held(daemon).values()) == [
+            f"{NOT_PROVEN} (x-forwarded-for): x-forwarded-for is evidence, not proof; no seller token in the envelope"]
+        assert "seller acme reported" in daemon.cli("blocklist", "show", relayed, check=True).stdout
+    finally:
+        daemon.ensure_stopped()
 
 
 def blocked(daemon: DaemonProcess, order: str) -> bool:
@@ -54,7 +136,7 @@ def test_unregistered_forwarders_change_nothing_until_approved(guarded: DaemonPr
     rng = random.Random(51)
     good, forged, forged2, direct = (order_id(rng) for _ in range(4))
 
-    assert guarded.send(forwarded_inline(opt_out_notice(good, None), "ops@acme.example"))[0] == 250
+    assert guarded.send(acme(forwarded_inline(opt_out_notice(good, None), "ops@acme.example")))[0] == 250
     assert guarded.send(forwarded_inline(opt_out_notice(forged, None), "mallory@evil.example"))[0] == 250
     assert guarded.send(redirected(opt_out_notice(forged2, None), "mallory@evil.example"))[0] == 250
     assert guarded.send(opt_out_notice(direct, None), rcpt=address)[0] == 250  # Amazon, directly
@@ -62,7 +144,9 @@ def test_unregistered_forwarders_change_nothing_until_approved(guarded: DaemonPr
     assert blocked(guarded, good) and blocked(guarded, direct)
     assert not blocked(guarded, forged) and not blocked(guarded, forged2)  # 250, yet no effect
     holds = held(guarded)
-    assert set(holds.values()) == {"unregistered forwarder mallory@evil.example"}
+    assert sorted(holds.values()) == [
+        f"unregistered forwarder mallory@evil.example ({how}, not authenticated): no seller token in the envelope, "
+        "no authenticated registered forwarder" for how in ("from", "resent-from")]
 
     first, second = sorted(holds)
     assert guarded.cli("quarantine", "approve", str(first), "--by", "ops").returncode == 0
@@ -79,8 +163,9 @@ def test_unregistered_forwarders_change_nothing_until_approved(guarded: DaemonPr
 def test_registering_the_forwarder_then_reprocess_applies_what_was_held(guarded: DaemonProcess) -> None:
     guarded.start()
     order = order_id(random.Random(52))
-    assert guarded.send(redirected(opt_out_notice(order, None), "new@acme.example"))[0] == 250
+    assert guarded.send(acme(forwarded_inline(opt_out_notice(order, None), "new@acme.example")))[0] == 250
     guarded.wait_event("intake_decision", outcome="quarantined")
+    assert list(held(guarded).values()) == ["unregistered forwarder new@acme.example (dkim d=acme.example)"]
     guarded.cli("sellers", "add", "acme", "--forwarder", "new@acme.example", check=True)
     out = guarded.cli("quarantine", "reprocess", check=True).stdout
     assert "1 opt_out" in out
@@ -142,7 +227,7 @@ def test_reprocess_applies_a_message_once_the_parser_learns_its_wrapping(guarded
     guarded.start()
     guarded.cli("sellers", "add", "acme", "--forwarder", "desk@acme.example", check=True)
     order = order_id(random.Random(55))
-    assert guarded.send(wrapped(opt_out_notice(order, None), "desk@acme.example"))[0] == 250
+    assert guarded.send(acme(wrapped(opt_out_notice(order, None), "desk@acme.example")))[0] == 250
     guarded.wait_event("intake_decision", outcome="not_opt_out")
     assert "not_opt_out" in guarded.cli("quarantine", "list", check=True).stdout
     assert "nothing to do" in guarded.cli("quarantine", "reprocess", check=True).stdout  # same parser

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 import click
 
-from ..store import OptOutRow, Store
+from ..store import AuditEntry, OptOutRow, Store
+from ..store.blocklist import LEARN, LEARN_CONFLICT
 from .common import by_option, fail, iso, who as login, with_store
 
 __all__ = ["blocklist"]
@@ -45,12 +46,32 @@ async def blocklist_show(store: Store, key: str) -> None:
         sys.exit(1)
     for row in rows:
         click.echo(_optout_line(row))
+        trail = await store.audit_log(opt_out_ids=[row.id])
+        for line in _address_lines(row, trail):
+            click.echo(line)
         for ev in await store.evidence_details(row.id):
             click.echo(f"    evidence: {iso(ev.seen_at)} seller {ev.seller or '-'} reported {row.order_id or row.email} "
                        f"in message {ev.raw_message_id} ({ev.source}, forwarder {ev.forwarder or '-'}, "
                        f"dkim {ev.dkim or 'not checked'})")
-        for entry in await store.audit_log(opt_out_ids=[row.id]):
+        for entry in trail:
             click.echo(f"    audit: {iso(entry.at)} {entry.action} by {entry.actor}: {entry.detail or ''}")
+
+
+def _address_lines(row: OptOutRow, trail: list[AuditEntry]) -> list[str]:
+    """Where the row's relay address came from: a CHECK by a sender tool (which client, when)
+    or the notices below; and addresses other CHECKs named, held for review."""
+    lines = []
+    learned = next((e for e in trail if e.action == LEARN and e.subject == row.email), None)
+    if learned is not None:
+        lines.append(f"    address: {row.email} learned from CHECK by {learned.actor} at {iso(learned.at)}; "
+                     "no notice named it")
+    elif row.email:
+        lines.append(f"    address: {row.email} from notice evidence")
+    for entry in trail:
+        if entry.action == LEARN_CONFLICT:
+            lines.append(f"    held for review: {entry.subject} named by CHECK from {entry.actor} at {iso(entry.at)}, "
+                         "not merged")
+    return lines
 
 
 @blocklist.command("remove")

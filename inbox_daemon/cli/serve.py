@@ -67,7 +67,7 @@ def parse(files: tuple[str, ...], as_json: bool, config_path: str | None) -> Non
 def check(keys: tuple[str, ...], config_path: str | None) -> None:
     """Ask the running daemon about relay ADDRESSES or ORDER-IDs (exit 1 if any is blocked).
 
-    ``-`` reads the keys from stdin, one a line, and asks for them pipelined."""
+    ``-`` reads the keys from stdin, one a line (or ``ADDRESS ORDER-ID``), and asks for them pipelined."""
     cfg = load(config_path)
     from ..client import Client
 

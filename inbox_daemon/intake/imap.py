@@ -11,6 +11,10 @@ Waiting: IDLE (RFC 2177) when the account allows it and the server has it, re-is
 before the 29 minutes after which servers may drop us; every wake runs ``UID SEARCH`` again
 (a pushed EXISTS is a hint, not a list). Without IDLE, a poll every ``poll_seconds``.
 Connections and the aioimaplib pitfalls are in ``imap_client``.
+
+Several daemons on one PostgreSQL: a poller first takes the mailbox's lease (``lease``) and
+polls only while it holds it; positions are written under the lease. On SQLite (one daemon) no
+lease is taken.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any
 import aioimaplib  # type: ignore[import-untyped]
 
 from ..config import ImapAccount
-from ..errors import StoreUnavailable
+from ..errors import LeaseLost, StoreUnavailable
 from ..processing import Flow
-from ..store import Delivery, Position, Store
+from ..store import Delivery, Lease, Position, Store
 from .imap_client import (
     ImapAuthError,
     ImapConnection,
@@ -36,6 +40,7 @@ from .imap_client import (
     response_text,
     uid_set,
 )
+from .lease import MailboxLease
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
 
@@ -52,6 +57,8 @@ class ImapTuning:
     backoff_max: float = 300.0
     auth_retry_seconds: float = 600.0  # a wrong password is not fixed by hammering the server
     stop_seconds: float = 3.0  # DONE + LOGOUT budget in stop()
+    lease_seconds: float = 15.0  # shared database: a dead holder's mailbox is taken over after this
+    lease_retry_seconds: float = 5.0  # how often a daemon without the lease asks again
 
 
 def backoff(failures: int, tuning: ImapTuning) -> float:
@@ -83,6 +90,10 @@ class ImapPoller:
         self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
         self.idling = False  # in IDLE right now (the server said "+ idling")
         self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
+        self._lease = MailboxLease(
+            store, account.name, account.mailbox, self, logger=self._log,
+            seconds=self.tuning.lease_seconds, retry_seconds=self.tuning.lease_retry_seconds,
+        ) if store.shared else None
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -104,9 +115,62 @@ class ImapPoller:
             await asyncio.gather(self._task, return_exceptions=True)
         self._log.info("imap_stopped", **self.stats)
 
-    # -- sessions and backoff ------------------------------------------------------------------
+    # -- the lease: one poller per mailbox across daemons ---------------------------------------
 
     async def _run(self) -> None:
+        if self._lease is None:
+            await self._sessions()
+            return
+        while not self._stop.is_set():
+            lease = await self._lease.acquire(self._stop)
+            if lease is None:
+                break
+            try:
+                await self._while_held(lease)
+            finally:
+                await self._lease.release()
+
+    async def _while_held(self, lease: Lease) -> None:
+        """Poll until stopped, or until the lease is lost: then the session is cut short (what
+        it stored and did not flag is taken again, as a no-op, by the next holder)."""
+        assert self._lease is not None
+        if lease.previous is not None:
+            await self._recover_left_behind()
+        polling = asyncio.create_task(self._sessions(), name=f"imap-sessions:{self.account.name}")
+        lost = asyncio.create_task(self._lease.lost.wait())
+        try:
+            await asyncio.wait({polling, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (polling, lost):
+                task.cancel()
+            await asyncio.gather(polling, lost, return_exceptions=True)
+
+    async def _recover_left_behind(self) -> None:
+        """Queue what the previous holder stored from this mailbox and did not process (it
+        would otherwise wait for the next daemon start)."""
+        queued, after = 0, 0
+        try:
+            while ids := await self._store.pending_raw_ids_from(self._source, after=after):
+                for raw_id in ids:
+                    self._flow.processor.submit(raw_id)
+                queued, after = queued + len(ids), ids[-1]
+        except StoreUnavailable as exc:  # a daemon's start recovers them then
+            self._log.warning("imap_recover_deferred", error=str(exc))
+        self._log.info("imap_recovered_pending", count=queued)
+
+    async def _save_position(self, position: Position) -> None:
+        """Commit the position; with a lease, only while it is ours."""
+        lease = self._lease.lease if self._lease is not None else None
+        try:
+            await self._store.save_imap_position(self.account.name, self.account.mailbox, position, lease=lease)
+        except LeaseLost:
+            if self._lease is not None:
+                self._lease.lose("position write refused: another daemon holds the mailbox")
+            raise
+
+    # -- sessions and backoff ------------------------------------------------------------------
+
+    async def _sessions(self) -> None:
         while not self._stop.is_set():
             conn = ImapConnection(
                 self.account, command_timeout=self.tuning.command_timeout,
@@ -128,7 +192,7 @@ class ImapPoller:
                 self.stats["failures"] += 1
                 delay = backoff(self._failures, self.tuning)
                 expected = isinstance(exc, (ImapSessionError, StoreUnavailable, OSError, TimeoutError,
-                                            aioimaplib.AioImapException))
+                                            aioimaplib.AioImapException, LeaseLost))
                 self._log.warning(
                     "imap_session_failed", error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(delay, 2), exc_info=not expected,
@@ -206,7 +270,7 @@ class ImapPoller:
                 if moved == position:  # the first UID of the batch was not given: ask again later
                     return position
                 position = moved
-                await self._store.save_imap_position(self.account.name, self.account.mailbox, position)
+                await self._save_position(position)
         return position
 
     async def _take(self, conn: ImapConnection, batch: list[int]) -> set[int]:

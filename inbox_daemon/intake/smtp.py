@@ -19,6 +19,7 @@ from ..errors import Busy, MessageRejected, StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
+from .smuggling import BareLfWatch
 
 __all__ = ["OptOutHandler", "SmtpListener"]
 
@@ -130,6 +131,9 @@ class _CappedSMTP(SMTP):
         self._transaction_started: float | None = None  # MAIL seen, DATA not finished
         self._receiving = False  # between 354 and the end of DATA
         self._counted = 0  # bytes of this DATA counted in the flow's budget
+        self._in_data = False  # between 354 and the reply to the content: smuggling watch
+        self._data_tail = b""
+        self._data_flagged = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if len(self._listener.connections) >= self._listener.config.max_connections:
@@ -142,6 +146,7 @@ class _CappedSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         self._listener.replies[str(status)[:3]] += 1  # SMTP replies by code, for the metrics
+        self._in_data, self._data_tail, self._data_flagged = str(status).startswith("354"), b"", False
         await super().push(status)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -174,7 +179,18 @@ class _CappedSMTP(SMTP):
                 self.transport.write(ERR_421_BUSY_DATA)  # type: ignore[attr-defined]
                 self.transport.close()
                 return
+        if self._in_data and not self._data_flagged:
+            self._watch_bare_lf(data)
         super().data_received(data)
+
+    def _watch_bare_lf(self, data: bytes) -> None:
+        """Log a bare-LF end-of-data variant once per message (SMTP smuggling: the MTA in front
+        might have split there)."""
+        variant = BareLfWatch.find(self._data_tail, data)
+        if variant is not None:
+            self._data_flagged = True
+            self._listener.bare_lf.saw(variant, _peer(self.session.peer if self.session else None))
+        self._data_tail = BareLfWatch.tail(data, self._data_tail)
 
     def take_counted(self) -> int:
         """The bytes of the DATA just received, counted in the budget: the flow owns them now."""
@@ -219,6 +235,7 @@ class SmtpListener:
         self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
+        self.bare_lf = BareLfWatch(get_logger(component="smtp"))
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
         self._server: asyncio.Server | None = None
 

@@ -71,6 +71,7 @@ typedef struct {
 typedef struct item {
     uint64_t id;
     size_t len;
+    unsigned char peer[17];          /* to Python: the peer key, so learning can name the client */
     struct item *next;
     char data[];
 } item_t;
@@ -247,6 +248,7 @@ defer(LoopObject *l, uint32_t slot, conn_t *c, const char *line, size_t len)
     item->id = (uint64_t)c->gen << 32 | slot;
     item->len = len;
     item->next = NULL;
+    memcpy(item->peer, c->peer->key, sizeof(item->peer));
     memcpy(item->data, line, len);
     pthread_mutex_lock(&l->qmu);
     int was_empty = l->to_python.head == NULL;
@@ -725,7 +727,8 @@ Loop_take(LoopObject *l, PyObject *Py_UNUSED(arg))
     PyObject *list = PyList_New(0);
     for (item_t *next; item != NULL; item = next) {
         next = item->next;
-        PyObject *entry = list ? Py_BuildValue("(Ky#)", (unsigned long long)item->id, item->data, (Py_ssize_t)item->len) : NULL;
+        PyObject *entry = list ? Py_BuildValue("(Ky#y#)", (unsigned long long)item->id, item->data, (Py_ssize_t)item->len,
+                                               (const char *)item->peer, (Py_ssize_t)sizeof(item->peer)) : NULL;
         if (entry == NULL || PyList_Append(list, entry) < 0)
             Py_CLEAR(list);
         Py_XDECREF(entry);
@@ -808,7 +811,7 @@ Loop_notify_fd(LoopObject *l, void *Py_UNUSED(closure))
 static PyMethodDef Loop_methods[] = {
     {"start", (PyCFunction)Loop_start, METH_NOARGS, "Start the thread."},
     {"stop", (PyCFunction)Loop_stop, METH_NOARGS, "Stop the thread and close every connection (waits)."},
-    {"take", (PyCFunction)Loop_take, METH_NOARGS, "The lines for Python: [(id, line), ...]."},
+    {"take", (PyCFunction)Loop_take, METH_NOARGS, "The lines for Python: [(id, line, peer key), ...]."},
     {"deliver", (PyCFunction)Loop_deliver, METH_O, "deliver([(id, reply), ...]): Python's replies; None closes."},
     {"counters", (PyCFunction)Loop_counters, METH_NOARGS, "What the thread counted so far, and connections."},
     {NULL, NULL, 0, NULL},

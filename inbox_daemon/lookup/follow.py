@@ -9,6 +9,7 @@ daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -123,21 +124,39 @@ class IndexFollower:
 
 
 class AddressLearner:
-    """Persists "this address belongs to that blocked order" learned from CHECK, then indexes it."""
+    """Persists "this address belongs to that blocked order" learned from CHECK, then indexes it.
+
+    Any client of the query socket may send ``CHECK <address> <order>``, so what it may teach
+    is narrow (docs/threat-model.md): only an address inside ``relay_domains`` (Amazon's buyer
+    relays: a stranger's own address is never blocked this way), only onto an opt-out that has
+    no address yet (another address is a conflict, held in the audit trail for review), and
+    every change is audited with the client (peer uid on the Unix socket, address on TCP).
+    """
 
     MAX_PENDING = 10_000
 
-    def __init__(self, store: Any, index: Any) -> None:
+    def __init__(self, store: Any, index: Any, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
+                 log_interval: float = 10.0) -> None:
         self._store, self._index = store, index
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(self.MAX_PENDING)
-        self._pending: set[tuple[str, str]] = set()
+        self._patterns = tuple(p.lower() for p in relay_domains)
+        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(self.MAX_PENDING)
+        self._pending: set[tuple[str, str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="learn")
         self._dropped = Throttled(self._log, "learn_queue_full")
+        self._refused: dict[str, int] = {}  # refusals per client since the last log line
+        self._refused_logged = 0.0
+        self._log_interval = log_interval
+        self.outcomes: dict[str, int] = {"learned": 0, "conflict": 0, "none": 0, "refused": 0}
 
-    def submit(self, address: str, order_id: str) -> None:
+    def submit(self, address: str, order_id: str, client: str | None = None) -> None:
         """Called by the query server; never blocks the answer."""
-        item = (address, order_id)
+        who = client or "unknown"
+        domain = address.strip().strip("<>").rpartition("@")[2].lower()
+        if not any(fnmatch.fnmatchcase(domain, p) for p in self._patterns):
+            self._refuse(who, domain)
+            return
+        item = (address, order_id, who)
         if item in self._pending:
             return
         try:
@@ -146,6 +165,17 @@ class AddressLearner:
             self._dropped(order_id=order_id)  # one line per interval, however many are dropped
             return
         self._pending.add(item)
+
+    def _refuse(self, client: str, domain: str) -> None:
+        """A relay address outside ``relay_domains``: counted, logged at most once an interval."""
+        self.outcomes["refused"] += 1
+        self._refused[client] = self._refused.get(client, 0) + 1
+        now = time.monotonic()
+        if now - self._refused_logged >= self._log_interval:
+            self._log.warning("learn_refused", reason="address outside security.relay_domains", domain=domain[:100],
+                              clients=dict(self._refused))
+            self._refused.clear()
+            self._refused_logged = now
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -167,11 +197,17 @@ class AddressLearner:
     async def _run(self) -> None:
         while True:
             item = await self._queue.get()
+            address, order_id, client = item
             try:
-                entries = await self._store.learn_address(item[1], item[0])
-                self._index.apply(entries)
+                outcome, entries = await self._store.learn_address(order_id, address, client=client)
+                self.outcomes[outcome] += 1
+                if outcome == "learned":
+                    self._index.apply(entries)
+                    self._log.info("address_learned", order_id=order_id, address=address, client=client)
+                elif outcome == "conflict":
+                    self._log.warning("learn_conflict", order_id=order_id, address=address, client=client)
             except Exception as exc:  # the next CHECK with both keys will submit it again
-                self._log.warning("learn_failed", order_id=item[1], error=repr(exc))
+                self._log.warning("learn_failed", order_id=order_id, error=repr(exc))
             finally:
                 self._pending.discard(item)
                 self._queue.task_done()

@@ -48,19 +48,29 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._session = server.new_session()
         self._transport: asyncio.Transport | None = None
+        self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         if not self._server.admit(self):
-            self._transport.abort()
+            self._transport.close()  # unanswered: Postfix's own default action applies (a deferral)
             self._transport = None
             return
         self._transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Close a connection silent for idle_timeout (Postfix itself drops its own after
+        smtpd_policy_service_max_idle, 300 s): a stuck or hostile peer cannot keep a slot."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self._server.idle_timeout, self.close)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if transport is None:
             return
+        self._rearm()
         reply = self._session.feed(data)
         if self._session.problems:
             self._server.log_problems(self._session.problems, transport.get_extra_info("peername"))
@@ -81,6 +91,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
         self._transport = None
+        if self._idle is not None:
+            self._idle.cancel()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -91,12 +103,14 @@ class MtaServer:
     """One listener (Unix or TCP) serving one kind of session; start()/stop()."""
 
     def __init__(self, kind: str, listen: str, new_session: Callable[[], Session], *,
-                 counters: Counters, max_connections: int = 256, logger: Any = None) -> None:
+                 counters: Counters, max_connections: int = 256, idle_timeout: float = 600.0,
+                 logger: Any = None) -> None:
         self.kind = kind  # "policy" | "socketmap": names the log events and the metrics
         self.listen = listen
         self.new_session = new_session
         self.counters = counters
         self._max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.postfix")
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -130,6 +144,9 @@ class MtaServer:
     @property
     def connections(self) -> int:
         return len(self._connections)
+
+    def lookup_counters(self) -> Counters:
+        return self.counters
 
     async def stop(self) -> None:
         if self._server is None:

@@ -9,8 +9,10 @@ event loop; the thread keeps that connection's later lines until the reply is in
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
+import sys
 from typing import Any
 
 from inbox_daemon.lookup.index import _FAST_HASH, BlocklistIndex
@@ -22,7 +24,7 @@ try:
 except ImportError:  # not built: the pure Python server answers
     _fastpath = None  # type: ignore[assignment]
 
-__all__ = ["AVAILABLE", "NativeLoop"]
+__all__ = ["AVAILABLE", "NativeLoop", "client_of"]
 
 # The thread keys addresses with CPython's bytes hash, as the index does only under _FAST_HASH.
 AVAILABLE = _fastpath is not None and _FAST_HASH
@@ -80,21 +82,32 @@ class NativeLoop:
         items = self._loop.take()
         if not items:
             return
-        self._sync_counters()
-        self._loop.deliver([(ident, self._answer(line)) for ident, line in items])
+        self.sync_counters()
+        self._loop.deliver([(ident, self._answer(line, client_of(peer))) for ident, line, peer in items])
 
-    def _answer(self, line: bytes) -> bytes | None:
+    def _answer(self, line: bytes, client: str) -> bytes | None:
         """The reply, or None (the thread closes the connection) if answering failed."""
         try:
-            return self._respond(line)
+            return self._respond(line, client)
         except Exception:  # a bug, not bad input (that gets ERR): end that session, keep serving
             self._log.exception("query.answer_failed", line=line[:80])
             return None
 
-    def _sync_counters(self) -> None:
+    def sync_counters(self) -> None:
         """Add the thread's lookups to the counters STATS reports."""
         figures = self._loop.counters() if self._loop is not None else {}
         lookups, hits = figures.get("lookups", 0), figures.get("hits", 0)
         self._counters.lookups += lookups - self._seen[0]
         self._counters.hits += hits - self._seen[1]
         self._seen = (lookups, hits)
+
+
+def client_of(key: bytes) -> str:
+    """The thread's 17-byte peer key as ``limits.peer_identity`` names it: ``uid 1000`` (from
+    SO_PEERCRED, native byte order) or ``ip 192.0.2.7``."""
+    family = key[0]
+    if family == socket.AF_UNIX:
+        return f"uid {int.from_bytes(key[1:5], sys.byteorder)}"
+    if family == socket.AF_INET:
+        return f"ip {ipaddress.IPv4Address(key[1:5])}"
+    return f"ip {ipaddress.IPv6Address(key[1:17])}"

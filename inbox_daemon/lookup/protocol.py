@@ -233,7 +233,7 @@ def blocked_reply(packed: int) -> bytes:
     return f"BLOCKED {first_seen} {packed & 0xFFFFFFFF}\n".encode("ascii")
 
 
-AddressLearned = Callable[[str, str], None]
+AddressLearned = Callable[[str, str, str | None], None]  # (address, order id, client identity)
 StatsSource = Callable[[], Mapping[str, Any]]
 
 
@@ -244,10 +244,12 @@ def answer(
     counters: Counters | None = None,
     on_address_learned: AddressLearned | None = None,
     stats: StatsSource | None = None,
+    client: str | None = None,
 ) -> bytes:
-    """The reply line for one parsed request."""
+    """The reply line for one parsed request; ``client`` (the peer's uid or address) goes to
+    ``on_address_learned`` for the audit trail."""
     if isinstance(request, Check):
-        return _answer_check(request, index, counters, on_address_learned)
+        return _answer_check(request, index, counters, on_address_learned, client)
     if isinstance(request, Order):
         return _count(index.lookup_key(request.order_key), counters)
     if isinstance(request, Ping):
@@ -258,7 +260,8 @@ def answer(
 
 
 def _answer_check(
-    request: Check, index: BlocklistIndex, counters: Counters | None, learned: AddressLearned | None
+    request: Check, index: BlocklistIndex, counters: Counters | None, learned: AddressLearned | None,
+    client: str | None = None,
 ) -> bytes:
     packed = index.lookup_key(request.address_key)
     if not packed and request.order_key is not None:
@@ -266,7 +269,7 @@ def _answer_check(
         if packed and learned is not None:
             # The order is blocked and the address was not: the daemon records the address on
             # that opt-out and updates the index itself (docs/query-protocol.md, CHECK).
-            learned(request.address, request.order_id or "")
+            learned(request.address, request.order_id or "", client)
     return _count(packed, counters)
 
 
@@ -324,7 +327,7 @@ class Responder:
         self._stats = stats
         self._lookup = index.lookup_key
 
-    def respond(self, line: bytes) -> bytes:
+    def respond(self, line: bytes, client: str | None = None) -> bytes:
         if line[:6] == b"CHECK ":
             token = line[6:]
             if token.translate(None, _PLAIN_ADDRESS_BYTES) == b"@" and token[0] != 64 and token[-1] != 64:
@@ -341,9 +344,10 @@ class Responder:
             counters=self.counters,
             on_address_learned=self._learned,
             stats=self._stats,
+            client=client,
         )
 
-    def respond_lines(self, lines: list[bytes], start: int = 0, stop: int | None = None) -> bytes:
+    def respond_lines(self, lines: list[bytes], start: int = 0, stop: int | None = None, client: str | None = None) -> bytes:
         """The replies to ``lines[start:stop]``, joined: a pipelined read's answer, in one write.
 
         With the C accelerator, runs of fast-path lines are answered in C; each other line by
@@ -353,7 +357,7 @@ class Responder:
             stop = len(lines)
         fast, respond = FASTPATH, self.respond
         if fast is None:
-            return b"".join([respond(line) for line in lines[start:stop]])
+            return b"".join([respond(line, client) for line in lines[start:stop]])
         counters, index = self.counters, self.index
         replies: list[bytes] = []
         while start < stop:
@@ -362,6 +366,6 @@ class Responder:
             counters.lookups += lookups
             counters.hits += hits
             if start < stop:  # a line the C code leaves to Python (it may change the index)
-                replies.append(respond(lines[start]))
+                replies.append(respond(lines[start], client))
                 start += 1
         return b"".join(replies)

@@ -18,7 +18,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import cast, Any
+from typing import Any
 
 import structlog
 
@@ -26,136 +26,15 @@ from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.limits import LimitLog, Limits, derive_limits, peer_identity
 from inbox_daemon.lookup.native import AVAILABLE as NATIVE_AVAILABLE
 from inbox_daemon.lookup.native import NativeLoop
-from inbox_daemon.lookup.protocol import (
-    ERR_LINE_TOO_LONG,
-    ERR_TOO_MANY_CONNECTIONS,
-    Counters,
-    LineDecoder,
-    LineTooLong,
-    Responder,
-)
+from inbox_daemon.lookup.connection import WRITE_HIGH, Connection
+from inbox_daemon.lookup.protocol import ERR_TOO_MANY_CONNECTIONS, Counters, Responder
 
 __all__ = ["QueryServer"]
 
-_WRITE_HIGH = 64 * 1024  # pause reading a client that does not read its replies past this
-_BATCH = 256  # replies per write when a read holds many pipelined lines; bounds memory per stall
 _LISTEN_BACKLOG = 1024
 _SWEEPS = 4  # sweeps per shortest timeout
 _LIMIT_KINDS = ("refused_global", "refused_peer", "refused_descriptors", "closed_idle", "closed_deadline", "line_too_long")
 _STOP_GRACE = 2.0  # seconds stop() lets connections flush before aborting them
-
-
-class _Connection(asyncio.Protocol):
-    """One client: frames, answers and writes; the server does the bookkeeping."""
-
-    __slots__ = (
-        "_server", "_respond", "_respond_lines", "_transport", "_decoder", "_paused", "_backlog", "_eof",
-        "quiet_sweeps", "line_started", "peer_key",
-    )
-
-    def __init__(self, server: QueryServer) -> None:
-        self._server = server
-        self._respond = server._responder.respond
-        self._respond_lines = server._responder.respond_lines
-        self._transport: asyncio.Transport | None = None
-        self._decoder = LineDecoder()
-        self._paused = False  # the client is not reading its replies
-        self._backlog: list[bytes | LineTooLong] = []  # lines held back while paused
-        self._eof = False
-        self.quiet_sweeps = 0  # sweeps since this client last completed a request
-        self.line_started = 0.0  # when the incomplete line began (a trickled byte does not move it)
-        self.peer_key: tuple[str, Any] | None = None  # set once admitted
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses: no isinstance
-        self._transport = transport
-        refusal = self._server._admit(self)
-        if refusal is not None:
-            transport.write(refusal)
-            transport.close()
-            return
-        transport.set_write_buffer_limits(high=_WRITE_HIGH)
-
-    def data_received(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None:
-            return
-        lines = self._decoder.feed(data)
-        if len(lines) == 1 and not self._backlog:
-            line = lines[0]
-            if type(line) is bytes and not self.line_started:  # the usual read: one request, unpipelined
-                self.quiet_sweeps = 0
-                transport.write(self._respond(line))
-                return
-        if lines:
-            self.quiet_sweeps = 0
-        if not self._decoder.partial:
-            self.line_started = 0.0
-        elif not self.line_started or lines:
-            self.line_started = time.monotonic()
-        if self._backlog:
-            self._backlog.extend(lines)
-        elif lines:
-            self._answer(lines)
-
-    def _answer(self, lines: list[bytes | LineTooLong]) -> None:
-        """Answer lines in order, one write per batch; hold the rest back if the client stalls."""
-        transport = self._transport
-        assert transport is not None
-        too_long = type(lines[-1]) is not bytes  # LINE_TOO_LONG can only end the list
-        requests = cast(list[bytes], lines[:-1] if too_long else lines)
-        respond_lines = self._respond_lines
-        for start in range(0, len(requests), _BATCH):
-            transport.write(respond_lines(requests, start, min(start + _BATCH, len(requests))))
-            if self._paused and start + _BATCH < len(lines):
-                self._backlog = lines[start + _BATCH :]
-                return
-        if too_long:
-            transport.write(ERR_LINE_TOO_LONG)
-            transport.close()
-            self._server._hit("line_too_long")
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        return bool(self._backlog)  # keep the transport open until the held-back lines are answered
-
-    def pause_writing(self) -> None:
-        # The client does not read its replies: stop reading its requests and answering, so the
-        # kernel's buffers, not our memory, hold what it keeps sending.
-        self._paused = True
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        backlog, self._backlog = self._backlog, []
-        if backlog:
-            self._answer(backlog)
-        if self._paused or transport.is_closing():
-            return
-        if self._eof:
-            transport.close()
-        else:
-            transport.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server._forget(self)
-        self._transport = None
-        self._backlog = []
-
-    def close(self) -> None:
-        """Close, dropping unsent replies if the client is not reading them."""
-        transport = self._transport
-        if transport is not None:
-            transport.close()
-            if transport.get_write_buffer_size():
-                transport.abort()
-
-    def peer(self) -> Any:
-        return None if self._transport is None else self._transport.get_extra_info("peername")
 
 
 class QueryServer:
@@ -167,7 +46,7 @@ class QueryServer:
         *,
         unix_path: str | None,
         tcp: tuple[str, int] | None,
-        on_address_learned: Callable[[str, str], None] | None = None,
+        on_address_learned: Callable[[str, str, str | None], None] | None = None,
         stats: Callable[[], Mapping[str, Any]] | None = None,
         max_connections: int = 1024,
         max_connections_per_peer: int = 256,
@@ -208,7 +87,7 @@ class QueryServer:
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._native: NativeLoop | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._peers: dict[tuple[str, Any], int] = {}
         self._all_closed: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -258,7 +137,7 @@ class QueryServer:
         if self.path == "c":
             self._native = NativeLoop(
                 self.index, self._responder, self.counters, self.limits,
-                idle_timeout=self._idle_timeout, request_timeout=self._request_timeout, high_water=_WRITE_HIGH,
+                idle_timeout=self._idle_timeout, request_timeout=self._request_timeout, high_water=WRITE_HIGH,
                 logger=self._log,
             )
             self._native.start(self._sockets)
@@ -356,6 +235,12 @@ class QueryServer:
             return self._native.counters().get("connections", 0)
         return len(self._connections)
 
+    def lookup_counters(self) -> Counters:
+        """Lookups and hits so far, those the C thread answered included (the metrics read it)."""
+        if self._native is not None:
+            self._native.sync_counters()
+        return self.counters
+
     def limit_counts(self) -> dict[str, int]:
         """How often each limit was hit since start: refusals, timeouts, over-long lines."""
         if self._native is not None:
@@ -365,10 +250,10 @@ class QueryServer:
 
     # -- per connection (the asyncio path) ---------------------------------------------------
 
-    def _connection(self) -> _Connection:
-        return _Connection(self)
+    def _connection(self) -> Connection:
+        return Connection(self)
 
-    def _admit(self, connection: _Connection) -> bytes | None:
+    def _admit(self, connection: Connection) -> bytes | None:
         """None to serve the connection, else what to tell it before closing."""
         if self._stopping:
             return b""
@@ -384,12 +269,13 @@ class QueryServer:
             return ERR_TOO_MANY_CONNECTIONS
         self._peers[key] = held + 1
         connection.peer_key = key
+        connection.client = f"{key[0]} {key[1]}"
         self._connections.add(connection)
         if self._all_closed is not None:
             self._all_closed.clear()
         return None
 
-    def _forget(self, connection: _Connection) -> None:
+    def _forget(self, connection: Connection) -> None:
         if connection not in self._connections:
             return  # turned away at the door
         self._connections.discard(connection)
@@ -404,10 +290,10 @@ class QueryServer:
     def _hit(self, kind: str) -> None:
         self._hits[kind] += 1
 
-    def _address_learned(self, address: str, order_id: str) -> None:
+    def _address_learned(self, address: str, order_id: str, client: str | None) -> None:
         assert self._learned is not None
         try:
-            self._learned(address, order_id)
+            self._learned(address, order_id, client)
         except Exception:  # the hook is the daemon's; its failure must not cost the reply
             self._log.exception("query.address_learned_failed", order_id=order_id)
 

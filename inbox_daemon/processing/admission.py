@@ -28,9 +28,11 @@ def gatekeeper(security: SecurityConfig) -> Gatekeeper:
         require_dkim=security.require_dkim,
         relay_domains=security.relay_domains,
         rate_per_hour=security.forwarder_rate_per_hour,
+        max_buyers=security.max_buyers_per_notice,
     )
     dnsfunc = pinned_keys(security.dkim_keys_file) if security.dkim_keys_file else None
-    return Gatekeeper(policy, dkim_domains=security.dkim_domains, dnsfunc=dnsfunc)
+    return Gatekeeper(policy, dkim_domains=security.dkim_domains, dnsfunc=dnsfunc,
+                      trusted_relays=security.trusted_relays, trusted_arc_sealers=security.trusted_arc_sealers)
 
 
 def _buyer_keys(order: str | None, email: str | None) -> set[str]:
@@ -77,6 +79,7 @@ def admitter(policy: Policy, items: Sequence[tuple[int, ParseResult, Assessment]
             decided.append(Admission(
                 raw_id, decision.seller_id, seen.who.forwarder, seen.who.via, seen.who.token, key,
                 seen.dkim.status, seen.dkim.domain, seen.dkim.detail, decision.hold, new, seen.amazon_notices,
+                seen.who.evidence[:4000] or None,
             ))
         return decided
 

@@ -18,7 +18,7 @@ import secrets
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from ..errors import StoreUnavailable
@@ -267,9 +267,13 @@ class Processor:
         if self._gate is None:
             return await self._store.apply_many(items, parser_version=self.parser.version)
         assessed = [
-            (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to, p.record.source))
+            (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to,
+                                                             p.record.source, p.record.peer))
             for p in parsed
         ]
+        # The forwarder recorded with the evidence is the one attribution read from the headers
+        # (the addr-spec), not the parser's guess.
+        items = [(i, replace(r, forwarder=a.who.forwarder)) for i, r, a in assessed]
         admit = admitter(self._gate.policy, assessed)
         return await self._store.apply_many(items, parser_version=self.parser.version, admit=admit)
 

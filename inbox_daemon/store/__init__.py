@@ -2,7 +2,8 @@
 ``Store`` whose methods are transactions over modules per concern: raw messages (``raw``),
 applying and the blocklist (``applying``, ``blocklist``, ``changes``), sellers and forwarders
 (``sellers``), what the admission step read and decided (``admission``), operator review
-(``review``), the audit trail (``audit``) and IMAP positions (``imap``). Alembic migrations
+(``review``), the audit trail (``audit``), IMAP positions (``imap``) and which daemon polls
+each mailbox (``leases``). Alembic migrations
 make the schema (``migrate``). It persists; it decides nothing."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .records import (
     HeldRow,
     Imported,
     IndexEntry,
+    Lease,
     MonthFigures,
     OptOutRow,
     PendingRow,
@@ -41,6 +43,7 @@ __all__ = [
     "HeldRow",
     "Imported",
     "IndexEntry",
+    "Lease",
     "MonthFigures",
     "OptOutRow",
     "PendingRow",

@@ -18,12 +18,14 @@ from . import changes
 from .audit import audit
 from .engine import chunks
 from .records import IndexEntry, OptOutRow
-from .schema import OptOut
+from .schema import AuditRow, OptOut
 
 __all__ = [
     "entries_for",
     "remove",
     "learn_address",
+    "LEARN",
+    "LEARN_CONFLICT",
     "order_index",
     "index_entry",
     "email_index",
@@ -111,23 +113,45 @@ async def remove(
     return await entries_for(session, ids)
 
 
+LEARN, LEARN_CONFLICT = "learn", "learn_conflict"  # audit actions of CHECK <address> <order>
+MAX_CONFLICTS = 20  # conflicting addresses held per opt-out; a flood of guesses stops here
+
+
 async def learn_address(
-    session: AsyncSession, order_id: str, email: str, now: datetime
-) -> list[IndexEntry]:
-    """Record a relay address on the active opt-out of this order if it has none yet."""
+    session: AsyncSession, order_id: str, email: str, now: datetime, client: str = "query"
+) -> tuple[str, list[IndexEntry]]:
+    """Record a relay address on the active opt-out of this order if it has none yet.
+
+    ("learned", entries) with an audit row naming the client; ("conflict", []) when the
+    opt-out already has another address: nothing is merged, an audit row holds the claim for
+    review (at most ``MAX_CONFLICTS`` per opt-out); ("none", []) otherwise.
+    """
     statement = (
         select(OptOut)
-        .where(OptOut.order_id == order_id.strip(), OptOut.active, OptOut.email.is_(None))
+        .where(OptOut.order_id == order_id.strip(), OptOut.active)
         .with_for_update(key_share=True)
     )
     row = await session.scalar(statement)
     address = keys.address(email)
-    if row is None or address is None:
-        return []
+    actor = f"query {client}"[:200]
+    if row is None or address is None or row.email == address:
+        return "none", []
+    if row.email is not None:
+        held = await session.scalar(select(func.count()).select_from(AuditRow).where(
+            AuditRow.opt_out_id == row.id, AuditRow.action == LEARN_CONFLICT))
+        if (held or 0) >= MAX_CONFLICTS:
+            return "conflict", []
+        detail = f"CHECK named {address} for order {row.order_id}, which has {row.email}: not merged, held for review"
+        await audit(session, [{"actor": actor, "action": LEARN_CONFLICT, "subject": address, "opt_out_id": row.id,
+                               "detail": detail}], now)
+        return "conflict", []
     row.email = address
     await session.flush()
     await changes.record(session, [row.id], now)
-    return await entries_for(session, [row.id])
+    await audit(session, [{"actor": actor, "action": LEARN, "subject": address, "opt_out_id": row.id,
+                           "detail": f"CHECK named {address} with blocked order {row.order_id}: recorded, "
+                                     "no notice names it"}], now)
+    return "learned", await entries_for(session, [row.id])
 
 
 _OPT_OUT_COLUMNS = tuple(OptOut.__table__.columns)

@@ -26,6 +26,7 @@ __all__ = [
     "Imported",
     "Admission",
     "Position",
+    "Lease",
 ]
 
 
@@ -243,6 +244,7 @@ class Admission:
     held: str | None
     new_opt_outs: int  # opt-outs this message adds that no active one names yet
     amazon_notices: int  # seller messages Amazon blocked, as the notice counts them
+    identity: str | None = None  # every forwarding claim with its proof or "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +253,16 @@ class Position:
 
     uidvalidity: int
     last_uid: int  # every UID up to this one is stored and flagged or moved
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One mailbox's lease as a claim left it: who holds it, under which token, until when."""
+
+    account: str
+    mailbox: str
+    holder: str | None  # None: released, free to take
+    token: int  # fencing: changes whenever another holder takes the mailbox
+    expires_at: datetime  # by the database's clock
+    last_success: datetime | None  # when the holder last drained the mailbox
+    previous: str | None = None  # set when this claim took the mailbox from a holder whose lease ran out

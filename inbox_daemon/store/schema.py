@@ -1,6 +1,7 @@
 """Every table, on one ``Base``: raw mail as received, the opt-outs it proved, the evidence
 between them, the change sequence other processes follow, sellers and their forwarders, what
-the admission step decided per message, the audit trail and the IMAP pollers' positions.
+the admission step decided per message, the audit trail, the IMAP pollers' positions and
+which daemon polls each mailbox.
 
 Migrations in ``migrations/`` create them; the models here must agree with those migrations
 (``tests/store/test_migrations.py`` compares them)."""
@@ -46,6 +47,7 @@ __all__ = [
     "MessageTrust",
     "AuditRow",
     "ImapState",
+    "ImapLease",
 ]
 
 OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
@@ -260,6 +262,8 @@ class MessageTrust(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
     approved_by: Mapped[str | None] = mapped_column(SafeString(200))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every header that named a forwarder, with what proved it or "unauthenticated" (migration 0005)
+    identity: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditRow(Base):
@@ -289,3 +293,19 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned on the wire
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ImapLease(Base):
+    """Which daemon polls one IMAP mailbox, and until when, when several daemons share the
+    database (migration 0006). ``holder`` None: released. ``token`` goes up whenever the
+    mailbox changes hands, so a former holder's late writes can be refused (a fencing token)."""
+
+    __tablename__ = "imap_leases"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the holder's last drained round

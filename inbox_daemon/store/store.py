@@ -10,7 +10,7 @@ opening a store never creates it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import Buyer, ParseResult
 
-from . import admission, applying, blocklist, changes, imap, raw, review, sellers
+from . import admission, applying, blocklist, changes, imap, leases, raw, review, sellers
 from .admission import AdmissionView
 from .audit import audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
@@ -33,6 +33,7 @@ from .records import (
     HeldRow,
     Imported,
     IndexEntry,
+    Lease,
     MonthFigures,
     OptOutRow,
     PendingRow,
@@ -205,10 +206,12 @@ class Store:
             cursor.seq, cursor.gaps = before  # an entry lost to a failed read would stay lost
             raise
 
-    async def learn_address(self, order_id: str, email: str) -> list[IndexEntry]:
+    async def learn_address(self, order_id: str, email: str, *, client: str = "query") -> tuple[str, list[IndexEntry]]:
         """``CHECK <addr> <order>`` found the order blocked: record the address on it if it
-        has none. No-op (``[]``) when it has one or the order is not actively blocked."""
-        return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow()))
+        has none, with an audit row naming ``client``. ("learned", entries), ("conflict", [])
+        when it has another address (held for review in the audit trail, not merged), or
+        ("none", []) when it has this one or the order is not actively blocked."""
+        return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow(), client))
 
     # -- the blocklist, for operators --------------------------------------------------------------
 
@@ -312,6 +315,35 @@ class Store:
     async def imap_position(self, account: str, mailbox: str) -> Position | None:
         return await self._reading(lambda s: imap.load(s, account, mailbox))
 
-    async def save_imap_position(self, account: str, mailbox: str, position: Position) -> None:
-        """Commit how far a poller got (StoreUnavailable if it cannot be committed)."""
-        await self._transaction(lambda s: imap.save(s, account, mailbox, position, utcnow()))
+    async def save_imap_position(
+        self, account: str, mailbox: str, position: Position, *, lease: Lease | None = None
+    ) -> None:
+        """Commit how far a poller got (StoreUnavailable if it cannot be committed); with
+        ``lease``, only while the poller still holds the mailbox (LeaseLost otherwise)."""
+        await self._transaction(lambda s: imap.save(s, account, mailbox, position, utcnow(), lease))
+
+    async def pending_raw_ids_from(self, source: str, *, after: int = 0, limit: int = 1000) -> list[int]:
+        """Messages of one intake source stored but not processed, oldest first, ids above ``after``."""
+        return await self._reading(lambda s: imap.pending_from(s, source, after, limit))
+
+    # -- IMAP leases: one poller per mailbox across daemons ------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether several daemons may use this database (PostgreSQL; SQLite is one daemon's)."""
+        return self.engine.dialect.name == "postgresql"
+
+    async def acquire_imap_lease(self, account: str, mailbox: str, holder: str, seconds: float) -> Lease:
+        """Take the mailbox for ``seconds`` if free, released, run out or ours; else the lease
+        as another holder has it."""
+        return await self._transaction(lambda s: leases.acquire(s, account, mailbox, holder, seconds))
+
+    async def renew_imap_lease(self, lease: Lease, seconds: float, last_success: datetime | None) -> Lease | None:
+        """Extend a lease still ours; None when another daemon took the mailbox."""
+        return await self._transaction(lambda s: leases.renew(s, lease, seconds, last_success))
+
+    async def release_imap_lease(self, lease: Lease) -> bool:
+        return await self._transaction(lambda s: leases.release(s, lease))
+
+    async def imap_lease(self, account: str, mailbox: str) -> Lease | None:
+        return await self._reading(lambda s: leases.read(s, account, mailbox))

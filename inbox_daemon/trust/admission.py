@@ -10,9 +10,13 @@ Rules, first match holds:
 1. only opt-out notices are held; other verdicts block nobody and are recorded as they are;
 2. an operator's approval admits (``quarantine approve``);
 3. a relay address outside ``relay_domains`` -> ``relay domain not allowed <address>``;
-4. ``require_dkim`` and no verified Amazon signature -> ``dkim <status>``;
-5. ``require_registered_forwarder`` and no seller -> ``unregistered forwarder <address>``;
-6. the forwarder already added ``rate_per_hour`` new opt-outs in the last hour -> ``rate
+4. more buyers than ``max_buyers`` -> ``too many buyers ...`` (Amazon's notice names one buyer;
+   a forward of a few notices a handful);
+5. ``require_dkim`` and no verified Amazon signature -> ``dkim <status>``;
+6. ``require_registered_forwarder`` and no seller -> what was missing
+   (``attribution.unattributed``: ``forwarder <address> not authenticated (<header>): ...``,
+   ``unregistered forwarder <address> ...``, ``no seller identity: ...``);
+7. the forwarder already added ``rate_per_hour`` new opt-outs in the last hour -> ``rate
    limit``. The count is checked before a notice, so one notice naming several new buyers can
    pass the cap by its own size; never more.
 """
@@ -23,7 +27,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from ..notices.result import Kind, ParseResult
-from .attribution import Attribution, Registry
+from .attribution import Attribution, Registry, unattributed
 from .dkim import VERIFIED, DkimEvidence
 
 __all__ = ["Policy", "Decision", "decide", "RATE_LIMIT"]
@@ -39,6 +43,7 @@ class Policy:
     require_dkim: bool = False
     relay_domains: tuple[str, ...] = ("marketplace.amazon.*",)
     rate_per_hour: int = 0  # 0: no cap
+    max_buyers: int = 25  # buyers one message may name; more are held
     rate_exempt_sources: tuple[str, ...] = ("import",)  # back-fills of old archives
 
 
@@ -68,10 +73,13 @@ def decide(
     outside = _outside_relay_domains(result, policy.relay_domains)
     if outside:
         return Decision(seller, f"relay domain not allowed {outside}")
+    if policy.max_buyers and len(result.buyers) > policy.max_buyers:
+        return Decision(seller, f"too many buyers: {len(result.buyers)} in one message "
+                                f"(security.max_buyers_per_notice = {policy.max_buyers})")
     if policy.require_dkim and evidence.status != VERIFIED:
         return Decision(seller, f"dkim {evidence.status}")
     if policy.require_registered_forwarder and seller is None:
-        return Decision(seller, f"unregistered forwarder {who.forwarder or _unattributed(who)}")
+        return Decision(seller, unattributed(who, registry))
     if policy.rate_per_hour and source not in policy.rate_exempt_sources:
         if recent_new >= policy.rate_per_hour:
             return Decision(seller, RATE_LIMIT)
@@ -86,6 +94,3 @@ def _outside_relay_domains(result: ParseResult, patterns: tuple[str, ...]) -> st
                 return buyer.email
     return None
 
-
-def _unattributed(who: Attribution) -> str:
-    return f"(unknown token +{who.token})" if who.token else "(none: no forwarder, no seller token)"

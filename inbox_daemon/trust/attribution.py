@@ -1,19 +1,18 @@
-"""Attribution: which seller a message speaks for, from the parser's forwarding identity and
-the envelope.
+"""Attribution: which seller a message speaks for, from what an outsider cannot forge.
 
 Two kinds of proof, strongest first:
 
 * the ``+token`` of a per-seller recipient address ``<local>+<token>@<domain>`` (RFC 5233
-  subaddressing): an envelope recipient, else a Delivered-To / X-Original-To header that an MTA
-  wrote when it delivered to that address before relaying to us. A notice Amazon sends
-  directly (Notification Preferences -> Buyer Opt-Out) carries no forwarding header; the token
-  alone says whose it is;
-* the forwarder the parser identified (``ParseResult.forwarder``): the outer From of an inline
-  or attached forward, Resent-From, X-Forwarded-For, Delivered-To / X-Original-To
-  (``inbox_daemon.notices.forwarder`` has the order and the corpus samples).
+  subaddressing) among the SMTP envelope recipients. A notice Amazon sends directly
+  (Notification Preferences -> Buyer Opt-Out) carries no forwarding header; the secret token
+  alone says whose it is. A token in a Delivered-To / X-Original-To header is a claim only:
+  anyone can write such a header;
+* a registered forwarder whose claim ``identity.Identify`` authenticated (DKIM aligned with
+  its domain, a trusted ARC sealer, a trusted relay).
 
-The envelope sender is not used: after a redirect it is Amazon's bounce address (SES) or an
-SRS rewrite, and it says nothing about the seller.
+Every other claim (an unsigned From, Resent-From, X-Forwarded-For, delivery traces) is kept as
+evidence beside the decision. The envelope sender is not used: after a redirect it is Amazon's
+bounce address (SES) or an SRS rewrite, and it says nothing about the seller.
 """
 
 from __future__ import annotations
@@ -21,34 +20,54 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
-from ..notices.addresses import first_address
-from ..notices.result import ParseResult
+from .identity import Claim
 
-__all__ = ["Attribution", "Registry", "attribute", "recipient_token", "seller_address", "TOKEN_RE"]
+__all__ = ["Attribution", "Registry", "attribute", "recipient_token", "seller_address", "unattributed", "TOKEN_RE"]
 
 TOKEN_RE = re.compile(r"^[a-z0-9]{6,32}$")
-_TRACE_HEADERS = ("delivered-to", "x-original-to")
-_HEADER_BYTES = 64 * 1024  # the header block is read from at most this much of the message
-_TRACE_WITH_PLUS = re.compile(rb"(?im)^(?:delivered-to|x-original-to):[^\r\n]*\+")
 
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Who passed the message on, as far as the message and envelope tell."""
+    """The envelope token and the forwarding claims of one message, each with its proof."""
 
-    forwarder: str | None  # lower-case address, from the parser
-    via: str | None  # how: the parser's forwarded_via
-    token: str | None  # the +token of a per-seller address, if any
+    token: str | None  # the +token of a per-seller envelope recipient, if any
+    claims: tuple[Claim, ...] = ()
+
+    @property
+    def proven(self) -> Claim | None:
+        """The strongest authenticated claim."""
+        return next((c for c in self.claims if c.proof), None)
+
+    @property
+    def forwarder(self) -> str | None:
+        """The authenticated forwarder, else the first claimed one (recorded as evidence)."""
+        chosen = self.proven or (self.claims[0] if self.claims else None)
+        return chosen.address if chosen else None
+
+    @property
+    def via(self) -> str | None:
+        """How the forwarder was named, and what proved it: ``from+dkim``, ``resent-from``."""
+        chosen = self.proven or (self.claims[0] if self.claims else None)
+        if chosen is None:
+            return "token" if self.token else None
+        return f"{chosen.header}+{chosen.proof.split()[0]}" if chosen.proof else chosen.header
+
+    @property
+    def evidence(self) -> str:
+        """Every claim with its proof or ``unauthenticated``: what is recorded beside the decision."""
+        return "; ".join(f"{c.header} {c.address} {c.proof or 'unauthenticated'}" for c in self.claims)
 
     @property
     def rate_key(self) -> str:
         """What the per-forwarder cap counts against: the forwarder, else the token."""
-        if self.forwarder:
-            return self.forwarder
-        return f"+{self.token}" if self.token else "-"
+        proven = self.proven
+        if proven:
+            return proven.address
+        if self.token:
+            return f"+{self.token}"
+        return self.claims[0].address if self.claims else "-"
 
 
 @dataclass(frozen=True)
@@ -59,12 +78,31 @@ class Registry:
     by_forwarder: Mapping[str, int]  # forwarder address -> seller id
 
     def seller_for(self, who: Attribution) -> int | None:
-        """The seller the token names, else the one that registered the forwarder."""
+        """The seller the envelope token names, else the one that registered an
+        authenticated forwarder. An unauthenticated claim never names a seller."""
         if who.token and who.token in self.by_token:
             return self.by_token[who.token]
-        if who.forwarder:
-            return self.by_forwarder.get(who.forwarder.lower())
+        for claim in who.claims:
+            if claim.proof and claim.address in self.by_forwarder:
+                return self.by_forwarder[claim.address]
         return None
+
+
+def unattributed(who: Attribution, registry: Registry) -> str:
+    """Why no seller: the quarantine reason, naming what was missing."""
+    for claim in who.claims:
+        if claim.proof is None and claim.address in registry.by_forwarder:
+            return f"forwarder {claim.address} not authenticated ({claim.header}): {claim.missing()}"
+    proven = who.proven
+    if proven:
+        return f"unregistered forwarder {proven.address} ({proven.proof})"
+    if who.claims:
+        first = who.claims[0]
+        return (f"unregistered forwarder {first.address} ({first.header}, not authenticated): "
+                "no seller token in the envelope, no authenticated registered forwarder")
+    if who.token:
+        return f"unknown seller token +{who.token}: no seller has it"
+    return "no seller identity: no seller token in the envelope, no forwarder named"
 
 
 def recipient_token(address: str | None) -> str | None:
@@ -83,21 +121,7 @@ def seller_address(base: str, token: str) -> str:
     return f"{local.partition('+')[0]}+{token}@{domain}"
 
 
-def attribute(result: ParseResult, envelope_to: Sequence[str], raw: bytes = b"") -> Attribution:
-    """Attribution of one message: pure, from the parse result, envelope and top headers."""
+def attribute(envelope_to: Sequence[str], claims: Sequence[Claim] = ()) -> Attribution:
+    """Attribution of one message: the first token among the envelope recipients, the claims."""
     token = next((t for t in map(recipient_token, envelope_to) if t), None)
-    if token is None and _TRACE_WITH_PLUS.search(raw[:_HEADER_BYTES]):  # header parse only then
-        token = _trace_token(raw)
-    forwarder = result.forwarder.lower() if result.forwarder else None
-    return Attribution(forwarder=forwarder, via=result.forwarded_via, token=token)
-
-
-def _trace_token(raw: bytes) -> str | None:
-    """A token in the delivery trace headers of the top message (the oldest first)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:_HEADER_BYTES])
-    for name in _TRACE_HEADERS:
-        for value in reversed(headers.get_all(name) or []):
-            token = recipient_token(first_address(str(value)))
-            if token:
-                return token
-    return None
+    return Attribution(token=token, claims=tuple(claims))

@@ -1,7 +1,7 @@
 """What processing asks between parse and apply: attribution and DKIM evidence per message.
 
-``Gatekeeper.assess`` is the only impure step here (the DKIM key lookup may ask DNS), so it
-runs in a worker thread and only when the message carries a signature or an attachment. The
+``Gatekeeper.assess`` is the only impure step here (the DKIM key lookups may ask DNS), so it
+runs in a worker thread when the message carries a signature, an ARC seal or an attachment. The
 decision itself (``admission.decide``) is asked inside the applying transaction, with the
 registry and counters that transaction sees (``inbox_daemon.processing.admission``).
 """
@@ -16,6 +16,7 @@ from ..notices.result import ParseResult
 from .admission import Policy
 from .attribution import Attribution, attribute
 from .dkim import ABSENT, FAILED, DkimEvidence, DnsFunc, check_dkim
+from .identity import Claim, Identify, claims_of
 
 __all__ = ["Assessment", "Gatekeeper"]
 
@@ -39,10 +40,14 @@ class Gatekeeper:
         *,
         dkim_domains: tuple[str, ...] | None = None,
         dnsfunc: DnsFunc | None = None,
+        trusted_relays: tuple[str, ...] = (),
+        trusted_arc_sealers: tuple[str, ...] = (),
     ) -> None:
         self.policy = policy or Policy()
         self._domains = dkim_domains
         self._dnsfunc = dnsfunc
+        self._identify = Identify(trusted_relays=trusted_relays, trusted_arc_sealers=trusted_arc_sealers, dnsfunc=dnsfunc)
+        self._relays = trusted_relays
 
     def check(self, raw: bytes) -> DkimEvidence:
         """``check_dkim`` with this gate's domains and key lookup; never raises."""
@@ -53,13 +58,29 @@ class Gatekeeper:
         except Exception as exc:  # a damaged message must not stop the batch: record why
             return DkimEvidence(FAILED, detail=f"checker error: {type(exc).__name__}: {exc}"[:300])
 
+    def claims(self, raw: bytes, peer: str | None, source: str) -> list[Claim]:
+        """The forwarding claims with their proofs; never raises (a damaged message claims nothing)."""
+        try:
+            return self._identify(raw, peer=peer, source=source)
+        except Exception:
+            return []
+
+    def _examine(self, raw: bytes, peer: str | None, source: str) -> tuple[list[Claim], DkimEvidence]:
+        return self.claims(raw, peer, source), self.check(raw)
+
     async def assess(
-        self, raw: bytes, result: ParseResult, envelope_to: Sequence[str], source: str
+        self, raw: bytes, result: ParseResult, envelope_to: Sequence[str], source: str, peer: str | None = None
     ) -> Assessment:
-        who = attribute(result, envelope_to, raw)
-        low = raw.lower()
-        if b"dkim-signature" in low or b"base64" in low:
-            evidence = await asyncio.to_thread(self.check, raw)
-        else:
+        low = raw[:65536].lower()
+        if b"dkim-signature" in low or b"arc-seal" in low or b"base64" in raw.lower():
+            claims, evidence = await asyncio.to_thread(self._examine, raw, peer, source)
+        elif self._relays and source == "smtp":
+            claims, evidence = self.claims(raw, peer, source), DkimEvidence(ABSENT)
+        else:  # nothing can authenticate a claim: the headers are read, nothing is verified
+            try:
+                claims = claims_of(raw)[1]
+            except Exception:
+                claims = []
             evidence = DkimEvidence(ABSENT)
+        who = attribute(envelope_to if source == "smtp" else (), claims)
         return Assessment(who, evidence, source, result.notices)

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,29 +41,32 @@ class Rig:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_postfix()
     tmp = tmp_path_factory.mktemp("postfix")
-    policy, socketmap, outbound, by_map, critical = (free_port() for _ in range(5))
-    config = write_config(tmp / "c.toml", {
-        "query": {"sync_seconds": 0.2},
-        "postfix": {"policy": f"127.0.0.1:{policy}", "socketmap": f"127.0.0.1:{socketmap}",
-                    "exempt_senders": [EXEMPT]},
-    })
-    daemon = DaemonProcess(tmp / "home", config)
-    postfix = PostfixInstance({
-        "relay_domains": "marketplace.amazon.com",
-        "smtpd_recipient_restrictions": f"check_policy_service inet:127.0.0.1:{policy}, permit_mynetworks, reject",
-    }, [
-        f"127.0.0.1:{outbound} inet n - n - - smtpd",
-        f"127.0.0.1:{by_map} inet n - n - - smtpd -o {{ smtpd_recipient_restrictions = "
-        f"check_recipient_access socketmap:inet:127.0.0.1:{socketmap}:blocklist, permit_mynetworks, reject }}",
-        f"127.0.0.1:{critical} inet n - n - - smtpd -o {{ smtpd_recipient_restrictions = permit_mynetworks, reject }}",
-    ])
+    sections: dict[str, dict[str, Any]] = {"query": {"sync_seconds": 0.2},
+                "postfix": {"policy": "127.0.0.1:0", "socketmap": "127.0.0.1:0", "exempt_senders": [EXEMPT]}}
+    daemon = DaemonProcess(tmp / "home", write_config(tmp / "c.toml", sections))
+    postfix: PostfixInstance | None = None
     try:
-        daemon.start()
+        daemon.start()  # ports from the kernel, then kept: a restart must come back on the same ones
+        policy, socketmap = (int(daemon.wait_event(f"{name}.listening")["address"].rpartition(":")[2])
+                             for name in ("policy", "socketmap"))
+        sections["postfix"].update(policy=f"127.0.0.1:{policy}", socketmap=f"127.0.0.1:{socketmap}")
+        write_config(tmp / "c.toml", sections)
         rows = seed_blocklist(daemon, tmp, 3)
+        outbound, by_map, critical = (free_port() for _ in range(3))
+        postfix = PostfixInstance({
+            "relay_domains": "marketplace.amazon.com",
+            "smtpd_recipient_restrictions": f"check_policy_service inet:127.0.0.1:{policy}, permit_mynetworks, reject",
+        }, [
+            f"127.0.0.1:{outbound} inet n - n - - smtpd",
+            f"127.0.0.1:{by_map} inet n - n - - smtpd -o {{ smtpd_recipient_restrictions = "
+            f"check_recipient_access socketmap:inet:127.0.0.1:{socketmap}:blocklist, permit_mynetworks, reject }}",
+            f"127.0.0.1:{critical} inet n - n - - smtpd -o {{ smtpd_recipient_restrictions = permit_mynetworks, reject }}",
+        ])
         postfix.start()
         yield Rig(daemon, postfix, policy, socketmap, outbound, by_map, critical, rows)
     finally:
-        postfix.stop()
+        if postfix is not None:
+            postfix.stop()
         daemon.ensure_stopped()
 
 

@@ -140,7 +140,7 @@ def test_an_index_changed_by_a_line_in_the_middle_of_a_read() -> None:
         index.set_order(ORDER, FIRST_SEEN, 1)
         index.merge()  # one key in the base: the directory is the smallest there is
 
-        def learned(address: str, order_id: str) -> None:
+        def learned(address: str, order_id: str, client: str | None) -> None:
             index.set_address(address, FIRST_SEEN, 9)
             index.merge()  # new arrays' contents and a new directory
 
@@ -207,9 +207,9 @@ def test_the_c_loop_is_the_one_serving_when_built() -> None:
         assert server._native is not None
         respond = server._native._respond
 
-        def spy(line: bytes) -> bytes:
+        def spy(line: bytes, client: str | None = None) -> bytes:
             handed_over.append(line)
-            return respond(line)
+            return respond(line, client)
 
         server._native._respond = spy
         try:

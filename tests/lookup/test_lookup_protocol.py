@@ -140,7 +140,7 @@ def test_learning_an_address_from_a_blocked_order(index: BlocklistIndex) -> None
     learned: list[tuple[str, str]] = []
 
     def ask(line: str) -> bytes:
-        return answer(parse_request(line.encode()), index, on_address_learned=lambda a, o: learned.append((a, o)))
+        return answer(parse_request(line.encode()), index, on_address_learned=lambda a, o, c: learned.append((a, o)))
 
     assert ask(f"CHECK Jane <New@Marketplace.Amazon.com> {ORDER}") == BLOCKED
     assert learned == [("new@marketplace.amazon.com", ORDER)]

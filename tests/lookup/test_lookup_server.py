@@ -22,7 +22,7 @@ import uvloop
 
 from inbox_daemon.errors import QueryError
 from inbox_daemon.lookup import BlocklistIndex, QueryClient, QueryServer
-from inbox_daemon.lookup import server as server_module
+from inbox_daemon.lookup import connection as connection_module
 
 RELAY = "jxxvbothd0wtflh@marketplace.amazon.com"
 ORDER = "114-3941689-8772232"
@@ -216,13 +216,13 @@ def test_client_that_never_reads_is_paused_not_buffered(sock_path: str, monkeypa
     if path:
         pytest.skip("asyncio transports only; the C loop's equivalent is test_client_that_reads_late_gets_every_reply")
     paused = asyncio.Event()
-    original = server_module._Connection.pause_writing
+    original = connection_module.Connection.pause_writing
 
-    def pause_writing(self: server_module._Connection) -> None:
+    def pause_writing(self: connection_module.Connection) -> None:
         original(self)
         paused.set()
 
-    monkeypatch.setattr(server_module._Connection, "pause_writing", pause_writing)
+    monkeypatch.setattr(connection_module.Connection, "pause_writing", pause_writing)
     requests = 20_000  # STATS replies are ~15x their request: 120 kB in, ~2 MB out
 
     async def main() -> None:
@@ -278,10 +278,10 @@ def test_half_closed_client_gets_every_reply(sock_path: str) -> None:
 
 
 def test_address_learned_hook_and_its_failure(sock_path: str) -> None:
-    learned: list[tuple[str, str]] = []
+    learned: list[tuple[str, str, str | None]] = []
 
-    def hook(address: str, order_id: str) -> None:
-        learned.append((address, order_id))
+    def hook(address: str, order_id: str, client: str | None) -> None:
+        learned.append((address, order_id, client))
         raise RuntimeError("database down")
 
     async def main() -> None:
@@ -291,7 +291,7 @@ def test_address_learned_hook_and_its_failure(sock_path: str) -> None:
             await peer.close()
 
     run(main)
-    assert learned == [("new@marketplace.amazon.com", ORDER)]
+    assert learned == [("new@marketplace.amazon.com", ORDER, f"uid {os.getuid()}")]  # SO_PEERCRED, both paths
 
 
 def test_stats_json(sock_path: str) -> None:
@@ -356,3 +356,46 @@ def test_client_errors(sock_path: str) -> None:
 class _QuietLogger:
     def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
+
+
+# -- the protocol tests' conversation, over the socket, on both paths ------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 4096])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_the_protocol_conversation_over_the_socket(sock_path: str, chunk: int, ending: bytes) -> None:
+    from tests.lookup.test_lookup_protocol import CONVERSATION
+
+    stream = b"".join(request.encode("latin-1") + ending for request, _ in CONVERSATION)
+    expected = b"".join(reply for _, reply in CONVERSATION)
+
+    async def main() -> None:
+        async with serving(unix_path=sock_path) as server:
+            peer = await Peer.connect(server, sock_path)
+            for start in range(0, len(stream), chunk):
+                peer.writer.write(stream[start : start + chunk])
+                await peer.writer.drain()
+            assert await peer.reader.readexactly(len(expected)) == expected
+            await peer.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 4096])
+def test_line_limits_over_the_socket(sock_path: str, chunk: int) -> None:
+    longest = b"PING" + b" " * 1020  # 1024 bytes before the LF: answered; with a CR, one too many
+    stream = longest + b"\n" + longest + b"\r\n" + b"PING\n"
+
+    async def main() -> None:
+        async with serving(unix_path=sock_path) as server:
+            peer = await Peer.connect(server, sock_path)
+            try:
+                for start in range(0, len(stream), chunk):
+                    peer.writer.write(stream[start : start + chunk])
+                    await peer.writer.drain()
+            except ConnectionError:
+                pass  # closed at the over-long line while we were still sending
+            assert await peer.eof() == b"PONG\nERR line too long\n"
+            await peer.close()
+
+    run(main)

@@ -12,14 +12,16 @@ from inbox_daemon.notices.result import Kind, ParseResult
 from inbox_daemon.processing.admission import admitter
 from inbox_daemon.processing.csvfile import read_buyers
 from inbox_daemon.store import Store
-from inbox_daemon.trust import ABSENT, Assessment, Attribution, DkimEvidence, Policy
+from inbox_daemon.trust import ABSENT, Assessment, Attribution, Claim, DkimEvidence, Policy
 from tests.store.store_builders import E1, E2, O1, O2, O3, apply_result, at, buyer, notice, save_raw
 
 GUARDED = Policy(require_registered_forwarder=True, rate_per_hour=2)
 
 
 def seen(forwarder: str | None, token: str | None = None, source: str = "smtp") -> Assessment:
-    return Assessment(Attribution(forwarder, "inline" if forwarder else None, token), DkimEvidence(ABSENT), source, 1)
+    """A forward whose From the forwarder's own DKIM signature proves (trust/identity.py)."""
+    claims = (Claim(forwarder, "from", f"dkim d={forwarder.rpartition('@')[2]}"),) if forwarder else ()
+    return Assessment(Attribution(token, claims), DkimEvidence(ABSENT), source, 1)
 
 
 async def save(store: Store, body: bytes, minutes: int = 0) -> int:
@@ -44,12 +46,12 @@ def test_unregistered_forwarder_is_held_and_a_token_or_forwarder_admits(with_sto
             (b"c", notice(buyer(order=O3)), seen(None, acme.token)),
             (b"d", ParseResult(Kind.NOT_OPT_OUT, reason="look-alike"), seen("mallory@evil.example")),
         ])
-        assert [a.held for a in applied] == ["unregistered forwarder mallory@evil.example", None, None, None]
+        assert [a.held for a in applied] == ["unregistered forwarder mallory@evil.example (dkim d=evil.example)", None, None, None]
         assert applied[0].entries == [] and applied[1].entries[0].blocked
         assert await store.find_opt_outs(O1) == []
         rows = {r.id: r for r in await store.list_held(limit=10)}
         (first_id,) = [i for i, r in rows.items() if r.outcome == "quarantined"]
-        assert rows[first_id].reason == "unregistered forwarder mallory@evil.example"
+        assert rows[first_id].reason == "unregistered forwarder mallory@evil.example (dkim d=evil.example)"
         trust = await store.trust_of(first_id + 2)
         assert trust is not None and (trust["seller_id"], trust["token"], trust["dkim"]) == (acme.id, acme.token, "absent")
 

@@ -155,16 +155,19 @@ def test_learn_address(with_store: Any) -> None:
     async def body(store: Store) -> None:
         await ingest(store, b"n1", notice(buyer(order=O1)), minutes=1)
         await ingest(store, b"n2", notice(buyer(E2, O2)))
-        assert await store.learn_address(O3, E1) == []  # not blocked
-        assert await store.learn_address(O2, E1) == []  # already has an address
-        learnt = await store.learn_address(O1, f"  <{E1.upper()}> ")
-        assert sorted(learnt, key=lambda e: e.kind) == [
+        assert await store.learn_address(O3, E1) == ("none", [])  # not blocked
+        assert await store.learn_address(O2, E2) == ("none", [])  # already has this address
+        assert await store.learn_address(O2, E1, client="uid 1000") == ("conflict", [])  # held, not merged
+        outcome, learnt = await store.learn_address(O1, f"  <{E1.upper()}> ", client="uid 1000")
+        assert outcome == "learned" and sorted(learnt, key=lambda e: e.kind) == [
             IndexEntry("email", E1, at(1), 1),
             IndexEntry("order", O1, at(1), 1),
         ]
-        assert await store.learn_address(O1, E2) == []
+        assert await store.learn_address(O1, E2) == ("conflict", [])
+        trail = [(a.actor, a.action, a.subject) for a in await store.audit_log(limit=10)]
+        assert ("query uid 1000", "learn", E1) in trail and ("query uid 1000", "learn_conflict", E1) in trail
         await store.remove(O2, reason="test", who="t")
-        assert await store.learn_address(O2, E1) == []  # removed: not actively blocked
+        assert await store.learn_address(O2, E1) == ("none", [])  # removed: not actively blocked
 
     with_store(body)
 

@@ -8,7 +8,8 @@ import threading
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new ones;
+    ``freeze()`` keeps them open and carries nothing, as a network partition does."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -16,6 +17,8 @@ class CuttableProxy:
         self.port = self._listener.getsockname()[1]
         self._open = threading.Event()
         self._open.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -44,6 +47,7 @@ class CuttableProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -67,12 +71,17 @@ class CuttableProxy:
             except OSError:
                 pass
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._open.set()
+        self._flowing.set()
 
     def close(self) -> None:
         self._closed = True
         self.cut()
+        self._flowing.set()
         self._listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()

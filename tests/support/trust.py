@@ -12,30 +12,45 @@ import dkim
 KEYS = Path(__file__).resolve().parents[1] / "data" / "dkim"
 SELECTOR, DOMAIN = b"test", b"amazon.com"
 DNS_NAME = "test._domainkey.amazon.com"
+#: Each signing domain of the tests and its key pair: Amazon, a seller's forwarder, an ARC
+#: sealer in between (the forwarder's key: one less file), and an attacker with a key of its own.
+DOMAIN_KEYS = {"amazon.com": "amazon-test", "acme.example": "forwarder-test", "sealer.example": "forwarder-test",
+               "evil.example": "attacker-test"}
 
 
-def public_record() -> bytes:
-    return b"v=DKIM1; k=rsa; p=" + (KEYS / "amazon-test.pub.b64").read_bytes().strip()
+def public_record(domain: str = "amazon.com") -> bytes:
+    return b"v=DKIM1; k=rsa; p=" + (KEYS / f"{DOMAIN_KEYS[domain]}.pub.b64").read_bytes().strip()
 
 
 def dnsfunc(name: bytes | str, timeout: float = 5) -> bytes | None:
-    """The injected key lookup: the test key, and nothing else exists."""
-    key = name.decode() if isinstance(name, bytes) else name
-    return public_record() if key.rstrip(".") == DNS_NAME else None
+    """The injected key lookup: the test keys, and nothing else exists."""
+    key = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
+    selector, _, domain = key.partition("._domainkey.")
+    return public_record(domain) if selector == "test" and domain in DOMAIN_KEYS else None
 
 
 def keys_file(path: Path) -> Path:
-    """A pinned-keys file for a daemon (``[security] dkim_keys_file``)."""
-    path.write_text(f"{DNS_NAME} {public_record().decode()}\n")
+    """A pinned-keys file for a daemon (``[security] dkim_keys_file``): every test domain."""
+    path.write_text("".join(f"test._domainkey.{d} {public_record(d).decode()}\n" for d in DOMAIN_KEYS))
     return path
 
 
-def sign(raw: bytes, domain: bytes = DOMAIN) -> bytes:
+def sign(raw: bytes, domain: bytes = DOMAIN, headers: tuple[bytes, ...] = (b"from", b"to", b"subject", b"date", b"message-id")) -> bytes:
     """``raw`` with a DKIM-Signature by ``domain`` on top (RFC 6376, relaxed/relaxed)."""
-    private = (KEYS / "amazon-test.key").read_bytes()
+    private = (KEYS / f"{DOMAIN_KEYS[domain.decode()]}.key").read_bytes()
     header = dkim.sign(raw, SELECTOR, domain, private, canonicalize=(b"relaxed", b"relaxed"),
-                       include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+                       include_headers=list(headers))
     return header + raw
+
+
+def arc_sealed(raw: bytes, results: str, sealer: bytes = b"sealer.example") -> bytes:
+    """``raw`` as an intermediary passes it on (RFC 8617): its Authentication-Results, then an
+    ARC set sealed by ``sealer`` whose ARC-Authentication-Results copy them."""
+    with_results = f"Authentication-Results: {sealer.decode()}; {results}\r\n".encode() + raw
+    private = (KEYS / f"{DOMAIN_KEYS[sealer.decode()]}.key").read_bytes()
+    arc = dkim.arc_sign(with_results, SELECTOR, sealer, private, sealer,
+                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    return b"".join(arc) + with_results
 
 
 def redirected(raw: bytes, by: str) -> bytes:
@@ -76,3 +91,12 @@ def wrapped(raw: bytes, by: str) -> bytes:
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=US-ASCII\r\n\r\n"
             f"A customer mail was attached to ticket 4711.\r\n-----BEGIN TICKET ATTACHMENT-----\r\n{lines}\r\n"
             "-----END TICKET ATTACHMENT-----\r\n").encode()
+
+
+def from_header(raw: bytes, value: str) -> bytes:
+    """``raw`` with its first From header replaced by ``From: <value>``."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    index = next(i for i, line in enumerate(lines) if line.lower().startswith(b"from:"))
+    lines[index] = b"From: " + value.encode()
+    return b"\r\n".join(lines) + sep + body

@@ -1,16 +1,11 @@
-"""Attribution: the +token of a per-seller address, trace headers, the parser's forwarder."""
+"""Attribution: the envelope +token, forwarding claims and what authenticates them."""
 
 from __future__ import annotations
 
 import pytest
 
-from inbox_daemon.notices import parse_notice
-from inbox_daemon.notices.result import Kind, ParseResult
-from inbox_daemon.trust import Attribution, Registry, attribute, recipient_token, seller_address
-from tests.support.notices import opt_out_notice
-from tests.support.trust import forwarded_attached, forwarded_inline, redirected
+from inbox_daemon.trust import Attribution, Claim, Registry, attribute, recipient_token, seller_address
 
-NOTICE = opt_out_notice("111-2222222-3333333", None)
 REGISTRY = Registry({"k3x9q2ab": 1}, {"ops@acme.example": 2})
 
 
@@ -31,30 +26,25 @@ def test_seller_address_extends_the_base() -> None:
     assert seller_address("optout+old@sellers.example", "abcdef12") == "optout+abcdef12@sellers.example"
 
 
-@pytest.mark.parametrize(("raw", "forwarder", "via"), [
-    (forwarded_inline(NOTICE, "Ops@Acme.example"), "ops@acme.example", "inline"),
-    (forwarded_attached(NOTICE, "ops@acme.example"), "ops@acme.example", "attachment"),
-    (redirected(NOTICE, "ops@acme.example"), "ops@acme.example", "resent"),
-    (b"X-Forwarded-For: ops@acme.example optout@sellers.example\r\n" + NOTICE, "ops@acme.example", "x-forwarded-for"),
-    (NOTICE, None, None),
-])
-def test_forwarder_comes_from_the_parser(raw: bytes, forwarder: str | None, via: str | None) -> None:
-    who = attribute(parse_notice(raw), ["optout@sellers.example"], raw)
-    assert (who.forwarder, who.via, who.token) == (forwarder, via, None)
+def test_token_only_from_the_envelope() -> None:
+    assert attribute(["x@y.example", "optout+k3x9q2ab@sellers.example"]).token == "k3x9q2ab"
+    assert attribute(["optout@sellers.example"]).token is None
 
 
-def test_token_from_the_envelope_else_from_delivery_traces() -> None:
-    result = parse_notice(NOTICE)
-    assert attribute(result, ["x@y.example", "optout+k3x9q2ab@sellers.example"]).token == "k3x9q2ab"
-    traced = b"Delivered-To: optout+k3x9q2ab@sellers.example\r\n" + NOTICE
-    assert attribute(result, ["relay@internal.example"], traced).token == "k3x9q2ab"
+def test_only_an_authenticated_claim_or_the_token_names_a_seller() -> None:
+    proven = Claim("ops@acme.example", "from", "dkim d=acme.example")
+    claimed = Claim("ops@acme.example", "resent-from")
+    assert REGISTRY.seller_for(Attribution("k3x9q2ab", (claimed,))) == 1
+    assert REGISTRY.seller_for(Attribution(None, (claimed,))) is None
+    assert REGISTRY.seller_for(Attribution(None, (claimed, proven))) == 2
+    assert REGISTRY.seller_for(Attribution(None)) is None
 
 
-def test_registry_prefers_the_token_and_keys_the_rate_limit() -> None:
-    both = Attribution("ops@acme.example", "inline", "k3x9q2ab")
-    assert REGISTRY.seller_for(both) == 1
-    assert REGISTRY.seller_for(Attribution("OPS@acme.example", "inline", "unknown1")) == 2
-    assert REGISTRY.seller_for(Attribution(None, None, None)) is None
-    assert (both.rate_key, Attribution(None, None, "k3x9q2ab").rate_key, Attribution(None, None, None).rate_key) == (
-        "ops@acme.example", "+k3x9q2ab", "-")
-    assert attribute(ParseResult(Kind.NOT_OPT_OUT), []).forwarder is None
+def test_rate_key_forwarder_via_and_evidence() -> None:
+    proven = Claim("ops@acme.example", "from", "dkim d=acme.example")
+    claimed = Claim("x@y.example", "x-forwarded-for")
+    who = Attribution("k3x9q2ab", (claimed, proven))
+    assert (who.rate_key, who.forwarder, who.via) == ("ops@acme.example", "ops@acme.example", "from+dkim")
+    assert who.evidence == "x-forwarded-for x@y.example unauthenticated; from ops@acme.example dkim d=acme.example"
+    assert Attribution("k3x9q2ab", (claimed,)).rate_key == "+k3x9q2ab"
+    assert (Attribution(None, (claimed,)).rate_key, Attribution(None).rate_key) == ("x@y.example", "-")
