@@ -262,7 +262,7 @@ class MessageTrust(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
     approved_by: Mapped[str | None] = mapped_column(SafeString(200))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Every header that named a forwarder, with what proved it or "unauthenticated" (migration 0004)
+    # Every header that named a forwarder, with what proved it or "unauthenticated" (migration 0005)
     identity: Mapped[str | None] = mapped_column(Text)
 
 
@@ -297,7 +297,7 @@ class ImapState(Base):
 
 class ImapLease(Base):
     """Which daemon polls one IMAP mailbox, and until when, when several daemons share the
-    database (migration 0004). ``holder`` None: released. ``token`` goes up whenever the
+    database (migration 0006). ``holder`` None: released. ``token`` goes up whenever the
     mailbox changes hands, so a former holder's late writes can be refused (a fencing token)."""
 
     __tablename__ = "imap_leases"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -22,12 +21,12 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inbox_daemon.intake.imap import CRASH_AFTER_STORE_ENV
 from tests.conftest import run_async
 from tests.intake.dovecot import Dovecot
 from tests.intake.harness import flagged
 from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.notices import opt_out_notice, order_id, relay_address
+from tests.support.proxy import HoldingProxy
 
 TAKEOVER_LIMIT_S = 30.0
 LAST_SUCCESS = "inbox_daemon_imap_last_success_timestamp_seconds"
@@ -44,12 +43,12 @@ def sql(url: str, statement: str, *args: Any) -> list[Any]:
     return run_async(go())
 
 
-def config(path: Path, url: str, dovecot: Dovecot) -> Path:
+def config(path: Path, url: str, dovecot: Dovecot, port: int | None = None) -> Path:
     (path.parent / "imap.pass").write_text(dovecot.password + "\n")
     path.write_text(
         f'[database]\nurl = "{url}"\n\n[query]\nsync_seconds = 0.2\n\n'
         "[[imap.accounts]]\n"
-        f'name = "shop"\nhost = "127.0.0.1"\nport = {dovecot.port}\ntls = "none"\n'
+        f'name = "shop"\nhost = "127.0.0.1"\nport = {port or dovecot.port}\ntls = "none"\n'
         f'username = "{dovecot.user}"\npassword_file = "{path.parent / "imap.pass"}"\n'
     )
     return path
@@ -116,51 +115,50 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
     death: str, dovecot: Dovecot, fresh_pg_url: str, tmp_path: Path
 ) -> None:
     """``sigkill``: the test kills the poller while it takes a burst of mail. ``between_store
-    _and_flag``: the poller kills itself (SIGKILL, the test hook) right after a durable store
-    and before the flag, the worst moment to die."""
-    url, mail = fresh_pg_url, Mail(dovecot)
-    cfg = config(tmp_path / "c.toml", url, dovecot)
+    _and_flag``: a proxy holds the poller's flag command (UID STORE) after its durable store of
+    the first 30, and the test kills it there, the worst moment to die."""
+    url, mail, held = fresh_pg_url, Mail(dovecot), death == "between_store_and_flag"
+    proxy = HoldingProxy(("127.0.0.1", dovecot.port), b" STORE ")
     metrics = {"INBOX_DAEMON_METRICS_LISTEN": "127.0.0.1:0"}
-    hook = {CRASH_AFTER_STORE_ENV: "31"} if death == "between_store_and_flag" else {}  # dies in the batch after the first 30
-    first = DaemonProcess(tmp_path / "a", cfg, env={**metrics, **hook})
-    second = DaemonProcess(tmp_path / "b", cfg, env=metrics)
+    first = DaemonProcess(tmp_path / "a", config(tmp_path / "a.toml", url, dovecot, proxy.port if held else None), env=metrics)
+    second = DaemonProcess(tmp_path / "b", config(tmp_path / "b.toml", url, dovecot), env=metrics)
     try:
         assert first.cli("db", "upgrade").returncode == 0
         mail.append(30)  # before any daemon runs
         first.start()
         first.wait_event("imap_lease_acquired")
         wait_until(lambda: processed(url) == 30, timeout=30)
-        second.start()  # after the first drained: its start-up recovery finds nothing pending
+        second.start()  # after the first processed them: nothing pending for its start-up recovery
         second.wait_event("imap_lease_busy")
 
-        # SMTP and queries work on the daemon that does not poll; the metric is mirrored to it.
+        # SMTP and queries work on the daemon that does not poll.
         rng = random.Random(7)
         buyer = relay_address(rng)
         assert second.send(opt_out_notice(order_id(rng), buyer, seq=999))[0] == 250
         wait_until(lambda: first.query(f"CHECK {buyer}")[0].startswith("BLOCKED"), timeout=5)
-        wait_until(lambda: last_success(second) > 0, timeout=20)
 
-        if death == "sigkill":
+        if held:
+            assert proxy.held.wait(30)
+            first.wait_count("imap_stored", 30)
+        else:
+            wait_until(lambda: last_success(second) > 0, timeout=20)  # the holder's, mirrored to the standby
             mail.append(10)  # while the first polls
             wait_until(lambda: processed(url) == 40, timeout=30)
             stored = len(first.wait_count("imap_stored", 40))
             mail.append(40)
             first.wait_count("imap_stored", stored + 1)  # it is taking the burst: kill it now
-            first.kill()
-        else:
-            mail.append(10)  # the first stores these and kills itself before flagging them
-            assert first.proc is not None and first.proc.wait(30) == -signal.SIGKILL
-            first.kill()  # collects its log
+        first.kill()
         killed, killed_at = time.monotonic(), time.time()
-        (position,) = sql(url, "SELECT last_uid FROM imap_state")  # nobody moves it until the takeover
-        stored = {r["sha256"] for r in sql(url, "SELECT sha256 FROM raw_messages WHERE source = 'imap:shop'")}
+        saved = sql(url, "SELECT last_uid FROM imap_state")  # nobody moves it until the takeover
+        position = saved[0]["last_uid"] if saved else 0
+        stored_at_kill = {r["sha256"] for r in sql(url, "SELECT sha256 FROM raw_messages WHERE source = 'imap:shop'")}
         mail.append(10)  # after the kill
 
         taken = second.wait_event("imap_lease_taken_over", timeout=TAKEOVER_LIMIT_S)
         takeover = time.monotonic() - killed
         print(f"takeover {death}: {takeover:.1f} s after the kill")
         assert takeover < TAKEOVER_LIMIT_S
-        assert taken["previous"].split("/")[1] == str(first.proc.pid)
+        assert first.proc is not None and taken["previous"].split("/")[1] == str(first.proc.pid)
         wait_until(lambda: processed(url) == mail.count, timeout=30)
         wait_until(lambda: len(dovecot.flags()) == mail.count and flagged(dovecot.flags()), timeout=30)
         wait_until(lambda: last_success(second) >= killed_at, timeout=20)
@@ -168,6 +166,7 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
     finally:
         first.ensure_stopped()
         second.ensure_stopped()
+        proxy.close()
 
     rows = sql(url, "SELECT sha256, times_received, outcome FROM raw_messages WHERE source = 'imap:shop'")
     assert len(rows) == mail.count
@@ -177,10 +176,10 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
     assert sorted(decisions) == sorted(r["sha256"] for r in rows)  # each message decided once, by one daemon
     again = {r["sha256"] for r in rows if r["times_received"] > 1}
     # Fetched again only what the dead one had stored above its saved position.
-    assert again <= stored & mail.above(position["last_uid"])
+    assert again <= stored_at_kill & mail.above(position)
     assert max(r["times_received"] for r in rows) <= 2
-    if death == "between_store_and_flag":
-        assert unflagged(first.events) and unflagged(first.events) <= again
+    if held:
+        assert len(unflagged(first.events)) == 30 and unflagged(first.events) <= again
 
     # One poller at a time: the second selected the mailbox only after taking the lease over.
     names = [e["event"] for e in second.events]
