@@ -3,11 +3,13 @@ at least 1,000/s on a 2-core machine).
 
 usage: python bench/import.py [--messages 100000] [--corpus DIR] [--whole-corpus] [--keep]
 
-Builds an mbox of distinct notices from the shared corpus's opt-out samples (``--whole-corpus``:
-all 28, look-alikes and damaged mail too): each copy gets its own order ids, relay addresses and
-Message-ID, so every message is new to the store and most name a new buyer (samples that carry
-their ids only QP- or base64-encoded repeat their buyer). Then imports it, as ``inbox-daemon import`` does, into a freshly migrated SQLite
-database (WAL, synchronous=FULL: every batch is fsynced) and prints figures; asserts nothing.
+Builds an mbox of distinct notices from the repository's own samples (tests/data/notices; with
+``--corpus``, any folder with the same ``expected.json`` table, such as the shared corpus): the
+opt-out samples, or with ``--whole-corpus`` all of them, look-alikes and damaged mail too. Each
+copy gets its own order ids, relay addresses and Message-ID, so every message is new to the store
+and most name a new buyer (samples that carry their ids only QP- or base64-encoded repeat their
+buyer). Then imports it, as ``inbox-daemon import`` does, into a freshly migrated SQLite database
+(WAL, synchronous=FULL: every batch is fsynced) and prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from inbox_daemon.store import migrate
 from inbox_daemon.processing import auto_workers
 from tests.intake.harness import running_flow
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "notices"
 ORDER = re.compile(rb"\b\d{3}-\d{7}-\d{7}\b")
 RELAY = re.compile(rb"\b[a-zA-Z0-9]{15}(?=@marketplace\.amazon\.)")
 MESSAGE_ID = re.compile(rb"^(Message-ID:\s*<)[^>]*", re.IGNORECASE | re.MULTILINE)

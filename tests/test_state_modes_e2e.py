@@ -63,3 +63,21 @@ def test_modes_with_a_group_and_world_readable_leftovers_tightened(tmp_path: Pat
     assert {k: oct(m) for k, (m, _) in seen.items()} == {
         "dir": "0o750", "db": "0o640", "wal": "0o640", "shm": "0o640", "socket": "0o660"}
     assert {gid for _, gid in seen.values()} == {os.getgid()}
+
+
+def test_db_upgrade_gives_the_state_its_modes_and_leaves_other_folders_alone(tmp_path: Path) -> None:
+    """``db upgrade`` is often the first command of a deployment: the state it creates has the
+    daemon's modes, and with an explicit database URL it makes no state folder of its own."""
+    embedded = DaemonProcess(tmp_path / "home", write_config(tmp_path / "e.toml", {}))
+    with umask(0o022):
+        assert embedded.cli("db", "upgrade").returncode == 0
+    assert (oct(mode(tmp_path / "home")), oct(mode(tmp_path / "home" / "inbox-daemon.db"))) == ("0o750", "0o600")
+
+    elsewhere = tmp_path / "db" / "inbox.db"
+    elsewhere.parent.mkdir()
+    explicit = DaemonProcess(tmp_path / "unused", write_config(
+        tmp_path / "x.toml", {"database": {"url": f"sqlite:///{elsewhere}"}}))
+    with umask(0o022):
+        assert explicit.cli("db", "upgrade").returncode == 0
+    assert oct(mode(elsewhere)) == "0o600"
+    assert not (tmp_path / "unused").exists()

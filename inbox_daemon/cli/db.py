@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -23,10 +22,10 @@ def db() -> None:
 def db_upgrade(revision: str, config_path: str | None) -> None:
     """Create or upgrade the schema to REVISION."""
     cfg = load(config_path)
+    from ..state import secure_state
     from ..store.migrate import upgrade
 
-    if cfg.is_embedded_sqlite:
-        Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+    secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
         upgrade(cfg.database_url, revision)
     except Exception as exc:
