@@ -246,6 +246,8 @@ class Daemon:
             self.config = plan.config
             set_level(plan.config.log.level)
             self.flow.processor.use_gate(gatekeeper(plan.config.security))
+            self.learner.use_relay_domains(plan.config.security.relay_domains)
+            secure_state(plan.config)  # security.group may have changed
             self.log.info("config_reloaded", config=self.config.source, applied=list(plan.applied),
                           ignored_until_restart=list(plan.ignored))
 

@@ -138,7 +138,8 @@ class AddressLearner:
     def __init__(self, store: Any, index: Any, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
                  log_interval: float = 10.0) -> None:
         self._store, self._index = store, index
-        self._patterns = tuple(p.lower() for p in relay_domains)
+        self._patterns: tuple[str, ...] = ()
+        self.use_relay_domains(relay_domains)
         self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(self.MAX_PENDING)
         self._pending: set[tuple[str, str, str]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -148,6 +149,10 @@ class AddressLearner:
         self._refused_logged = 0.0
         self._log_interval = log_interval
         self.outcomes: dict[str, int] = {"learned": 0, "conflict": 0, "none": 0, "refused": 0}
+
+    def use_relay_domains(self, relay_domains: tuple[str, ...]) -> None:
+        """The domains a learned address must be in (``security.relay_domains``; SIGHUP)."""
+        self._patterns = tuple(p.lower() for p in relay_domains)
 
     def submit(self, address: str, order_id: str, client: str | None = None) -> None:
         """Called by the query server; never blocks the answer."""

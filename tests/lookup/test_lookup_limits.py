@@ -194,7 +194,7 @@ def test_five_thousand_abusive_connections_do_not_starve_another_peer() -> None:
                 out, _ = await probe.communicate()
                 assert probe.returncode == 0
                 figures = json.loads(out)
-                held = server.connections
+                held, path = server.connections, server.path
             finally:
                 flood.terminate()
                 flooded = json.loads((await flood.communicate())[0])
@@ -207,7 +207,10 @@ def test_five_thousand_abusive_connections_do_not_starve_another_peer() -> None:
         assert held <= 64 + 1  # the flood's share, and the good peer
         assert counts["refused_peer"] >= 5000 - 64
         assert counts["closed_deadline"] > 0  # the slow-byte ones, before any idle timeout
-        assert p99 < 50_000  # generous: the behaviour checked is "served", not a benchmark figure
+        # The C loop, which serves in production, keeps the good peer under 5 ms at p99 (measured
+        # 20-60 us); the pure Python reference only has to keep serving it (measured 53-486 us
+        # on a quiet machine, over 100 ms on one loaded by other test runs).
+        assert p99 < (5_000 if path == "c" else 50_000)
         assert log.events("query.limits_hit")
 
     run(main, uv=True, timeout=100)  # the daemon's loop (cli/serve.py)
