@@ -19,7 +19,7 @@ from inbox_daemon.config import PostfixConfig
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
 from inbox_daemon.lookup.protocol import Counters
-from inbox_daemon.lookup.server import _remove_stale_socket
+from inbox_daemon.lookup.server import _remove_own_socket, _remove_stale_socket
 from inbox_daemon.lookup.socketmap import SocketmapSession
 
 __all__ = ["MtaServer", "postfix_servers", "split_listen"]
@@ -158,13 +158,7 @@ class MtaServer:
             await asyncio.wait_for(self._server.wait_closed(), _STOP_GRACE)
         except TimeoutError:
             pass
-        path, _ = split_listen(self.listen)
-        if path is not None and self._unix_inode is not None:
-            try:
-                if os.stat(path).st_ino == self._unix_inode:
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
+        _remove_own_socket(split_listen(self.listen)[0], self._unix_inode)
         self._server = None
 
     def admit(self, connection: _Connection) -> bool:

@@ -209,15 +209,7 @@ class QueryServer:
         await asyncio.sleep(0)  # one loop turn: pending accept tasks take their first step
 
     def _unlink_socket(self) -> None:
-        # Only our own socket file: a newer daemon may already have bound the same path.
-        path = self._unix_path
-        if path is None or self._unix_inode is None:
-            return
-        try:
-            if os.stat(path).st_ino == self._unix_inode:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
+        _remove_own_socket(self._unix_path, self._unix_inode)
         self._unix_inode = None
 
     @property
@@ -339,6 +331,18 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     sock = socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def _remove_own_socket(path: str | None, inode: int | None) -> None:
+    """Unlink the socket file this process bound (``inode``), and only that one: a newer daemon
+    may already have bound the same path."""
+    if path is None or inode is None:
+        return
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _remove_stale_socket(path: str) -> None:
