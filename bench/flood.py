@@ -12,7 +12,12 @@ usage: python bench/flood.py [--notices 20000] [--connections 64] [--parse-sleep
 
 Prints the daemon's peak RSS (VmHWM) and its RSS after each burst, the 4xx replies seen, and
 checks that every acknowledged message was processed exactly once (``intake_decision`` events,
-one per raw id). Asserts nothing.
+one per raw id). Asserts nothing. ``--notices 0`` is allowed (the first burst is then empty).
+
+What holds (the daemon process only; parser workers are separate processes): peak RSS under
+baseline + 3 x ``[intake] bytes_in_flight``, and after a burst RSS back under baseline + 96 MiB. Measured on 2 cores with ``--notices 2000 --big 128 --big-mib 10`` and the
+default 128 MiB budget: baseline 77 MiB, peak 411 MiB, after the burst 130 MiB; 0 lost, each
+message processed once (4197 x 421 and 12 x 451 on the way: the budget at work).
 """
 
 from __future__ import annotations

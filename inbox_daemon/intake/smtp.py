@@ -19,6 +19,7 @@ from ..errors import Busy, MessageRejected, StoreUnavailable
 from ..log import get_logger
 from ..processing import Flow
 from ..store import Delivery
+from .smtp_data import DataBody, read_body
 from .smuggling import BareLfWatch
 
 __all__ = ["OptOutHandler", "SmtpListener"]
@@ -202,15 +203,36 @@ class _CappedSMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
-        busy = self._listener.flow.busy() if self.envelope is not None and self.envelope.rcpt_tos else None
-        if busy is not None:  # before 354: the MTA holds the message instead of sending it
+        """aiosmtpd's DATA with the content read in chunks into one buffer (``read_body``)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        if self._listener.flow.busy() is not None:  # before 354: the MTA holds the message
             self._transaction_started = None
             await self.push(ERR_451_BUSY)
             return
         self._receiving = True
+        body = DataBody(self.data_size_limit, self.line_length_limit)
         try:
-            await super().smtp_DATA(arg)
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await read_body(self._reader, body)
+            if body.refusal is None:
+                content = body.finish()
+            if body.refusal is not None:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(body.refusal.value)
+                return
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(status)
         finally:
+            body.close()  # at once, even when a lost connection cancelled the read
             self._transaction_started = None
             self._listener.flow.release(self.take_counted())  # what the handler did not take
 

@@ -75,6 +75,11 @@ def make_engine(url: str | URL, *, pool_size: int = 5, **kwargs: Any) -> AsyncEn
     """An AsyncEngine with this project's connection settings (used by the store and Alembic)."""
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
+        # No statement cache: a cached sqlite3 statement keeps the values last bound to it
+        # (sqlite3_reset does not clear bindings, and the module never calls
+        # sqlite3_clear_bindings), so each cached multi-row INSERT of raw messages held a
+        # copy of its last batch: 300+ MiB after a burst of 10 MiB messages (bench/flood.py).
+        kwargs["connect_args"] = {"cached_statements": 0, **kwargs.get("connect_args", {})}
         engine = create_async_engine(target, **kwargs)
         _sqlite_events(engine)
         return engine

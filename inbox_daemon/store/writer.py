@@ -73,16 +73,21 @@ class RawWriter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0][0].raw)
-            while not self._queue.empty() and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
-                batch.append(self._queue.get_nowait())
-                size += len(batch[-1][0].raw)
-            try:
-                await self._write(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            await self._write_next(await self._queue.get())
+
+    async def _write_next(self, first: tuple[Delivery, asyncio.Future[SavedRaw]]) -> None:
+        """One batch from ``first`` on; its deliveries (and their bytes) are let go on return,
+        not kept until the next delivery arrives."""
+        batch = [first]
+        size = len(first[0].raw)
+        while not self._queue.empty() and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+            batch.append(self._queue.get_nowait())
+            size += len(batch[-1][0].raw)
+        try:
+            await self._write(batch)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Delivery, asyncio.Future[SavedRaw]]]) -> None:
         """One transaction for the batch; when the data of one message is refused, each
