@@ -60,7 +60,7 @@ def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
         task = asyncio.create_task(daemon.run())
         await _ready(daemon, task)
         monkeypatch.setattr(daemon.flow.processor, "_parse", broken)
-        (processor,) = daemon.flow.processor.tasks
+        (processor,) = [t for t in daemon.flow.processor.tasks if t.get_name() == "processor"]
         sending = asyncio.create_task(asyncio.to_thread(_send, daemon.smtp.address, [opt_out_notice(o, None) for o in orders]))
         await asyncio.wait([processor], timeout=10)
         died = time.monotonic()
