@@ -36,7 +36,7 @@ class Flow:
         self.bytes_in_flight = 0  # being received (SMTP DATA) or written
         self.counters = processor.counters
         self.outcomes = processor.outcomes
-        self._writer = RawWriter(store, self._stored)
+        self._writer = RawWriter(store, self._stored, owner=processor.owner)
         self._recover = recover
         self._tasks: list[asyncio.Task[None]] = []
         self._log = get_logger(component="intake")

@@ -214,20 +214,21 @@ class Processor:
         return row.claimed_at is None or row.claim_expired
 
     async def _renew_claims(self) -> None:
-        """Every third of the lease, stamp the claims held, so that no other daemon takes over
-        a message this one is still at (a long parse, a big batch). The store being away is
-        not an error here: the apply's fence (``raw.lost``) covers a claim that ran out."""
+        """Every third of the lease while work waits here, stamp this process's claims (the
+        messages it stored and queued, the batch it is at), so that no other daemon takes over
+        what this one still has in hand. The store being away is not an error here: the
+        apply's fence (``raw.lost``) covers a claim that ran out meanwhile."""
         every = self.claim_lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
-            if not self._held:
+            if not self._waiting:
                 continue
             try:
-                await self._store.renew_claims(sorted(self._held), self.owner)
+                await self._store.renew_claims(self.owner)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                self._log.warning("claim_renewal_deferred", error=str(exc), held=len(self._held))
+                self._log.warning("claim_renewal_deferred", error=str(exc), waiting=len(self._waiting))
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -37,8 +37,12 @@ __all__ = [
 SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine's limit
 
 
-async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datetime) -> list[SavedRaw]:
-    """Insert the bytes, or count one more delivery of bytes already stored.
+async def save_many(
+    session: AsyncSession, items: Sequence[Delivery], now: datetime, owner: str | None = None
+) -> list[SavedRaw]:
+    """Insert the bytes, or count one more delivery of bytes already stored. A new message is
+    claimed by ``owner`` from the start (see ``claim``), so that it is never without an owner
+    while it waits in that process's queue; bytes already stored keep their claim.
 
     One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
     both engines: no race between two deliveries of the same bytes, one round trip for a
@@ -51,8 +55,9 @@ async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datet
     for digest, item in zip(digests, items):
         firsts.setdefault(digest, item)
     totals: dict[str, tuple[int, int, str]] = {}
+    claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
     for chunk in chunks(firsts):
-        rows = [_values(firsts[d], d, repeats[d], now) for d in chunk]
+        rows = [{**_values(firsts[d], d, repeats[d], now), **claim} for d in chunk]
         totals.update({d: (i, t, o) for i, d, t, o in await session.execute(_upsert(session, rows))})
     saved, seen = [], set()
     for digest in digests:
@@ -126,19 +131,15 @@ async def claim(
     return await load_many(session, [i for i in raw_ids if i in set(held)])
 
 
-async def renew(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> int:
-    """Stamp ``owner``'s claims on these messages with the time now, so that other daemons
-    see it still at work; how many it still holds (a claim taken over is not renewed)."""
-    now = await database_clock(session)
-    renewed = 0
-    for chunk in chunks(raw_ids):
-        statement = (
-            update(RawMessage)
-            .where(RawMessage.id.in_(chunk), RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
-            .values(claimed_at=now)
-        )
-        renewed += int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
-    return renewed
+async def renew(session: AsyncSession, owner: str) -> int:
+    """Stamp all of ``owner``'s claims on pending messages with the time now, so that other
+    daemons see it still at work; how many it holds (a claim taken over is not renewed)."""
+    statement = (
+        update(RawMessage)
+        .where(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+        .values(claimed_at=await database_clock(session))
+    )
+    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
 
 async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set[int]:

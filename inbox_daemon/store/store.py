@@ -102,11 +102,12 @@ class Store:
 
     # -- raw messages --------------------------------------------------------------------------
 
-    async def save_raw_many(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+    async def save_raw_many(self, deliveries: Sequence[Delivery], *, owner: str | None = None) -> list[SavedRaw]:
         """Store the bytes durably, in one transaction (one fsync for the batch). The same
         bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
-        metadata is kept."""
-        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow()))
+        metadata is kept. New messages are claimed by ``owner``, the process that will
+        process them."""
+        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow(), owner))
 
     async def pending_raw(self, limit: int = 1000, *, lease: timedelta = timedelta(0)) -> list[PendingRow]:
         """Messages stored but not processed, oldest first, with their claims (recovery); a
@@ -120,9 +121,9 @@ class Store:
         now holds, with their bytes. A claim older than ``lease`` is taken over."""
         return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, lease, dead))
 
-    async def renew_claims(self, raw_ids: Sequence[int], owner: str) -> int:
-        """Keep ``owner``'s claims on these messages from running out; how many it holds."""
-        return await self._transaction(lambda s: raw.renew(s, raw_ids, owner))
+    async def renew_claims(self, owner: str) -> int:
+        """Keep ``owner``'s claims on pending messages from running out; how many it holds."""
+        return await self._transaction(lambda s: raw.renew(s, owner))
 
     async def load_raw(self, raw_id: int) -> RawRecord:
         record = await self._reading(lambda s: raw.load(s, raw_id))

@@ -191,12 +191,31 @@ def test_a_lost_claim_fences_marking_an_error_too(with_store: Any) -> None:
         assert [r.id for r in await store.claim_raw([saved.id], "one", lease=timedelta(hours=1))] == [saved.id]
         assert [r.id for r in await store.claim_raw([saved.id], "two", lease=timedelta(0))] == [saved.id]
         assert await store.mark_error(saved.id, "late", owner="one") is False
-        assert await store.renew_claims([saved.id], "one") == 0
-        assert await store.renew_claims([saved.id], "two") == 1
+        assert await store.renew_claims("one") == 0
+        assert await store.renew_claims("two") == 1
         (row,) = await store.pending_raw(lease=timedelta(hours=1))
         assert row.claimed_by == "two" and not row.claim_expired
         assert (await store.pending_raw(lease=timedelta(0)))[0].claim_expired
         assert await store.mark_error(saved.id, "parse failed", owner="two") is True
         assert await store.pending_raw() == []
+
+    with_store(body)
+
+
+def test_a_stored_message_is_claimed_by_the_process_that_stored_it(with_store: Any) -> None:
+    """From the durable write on, a message has an owner: another daemon's recovery pass leaves
+    it alone while that owner renews, and the same bytes stored again keep the first claim."""
+
+    async def body(store: Store) -> None:
+        message = deliveries(7, 1)
+        (saved,) = await store.save_raw_many(message, owner="one")
+        (again,) = await store.save_raw_many(message, owner="two")
+        assert again.id == saved.id and not again.is_new
+        (row,) = await store.pending_raw(lease=timedelta(hours=1))
+        assert (row.claimed_by, row.claim_expired) == ("one", False)
+        other = Processor(store, lambda _e: None)
+        assert await other.recover() == 0
+        assert await store.claim_raw([saved.id], "two", lease=timedelta(hours=1)) == []
+        assert await store.renew_claims("one") == 1
 
     with_store(body)
