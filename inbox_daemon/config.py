@@ -104,6 +104,9 @@ class IntakeConfig:
 
     backlog: int = 20_000  # stored messages waiting for processing
     bytes_in_flight: int = 128 * 1024 * 1024  # message bytes being received or written
+    # A claim on a stored message not renewed for this long is taken over by another daemon
+    # (its owner died or hung); the owner renews every third of it while at work.
+    claim_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ def _validate(cfg: Config) -> None:
         (1 <= cfg.smtp.port <= 65535 or cfg.smtp.port == 0, "smtp.port must be 0..65535"),
         (cfg.smtp.max_message_bytes > 0, "smtp.max_message_bytes must be positive"),
         (cfg.smtp.timeout_seconds > 0, "smtp.timeout_seconds must be positive"),
+        (cfg.intake.claim_seconds >= 1, "intake.claim_seconds must be at least 1"),
         (cfg.query.max_connections > 0, "query.max_connections must be positive"),
         (cfg.query.max_connections_per_peer > 0, "query.max_connections_per_peer must be positive"),
         (cfg.query.idle_seconds > 0, "query.idle_seconds must be positive"),

@@ -36,7 +36,7 @@ class Flow:
         self.bytes_in_flight = 0  # being received (SMTP DATA) or written
         self.counters = processor.counters
         self.outcomes = processor.outcomes
-        self._writer = RawWriter(store, self._stored)
+        self._writer = RawWriter(store, self._stored, owner=processor.owner)
         self._recover = recover
         self._tasks: list[asyncio.Task[None]] = []
         self._log = get_logger(component="intake")
@@ -144,9 +144,12 @@ class Flow:
             self.processor.submit(saved.id, len(delivery.raw))
 
     async def _recover_loop(self) -> None:
-        """On start, and after processing was deferred, queue the messages still pending;
-        while the store stays away, ask again after pauses doubling up to a limit."""
+        """On start, after processing was deferred, and once per claim lease, queue the
+        messages still pending: the periodic pass takes over what a daemon on another host
+        claimed before it died. While the store stays away, ask again after pauses doubling
+        up to a limit."""
         deferred = self.processor.deferred
+        sweep = self.processor.claim_lease.total_seconds()
         first, longest = RECOVER_PAUSE_S
         pause = first
         while True:
@@ -160,7 +163,10 @@ class Flow:
                 deferred.set()
             if queued >= RECOVER_BATCH:
                 continue  # a large backlog: take the next slice at once
-            await deferred.wait()
+            try:
+                await asyncio.wait_for(deferred.wait(), sweep)
+            except TimeoutError:
+                continue
             await asyncio.sleep(pause)
             pause = min(longest, pause * 2)
 
@@ -177,7 +183,7 @@ def build_flow(
     processor = Processor(
         store, on_applied or _ignore, gate=gatekeeper(config.security),
         parser=load_parser(config.parser.module), workers=auto_workers(config.parser.workers),
-        parse_timeout=config.parser.timeout_seconds,
+        parse_timeout=config.parser.timeout_seconds, claim_seconds=config.intake.claim_seconds,
         counters=Counter(),
     )
     return Flow(store, processor, recover=recover, limits=config.intake)

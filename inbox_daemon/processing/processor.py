@@ -19,7 +19,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from ..errors import StoreUnavailable
 from ..log import get_logger
@@ -35,7 +35,6 @@ __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
 MAX_BATCH = 256  # messages per apply transaction
 BATCH_BYTES = 16 * 1024 * 1024  # message bytes loaded and parsed at once (a batch holds one at least)
 RECOVER_BATCH = 5_000  # pending messages queued per recovery pass
-CLAIM_LEASE = timedelta(minutes=10)  # a claim older than this is taken over (its owner hung)
 
 
 TRIM_AFTER_BYTES = 64 * 1024 * 1024  # processed since the last trim, when the queue runs empty
@@ -120,6 +119,7 @@ class Processor:
         parser: Parser = BUILTIN,
         workers: int = 0,
         parse_timeout: float = 30.0,
+        claim_seconds: float = 30.0,
         counters: Counter[str] | None = None,
     ) -> None:
         self._store = store
@@ -130,10 +130,15 @@ class Processor:
         self._log = get_logger(component="processing")
         self._queue: asyncio.Queue[tuple[int, int, bool]] = asyncio.Queue()  # (id, size, claim): never bytes
         self.owner = owner_id()
+        # A claim not renewed for this long is taken over: its owner died or hung, on this
+        # host or another. Renewed every third of it while held.
+        self.claim_lease = timedelta(seconds=claim_seconds)
+        self._held: set[int] = set()  # claimed by this process and not decided yet
         self._dead: set[str] = set()  # owners on this host found dead: their claims are free
         self._since_trim = 0
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
         self._task: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self.deferred = asyncio.Event()  # set when work was left pending for the store
         self.progress = asyncio.Event()  # set whenever a message is done: room in the backlog
         self.counters: Counter[str] = counters if counters is not None else Counter()
@@ -141,7 +146,7 @@ class Processor:
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [self._task] if self._task is not None else []
+        return [t for t in (self._task, self._renewing) if t is not None]
 
     def use_gate(self, gate: Gatekeeper) -> None:
         """New admission rules (a configuration reload); batches being applied keep the old."""
@@ -149,6 +154,7 @@ class Processor:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="processor")
+        self._renewing = asyncio.create_task(self._renew_claims(), name="claim-renewal")
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish what was queued (within ``timeout``), then stop."""
@@ -158,9 +164,9 @@ class Processor:
         except TimeoutError:  # left pending: processed at the next start
             self._log.warning("processing_stop_timeout", queued=self._queue.qsize())
             stuck = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.to_thread(functools.partial(self._parsing.close, True, kill=stuck))
 
     async def drain(self) -> None:
@@ -188,9 +194,10 @@ class Processor:
         return list(await asyncio.gather(*(self.submit(i, claim=False) for i in raw_ids)))
 
     async def recover(self) -> int:
-        """Queue the pending messages not already queued. Returns how many."""
-        await self._queue.join()  # let queued work settle so nothing is queued twice
-        ids = [p for p in await self._store.pending_raw(limit=RECOVER_BATCH) if p.id not in self._waiting and self._free(p)]
+        """Queue the pending messages not already queued and not held by a live claim of
+        another owner. Returns how many. One processed meanwhile is harmless: its claim fails."""
+        rows = await self._store.pending_raw(limit=RECOVER_BATCH, lease=self.claim_lease)
+        ids = [p for p in rows if p.id not in self._waiting and self._free(p)]
         for row in ids:
             self.submit(row.id, row.size)
         if ids:
@@ -204,7 +211,24 @@ class Processor:
         if dead_here(row.claimed_by):
             self._dead.add(row.claimed_by)
             return True
-        return row.claimed_at is None or row.claimed_at < datetime.now(UTC) - CLAIM_LEASE
+        return row.claimed_at is None or row.claim_expired
+
+    async def _renew_claims(self) -> None:
+        """Every third of the lease while work waits here, stamp this process's claims (the
+        messages it stored and queued, the batch it is at), so that no other daemon takes over
+        what this one still has in hand. The store being away is not an error here: the
+        apply's fence (``raw.lost``) covers a claim that ran out meanwhile."""
+        every = self.claim_lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            if not self._waiting:
+                continue
+            try:
+                await self._store.renew_claims(self.owner)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._log.warning("claim_renewal_deferred", error=str(exc), waiting=len(self._waiting))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -234,7 +258,8 @@ class Processor:
     async def _parse(self, batch: list[tuple[int, bool]]) -> list[_Parsed | _Unparsed]:
         claims = [i for i, claim in batch if claim]
         dead = sorted(self._dead)
-        records = await self._store.claim_raw(claims, self.owner, lease=CLAIM_LEASE, dead=dead) if claims else []
+        records = await self._store.claim_raw(claims, self.owner, lease=self.claim_lease, dead=dead) if claims else []
+        self._held.update(r.id for r in records)
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
         results = await self._parsing.parse_many([r.data for r in records])
@@ -261,11 +286,13 @@ class Processor:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _apply(self, parsed: list[_Parsed]) -> list[Applied]:
-        """One transaction: the admission step (with a gate), then apply."""
+    async def _apply(self, parsed: list[_Parsed]) -> list[Applied | None]:
+        """One transaction: the admission step (with a gate), then apply; None for a message
+        whose claim this process lost meanwhile."""
         items = [(p.record.id, p.result) for p in parsed]
+        version, owner, claimed = self.parser.version, self.owner, set(self._held)
         if self._gate is None:
-            return await self._store.apply_many(items, parser_version=self.parser.version)
+            return await self._store.apply_many(items, parser_version=version, owner=owner, claimed=claimed)
         assessed = [
             (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to,
                                                              p.record.source, p.record.peer))
@@ -275,7 +302,7 @@ class Processor:
         # (the addr-spec), not the parser's guess.
         items = [(i, replace(r, forwarder=a.who.forwarder)) for i, r, a in assessed]
         admit = admitter(self._gate.policy, assessed)
-        return await self._store.apply_many(items, parser_version=self.parser.version, admit=admit)
+        return await self._store.apply_many(items, parser_version=version, admit=admit, owner=owner, claimed=claimed)
 
     async def _process(self, parsed: list[_Parsed]) -> None:
         if not parsed:
@@ -313,16 +340,28 @@ class Processor:
                 self._applied(one, app)
 
     async def _failed(self, one: _Parsed | _Unparsed, reason: str) -> None:
+        owner = self.owner if one.record.id in self._held else None
         try:
-            await self._store.mark_error(one.record.id, reason)
+            marked = await self._store.mark_error(one.record.id, reason, owner=owner)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             self._defer([one.record.id], StoreUnavailable(str(exc)))
             return
-        self._decided(one, "error", reason, 0)
+        if marked:
+            self._decided(one, "error", reason, 0)
+        else:
+            self._lost(one)
 
-    def _applied(self, one: _Parsed, app: Applied) -> None:
+    def _lost(self, one: _Parsed | _Unparsed) -> None:
+        """Another owner took the claim over (this process stalled past the lease): it decides."""
+        self._log.warning("claim_lost", raw_id=one.record.id, sha256=one.record.sha256)
+        self._done(one.record.id, Processed(one.record.id, True, "duplicate", "claim lost to another owner", 0))
+
+    def _applied(self, one: _Parsed, app: Applied | None) -> None:
+        if app is None:
+            self._lost(one)
+            return
         self._on_applied(app.entries)
         outcome, reason = ("quarantined", app.held) if app.held else (one.result.kind.value, one.result.reason)
         self._decided(one, outcome, reason, app.buyers_new)
@@ -340,6 +379,7 @@ class Processor:
 
     def _done(self, raw_id: int, processed: Processed) -> None:
         self.progress.set()
+        self._held.discard(raw_id)
         waiting = self._waiting.pop(raw_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(processed)

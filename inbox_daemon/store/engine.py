@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, func, select
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from inbox_daemon.errors import StoreUnavailable
@@ -58,6 +58,16 @@ def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
 def utcnow() -> datetime:
     """The time every row of one transaction is stamped with (aware UTC)."""
     return datetime.now(UTC)
+
+
+async def database_clock(session: AsyncSession) -> datetime:
+    """Now, by the clock every daemon sharing this database agrees on: PostgreSQL's
+    (``clock_timestamp()``), so leases and claims run out alike whatever the hosts' clocks say;
+    SQLite belongs to one host, whose clock it is."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment: datetime = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+        return moment
+    return utcnow()
 
 
 def async_url(url: str | URL) -> URL:

@@ -16,23 +16,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.errors import LeaseLost
 
-from .engine import utcnow
+from .engine import database_clock
 from .records import Lease
 from .schema import ImapLease
 
 __all__ = ["acquire", "renew", "release", "check", "read"]
-
-
-async def _clock(session: AsyncSession) -> datetime:
-    if session.get_bind().dialect.name == "postgresql":
-        moment: datetime = (await session.execute(select(func.clock_timestamp()))).scalar_one()
-        return moment
-    return utcnow()
 
 
 async def _row(session: AsyncSession, account: str, mailbox: str, *, lock: bool = True) -> Any:
@@ -52,7 +45,7 @@ async def acquire(session: AsyncSession, account: str, mailbox: str, holder: str
     """Take the lease for ``seconds`` when it is free, released, ran out or already ours;
     otherwise return it as it is (another holder). The token goes up when the holder changes."""
     row = await _row(session, account, mailbox)
-    now = await _clock(session)
+    now = await database_clock(session)
     until = now + timedelta(seconds=seconds)
     if row is None:
         values = dict(account=account, mailbox=mailbox, holder=holder, token=1, acquired_at=now, expires_at=until)
@@ -76,7 +69,7 @@ async def renew(session: AsyncSession, lease: Lease, seconds: float, last_succes
     row = await _row(session, lease.account, lease.mailbox)
     if not _mine(row, lease):
         return None
-    until = await _clock(session) + timedelta(seconds=seconds)
+    until = await database_clock(session) + timedelta(seconds=seconds)
     success = last_success or row.last_success
     await session.execute(_where(lease.account, lease.mailbox).values(expires_at=until, last_success=success))
     return replace(lease, expires_at=until, last_success=success, previous=None)
@@ -88,7 +81,7 @@ async def release(session: AsyncSession, lease: Lease) -> bool:
     row = await _row(session, lease.account, lease.mailbox)
     if not _mine(row, lease):
         return False
-    await session.execute(_where(lease.account, lease.mailbox).values(holder=None, expires_at=await _clock(session)))
+    await session.execute(_where(lease.account, lease.mailbox).values(holder=None, expires_at=await database_clock(session)))
     return True
 
 

@@ -9,14 +9,14 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .engine import chunks
+from .engine import chunks, database_clock
 from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
 
@@ -24,6 +24,8 @@ __all__ = [
     "save_many",
     "pending",
     "claim",
+    "renew",
+    "lost",
     "load",
     "load_many",
     "mark_error",
@@ -35,8 +37,12 @@ __all__ = [
 SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine's limit
 
 
-async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datetime) -> list[SavedRaw]:
-    """Insert the bytes, or count one more delivery of bytes already stored.
+async def save_many(
+    session: AsyncSession, items: Sequence[Delivery], now: datetime, owner: str | None = None
+) -> list[SavedRaw]:
+    """Insert the bytes, or count one more delivery of bytes already stored. A new message is
+    claimed by ``owner`` from the start (see ``claim``), so that it is never without an owner
+    while it waits in that process's queue; bytes already stored keep their claim.
 
     One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
     both engines: no race between two deliveries of the same bytes, one round trip for a
@@ -49,8 +55,9 @@ async def save_many(session: AsyncSession, items: Sequence[Delivery], now: datet
     for digest, item in zip(digests, items):
         firsts.setdefault(digest, item)
     totals: dict[str, tuple[int, int, str]] = {}
+    claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
     for chunk in chunks(firsts):
-        rows = [_values(firsts[d], d, repeats[d], now) for d in chunk]
+        rows = [{**_values(firsts[d], d, repeats[d], now), **claim} for d in chunk]
         totals.update({d: (i, t, o) for i, d, t, o in await session.execute(_upsert(session, rows))})
     saved, seen = [], set()
     for digest in digests:
@@ -87,26 +94,30 @@ def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Any:
     ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received, RawMessage.outcome)
 
 
-async def pending(session: AsyncSession, limit: int) -> list[PendingRow]:
-    """Messages not processed yet, oldest first, with their claims."""
+async def pending(session: AsyncSession, limit: int, lease: timedelta) -> list[PendingRow]:
+    """Messages not processed yet, oldest first, with their claims and whether each claim ran
+    out (older than ``lease`` by the database's clock)."""
     statement = (
         select(RawMessage.id, RawMessage.size, RawMessage.claimed_by, RawMessage.claimed_at)
         .where(RawMessage.outcome == "pending")
         .order_by(RawMessage.id)
         .limit(limit)
     )
-    return [PendingRow(int(i), int(n), c, t) for i, n, c, t in await session.execute(statement)]
+    rows = list(await session.execute(statement))
+    expired = await database_clock(session) - lease
+    return [PendingRow(int(i), int(n), c, t, t is not None and t < expired) for i, n, c, t in rows]
 
 
 async def claim(
-    session: AsyncSession, raw_ids: Sequence[int], owner: str, now: datetime, expired: datetime,
-    dead: Sequence[str],
+    session: AsyncSession, raw_ids: Sequence[int], owner: str, lease: timedelta, dead: Sequence[str],
 ) -> list[RawRecord]:
     """Claim the pending messages of these ids for ``owner`` — those nobody claimed, claimed
-    before ``expired``, or claimed by an owner in ``dead`` — and return the ones it holds."""
+    more than ``lease`` ago, or claimed by an owner in ``dead`` — and return the ones it holds.
+    Claims are stamped and compared by the database's clock (``engine.database_clock``)."""
+    now = await database_clock(session)
     claimable = or_(
         RawMessage.claimed_by.is_(None), RawMessage.claimed_by == owner,
-        RawMessage.claimed_at < expired, RawMessage.claimed_by.in_(list(dead)),
+        RawMessage.claimed_at < now - lease, RawMessage.claimed_by.in_(list(dead)),
     )
     held: list[int] = []
     for chunk in chunks(raw_ids):
@@ -118,6 +129,33 @@ async def claim(
         )
         held.extend(int(i) for i in await session.scalars(statement))
     return await load_many(session, [i for i in raw_ids if i in set(held)])
+
+
+async def renew(session: AsyncSession, owner: str) -> int:
+    """Stamp all of ``owner``'s claims on pending messages with the time now, so that other
+    daemons see it still at work; how many it holds (a claim taken over is not renewed)."""
+    statement = (
+        update(RawMessage)
+        .where(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+        .values(claimed_at=await database_clock(session))
+    )
+    return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+
+async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set[int]:
+    """Of messages ``owner`` claimed, those it no longer holds (processed or taken over by
+    another daemon after its claim ran out), with the rows locked for the rest of the
+    transaction: the fence that keeps an owner who stalled past its lease from deciding a
+    message a second time."""
+    holding: set[int] = set()
+    for chunk in chunks(raw_ids):
+        statement = (
+            select(RawMessage.id)
+            .where(RawMessage.id.in_(chunk), RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+            .with_for_update(key_share=True)
+        )
+        holding.update(int(i) for i in await session.scalars(statement))
+    return set(raw_ids) - holding
 
 
 _ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key not in ("data", "claimed_by", "claimed_at"))
@@ -144,12 +182,15 @@ async def load_many(session: AsyncSession, raw_ids: Sequence[int]) -> list[RawRe
     return [found[i] for i in raw_ids if i in found]
 
 
-async def mark_error(session: AsyncSession, raw_id: int, reason: str, now: datetime) -> bool:
+async def mark_error(session: AsyncSession, raw_id: int, reason: str, now: datetime, owner: str | None = None) -> bool:
+    """Outcome "error"; with ``owner``, only while that owner's claim holds (see ``lost``)."""
     statement = (
         update(RawMessage)
         .where(RawMessage.id == raw_id)
         .values(outcome="error", reason=reason, processed_at=now)
     )
+    if owner is not None:
+        statement = statement.where(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
     result = await session.execute(statement)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

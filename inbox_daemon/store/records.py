@@ -59,6 +59,7 @@ class PendingRow:
     size: int
     claimed_by: str | None
     claimed_at: datetime | None
+    claim_expired: bool = False  # older than the claim lease by the database's clock
 
 
 @dataclass(frozen=True, slots=True)

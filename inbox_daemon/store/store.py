@@ -9,7 +9,7 @@ opening a store never creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -102,23 +102,28 @@ class Store:
 
     # -- raw messages --------------------------------------------------------------------------
 
-    async def save_raw_many(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+    async def save_raw_many(self, deliveries: Sequence[Delivery], *, owner: str | None = None) -> list[SavedRaw]:
         """Store the bytes durably, in one transaction (one fsync for the batch). The same
         bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
-        metadata is kept."""
-        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow()))
+        metadata is kept. New messages are claimed by ``owner``, the process that will
+        process them."""
+        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow(), owner))
 
-    async def pending_raw(self, limit: int = 1000) -> list[PendingRow]:
-        """Messages stored but not processed, oldest first, with their claims (recovery)."""
-        return await self._reading(lambda s: raw.pending(s, limit))
+    async def pending_raw(self, limit: int = 1000, *, lease: timedelta = timedelta(0)) -> list[PendingRow]:
+        """Messages stored but not processed, oldest first, with their claims (recovery); a
+        claim older than ``lease`` is flagged ``claim_expired``."""
+        return await self._reading(lambda s: raw.pending(s, limit, lease))
 
     async def claim_raw(
         self, raw_ids: Sequence[int], owner: str, *, lease: timedelta, dead: Sequence[str] = ()
     ) -> list[RawRecord]:
         """Claim pending messages for one owner, exclusively (see ``raw.claim``); the ones it
         now holds, with their bytes. A claim older than ``lease`` is taken over."""
-        now = utcnow()
-        return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, now, now - lease, dead))
+        return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, lease, dead))
+
+    async def renew_claims(self, owner: str) -> int:
+        """Keep ``owner``'s claims on pending messages from running out; how many it holds."""
+        return await self._transaction(lambda s: raw.renew(s, owner))
 
     async def load_raw(self, raw_id: int) -> RawRecord:
         record = await self._reading(lambda s: raw.load(s, raw_id))
@@ -130,14 +135,18 @@ class Store:
         """The messages of these ids that exist, with their bytes, in the order asked."""
         return await self._reading(lambda s: raw.load_many(s, raw_ids))
 
-    async def mark_error(self, raw_id: int, reason: str) -> None:
-        """Outcome "error" with the reason; the bytes stay for a later retry or a look."""
+    async def mark_error(self, raw_id: int, reason: str, *, owner: str | None = None) -> bool:
+        """Outcome "error" with the reason; the bytes stay for a later retry or a look. With
+        ``owner``: only while its claim holds; False when it was lost (``raw.lost``)."""
 
-        async def work(session: AsyncSession) -> None:
-            if not await raw.mark_error(session, raw_id, reason, utcnow()):
+        async def work(session: AsyncSession) -> bool:
+            if await raw.mark_error(session, raw_id, reason, utcnow(), owner):
+                return True
+            if owner is None or await raw.load(session, raw_id) is None:
                 raise LookupError(f"no raw message with id {raw_id}")
+            return False
 
-        await self._transaction(work)
+        return await self._transaction(work)
 
     async def list_messages(self, *, outcome: str | None = None, limit: int = 50) -> list[RawRow]:
         """Kept messages, newest first, optionally of one outcome."""
@@ -150,23 +159,29 @@ class Store:
     # -- applying --------------------------------------------------------------------------------
 
     async def apply_many(
-        self, items: Sequence[tuple[int, ParseResult]], *, parser_version: str, admit: Admit | None = None
-    ) -> list[Applied]:
+        self, items: Sequence[tuple[int, ParseResult]], *, parser_version: str, admit: Admit | None = None,
+        owner: str | None = None, claimed: Collection[int] = (),
+    ) -> list[Applied | None]:
         """Record each verdict and apply the buyers of each opt-out, in one transaction (see
         ``applying`` for the identity rules); applying the same message again changes nothing.
 
         ``admit``, when given, is asked first, in the same transaction, what to do with each
         item; what it returns is recorded, and items it holds are quarantined (``Applied.held``).
+        Items in ``claimed`` are applied only while ``owner`` still holds their claim; the
+        others come back as None and nothing of them is written (``raw.lost``).
         """
 
-        async def work(session: AsyncSession) -> list[Applied]:
+        async def work(session: AsyncSession) -> list[Applied | None]:
             now = utcnow()
+            lost = await raw.lost(session, [i for i, _ in items if i in claimed], owner) if owner else set()
             held: dict[int, str] = {}
             if admit is not None:
-                decided = await admit(AdmissionView(session, now))
+                decided = [a for a in await admit(AdmissionView(session, now)) if a.raw_id not in lost]
                 await admission.record(session, decided, now)
                 held = {a.raw_id: a.held for a in decided if a.held}
-            return await applying.apply_batch(session, items, parser_version, now, held)
+            kept = [item for item in items if item[0] not in lost]
+            applied = iter(await applying.apply_batch(session, kept, parser_version, now, held))
+            return [None if raw_id in lost else next(applied) for raw_id, _ in items]
 
         return await self._transaction(work)
 

@@ -28,8 +28,9 @@ OnStored = Callable[[Delivery, SavedRaw], None]
 class RawWriter:
     """One task that writes what concurrent callers queued, a batch per transaction."""
 
-    def __init__(self, store: Store, on_stored: OnStored) -> None:
+    def __init__(self, store: Store, on_stored: OnStored, owner: str | None = None) -> None:
         self._store = store
+        self._owner = owner  # claims what it stores (``Store.save_raw_many``)
         self._on_stored = on_stored
         self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[SavedRaw]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -93,7 +94,7 @@ class RawWriter:
         """One transaction for the batch; when the data of one message is refused, each
         message on its own, so that only that one fails."""
         try:
-            saved = await self._store.save_raw_many([d for d, _ in batch])
+            saved = await self._store.save_raw_many([d for d, _ in batch], owner=self._owner)
         except Exception as exc:
             if is_transient(exc):
                 self._fail(batch, StoreUnavailable(str(exc)))

@@ -5,10 +5,15 @@ recovery (a CLI verb) leaves the daemon's backlog alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from inbox_daemon.processing import Flow, Processor
+from inbox_daemon.processing.parsers import BUILTIN, Parser
 from inbox_daemon.store import Delivery, Store
 from tests.support.notices import opt_out_notice, order_id
 
@@ -83,5 +88,134 @@ def test_the_store_going_away_mid_batch_leaves_no_caller_waiting(with_store: Any
             await processor.stop()
         assert [r.outcome for r in results] == ["opt_out", "pending", "pending", "pending", "pending"]
         assert len(await store.pending_raw()) == 4
+
+    with_store(body)
+
+
+class Stalled:
+    """A parser (run in a thread: ``workers=0``) that holds every parse until released: an
+    owner at work on a message for as long as the test wants."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def parse(self, raw: bytes) -> Any:
+        self.started.set()
+        assert self.release.wait(60), "never released"
+        return BUILTIN.parse(raw)
+
+    @property
+    def parser(self) -> Parser:
+        return Parser(self.parse, BUILTIN.version)
+
+
+async def _until(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def two_owners(store: Store, first_lease: float, second_lease: float) -> AsyncIterator[tuple[Stalled, Processor, Processor]]:
+    """A first owner whose parses stall until released, and a second with a working parser."""
+    stalled = Stalled()
+    first = Processor(store, lambda _e: None, parser=stalled.parser, claim_seconds=first_lease, parse_timeout=120)
+    second = Processor(store, lambda _e: None, claim_seconds=second_lease)
+    for p in (first, second):
+        await p.start()
+    try:
+        yield stalled, first, second
+    finally:
+        stalled.release.set()
+        for p in (first, second):
+            await p.stop()
+
+
+def test_an_owner_that_stalls_past_its_lease_is_fenced_and_the_message_decided_once(with_store: Any) -> None:
+    """The first owner holds a message in a parse and does not renew its claim (its lease is an
+    hour, renewed every 20 minutes); the second, whose lease is 1 s, takes the claim over and
+    decides. When the first comes back its apply is refused: one decision, by the second."""
+
+    async def body(store: Store) -> None:
+        (saved,) = await store.save_raw_many(deliveries(4, 1))
+        async with two_owners(store, 3600, 1) as (stalled, first, second):
+            by_first = first.submit(saved.id)
+            await asyncio.to_thread(stalled.started.wait, 10)
+            (held,) = await store.pending_raw()
+            assert held.claimed_by == first.owner
+
+            async def taken_over() -> bool:
+                await second.recover()
+                return (await second.submit(saved.id)).outcome == "opt_out"
+
+            await _until(taken_over)
+            stalled.release.set()
+            late = await asyncio.wait_for(by_first, 20)
+        assert (late.outcome, late.reason) == ("duplicate", "claim lost to another owner")
+        assert (first.counters["opt_out"], second.counters["opt_out"]) == (0, 1)
+        (row,) = await store.list_messages()
+        assert (row.outcome, row.id) == ("opt_out", saved.id)
+
+    with_store(body)
+
+
+def test_a_renewed_claim_is_not_taken_over_however_long_the_work(with_store: Any) -> None:
+    """Both owners use a 1.5 s lease; the first is at work for three leases, renewing every
+    half second, and the second, asking all the while, never gets the message."""
+
+    async def body(store: Store) -> None:
+        (saved,) = await store.save_raw_many(deliveries(5, 1))
+        async with two_owners(store, 1.5, 1.5) as (stalled, first, second):
+            by_first = first.submit(saved.id)
+            await asyncio.to_thread(stalled.started.wait, 10)
+            deadline = asyncio.get_running_loop().time() + 4.5
+            while asyncio.get_running_loop().time() < deadline:
+                assert await second.recover() == 0
+                assert (await second.submit(saved.id)).outcome == "duplicate"
+                await asyncio.sleep(0.2)
+            stalled.release.set()
+            decided = await asyncio.wait_for(by_first, 20)
+        assert decided.outcome == "opt_out"
+        assert (first.counters["opt_out"], second.counters["opt_out"]) == (1, 0)
+
+    with_store(body)
+
+
+def test_a_lost_claim_fences_marking_an_error_too(with_store: Any) -> None:
+    """``mark_error`` for an owner whose claim was taken over writes nothing."""
+
+    async def body(store: Store) -> None:
+        (saved,) = await store.save_raw_many(deliveries(6, 1))
+        assert [r.id for r in await store.claim_raw([saved.id], "one", lease=timedelta(hours=1))] == [saved.id]
+        assert [r.id for r in await store.claim_raw([saved.id], "two", lease=timedelta(0))] == [saved.id]
+        assert await store.mark_error(saved.id, "late", owner="one") is False
+        assert await store.renew_claims("one") == 0
+        assert await store.renew_claims("two") == 1
+        (row,) = await store.pending_raw(lease=timedelta(hours=1))
+        assert row.claimed_by == "two" and not row.claim_expired
+        assert (await store.pending_raw(lease=timedelta(0)))[0].claim_expired
+        assert await store.mark_error(saved.id, "parse failed", owner="two") is True
+        assert await store.pending_raw() == []
+
+    with_store(body)
+
+
+def test_a_stored_message_is_claimed_by_the_process_that_stored_it(with_store: Any) -> None:
+    """From the durable write on, a message has an owner: another daemon's recovery pass leaves
+    it alone while that owner renews, and the same bytes stored again keep the first claim."""
+
+    async def body(store: Store) -> None:
+        message = deliveries(7, 1)
+        (saved,) = await store.save_raw_many(message, owner="one")
+        (again,) = await store.save_raw_many(message, owner="two")
+        assert again.id == saved.id and not again.is_new
+        (row,) = await store.pending_raw(lease=timedelta(hours=1))
+        assert (row.claimed_by, row.claim_expired) == ("one", False)
+        other = Processor(store, lambda _e: None)
+        assert await other.recover() == 0
+        assert await store.claim_raw([saved.id], "two", lease=timedelta(hours=1)) == []
+        assert await store.renew_claims("one") == 1
 
     with_store(body)
