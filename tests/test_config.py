@@ -53,6 +53,8 @@ def test_search_path_in_working_directory(tmp_path: Path, monkeypatch: pytest.Mo
         ("[security]\nrequire_dkim = \"yes\"\n", {}, "security.require_dkim"),
         ("[database]\nurl = \"mysql://x\"\n", {}, "database.url"),
         ("[query]\ntcp = \"nohost\"\n", {}, "query.tcp"),
+        ("[intake]\nclaim_seconds = 0.5\n", {}, "intake.claim_seconds"),
+        ("[intake]\nbytes_in_flight = 1000\n", {}, "intake.bytes_in_flight"),
         ("[[imap.accounts]]\nhost = \"imap.example\"\nusername = \"u\"\n", {}, "password"),
         ("[[imap.accounts]]\nhost = \"imap.example\"\nusername = \"u\"\npassword = \"p\"\ntls = \"none\"\n", {}, "loopback"),
         ("not toml [", {}, "not valid TOML"),

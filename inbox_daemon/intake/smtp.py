@@ -109,6 +109,16 @@ def _printable(address: str) -> bool:
     return not any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in address)
 
 
+def _declared_size(mail_options: list[str]) -> int:
+    """The SIZE= a client gave with MAIL FROM (RFC 1870), 0 when none (aiosmtpd has checked it
+    is a number no larger than the limit)."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
 def _without_detail(address: str) -> str:
     """``optout+k3x9q2@sellers.example`` -> ``optout@sellers.example``: a per-seller address
     (RFC 5233 subaddress) is accepted wherever its base address is."""
@@ -132,6 +142,7 @@ class _CappedSMTP(SMTP):
         self._transaction_started: float | None = None  # MAIL seen, DATA not finished
         self._receiving = False  # between 354 and the end of DATA
         self._counted = 0  # bytes of this DATA counted in the flow's budget
+        self._received = 0  # bytes of this DATA received so far
         self._in_data = False  # between 354 and the reply to the content: smuggling watch
         self._data_tail = b""
         self._data_flagged = False
@@ -175,8 +186,9 @@ class _CappedSMTP(SMTP):
             return
         self._reset_timeout()
         if self._receiving:
-            self._counted += len(data)
-            if not self._listener.flow.reserve(len(data)):  # the budget is spent: stop taking bytes
+            self._received += len(data)
+            beyond = self._received - self._counted  # past what was reserved at DATA (SIZE)
+            if beyond > 0 and not self._count(beyond):  # the budget is spent: stop taking bytes
                 self.transport.write(ERR_421_BUSY_DATA)  # type: ignore[attr-defined]
                 self.transport.close()
                 return
@@ -193,9 +205,13 @@ class _CappedSMTP(SMTP):
             self._listener.bare_lf.saw(variant, _peer(self.session.peer if self.session else None))
         self._data_tail = BareLfWatch.tail(data, self._data_tail)
 
+    def _count(self, size: int) -> bool:
+        self._counted += size
+        return self._listener.flow.reserve(size)
+
     def take_counted(self) -> int:
         """The bytes of the DATA just received, counted in the budget: the flow owns them now."""
-        counted, self._counted, self._receiving = self._counted, 0, False
+        counted, self._counted, self._received, self._receiving = self._counted, 0, 0, False
         return counted
 
     async def smtp_MAIL(self, arg: str) -> None:
@@ -212,11 +228,16 @@ class _CappedSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        if self._listener.flow.busy() is not None:  # before 354: the MTA holds the message
+        # RFC 1870: a client that declared the size (Postfix and smtplib always do when SIZE is
+        # advertised) has it reserved before 354, so a full budget is a 451 before any byte is
+        # sent, never a transfer cut off half way.
+        declared = _declared_size(self.envelope.mail_options)
+        if self._listener.flow.busy(declared) is not None:  # before 354: the MTA holds the message
             self._transaction_started = None
             await self.push(ERR_451_BUSY)
             return
         self._receiving = True
+        self._count(declared)
         body = DataBody(self.data_size_limit, self.line_length_limit)
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")

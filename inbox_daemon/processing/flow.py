@@ -70,11 +70,15 @@ class Flow:
 
     # -- backpressure ----------------------------------------------------------------------
 
-    def busy(self) -> str | None:
-        """Why no more mail should come in now, or None."""
+    def busy(self, incoming: int = 0) -> str | None:
+        """Why no more mail should come in now, or None. ``incoming``: the size of the message
+        about to come, when known (SMTP SIZE): it must fit in the budget too, unless nothing
+        else is in flight (one message alone always fits)."""
         if self.processor.backlog >= self.limits.backlog:
             return f"{self.processor.backlog} messages wait for processing"
-        if self.bytes_in_flight >= self.limits.bytes_in_flight:
+        if self.bytes_in_flight >= self.limits.bytes_in_flight or (
+            self.bytes_in_flight and self.bytes_in_flight + incoming > self.limits.bytes_in_flight
+        ):
             return f"{self.bytes_in_flight} message bytes in flight"
         return None
 

@@ -222,3 +222,44 @@ def test_the_byte_budget_still_closes_with_421(db_path: Path, run: Run) -> None:
             assert await stored(db_path) == []
 
     run(main())
+
+
+def sized(n: int) -> bytes:
+    """A message of exactly ``n`` bytes (n >= 100) in 100-byte lines."""
+    head = b"Subject: sized\r\n\r\n"
+    line = b"s" * 98 + b"\r\n"
+    body = line * ((n - len(head)) // 100)
+    return head + body + b"t" * (n - len(head) - len(body) - 2) + b"\r\n"
+
+
+def test_a_declared_size_is_reserved_before_354_and_a_full_budget_is_a_451(db_path: Path, run: Run) -> None:
+    """RFC 1870: a client that gives SIZE= has it counted before the 354, so when the budget
+    cannot hold it the answer is 451 4.3.2 before any content is sent; a smaller one still
+    fits beside a transfer in progress, and everything reserved is given back."""
+    mail = b"MAIL FROM:<fwd@seller.example> SIZE=%d\r\nRCPT TO:<optout@sellers.example>\r\nDATA\r\n"
+
+    async def main() -> None:
+        async with listening(db_path, budget=300_000) as (listener, flow):
+            first = await Client.open(listener.address)
+            await first.write(mail % 200_000)
+            assert [(await first.reply())[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+            assert flow.bytes_in_flight == 200_000  # reserved, not a byte of content sent yet
+
+            second = await Client.open(listener.address)
+            await second.write(mail % 150_000)
+            replies = [await second.reply() for _ in range(3)]
+            assert [r[:3] for r in replies[:2]] == [b"250", b"250"] and replies[2].startswith(b"451 4.3.2"), replies
+            assert flow.bytes_in_flight == 200_000
+            await second.write(b"RSET\r\n" + mail % 50_000)
+            assert [(await second.reply())[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            await second.write(stuffed(sized(50_000)) + b".\r\n")
+            assert (await second.reply()).startswith(b"250")
+
+            await first.write(stuffed(sized(200_000)) + b".\r\n", 4096)
+            assert (await first.reply()).startswith(b"250")
+            await until(lambda: flow.bytes_in_flight == 0, what="reservations given back")
+            for client in (first, second):
+                await client.close()
+            assert sorted(len(m) for m in await stored(db_path)) == [50_000, 200_000]
+
+    run(main())
