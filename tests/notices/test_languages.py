@@ -77,10 +77,28 @@ def test_hostile_text_is_read_in_one_pass(text: str) -> None:
         "Der Käufer hat den Erhalt unerwünschter Nachrichten nicht deaktiviert.",
         "購入者が未承諾広告メールを受信しない設定にしている場合は、メッセージは届きません。",
         "Si el comprador ha elegido no recibir mensajes no solicitados, no se entregan.",
+        # Turkish closes the clause with the verb: the choice denied or made possible at the end.
+        "Alıcı, satıcılardan gelen istenmeyen mesajları almamayı seçmedi.",
+        "Alıcı, satıcılardan gelen istenmeyen mesajları almamayı seçebilir.",
+        "Alıcı istenmeyen mesajları almamayı hiçbir zaman tercih etmedi.",
+        "Müşteri istenmeyen e posta mesajlarını almamayı tercih edebilir.",
     ],
 )
 def test_negations_possibilities_and_conditions_state_no_opt_out(sentence: str) -> None:
     assert first_reason(normalise(sentence)) is None
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Alıcı, satıcılardan gelen istenmeyen mesajları almamayı seçti.",
+        "Alıcı istenmeyen mesajları almamayı tercih etti.",
+        "Müşteri, istenmeyen mesajları almak istemediğini belirtti.",
+    ],
+)
+def test_a_turkish_opt_out_stated_plainly_still_is_one(sentence: str) -> None:
+    found = first_reason(normalise(sentence))
+    assert found is not None and found[0] == OPT_OUT
 
 
 def test_within_one_sentence_a_rejection_beats_an_opt_out() -> None:

@@ -76,6 +76,10 @@ class Language:
     hedges: tuple[str, ...] = ()
     modal: tuple[str, ...] = ()
     negation: tuple[str, ...] = ()
+    # The verb closes the clause and carries the modal or the negation of the buyer's choice
+    # (Turkish "almamayı seçmedi", chose not to receive -> did not choose): such a word counts
+    # anywhere after the buyer, not only before the opt-out term.
+    verb_final: bool = False
 
 
 _MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")

@@ -71,6 +71,7 @@ def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ..
 
 
 _SINGLE, _MULTI, _CJK_TERMS, _CJK_LANGUAGES = _tables()
+_VERB_FINAL = frozenset(lang.code for lang in LANGUAGES if lang.verb_final)
 # Japanese and Chinese terms are found inside a run of characters, longest first.
 _CJK = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
 
@@ -196,7 +197,10 @@ def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str
         return True
     if any(buyer - _IF_REACH <= n < buyer for n in conditions):
         return True
-    if any(buyer < n <= buyer + _MAY_REACH for n in seen.get((code, _MAY), [])):
+    modal, negation = seen.get((code, _MAY), []), seen.get((code, _NOT), [])
+    if code in _VERB_FINAL:
+        return any(n > buyer for n in (*modal, *negation))
+    if any(buyer < n <= buyer + _MAY_REACH for n in modal):
         return True
     low, high = min(buyer, out), max(buyer, out)
-    return any(low < n < high for n in seen.get((code, _NOT), []))
+    return any(low < n < high for n in negation)

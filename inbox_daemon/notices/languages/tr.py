@@ -29,8 +29,15 @@ LANGUAGE = Language(
         'violate': ('ihlal', 'uymuyor', 'uymadığı', 'uymadığından', 'izin verilmeyen', 'yasak'),
     },
     hedges=('eğer',),
-    modal=(),
-    negation=(),
+    # The choice verb with -ebil/-abil (can, may) and the words for "possible"; with -me/-ma
+    # (not) and the free negations. "almamayı" (not to receive) is the opt-out itself, so the
+    # negation lists only forms of the verbs that state the choice (seçmek, tercih etmek,
+    # karar vermek) and the particles.
+    modal=('seçebilir', 'seçebilirler', 'seçebilmektedir', 'edebilir', 'edebilirler', 'verebilir', 'isteyebilir',
+           'olabilir', 'mümkün', 'mümkündür'),
+    negation=('seçmedi', 'seçmemiş', 'seçmemiştir', 'seçmemektedir', 'etmedi', 'etmemiş', 'etmemiştir', 'vermedi',
+              'vermemiş', 'değil', 'değildir', 'asla', 'hiçbir zaman'),
+    verb_final=True,
     subjects=("Alıcıya gönderdiğiniz mesaj teslim edilemedi", 'Alıcıya mesajınız teslim edilemedi', 'Mesajınız alıcıya iletilemedi'),
     labels={"from": ("kimden",), "subject": ("konu",), "date": ("tarih", "gönderildi"), "to": ("kime",)},
 )
