@@ -3,8 +3,11 @@
 Identity of a buyer (email E, order O) — the first rule that finds a row wins:
 
 1. O given: the row with order O (unique). Its email is set to E if it has none; an email it
-   already has is kept (a relay address belongs to one buyer, so a different one is left to
-   the operator rather than guessed at).
+   already has is kept (a relay address belongs to one buyer, so which row a different one
+   joins is left to the operator rather than guessed at). A different E is still blocked, on
+   the row that rule 3 or 4 gives it: Amazon named E as the address of a buyer who opted out
+   (an address learnt from a CHECK, or one seller's relay address for the buyer, must not
+   leave the address in the notice open).
 2. O and E given: the earliest row (lowest id) with email E and no order; it gets order O.
 3. Only E given: the earliest row with email E, whatever its order or state.
 4. Otherwise a new row.
@@ -153,6 +156,11 @@ class _Batch:
             self.audited.append((row, notice, "block"))
         elif self._fill(row, email, order, buyer.marketplace):
             outcome.updated.add(id(row))
+        self._name(row, notice, outcome)
+        if email and row.email != email:  # rule 1's other address: blocked on a row of its own
+            self.apply(Buyer(email, None, buyer.marketplace), notice, outcome)
+
+    def _name(self, row: OptOut, notice: _Notice, outcome: _Outcome) -> None:
         if row not in outcome.named:
             outcome.named.append(row)
         if (id(row), notice.raw_id) not in self.seen_raw:

@@ -84,13 +84,20 @@ def test_an_address_with_no_order_takes_the_order(with_store: Any) -> None:
 
 
 def test_an_order_learns_its_address_and_keeps_one_it_has(with_store: Any) -> None:
+    """A notice naming another address for the order: the order's row keeps its address and
+    the other one is blocked on a row of its own, never left open."""
     async def body(store: Store) -> None:
         await ingest(store, b"order only", notice(buyer(order=O1)))
         learnt = await ingest(store, b"both", notice(buyer(E1, O1)), minutes=1)
         assert keys(learnt.entries) == {("order", O1): 2, ("email", E1): 2}
         other = await ingest(store, b"other address", notice(buyer(E2, O1)), minutes=2)
-        assert keys(other.entries) == {("order", O1): 3, ("email", E1): 3}  # E1 kept
-        assert await store.find_opt_outs(E2) == []
+        assert keys(other.entries) == {("order", O1): 3, ("email", E1): 3, ("email", E2): 1}  # E1 kept
+        assert (other.buyers_new, other.buyers_updated) == (1, 1)
+        (alone,) = await store.find_opt_outs(E2)
+        assert (alone.order_id, alone.notice_count) == (None, 1)
+        again = await ingest(store, b"other address again", notice(buyer(E2, O1)), minutes=3)
+        assert keys(again.entries) == {("order", O1): 4, ("email", E1): 4, ("email", E2): 2}
+        assert [r.id for r in await store.find_opt_outs(E2)] == [alone.id]  # no second row
 
     with_store(body)
 
@@ -172,6 +179,20 @@ def test_learn_address(with_store: Any) -> None:
     with_store(body)
 
 
+def test_a_notice_naming_another_address_than_a_learnt_one_blocks_it_too(with_store: Any) -> None:
+    """A CHECK taught the order an address; a later notice for that order names another relay
+    address: both stay blocked (the learnt one may be the right one, the noticed one is)."""
+    async def body(store: Store) -> None:
+        await ingest(store, b"order only", notice(buyer(order=O1)))
+        assert (await store.learn_address(O1, E1))[0] == "learned"
+        applied = await ingest(store, b"names another", notice(buyer(E2, O1)), minutes=1)
+        assert {(k, v) for (k, v) in keys(applied.entries)} == {("order", O1), ("email", E1), ("email", E2)}
+        assert [r.order_id for r in await store.find_opt_outs(E2)] == [None]
+        assert [r.email for r in await store.find_opt_outs(O1)] == [E1]
+
+    with_store(body)
+
+
 def test_iter_index_streams_every_active_key(with_store: Any) -> None:
     async def body(store: Store) -> None:
         await ingest(store, b"1", notice(buyer(E1, O1)), minutes=3)
@@ -218,7 +239,7 @@ def test_identity_rules_hold_within_one_batch(with_store: Any) -> None:
         applied = await store.apply_many(
             [(s.id, r) for s, r in zip(saved, results)], parser_version="p")
         assert [(a.buyers_new, a.buyers_updated) for a in applied] == [
-            (1, 0), (0, 1), (0, 1), (0, 1)]
+            (1, 0), (0, 1), (0, 1), (1, 1)]  # the last: E2 blocked on a row of its own
         (row,) = await store.find_opt_outs(O1)
         assert (row.email, row.notice_count, row.first_seen, row.last_seen) == (E1, 3, at(0), at(3))
         assert len(await store.evidence_details(row.id)) == 4
