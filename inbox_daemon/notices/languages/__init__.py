@@ -77,7 +77,7 @@ class Language:
     modal: tuple[str, ...] = ()
     negation: tuple[str, ...] = ()
     # The verb closes the clause and carries the modal or the negation of the buyer's choice
-    # (Turkish "almamayı seçmedi", chose not to receive -> did not choose): such a word counts
+    # (Turkish "almama... seçti", chose not to receive; "seçmedi", did not choose): such a word counts
     # anywhere after the buyer, not only before the opt-out term.
     verb_final: bool = False
 

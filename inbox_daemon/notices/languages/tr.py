@@ -30,7 +30,7 @@ LANGUAGE = Language(
     },
     hedges=('eğer',),
     # The choice verb with -ebil/-abil (can, may) and the words for "possible"; with -me/-ma
-    # (not) and the free negations. "almamayı" (not to receive) is the opt-out itself, so the
+    # (not) and the free negations. "almama-" (not to receive) is the opt-out itself, so the
     # negation lists only forms of the verbs that state the choice (seçmek, tercih etmek,
     # karar vermek) and the particles.
     modal=('seçebilir', 'seçebilirler', 'seçebilmektedir', 'edebilir', 'edebilirler', 'verebilir', 'isteyebilir',
