@@ -255,11 +255,23 @@ class Processor:
             size += item[1]
         return [(raw_id, claim) for raw_id, _, claim in batch]
 
+    async def _claim(self, raw_ids: list[int]) -> list[RawRecord]:
+        """Claim these messages; those held by an owner on this host whose process is gone (a
+        daemon killed before it processed what it stored) are taken at once, not after the lease."""
+        lease = self.claim_lease
+        records = await self._store.claim_raw(raw_ids, self.owner, lease=lease, dead=sorted(self._dead))
+        missing = sorted(set(raw_ids) - {r.id for r in records})
+        if missing:
+            found = {c for c in await self._store.claimers(missing) if c not in self._dead and dead_here(c)}
+            if found:
+                self._dead |= found
+                records += await self._store.claim_raw(missing, self.owner, lease=lease, dead=sorted(self._dead))
+        self._held.update(r.id for r in records)
+        return records
+
     async def _parse(self, batch: list[tuple[int, bool]]) -> list[_Parsed | _Unparsed]:
         claims = [i for i, claim in batch if claim]
-        dead = sorted(self._dead)
-        records = await self._store.claim_raw(claims, self.owner, lease=self.claim_lease, dead=dead) if claims else []
-        self._held.update(r.id for r in records)
+        records = await self._claim(claims) if claims else []
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
         results = await self._parsing.parse_many([r.data for r in records])

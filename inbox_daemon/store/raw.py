@@ -25,6 +25,7 @@ __all__ = [
     "pending",
     "claim",
     "renew",
+    "claimers",
     "lost",
     "load",
     "load_many",
@@ -129,6 +130,17 @@ async def claim(
         )
         held.extend(int(i) for i in await session.scalars(statement))
     return await load_many(session, [i for i in raw_ids if i in set(held)])
+
+
+async def claimers(session: AsyncSession, raw_ids: Sequence[int]) -> set[str]:
+    """Who holds the claims on the pending messages of these ids."""
+    found: set[str] = set()
+    for chunk in chunks(raw_ids):
+        statement = select(RawMessage.claimed_by).where(
+            RawMessage.id.in_(chunk), RawMessage.outcome == "pending", RawMessage.claimed_by.is_not(None)
+        ).distinct()
+        found.update(str(c) for c in await session.scalars(statement))
+    return found
 
 
 async def renew(session: AsyncSession, owner: str) -> int:

@@ -121,6 +121,10 @@ class Store:
         now holds, with their bytes. A claim older than ``lease`` is taken over."""
         return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, lease, dead))
 
+    async def claimers(self, raw_ids: Sequence[int]) -> set[str]:
+        """The owners holding claims on these pending messages."""
+        return await self._reading(lambda s: raw.claimers(s, raw_ids))
+
     async def renew_claims(self, owner: str) -> int:
         """Keep ``owner``'s claims on pending messages from running out; how many it holds."""
         return await self._transaction(lambda s: raw.renew(s, owner))

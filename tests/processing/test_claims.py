@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -217,5 +220,26 @@ def test_a_stored_message_is_claimed_by_the_process_that_stored_it(with_store: A
         assert await other.recover() == 0
         assert await store.claim_raw([saved.id], "two", lease=timedelta(hours=1)) == []
         assert await store.renew_claims("one") == 1
+
+    with_store(body)
+
+
+def test_messages_stored_by_a_process_gone_from_this_host_are_taken_at_once(with_store: Any) -> None:
+    """A daemon killed after its durable writes leaves its claims: a process on the same host
+    that is handed those messages (an IMAP takeover, a resend) sees the pid is gone and takes
+    them without waiting for the lease, as recovery at start does."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = f"{socket.gethostname()}:{gone.pid}:dead00"
+
+    async def body(store: Store) -> None:
+        saved = await store.save_raw_many(deliveries(8, 3), owner=owner)
+        processor = Processor(store, lambda _e: None)  # a lease of 30 s: not waited for
+        await processor.start()
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(processor.submit(s.id) for s in saved)), 20)
+        finally:
+            await processor.stop()
+        assert [r.outcome for r in results] == ["opt_out"] * 3
 
     with_store(body)
