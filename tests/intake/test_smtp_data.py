@@ -263,3 +263,22 @@ def test_a_declared_size_is_reserved_before_354_and_a_full_budget_is_a_451(db_pa
             assert sorted(len(m) for m in await stored(db_path)) == [50_000, 200_000]
 
     run(main())
+
+
+def test_a_client_that_sends_more_than_it_declared_is_held_to_the_budget(db_path: Path, run: Run) -> None:
+    """SIZE= is a promise, not a limit the daemon trusts: bytes beyond it are counted as they
+    come, and past the budget the transfer is cut off (421 4.3.2) and everything given back."""
+    async def main() -> None:
+        async with listening(db_path, budget=100_000) as (listener, flow):
+            client = await Client.open(listener.address)
+            await client.write(b"MAIL FROM:<fwd@seller.example> SIZE=1000\r\nRCPT TO:<optout@sellers.example>\r\nDATA\r\n")
+            assert [(await client.reply())[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+            try:
+                await client.write(stuffed(sized(400_000)) + b".\r\n", 8192)
+            except ConnectionError:
+                pass  # closed while we were still sending: the reply was written first
+            assert (await client.reply()).startswith(b"421 4.3.2")
+            await until(lambda: flow.bytes_in_flight == 0 and not listener.connections, what="budget released")
+            assert await stored(db_path) == []
+
+    run(main())
