@@ -206,12 +206,15 @@ class Processor:
 
     def _free(self, row: PendingRow) -> bool:
         """Not claimed by another owner that may still be at it."""
-        if row.claimed_by is None or row.claimed_by == self.owner:
-            return True
-        if dead_here(row.claimed_by):
-            self._dead.add(row.claimed_by)
+        if row.claimed_by is None or row.claimed_by == self.owner or self._gone(row.claimed_by):
             return True
         return row.claimed_at is None or row.claim_expired
+
+    def _gone(self, owner: str) -> bool:
+        """An owner on this host whose process is gone, remembered: its claims are free."""
+        if owner not in self._dead and dead_here(owner):
+            self._dead.add(owner)
+        return owner in self._dead
 
     async def _renew_claims(self) -> None:
         """Every third of the lease while work waits here, stamp this process's claims (the
@@ -262,9 +265,10 @@ class Processor:
         records = await self._store.claim_raw(raw_ids, self.owner, lease=lease, dead=sorted(self._dead))
         missing = sorted(set(raw_ids) - {r.id for r in records})
         if missing:
-            found = {c for c in await self._store.claimers(missing) if c not in self._dead and dead_here(c)}
-            if found:
-                self._dead |= found
+            known = len(self._dead)
+            for claimer in await self._store.claimers(missing):
+                self._gone(claimer)
+            if len(self._dead) > known:  # newly found gone: their claims are free now
                 records += await self._store.claim_raw(missing, self.owner, lease=lease, dead=sorted(self._dead))
         self._held.update(r.id for r in records)
         return records

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,7 +129,13 @@ async def claim(
             .returning(RawMessage.id)
         )
         held.extend(int(i) for i in await session.scalars(statement))
-    return await load_many(session, [i for i in raw_ids if i in set(held)])
+    holding = set(held)
+    return await load_many(session, [i for i in raw_ids if i in holding])
+
+
+def _held_by(owner: str) -> ColumnElement[bool]:
+    """``owner`` still holds the message's claim: not processed yet, and not taken over."""
+    return and_(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
 
 
 async def claimers(session: AsyncSession, raw_ids: Sequence[int]) -> set[str]:
@@ -148,7 +154,7 @@ async def renew(session: AsyncSession, owner: str) -> int:
     daemons see it still at work; how many it holds (a claim taken over is not renewed)."""
     statement = (
         update(RawMessage)
-        .where(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+        .where(_held_by(owner))
         .values(claimed_at=await database_clock(session))
     )
     return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
@@ -163,7 +169,7 @@ async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set
     for chunk in chunks(raw_ids):
         statement = (
             select(RawMessage.id)
-            .where(RawMessage.id.in_(chunk), RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+            .where(RawMessage.id.in_(chunk), _held_by(owner))
             .with_for_update(key_share=True)
         )
         holding.update(int(i) for i in await session.scalars(statement))
@@ -202,7 +208,7 @@ async def mark_error(session: AsyncSession, raw_id: int, reason: str, now: datet
         .values(outcome="error", reason=reason, processed_at=now)
     )
     if owner is not None:
-        statement = statement.where(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+        statement = statement.where(_held_by(owner))
     result = await session.execute(statement)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
