@@ -243,3 +243,36 @@ def test_messages_stored_by_a_process_gone_from_this_host_are_taken_at_once(with
         assert [r.outcome for r in results] == ["opt_out"] * 3
 
     with_store(body)
+
+
+def test_a_database_error_while_renewing_is_logged_and_work_goes_on(with_store: Any) -> None:
+    """The store away at a renewal: a warning, the renewal task lives on, the message held in
+    a parse meanwhile is still decided once the store is back."""
+    from inbox_daemon.errors import StoreUnavailable
+
+    async def body(store: Store) -> None:
+        (saved,) = await store.save_raw_many(deliveries(9, 1))
+        failures = 0
+
+        async def away(owner: str) -> int:
+            nonlocal failures
+            failures += 1
+            raise StoreUnavailable("connection refused")
+
+        store.renew_claims = away  # type: ignore[method-assign]
+        stalled = Stalled()
+        processor = Processor(store, lambda _e: None, parser=stalled.parser, claim_seconds=0.3, parse_timeout=60)
+        await processor.start()
+        try:
+            decided = processor.submit(saved.id)
+            await asyncio.to_thread(stalled.started.wait, 10)
+            await _until(lambda: asyncio.sleep(0, failures >= 3))
+            assert all(not t.done() for t in processor.tasks)
+            stalled.release.set()
+            result = await asyncio.wait_for(decided, 20)
+        finally:
+            stalled.release.set()
+            await processor.stop()
+        assert result.outcome == "opt_out"
+
+    with_store(body)
