@@ -106,6 +106,14 @@ class Mail:
         return {sha for uid, sha in self.sha_by_uid.items() if uid > position}
 
 
+def state(url: str, *daemons: DaemonProcess) -> str:
+    """What a failed wait shows: the messages not yet processed and each daemon's last events."""
+    pending = sql(url, "SELECT id, source, claimed_by FROM raw_messages WHERE outcome = 'pending'")
+    return f"pending {[dict(r) for r in pending]}; " + "; ".join(
+        f"daemon {n}: {[{k: v for k, v in e.items() if k != 'timestamp'} for e in d.recent()]}"
+        for n, d in enumerate(daemons, 1))
+
+
 def processed(url: str) -> int:
     return int(sql(url, "SELECT count(*) FROM raw_messages WHERE source = 'imap:shop' AND outcome <> 'pending'")[0][0])
 
@@ -127,7 +135,7 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
         mail.append(30)  # before any daemon runs
         first.start()
         first.wait_event("imap_lease_acquired")
-        wait_until(lambda: processed(url) == 30, timeout=30)
+        wait_until(lambda: processed(url) == 30, timeout=30, explain=lambda: state(url, first, second))
         second.start()  # after the first processed them: nothing pending for its start-up recovery
         second.wait_event("imap_lease_busy")
 
@@ -143,7 +151,7 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
         else:
             wait_until(lambda: last_success(second) > 0, timeout=20)  # the holder's, mirrored to the standby
             mail.append(10)  # while the first polls
-            wait_until(lambda: processed(url) == 40, timeout=30)
+            wait_until(lambda: processed(url) == 40, timeout=30, explain=lambda: state(url, first, second))
             stored = len(first.wait_count("imap_stored", 40))
             mail.append(40)
             first.wait_count("imap_stored", stored + 1)  # it is taking the burst: kill it now
@@ -159,7 +167,7 @@ def test_two_daemons_take_each_message_once_and_the_other_takes_over_after_sigki
         print(f"takeover {death}: {takeover:.1f} s after the kill")
         assert takeover < TAKEOVER_LIMIT_S
         assert first.proc is not None and taken["previous"].split("/")[1] == str(first.proc.pid)
-        wait_until(lambda: processed(url) == mail.count, timeout=30)
+        wait_until(lambda: processed(url) == mail.count, timeout=30, explain=lambda: state(url, first, second))
         wait_until(lambda: len(dovecot.flags()) == mail.count and flagged(dovecot.flags()), timeout=30)
         wait_until(lambda: last_success(second) >= killed_at, timeout=20)
         assert second.stop() == 0

@@ -98,6 +98,19 @@ class DaemonProcess:
                 raise AssertionError(f"daemon exited with {len(found)} of {count} {what} events; log: {self.events[-20:]}")
             self.events.append(event)
 
+    def recent(self, count: int = 15) -> list[dict[str, Any]]:
+        """The last ``count`` events logged so far, without waiting for more."""
+        while True:
+            try:
+                event = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if event is None:  # the process ended: leave the mark for _wait and _drain_log
+                self._lines.put(None)
+                break
+            self.events.append(event)
+        return self.events[-count:]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
@@ -173,13 +186,14 @@ def query_socket(path: str, lines: Any, timeout: float = 10.0) -> list[str]:
     return buf.decode().splitlines()
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll a condition with a deadline (for state in another process; never a bare sleep)."""
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05, explain: Any = None) -> Any:
+    """Poll a condition with a deadline (for state in another process; never a bare sleep).
+    ``explain``: called on failure, its text joins the error (what the daemons were doing)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {timeout}s" + (f"; {explain()}" if explain else ""))
         time.sleep(interval)
