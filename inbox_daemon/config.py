@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .providers import AUTH_METHODS, GRANTS, PROVIDERS
 
 __all__ = [
     "Config",
@@ -135,6 +136,24 @@ class ImapAccount:
     move_to: str = ""
     poll_seconds: float = 60.0
     idle: bool = True
+    # OAuth 2.0 (``auth`` xoauth2 | oauthbearer); secrets come from files or systemd credentials
+    # ($CREDENTIALS_DIRECTORY), never from this file. ``provider`` fills the rest (providers.py).
+    auth: str = "password"  # password | xoauth2 | oauthbearer
+    provider: str = "generic"  # gmail | microsoft365 | generic
+    grant: str = "refresh_token"  # refresh_token (delegated) | client_credentials (app-only)
+    client_id: str = ""
+    client_secret_file: str = ""
+    client_secret_credential: str = ""  # a systemd credential's name
+    token_file: str = ""  # the refresh token: written by `imap authorize` and when it rotates
+    token_url: str = ""
+    device_url: str = ""
+    scopes: tuple[str, ...] = ()
+    tenant: str = ""  # Microsoft Entra tenant (domain or id) in the endpoints
+    token_auth: str = "client_secret_basic"  # or client_secret_post, | client_secret_post at the token endpoint
+
+    @property
+    def oauth(self) -> bool:
+        return self.auth != "password"
 
     def __repr__(self) -> str:  # never print a password (log.py redacts too)
         return f"ImapAccount(name={self.name!r}, host={self.host!r}, username={self.username!r})"
@@ -310,12 +329,57 @@ def _build_imap(values: Any) -> ImapConfig:
     for i, acct in enumerate(accounts):
         if not isinstance(acct, dict):
             raise ConfigError(f"imap.accounts[{i}] must be a table")
+        acct = _with_preset(i, acct)
         acct = {"name": acct.get("name") or f"{acct.get('username', '')}@{acct.get('host', '')}", **acct}
         for required in ("host", "username"):
             if not acct.get(required):
                 raise ConfigError(f"imap.accounts[{i}].{required} is required")
         built.append(_build(ImapAccount, f"imap.accounts[{i}]", acct))
     return ImapConfig(accounts=tuple(built))
+
+
+def _with_preset(i: int, acct: dict[str, Any]) -> dict[str, Any]:
+    """The account's keys over its provider's defaults; ``{tenant}`` filled into the URLs."""
+    name = acct.get("provider", "generic")
+    if name not in PROVIDERS:
+        raise ConfigError(f"imap.accounts[{i}].provider must be {'|'.join(PROVIDERS)}")
+    preset = PROVIDERS[name]
+    app_only = acct.get("grant") == "client_credentials"
+    defaults: dict[str, Any] = {
+        "host": preset.host, "port": preset.port, "tls": preset.tls, "auth": preset.auth,
+        "token_url": preset.token_url, "device_url": preset.device_url, "tenant": preset.tenant,
+        "scopes": list(preset.app_scopes if app_only else preset.scopes), "token_auth": preset.token_auth,
+    }
+    merged = {**{k: v for k, v in defaults.items() if v not in ("", [])}, **acct}
+    tenant = merged.get("tenant", "")
+    for key in ("token_url", "device_url"):
+        if isinstance(merged.get(key), str) and isinstance(tenant, str):
+            merged[key] = merged[key].replace("{tenant}", tenant)
+    return merged
+
+
+def _oauth_checks(acct: ImapAccount) -> list[tuple[bool, str]]:
+    """One account's authentication settings: a password, or what an OAuth 2.0 grant needs."""
+    where = f"imap account {acct.name}"
+    if acct.auth not in AUTH_METHODS:
+        return [(False, f"{where}: auth must be {'|'.join(AUTH_METHODS)}")]
+    if not acct.oauth:
+        return [(bool(acct.password) != bool(acct.password_file), f"{where}: set exactly one of password, password_file")]
+    secret = bool(acct.client_secret_file) + bool(acct.client_secret_credential)
+    loopback = acct.token_url.startswith(("http://127.0.0.1", "http://[::1]", "http://localhost"))
+    return [
+        (not acct.password and not acct.password_file, f"{where}: auth = {acct.auth} takes no password"),
+        (acct.grant in GRANTS, f"{where}: grant must be {'|'.join(GRANTS)}"),
+        (bool(acct.client_id), f"{where}: auth = {acct.auth} needs client_id"),
+        (acct.token_url.startswith("https://") or loopback, f"{where}: token_url must be https:// (http only on loopback)"),
+        (secret <= 1, f"{where}: set at most one of client_secret_file, client_secret_credential"),
+        (acct.grant != "refresh_token" or bool(acct.token_file), f"{where}: grant = refresh_token needs token_file"),
+        (acct.grant != "client_credentials" or secret == 1, f"{where}: grant = client_credentials needs a client secret"),
+        (acct.grant != "client_credentials" or acct.tenant not in ("organizations", "common"),
+         f"{where}: grant = client_credentials needs tenant (the organisation's domain or id)"),
+        (acct.token_auth in ("client_secret_basic", "client_secret_post"),
+         f"{where}: token_auth must be client_secret_basic|client_secret_post"),
+    ]
 
 
 def _validate(cfg: Config) -> None:
@@ -355,9 +419,8 @@ def _validate(cfg: Config) -> None:
              f"imap account {acct.name}: tls = none is allowed only for loopback"),
             (acct.on_stored in ("flag", "move"), f"imap account {acct.name}: on_stored must be flag|move"),
             (acct.on_stored != "move" or bool(acct.move_to), f"imap account {acct.name}: on_stored = move needs move_to"),
-            (bool(acct.password) != bool(acct.password_file), f"imap account {acct.name}: set exactly one of password, password_file"),
             (acct.poll_seconds > 0, f"imap account {acct.name}: poll_seconds must be positive"),
-        ]
+        ] + _oauth_checks(acct)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
