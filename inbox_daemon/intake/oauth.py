@@ -260,7 +260,7 @@ async def device_authorize(account: ImapAccount) -> DeviceGrant:
 
     async def call(client: AsyncOAuth2Client) -> dict[str, Any]:
         data = {"client_id": account.client_id, "scope": " ".join(account.scopes)}
-        response = await client.post(account.device_url, data=data, withhold_token=True,
+        response = await client.request("POST", account.device_url, data=data, withhold_token=True,
                                      auth=client.client_auth(client.token_endpoint_auth_method))
         body = response.json()
         if not isinstance(body, dict):

@@ -56,6 +56,7 @@ class _Device:
     user_code: str
     expires: float
     interval: float
+    busy: int = 0  # polls still to be told slow_down however long the client waited
     user: str = ""  # set once approved
     denied: bool = False
     last_poll: float = 0.0
@@ -190,7 +191,8 @@ class Issuer:
             return 400, {"error": "invalid_grant"}
         if now > device.expires:
             return 400, {"error": "expired_token"}
-        if now - device.last_poll < device.interval:  # RFC 8628 3.5: +5 s for this and later polls
+        if now - device.last_poll < device.interval or device.busy:  # RFC 8628 3.5: +5 s from now on
+            device.busy = max(0, device.busy - 1)
             device.interval += 5.0
             device.last_poll = now
             return 400, {"error": "slow_down"}
@@ -234,10 +236,10 @@ class Issuer:
 
 def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > 65536:
                 return self._reply(413, {"error": "invalid_request"})
