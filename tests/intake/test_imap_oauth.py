@@ -6,6 +6,7 @@ Microsoft 365 ask their own: XOAUTH2 and OAUTHBEARER, expiry, revocation, the de
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import os
 import random
 import stat
@@ -57,7 +58,7 @@ def secrets_dir() -> Iterator[Path]:
 
 def oauth_account(server: Dovecot, issuer: Issuer, secrets_dir: Path, auth: str = "xoauth2", **more: Any) -> ImapAccount:
     token_file = secrets_dir / "refresh.token"
-    if not token_file.exists():
+    if not token_file.exists() and more.get("grant") != "client_credentials":
         token_file.write_text(issuer.refresh_token_for(server.user, CLIENT_ID) + "\n")
     values: dict[str, Any] = dict(
         name="shop", host="127.0.0.1", port=server.port, tls="none", username=server.user, poll_seconds=0.2,
@@ -102,6 +103,9 @@ def test_without_sasl_ir_the_token_follows_the_continuation(issuer: Issuer, secr
     caps = "IMAP4rev1 LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER"
     with Dovecot.running(introspection_url=issuer.introspection_url(), capability=caps) as server:
         server.append(*notices(2, 1))
+        before_login = imaplib.IMAP4("127.0.0.1", server.port, timeout=10)
+        assert "AUTH=OAUTHBEARER" in before_login.capabilities and "SASL-IR" not in before_login.capabilities
+        before_login.shutdown()
 
         async def main() -> None:
             async with running_poller(db_path, oauth_account(server, issuer, secrets_dir, "oauthbearer")) as poller:
@@ -204,6 +208,26 @@ def test_the_device_grant_respects_interval_and_slow_down(issuer: Issuer, secret
     assert waits == [1.0, 6.0, 6.0]  # 1: slow_down; 6: authorization_pending; 6: approved
     assert refresh.reveal() in issuer.refresh
     assert repr(refresh) == "Secret('***')" and refresh.reveal() not in f"{refresh} {refresh!r}"
+
+
+def test_app_only_access_with_client_credentials_polls(
+    oauth_dovecot: Dovecot, issuer: Issuer, secrets_dir: Path, db_path: Path,
+) -> None:
+    """Microsoft 365 app-only access: the service principal was given the mailbox; no refresh
+    token, a client_credentials grant at every expiry."""
+    issuer.register("app-principal", "app-secret-Qw8", mailbox=oauth_dovecot.user)
+    (secrets_dir / "app_secret").write_text("app-secret-Qw8")
+    oauth_dovecot.append(*notices(9, 2))
+    acct = oauth_account(oauth_dovecot, issuer, secrets_dir, "xoauth2", grant="client_credentials",
+                         client_id="app-principal", client_secret_file=str(secrets_dir / "app_secret"), token_file="")
+
+    async def main() -> None:
+        async with running_poller(db_path, acct):
+            await until(lambda: processed(db_path) == 2, what="mail processed")
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert raw_counts(db_path) == {"opt_out": 2}
+    assert issuer.grants == ["client_credentials"]
 
 
 def test_a_token_source_refreshes_ahead_of_expiry(issuer: Issuer, secrets_dir: Path) -> None:

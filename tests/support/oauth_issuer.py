@@ -38,6 +38,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 class Client:
     client_id: str
     secret: str = ""  # empty: a public client (RFC 6749 2.1)
+    mailbox: str = ""  # app-only access: the mailbox its service principal was given
 
 
 @dataclass
@@ -82,8 +83,8 @@ class Issuer:
 
     # -- the test's side ---------------------------------------------------------------------
 
-    def register(self, client_id: str, secret: str = "") -> Client:
-        client = Client(client_id, secret)
+    def register(self, client_id: str, secret: str = "", mailbox: str = "") -> Client:
+        client = Client(client_id, secret, mailbox)
         self.clients[client_id] = client
         if secret:
             self.issued.append(secret)
@@ -176,7 +177,8 @@ class Issuer:
             elif grant == "client_credentials":
                 if not client.secret:
                     return 400, {"error": "unauthorized_client"}
-                reply = self._new_access(f"app:{client.client_id}", client.client_id, form.get("scope", ""))
+                user = client.mailbox or f"app:{client.client_id}"
+                reply = self._new_access(user, client.client_id, form.get("scope", ""))
             elif grant == DEVICE_GRANT:
                 return self._device_token(form, client)
             else:
