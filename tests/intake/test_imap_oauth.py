@@ -21,7 +21,7 @@ import pytest
 
 from inbox_daemon.config import ImapAccount
 from inbox_daemon.intake.oauth import Secret, TokenSource, device_poll
-from tests.intake.dovecot import Dovecot, dovecot_binary
+from tests.intake.dovecot import Dovecot, dovecot_binary, free_port
 from tests.intake.harness import flagged, processed, query, raw_counts, running_poller, until
 from tests.support.daemon import EXE, DaemonProcess, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
@@ -346,8 +346,13 @@ def test_imap_test_reports_the_counts_and_takes_nothing(
     bad = _cli(config, tmp_path, "imap", "test", "seller-password")
     assert bad.returncode == 1
     assert "seller-password" in bad.stderr and "AUTHENTICATIONFAILED" in bad.stderr.upper()
-    down = _cli(config, tmp_path, "imap", "test", "nosuch")
-    assert down.returncode == 78
+    unknown = _cli(config, tmp_path, "imap", "test", "nosuch")
+    assert unknown.returncode == 78
+    closed = tmp_path / "closed.toml"
+    closed.write_text(f'[[imap.accounts]]\nname = "gone"\nhost = "127.0.0.1"\nport = {free_port()}\ntls = "none"\n'
+                      'username = "u@x"\npassword_file = "/nonexistent"\n')
+    down = _cli(closed, tmp_path, "imap", "test", "gone")
+    assert down.returncode == 2 and "gone" in down.stderr and "ConnectionRefused" in down.stderr
     _no_secret_in(issuer, oauth_dovecot, [good.stdout, good.stderr, bad.stdout, bad.stderr])
 
 
