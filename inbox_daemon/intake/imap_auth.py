@@ -57,12 +57,14 @@ class OAuthSignIn:
             exchange = SaslExchange(self.mechanism, message)
             if await conn.authenticate(exchange):
                 return
+            # Exchange Online answers a bad token with a plain NO, Gmail and Dovecot with the
+            # error challenge first; either way a token that may have expired is replaced once.
             error = exchange.server_error
-            assert error is not None  # authenticate raises on a refusal without one
-            if attempt == 1 and error.token_rejected:
+            if attempt == 1 and (error is None or error.token_rejected):
                 self.tokens.invalidate()
                 continue
-            raise ImapAuthError(f"AUTHENTICATE {self.mechanism} refused the access token (status {error.status})")
+            reason = f"status {error.status}" if error is not None else exchange.refusal
+            raise ImapAuthError(f"AUTHENTICATE {self.mechanism} refused the access token ({reason})")
 
 
 def sign_in_for(account: ImapAccount, logger: Any = None) -> SignIn:

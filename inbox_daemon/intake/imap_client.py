@@ -21,6 +21,7 @@ import aioimaplib  # type: ignore[import-untyped]
 from ..config import ImapAccount
 from ..errors import InboxDaemonError
 from .sasl import SaslExchange
+from .sasl import State as SaslState
 
 __all__ = [
     "ImapConnection",
@@ -181,7 +182,8 @@ class ImapConnection:
 
     async def authenticate(self, exchange: SaslExchange) -> bool:
         """AUTHENTICATE (RFC 3501 6.2.2) driven by the sans-IO ``exchange``; True once
-        authenticated, False when refused (``exchange.server_error`` says why). Pitfall:
+        authenticated, False when refused (``exchange.server_error`` and ``refusal`` say why).
+        Pitfall:
         aioimaplib's own ``xoauth2`` never answers the server's error challenge (the command then
         hangs until its timeout) and logs the base64 token at debug level; here the client's
         lines go to the transport directly and the command carries only the mechanism name."""
@@ -202,10 +204,18 @@ class ImapConnection:
                 finally:
                     challenge.cancel()
                 if challenge.done() and not challenge.cancelled():
+                    if exchange.state is SaslState.CANCELLED:  # RFC 3501 6.2.2: BAD must follow "*"
+                        raise ImapSessionError("server went on challenging after the client cancelled")
                     protocol.transport.write(exchange.on_continuation(challenge.result()))
         finally:
             done.cancel()
-        response = command.response
+        return await self._authenticated(command.response, exchange)
+
+    async def _authenticated(self, response: Any, exchange: SaslExchange) -> bool:
+        """The tagged answer to AUTHENTICATE: True once in, False when refused (a fresh token
+        may help); a cancelled exchange or a temporary refusal raise."""
+        assert self.client is not None
+        protocol = self.client.protocol
         if response.result == "OK":
             async with protocol.state_condition:
                 protocol.state = aioimaplib.AUTH
@@ -214,8 +224,9 @@ class ImapConnection:
             return True
         if exchange.problem:
             raise ImapAuthError(f"AUTHENTICATE {exchange.mechanism} cancelled: {exchange.problem}")
-        if exchange.server_error is None:
-            _refused(response, f"AUTHENTICATE {exchange.mechanism}")
+        exchange.refusal = response_text(response)
+        if "[UNAVAILABLE]" in exchange.refusal.upper():  # RFC 5530: temporary, not the token
+            raise ImapSessionError(f"AUTHENTICATE {exchange.mechanism} unavailable: {exchange.refusal}")
         return False
 
     async def _starttls(self, context: ssl.SSLContext) -> None:

@@ -84,6 +84,7 @@ class SaslExchange:
         self.state = State.START
         self.server_error: ServerError | None = None
         self.problem = ""  # why we cancelled, for the error message
+        self.refusal = ""  # the text of the server's tagged NO, when it refused
 
     def begin(self, tag: str, sasl_ir: bool) -> bytes:
         """The command line to write (it carries the token when ``sasl_ir``)."""

@@ -9,17 +9,24 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from inbox_daemon.config import ImapAccount
+from inbox_daemon.intake.imap_auth import sign_in_for
 from inbox_daemon.intake.imap_client import ImapAuthError, ImapConnection, ImapSessionError
 from inbox_daemon.intake.sasl import SaslExchange, initial_response
+from tests.support.oauth_issuer import Issuer
 
 TOKEN = "at-9fQz2LmX7pKw"
 GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] ready\r\n"
 CAPS = b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER\r\n"
 
+last_exchange: list[SaslExchange] = []  # the exchange of the latest run, for its refusal text
+received: list[bytes] = []  # what the client sent in the latest run
+T = TypeVar("T")
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes, list[bytes]], Awaitable[None]]
 
 
@@ -27,9 +34,8 @@ def error_challenge(status: str = "401") -> bytes:
     return b"+ " + base64.b64encode(json.dumps({"status": status, "schemes": "bearer"}).encode()) + b"\r\n"
 
 
-async def exchange(script: Script, mechanism: str = "XOAUTH2") -> tuple[BaseException | bool, list[bytes]]:
-    """Run one AUTHENTICATE against ``script``; what the client ended with and what it sent."""
-    received: list[bytes] = []
+async def serving(script: Script, client: Callable[[int], Awaitable[T]]) -> T:
+    """A scripted IMAP server on a loopback port while ``client(port)`` runs."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(GREETING)
@@ -49,22 +55,33 @@ async def exchange(script: Script, mechanism: str = "XOAUTH2") -> tuple[BaseExce
         finally:
             writer.close()
 
+    received.clear()
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    acct = ImapAccount(name="t", host="127.0.0.1", port=port, tls="none", username="u@x", auth=mechanism.lower())
-    conn = ImapConnection(acct, command_timeout=2.0, connect_timeout=5.0)
     try:
-        await conn.open()
-        message = initial_response(mechanism, "u@x", TOKEN)
-        try:
-            result: BaseException | bool = await conn.authenticate(SaslExchange(mechanism, message))
-        except (ImapAuthError, ImapSessionError) as exc:
-            result = exc
+        return await client(server.sockets[0].getsockname()[1])
     finally:
-        await conn.close(logout=False, timeout=1.0)
         server.close()
         await server.wait_closed()
-    return result, received
+
+
+async def exchange(script: Script, mechanism: str = "XOAUTH2") -> tuple[BaseException | bool, list[bytes]]:
+    """Run one AUTHENTICATE against ``script``; what the client ended with and what it sent."""
+
+    async def client(port: int) -> BaseException | bool:
+        acct = ImapAccount(name="t", host="127.0.0.1", port=port, tls="none", username="u@x", auth=mechanism.lower())
+        conn = ImapConnection(acct, command_timeout=2.0, connect_timeout=5.0)
+        try:
+            await conn.open()
+            last_exchange[:] = [SaslExchange(mechanism, initial_response(mechanism, "u@x", TOKEN))]
+            try:
+                return await conn.authenticate(last_exchange[0])
+            except (ImapAuthError, ImapSessionError) as exc:
+                return exc
+        finally:
+            await conn.close(logout=False, timeout=1.0)
+
+    result = await serving(script, client)
+    return result, list(received)
 
 
 def token_sends(received: list[bytes]) -> int:
@@ -114,6 +131,17 @@ def test_a_challenge_that_is_no_oauth_error_is_cancelled(challenge: bytes) -> No
     assert TOKEN not in str(result)
 
 
+def test_a_server_that_challenges_on_after_the_cancel_is_dropped() -> None:
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, _tag: bytes, rx: list[bytes]) -> None:
+        for _ in range(50):
+            w.write(b"+ garbage\r\n")
+            await w.drain()
+
+    result, received = run(script)
+    assert isinstance(result, ImapSessionError) and "after the client cancelled" in str(result)
+    assert received.count(b"*\r\n") == 1
+
+
 def test_a_second_challenge_after_the_error_is_cancelled_and_the_token_not_sent_again() -> None:
     async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, tag: bytes, rx: list[bytes]) -> None:
         w.write(error_challenge())
@@ -145,15 +173,47 @@ def test_a_server_that_goes_silent_or_away_mid_exchange_ends_it() -> None:
     assert isinstance(result, ImapSessionError) and "connection lost" in str(result)
 
 
-def test_a_refusal_without_challenge_is_an_auth_error_with_the_servers_text() -> None:
+def test_a_refusal_without_challenge_keeps_the_servers_text() -> None:
+    """Exchange Online refuses a bad token with a plain NO, no error challenge."""
     async def script(_r: asyncio.StreamReader, w: asyncio.StreamWriter, tag: bytes, _rx: list[bytes]) -> None:
         w.write(tag + b" NO [AUTHENTICATIONFAILED] \x00\xff nope\r\n")
 
     result, _ = run(script)
-    assert isinstance(result, ImapAuthError) and "AUTHENTICATIONFAILED" in str(result)
+    assert result is False
+    assert "AUTHENTICATIONFAILED" in last_exchange[0].refusal and "nope" in last_exchange[0].refusal
 
     async def unavailable(_r: asyncio.StreamReader, w: asyncio.StreamWriter, tag: bytes, _rx: list[bytes]) -> None:
         w.write(tag + b" NO [UNAVAILABLE] try later\r\n")
 
     result, _ = run(unavailable)  # RFC 5530: not the token's fault; a session error, retried soon
     assert isinstance(result, ImapSessionError) and not isinstance(result, ImapAuthError)
+
+
+def test_a_plain_refusal_gets_one_fresh_token_on_the_same_connection(tmp_path: Path) -> None:
+    """As Exchange Online does: NO without a challenge. The sign-in asks the token endpoint for
+    a fresh token once and signs in with it; the first token is not sent again."""
+    issuer = Issuer()
+    issuer.register("cid", "csecret")
+    (tmp_path / "secret").write_text("csecret")
+    tokens_seen: list[bytes] = []
+
+    async def script(_r: asyncio.StreamReader, w: asyncio.StreamWriter, tag: bytes, rx: list[bytes]) -> None:
+        tokens_seen.append(rx[-1].split()[-1])
+        w.write(tag + (b" NO AUTHENTICATE failed.\r\n" if len(tokens_seen) == 1 else b" OK in\r\n"))
+
+    async def main(port: int) -> None:
+        acct = ImapAccount(name="t", host="127.0.0.1", port=port, tls="none", username="u@x", auth="xoauth2",
+                           client_id="cid", client_secret_file=str(tmp_path / "secret"),
+                           token_file=str(tmp_path / "rt"), token_url=f"{issuer.url}/token")
+        (tmp_path / "rt").write_text(issuer.refresh_token_for("u@x", "cid"))
+        conn = ImapConnection(acct, command_timeout=5.0, connect_timeout=5.0)
+        try:
+            await conn.open()
+            await sign_in_for(acct)(conn)
+        finally:
+            await conn.close(logout=False, timeout=1.0)
+
+    with issuer.running():
+        asyncio.run(asyncio.wait_for(serving(script, main), 20))
+    assert len(tokens_seen) == 2 and tokens_seen[0] != tokens_seen[1]
+    assert issuer.grants == ["refresh_token", "refresh_token"]
