@@ -88,3 +88,35 @@ def test_a_saved_token_replaces_the_old_one_whole_at_0600(tmp_path: Path) -> Non
     assert path.read_text() == "rt-two\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["a.token"]  # no temporary left behind
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
+def test_a_token_rotated_by_root_stays_the_daemon_users(tmp_path: Path) -> None:
+    """An operator running ``imap test`` as root must not leave the daemon a token it cannot read."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    path = tmp_path / "a.token"
+    save_token(str(path), Secret("rt-one"))
+    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    save_token(str(path), Secret("rt-two"))
+    assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_oauth_fields_bound_to_a_log_line_are_redacted() -> None:
+    import io
+
+    from inbox_daemon.log import configure_logging, get_logger
+
+    import structlog
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        get_logger().info("x", access_token="at-abc", refresh_token="rt-abc", client_secret="cs-abc",
+                          device_code="dc-abc", held=Secret("sec-abc"))
+    finally:
+        structlog.reset_defaults()
+    line = out.getvalue()
+    assert "abc" not in line and line.count("***") >= 5

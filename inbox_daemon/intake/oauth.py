@@ -113,11 +113,19 @@ def save_token(path: str, token: Secret) -> None:
     of the directory): a crash leaves the old token or the new one, never half of one."""
     directory = Path(path).parent
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner: tuple[int, int] | None = None  # root running `imap test` keeps the daemon's user the owner
+    try:
+        st = os.stat(path)
+        owner = (st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        pass
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".token-")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(token.reveal() + "\n")
             fh.flush()
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fh.fileno(), *owner)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
