@@ -33,7 +33,8 @@ hash_bytes(const char *data, Py_ssize_t size)
 #endif
 }
 
-/* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond. */
+/* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond
+ * (protocol._plain): an address keys.address leaves unchanged. */
 int
 is_plain_check(const unsigned char *line, Py_ssize_t size)
 {
@@ -41,7 +42,8 @@ is_plain_check(const unsigned char *line, Py_ssize_t size)
         return 0;
     const unsigned char *token = line + 6;
     Py_ssize_t n = size - 6;
-    if (token[0] == '@' || token[n - 1] == '@')
+    /* protocol._plain: what keys.address leaves unchanged; the rest goes to Python */
+    if (token[0] == '@' || token[n - 1] == '@' || token[n - 1] == '.' || n > MAX_ADDRESS)
         return 0;
     int ats = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -49,6 +51,8 @@ is_plain_check(const unsigned char *line, Py_ssize_t size)
         if (kind == 0)
             return 0;
         ats += kind == 2;
+        if (i && token[i] == '.' && (token[i - 1] == '.' || token[i - 1] == '@'))
+            return 0;
     }
     return ats == 1;
 }

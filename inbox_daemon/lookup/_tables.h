@@ -9,6 +9,7 @@
 
 #define MAX_LINE 1024  /* protocol.MAX_LINE: bytes before the LF, a CR included */
 #define MAX_REPLY 40   /* "BLOCKED " 8 + "YYYY-MM-DDTHH:MM:SSZ" 20 + " " 1 + uint32 10 + "\n" 1 */
+#define MAX_ADDRESS 320 /* keys.MAX_ADDRESS */
 #define ADDRESS_TOP ((uint64_t)1 << 63)
 
 /* A view of BlocklistIndex's address lookups that a thread without the GIL may read.

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import StoreUnavailable
 from ..log import Throttled, get_logger
-from .index import BlocklistIndex, address_key, order_key
+from .. import keys
+from .index import BlocklistIndex
 
 __all__ = ["IndexFollower", "AddressLearner", "load_index"]
 
@@ -30,11 +31,8 @@ def usable(entries: Iterable[Any], warn: Callable[..., None] = _unusable) -> Ite
     """The entries the index can hold; any other is logged and skipped, never the rows after it
     (a key written before the store validated every key, or by hand)."""
     for entry in entries:
-        try:
-            ok = order_key(entry.value) is not None if entry.kind == "order" else bool(address_key(entry.value))
-        except ValueError:
-            ok = False
-        if ok:
+        parse = keys.BuyerKey.order if entry.kind == "order" else keys.BuyerKey.email
+        if entry.kind in ("order", "email") and parse(entry.value) is not None:
             yield entry
         else:
             warn(kind=entry.kind, value=repr(entry.value)[:200])
