@@ -153,9 +153,10 @@ class AddressLearner:
         self._patterns = tuple(p.lower() for p in relay_domains)
 
     def submit(self, address: str, order_id: str, client: str | None = None) -> None:
-        """Called by the query server; never blocks the answer."""
+        """Called by the query server with the address in canonical form (``keys.address``, as
+        the protocol parsed it); never blocks the answer."""
         who = client or "unknown"
-        domain = address.strip().strip("<>").rpartition("@")[2].lower()
+        domain = address.rpartition("@")[2]
         if not any(fnmatch.fnmatchcase(domain, p) for p in self._patterns):
             self._refuse(who, domain)
             return
