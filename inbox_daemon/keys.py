@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 __all__ = [
     "BuyerKey",
+    "Pseudonyms",
     "Kind",
     "address",
     "order_id",
@@ -49,6 +50,12 @@ RELAY_DOMAIN_PREFIX: Final = "marketplace.amazon."  # the relay domains: marketp
 ORDER_ID_PATTERN: Final = r"(?:[0-9]{3}|[Dd][0-9]{2})-[0-9]{7}-[0-9]{7}"
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 _NOT_IN_ADDRESS = frozenset('<>"()[],;:\\')
+
+
+class Pseudonyms(Protocol):
+    """What derives a key's pseudonym: ``privacy.KeyRing`` (HMAC-SHA-256, 128 bits kept)."""
+
+    def pseudonym(self, canonical: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,14 @@ class BuyerKey:
         """The bytes a pseudonym is derived from: the kind and the value, so no address can
         ever share a pseudonym with an order id."""
         return f"{self.kind}:{self.value}".encode()
+
+    def pseudonym(self, keyring: Pseudonyms) -> bytes:
+        """The keyed digest that stands for this key where it is stored or logged."""
+        return keyring.pseudonym(self.canonical)
+
+    def tag(self, keyring: Pseudonyms) -> str:
+        """What a log line shows instead of the key: its kind and a short pseudonym prefix."""
+        return f"{self.kind}:{self.pseudonym(keyring)[:4].hex()}"
 
     @classmethod
     def email(cls, text: str) -> BuyerKey | None:

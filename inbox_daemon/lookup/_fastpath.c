@@ -705,13 +705,14 @@ PyInit__fastpath(void)
     for (const char *c = chars; *c; c++)
         plain[(unsigned char)*c] = 1;
     plain['@'] = 2;
-    if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&LoopType) < 0)
+    if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&LoopType) < 0 || PyType_Ready(&PseudonymiserType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Tables", (PyObject *)&TablesType) < 0 ||
         PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0 ||
+        PyModule_AddObjectRef(m, "Pseudonymiser", (PyObject *)&PseudonymiserType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0) {
         Py_DECREF(m);
         return NULL;
