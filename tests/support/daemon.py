@@ -19,7 +19,12 @@ EXE = str(Path(sys.executable).with_name("inbox-daemon"))
 
 
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML config from nested dicts (strings, numbers, bools, lists of strings)."""
+    """A TOML config from nested dicts (strings, numbers, bools, lists of strings).
+
+    A config naming a database gets a privacy key file beside it unless it names one: every
+    daemon started with it shares the database, so they share the key, as deployments do."""
+    if "database" in sections and "privacy" not in sections:
+        sections = {**sections, "privacy": {"key_file": str(path.parent / "privacy.key")}}
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
