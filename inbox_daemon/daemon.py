@@ -105,7 +105,7 @@ class Daemon:
         self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
-        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains)
+        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains, keyring=self.store.keyring)
         self.query = QueryServer(
             self.index, **self._query_listeners(),
             on_address_learned=self.learner.submit if cfg.query.learn_addresses else None, stats=self.stats,
