@@ -8,6 +8,7 @@ SMTP -> IMAP pollers. A signal handler only sets an Event; a second SIGINT force
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
 from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
+from .privacy import KeyRing, load_keyring
 from .processing import build_flow
 from .processing.admission import gatekeeper
 from .reload import plan_reload
@@ -37,11 +39,47 @@ DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 
 
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
-    """Open the configured database; upgrade an embedded SQLite first when allowed."""
+    """Open the configured database with its privacy key (``bind_keyring``); upgrade an
+    embedded SQLite first when allowed, after the key is found to match: a refused start
+    writes nothing."""
     secure_state(config)  # the state directory and database file with their modes
-    if migrate:
-        await asyncio.to_thread(upgrade, config.database_url)
-    return await Store.open(config.database_url)
+    store = await Store.open(config.database_url)
+    try:
+        stored = await store.key_check()
+        keyring = _keyring(config, stored)
+        if migrate:
+            await asyncio.to_thread(upgrade, config.database_url)
+        if stored is None:
+            recorded = await store.record_key_check(keyring.check_value())
+            if recorded is not None:  # another process's first start may have recorded its key
+                _match(config, keyring, recorded)
+    except BaseException:
+        await store.close()
+        raise
+    store.keyring = keyring
+    return store
+
+
+def _keyring(config: Config, stored: str | None) -> KeyRing:
+    """The key file; created (0600) only for a database that has no check value yet, so a
+    database written with a key is never given a new one. ConfigError when it does not match."""
+    path = config.privacy_key_file
+    try:
+        keyring = load_keyring(path, create=stored is None)
+    except ConfigError as error:
+        if stored is not None and not path.exists():
+            raise ConfigError(f"{error}, and the database was written with a privacy key: restore that key file "
+                              "(docs/privacy.md); refusing to start") from None
+        raise
+    if stored is not None:
+        _match(config, keyring, stored)
+    return keyring
+
+
+def _match(config: Config, keyring: KeyRing, stored: str) -> None:
+    if not hmac.compare_digest(keyring.check_value(), stored):
+        raise ConfigError(f"privacy key file {config.privacy_key_file} is not the key this database was written "
+                          "with (its check value differs); start with that key file (docs/privacy.md); refusing to start")
 
 
 class Daemon:
@@ -67,7 +105,7 @@ class Daemon:
         self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
-        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains)
+        self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains, keyring=self.store.keyring)
         self.query = QueryServer(
             self.index, **self._query_listeners(),
             on_address_learned=self.learner.submit if cfg.query.learn_addresses else None, stats=self.stats,

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from .common import config_option, load
+from ..config import Config
+from ..errors import ConfigError
+from .common import config_option, load, run
 
 __all__ = ["db"]
 
@@ -27,8 +29,25 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
 
     secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
+        _bind_key(cfg)  # a database written with another key is refused before any change
         upgrade(cfg.database_url, revision)
+        _bind_key(cfg)  # creates the key file (0600) and records its check value when new
+    except ConfigError as exc:
+        click.echo(f"inbox-daemon: {exc}", err=True)
+        sys.exit(2)
     except Exception as exc:
         click.echo(f"inbox-daemon: upgrade failed: {exc}", err=True)
         sys.exit(2)
     click.echo(f"database at {revision}")
+
+
+def _bind_key(cfg: Config) -> None:
+    """The privacy key matched to the database (``daemon.open_store``), once the schema can
+    hold its check value; before that there is nothing to match."""
+    from ..daemon import open_store
+
+    async def bind() -> None:
+        store = await open_store(cfg)
+        await store.close()
+
+    run(bind())

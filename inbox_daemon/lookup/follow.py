@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import StoreUnavailable
 from ..log import Throttled, get_logger
-from .index import BlocklistIndex, address_key, order_key
+from .. import keys
+from .index import BlocklistIndex
 
 __all__ = ["IndexFollower", "AddressLearner", "load_index"]
 
@@ -30,14 +31,11 @@ def usable(entries: Iterable[Any], warn: Callable[..., None] = _unusable) -> Ite
     """The entries the index can hold; any other is logged and skipped, never the rows after it
     (a key written before the store validated every key, or by hand)."""
     for entry in entries:
-        try:
-            ok = order_key(entry.value) is not None if entry.kind == "order" else bool(address_key(entry.value))
-        except ValueError:
-            ok = False
-        if ok:
+        parse = keys.BuyerKey.order if entry.kind == "order" else keys.BuyerKey.email
+        if entry.kind in ("order", "email") and parse(entry.value) is not None:
             yield entry
-        else:
-            warn(kind=entry.kind, value=repr(entry.value)[:200])
+        else:  # the value may be buyer data: its length tells enough to find the row
+            warn(kind=str(entry.kind)[:20], length=len(str(entry.value)))
 
 
 async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
@@ -136,8 +134,9 @@ class AddressLearner:
     MAX_PENDING = 10_000
 
     def __init__(self, store: Any, index: Any, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
-                 log_interval: float = 10.0) -> None:
+                 log_interval: float = 10.0, keyring: keys.Pseudonyms | None = None) -> None:
         self._store, self._index = store, index
+        self._keyring = keyring  # log lines show pseudonym prefixes, never the keys
         self._patterns: tuple[str, ...] = ()
         self.use_relay_domains(relay_domains)
         self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(self.MAX_PENDING)
@@ -155,9 +154,10 @@ class AddressLearner:
         self._patterns = tuple(p.lower() for p in relay_domains)
 
     def submit(self, address: str, order_id: str, client: str | None = None) -> None:
-        """Called by the query server; never blocks the answer."""
+        """Called by the query server with the address in canonical form (``keys.address``, as
+        the protocol parsed it); never blocks the answer."""
         who = client or "unknown"
-        domain = address.strip().strip("<>").rpartition("@")[2].lower()
+        domain = address.rpartition("@")[2]
         if not any(fnmatch.fnmatchcase(domain, p) for p in self._patterns):
             self._refuse(who, domain)
             return
@@ -167,9 +167,17 @@ class AddressLearner:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            self._dropped(order_id=order_id)  # one line per interval, however many are dropped
+            self._dropped(**self._tags(order_id))  # one line per interval, however many are dropped
             return
         self._pending.add(item)
+
+    def _tags(self, order_id: str, address: str | None = None) -> dict[str, str]:
+        """Log fields for the keys: ``BuyerKey.tag`` (kind and a pseudonym prefix), never the key."""
+        found = {"order": keys.BuyerKey.order(order_id)}
+        if address is not None:
+            found["address"] = keys.BuyerKey.email(address)
+        return {name: key.tag(self._keyring) if key is not None and self._keyring is not None else "<hidden>"
+                for name, key in found.items()}
 
     def _refuse(self, client: str, domain: str) -> None:
         """A relay address outside ``relay_domains``: counted, logged at most once an interval."""
@@ -208,11 +216,11 @@ class AddressLearner:
                 self.outcomes[outcome] += 1
                 if outcome == "learned":
                     self._index.apply(entries)
-                    self._log.info("address_learned", order_id=order_id, address=address, client=client)
+                    self._log.info("address_learned", **self._tags(order_id, address), client=client)
                 elif outcome == "conflict":
-                    self._log.warning("learn_conflict", order_id=order_id, address=address, client=client)
+                    self._log.warning("learn_conflict", **self._tags(order_id, address), client=client)
             except Exception as exc:  # the next CHECK with both keys will submit it again
-                self._log.warning("learn_failed", order_id=order_id, error=repr(exc))
+                self._log.warning("learn_failed", **self._tags(order_id), error=repr(exc))
             finally:
                 self._pending.discard(item)
                 self._queue.task_done()

@@ -84,6 +84,9 @@ def async_url(url: str | URL) -> URL:
 def make_engine(url: str | URL, *, pool_size: int = 5, **kwargs: Any) -> AsyncEngine:
     """An AsyncEngine with this project's connection settings (used by the store and Alembic)."""
     target = async_url(url)
+    # Bound values are buyer data (relay addresses, order ids, message bytes): an error's text,
+    # which reaches log lines, names the statement but never its parameters.
+    kwargs.setdefault("hide_parameters", True)
     if target.get_backend_name() == "sqlite":
         # No statement cache: a cached sqlite3 statement keeps the values last bound to it
         # (sqlite3_reset does not clear bindings, and the module never calls
