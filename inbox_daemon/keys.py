@@ -1,4 +1,5 @@
-"""The one validator for the keys of the blocklist: relay addresses and Amazon order ids.
+"""The one validator for the keys of the blocklist: relay addresses and Amazon order ids,
+and the notice counts read back with them.
 
 Every path that writes a key (applying a notice, a learnt address, an imported CSV, a
 registered forwarder) and every path that reads keys into the index goes through here, so
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["address", "order_id", "MAX_ADDRESS"]
+__all__ = ["address", "order_id", "notice_count", "MAX_ADDRESS"]
 
 MAX_ADDRESS = 320  # RFC 3696 errata: 64 octets of local part, @, 255 of domain
 _ORDER_ID = re.compile(r"[0-9]{3}-[0-9]{7}-[0-9]{7}")  # Amazon's order id: 3-7-7 digits
@@ -35,3 +36,12 @@ def order_id(value: str) -> str | None:
     """The order id without surrounding spaces, or None when it is not ``NNN-NNNNNNN-NNNNNNN``."""
     text = value.strip()
     return text if _ORDER_ID.fullmatch(text) else None
+
+
+def notice_count(value: object) -> int | None:
+    """How many notices named a blocked key, or None when the value cannot be one: a count of
+    an active opt-out is a whole number from 1 up (``applying`` starts it at 1 and only adds).
+    A zero, negative or non-integer count read back is a row written by hand or by a bug."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value

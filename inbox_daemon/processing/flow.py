@@ -53,15 +53,17 @@ class Flow:
             self._tasks.append(asyncio.create_task(self._recover_loop(), name="recover"))
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Finish what was accepted (queued writes and processing), then stop."""
+        """Finish what was accepted (queued writes and processing) within ``timeout`` seconds in
+        all, then stop; past it the writer and the processor are stopped anyway (what was not
+        committed gets a 451, what was not processed stays pending for the next start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self._writer.stop(), timeout)
-        except TimeoutError:
+        if not await self._writer.stop(timeout):
             self._log.warning("intake_stop_timeout")
-        await self.processor.stop(timeout)
+        await self.processor.stop(max(0.0, deadline - loop.time()))
 
     @property
     def backlog(self) -> int:
