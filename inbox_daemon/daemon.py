@@ -68,8 +68,8 @@ class Daemon:
 
     async def start(self) -> None:
         cfg = self.config
-        self._warn_weakened(BASELINE, cfg, "start")
         await self._open_store()
+        self._warn_weakened(BASELINE, cfg, "start")
         cursor = await self.store.change_cursor()  # taken before the load: nothing slips by
         self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
@@ -139,7 +139,10 @@ class Daemon:
     async def stop(self, within: float = STOP_S) -> None:
         """Stop every part within one deadline: the stages in turn (edges, then what drains,
         then the store), the parts of a stage together. What has not ended gracefully by four
-        fifths of ``within`` is cancelled: no task of a part runs once this returns."""
+        fifths of ``within`` is cancelled: no task of a part goes on working once this returns
+        (one waiting in its database driver ends as soon as the driver returns)."""
+        if not self._parts:  # start-up failed before anything ran: its error says it all
+            return
         notify("STOPPING=1")
         self.log.info("stopping")
         now = asyncio.get_running_loop().time()
