@@ -253,7 +253,9 @@ def _check_private(path: str | Path, st: os.stat_result) -> None:
     """The config decides who may add to the blocklist: refuse a file that anyone but its
     owner may change (group or other write bits), or whose owner is neither root nor the
     user the daemon runs as (that user could rewrite it). Checked on the open file: no race
-    with a rename in between."""
+    with a rename in between. Only regular files: ``/dev/null`` stands for "no settings"."""
+    if not stat.S_ISREG(st.st_mode):
+        return
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(f"config file {path} is writable by others than its owner (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}): chmod go-w {path}")

@@ -67,7 +67,7 @@ def refusal(running: Config, new: Config) -> str | None:
     """Why ``new`` must not replace ``running`` (a half-written file), or None."""
     if new.source == "embedded defaults":
         return None  # no file then and none now: nothing was read
-    if not new.file_keys:
+    if running.file_keys and not new.file_keys:
         return f"config file {new.source} sets nothing (empty or half-written): nothing changed"
     lost = sorted(running.file_keys - new.file_keys) if new.source == running.source else []
     if lost:

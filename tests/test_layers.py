@@ -122,6 +122,7 @@ def test_the_check_sees_a_forbidden_import() -> None:
     assert violations("store", {sample: sample.read_text()}) == {}
 
 
+@pytest.mark.slow  # a Python process per command module
 @pytest.mark.parametrize("name", sorted(p.stem for p in (PACKAGE / "cli").glob("*.py")))
 def test_every_command_module_imports_alone(name: str) -> None:
     module = "inbox_daemon.cli" if name == "__init__" else f"inbox_daemon.cli.{name}"

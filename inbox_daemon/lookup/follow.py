@@ -9,6 +9,7 @@ daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 import time
@@ -70,11 +71,12 @@ async def load_index(store: Store, chunk: int = 10_000) -> BlocklistIndex:
     async def pump() -> None:
         try:
             batch: list[IndexEntry] = []
-            async for entry in store.iter_index():
-                batch.append(entry)
-                if len(batch) >= chunk:
-                    await chunks.put(batch)
-                    batch = []
+            async with contextlib.aclosing(store.iter_index()) as rows:  # its connection goes back even if cancelled
+                async for entry in rows:
+                    batch.append(entry)
+                    if len(batch) >= chunk:
+                        await chunks.put(batch)
+                        batch = []
             await chunks.put(batch)
             await chunks.put(_END)
         except asyncio.CancelledError:

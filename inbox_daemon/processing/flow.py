@@ -22,6 +22,7 @@ from .processor import RECOVER_BATCH, Processed, Processor
 
 __all__ = ["Flow", "build_flow"]
 
+STOP_FLOOR_S = 0.1  # the least time processing gets at a stop, however late the writer ended
 RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pause before asking again
 
 
@@ -63,7 +64,8 @@ class Flow:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if not await self._writer.stop(timeout):
             self._log.warning("intake_stop_timeout")
-        await self.processor.stop(max(0.0, deadline - loop.time()))
+        # A moment at least: with none, an idle processor would be reported as stuck.
+        await self.processor.stop(max(STOP_FLOOR_S, deadline - loop.time()))
 
     @property
     def backlog(self) -> int:
