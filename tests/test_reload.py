@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from inbox_daemon.config import SecurityConfig
+from inbox_daemon.reload import weakened
 from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice
 
@@ -186,3 +188,22 @@ def test_a_sighup_during_start_up_is_applied_once_ready(tmp_path: Path, config: 
                 pass
         thread.join(30)
         daemon.ensure_stopped()
+
+
+def test_which_changes_weaken_trust_and_which_do_not() -> None:
+    strict = SecurityConfig(require_registered_forwarder=True, require_dkim=True, trusted_relays=("10.0.0.0/8",),
+                            forwarder_rate_per_hour=200, relay_domains=("marketplace.amazon.*",))
+
+    def keys(**changes: Any) -> list[str]:
+        return [w.key for w in weakened(strict, SecurityConfig(**{**strict.__dict__, **changes}))]
+
+    assert keys() == []
+    assert keys(trusted_relays=("10.1.0.0/16",), relay_domains=("marketplace.amazon.de",), forwarder_rate_per_hour=50,
+                max_buyers_per_notice=5) == []  # narrower, lower: stricter
+    assert keys(require_dkim=False) == ["security.require_dkim"]
+    assert keys(trusted_relays=("10.0.0.0/8", "192.0.2.1")) == ["security.trusted_relays"]
+    assert keys(trusted_relays=("0.0.0.0/0",)) == ["security.trusted_relays"]
+    assert keys(forwarder_rate_per_hour=0) == ["security.forwarder_rate_per_hour"]  # no cap at all
+    assert keys(forwarder_rate_per_hour=201) == ["security.forwarder_rate_per_hour"]
+    assert keys(trusted_arc_sealers=("sealer.example",)) == ["security.trusted_arc_sealers"]
+    assert keys(dkim_domains=("*",)) == ["security.dkim_domains"]

@@ -237,10 +237,11 @@ def test_stop_ends_every_part_within_one_deadline(tmp_path: Path, monkeypatch: p
 # -- a database that refuses the daemon ----------------------------------------------------------
 
 
-def _serve(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
+def _serve(tmp_path: Path, url: str, *command: str) -> subprocess.CompletedProcess[str]:
     config = write_config(tmp_path / "db.toml", {"database": {"url": url}})
     env = {**os.environ, "INBOX_DAEMON_HOME": str(tmp_path / "home"), "INBOX_DAEMON_SMTP_PORT": "0"}
-    return subprocess.run([EXE, "serve", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([EXE, *(command or ("serve",)), "--config", str(config)], env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 def _one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -259,8 +260,10 @@ def test_a_database_that_does_not_exist_is_one_line(tmp_path: Path, pg_url: str)
     from sqlalchemy.engine import make_url
 
     url = make_url(pg_url).set(password="s3cret", database="no_such_inbox_db")
-    line = _one_line(_serve(tmp_path, url.render_as_string(hide_password=False)), "no_such_inbox_db", "does not exist")
+    plain = url.render_as_string(hide_password=False)
+    line = _one_line(_serve(tmp_path, plain), "no_such_inbox_db", "does not exist")
     assert "***" in line  # the URL is named, its password hidden
+    _one_line(_serve(tmp_path, plain, "db", "upgrade"), "no_such_inbox_db", "does not exist")  # systemd's ExecStartPre
 
 
 def test_a_wrong_postgresql_password_is_one_line(tmp_path: Path) -> None:
