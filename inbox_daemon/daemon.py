@@ -97,6 +97,11 @@ class Daemon:
             await self._start_part(EDGE, self.metrics)
         self._announce()
 
+    @property
+    def parts(self) -> list[Any]:
+        """The started parts, in start order (the metrics read the IMAP pollers from here)."""
+        return [part for _, part in self._parts]
+
     async def _start_part(self, stage: int, part: Any) -> None:
         await part.start()
         self._parts.append((stage, part))
@@ -175,7 +180,7 @@ class Daemon:
 
     async def _end_leftovers(self, hard: float) -> None:
         """Cancel every long-lived task a part still runs (a stop cut short by the deadline)."""
-        left = [t for _, p in self._parts for t in getattr(p, "tasks", ()) if not t.done()]
+        left = [t for p in self.parts for t in getattr(p, "tasks", ()) if not t.done()]
         for task in left:
             task.cancel()
         if left:
@@ -224,7 +229,7 @@ class Daemon:
         """Wait for a stop signal or for a long-lived task to end: that is never expected,
         and a daemon that answers PING but takes no mail is worse than one that restarts."""
         stopping = asyncio.create_task(self.stop_event.wait())
-        watched = {t for _, part in self._parts for t in getattr(part, "tasks", ())}
+        watched = {t for part in self.parts for t in getattr(part, "tasks", ())}
         done, _ = await asyncio.wait({stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         died = [t for t in done if t is not stopping]

@@ -220,7 +220,7 @@ def test_stop_ends_every_part_within_one_deadline(tmp_path: Path, monkeypatch: p
             began = time.monotonic()
             await daemon.stop(within=3.0)
             took = time.monotonic() - began
-            tasks = [t for _, p in daemon._parts for t in getattr(p, "tasks", ())]
+            tasks = [t for p in daemon.parts for t in getattr(p, "tasks", ())]
             # Each is over, or cancelled and waiting only for SQLite to give its thread back.
             uncancelled = [t.get_name() for t in tasks if not t.done() and not t.cancelling()]
             lock.rollback()
