@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+from .providers import AUTH_METHODS, GRANTS, PROVIDERS
 
 __all__ = [
     "Config",
@@ -36,6 +37,7 @@ __all__ = [
     "LogConfig",
     "PostfixConfig",
     "MetricsConfig",
+    "PrivacyConfig",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -139,6 +141,24 @@ class ImapAccount:
     move_to: str = ""
     poll_seconds: float = 60.0
     idle: bool = True
+    # OAuth 2.0 (``auth`` xoauth2 | oauthbearer); secrets come from files or systemd credentials
+    # ($CREDENTIALS_DIRECTORY), never from this file. ``provider`` fills the rest (providers.py).
+    auth: str = "password"  # password | xoauth2 | oauthbearer
+    provider: str = "generic"  # gmail | microsoft365 | generic
+    grant: str = "refresh_token"  # refresh_token (delegated) | client_credentials (app-only)
+    client_id: str = ""
+    client_secret_file: str = ""
+    client_secret_credential: str = ""  # a systemd credential's name
+    token_file: str = ""  # the refresh token: written by `imap authorize` and when it rotates
+    token_url: str = ""
+    device_url: str = ""
+    scopes: tuple[str, ...] = ()
+    tenant: str = ""  # Microsoft Entra tenant (domain or id) in the endpoints
+    token_auth: str = "client_secret_basic"  # or client_secret_post, | client_secret_post at the token endpoint
+
+    @property
+    def oauth(self) -> bool:
+        return self.auth != "password"
 
     def __repr__(self) -> str:  # never print a password (log.py redacts too)
         return f"ImapAccount(name={self.name!r}, host={self.host!r}, username={self.username!r})"
@@ -172,6 +192,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Buyer data under Amazon's Data Protection Policy (docs/privacy.md): where the key file is
+    and how long plain-text evidence is kept. The pseudonymous blocklist entry is kept for good."""
+
+    key_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/privacy-key (systemd LoadCredential=), else privacy.key in the state directory
+    retain_days: int = 30  # raw messages and plain-text buyer data are purged this long after they came
+    retain_days_held: int = 90  # messages still held for review are kept until decided or this long
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -183,6 +213,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
     # ``section.key`` of every setting the file itself set (not the environment): a reload
@@ -196,6 +227,18 @@ class Config:
     @property
     def query_socket(self) -> str:
         return self.query.socket or str(Path(self.state_dir) / "query.sock")
+
+    @property
+    def privacy_key_file(self) -> Path:
+        """The key file: as configured; else the systemd credential ``privacy-key`` when the
+        unit loads one (LoadCredential=privacy-key:/etc/inbox-daemon/privacy.key); else beside
+        the embedded database."""
+        if self.privacy.key_file:
+            return Path(self.privacy.key_file)
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (Path(credentials) / "privacy-key").exists():
+            return Path(credentials) / "privacy-key"
+        return Path(self.state_dir) / "privacy.key"
 
     @property
     def is_embedded_sqlite(self) -> bool:
@@ -212,6 +255,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -345,12 +389,57 @@ def _build_imap(values: Any) -> ImapConfig:
     for i, acct in enumerate(accounts):
         if not isinstance(acct, dict):
             raise ConfigError(f"imap.accounts[{i}] must be a table")
+        acct = _with_preset(i, acct)
         acct = {"name": acct.get("name") or f"{acct.get('username', '')}@{acct.get('host', '')}", **acct}
         for required in ("host", "username"):
             if not acct.get(required):
                 raise ConfigError(f"imap.accounts[{i}].{required} is required")
         built.append(_build(ImapAccount, f"imap.accounts[{i}]", acct))
     return ImapConfig(accounts=tuple(built))
+
+
+def _with_preset(i: int, acct: dict[str, Any]) -> dict[str, Any]:
+    """The account's keys over its provider's defaults; ``{tenant}`` filled into the URLs."""
+    name = acct.get("provider", "generic")
+    if name not in PROVIDERS:
+        raise ConfigError(f"imap.accounts[{i}].provider must be {'|'.join(PROVIDERS)}")
+    preset = PROVIDERS[name]
+    app_only = acct.get("grant") == "client_credentials"
+    defaults: dict[str, Any] = {
+        "host": preset.host, "port": preset.port, "tls": preset.tls, "auth": preset.auth,
+        "token_url": preset.token_url, "device_url": preset.device_url, "tenant": preset.tenant,
+        "scopes": list(preset.app_scopes if app_only else preset.scopes), "token_auth": preset.token_auth,
+    }
+    merged = {**{k: v for k, v in defaults.items() if v not in ("", [])}, **acct}
+    tenant = merged.get("tenant", "")
+    for key in ("token_url", "device_url"):
+        if isinstance(merged.get(key), str) and isinstance(tenant, str):
+            merged[key] = merged[key].replace("{tenant}", tenant)
+    return merged
+
+
+def _oauth_checks(acct: ImapAccount) -> list[tuple[bool, str]]:
+    """One account's authentication settings: a password, or what an OAuth 2.0 grant needs."""
+    where = f"imap account {acct.name}"
+    if acct.auth not in AUTH_METHODS:
+        return [(False, f"{where}: auth must be {'|'.join(AUTH_METHODS)}")]
+    if not acct.oauth:
+        return [(bool(acct.password) != bool(acct.password_file), f"{where}: set exactly one of password, password_file")]
+    secret = bool(acct.client_secret_file) + bool(acct.client_secret_credential)
+    loopback = acct.token_url.startswith(("http://127.0.0.1", "http://[::1]", "http://localhost"))
+    return [
+        (not acct.password and not acct.password_file, f"{where}: auth = {acct.auth} takes no password"),
+        (acct.grant in GRANTS, f"{where}: grant must be {'|'.join(GRANTS)}"),
+        (bool(acct.client_id), f"{where}: auth = {acct.auth} needs client_id"),
+        (acct.token_url.startswith("https://") or loopback, f"{where}: token_url must be https:// (http only on loopback)"),
+        (secret <= 1, f"{where}: set at most one of client_secret_file, client_secret_credential"),
+        (acct.grant != "refresh_token" or bool(acct.token_file), f"{where}: grant = refresh_token needs token_file"),
+        (acct.grant != "client_credentials" or secret == 1, f"{where}: grant = client_credentials needs a client secret"),
+        (acct.grant != "client_credentials" or acct.tenant not in ("organizations", "common"),
+         f"{where}: grant = client_credentials needs tenant (the organisation's domain or id)"),
+        (acct.token_auth in ("client_secret_basic", "client_secret_post"),
+         f"{where}: token_auth must be client_secret_basic|client_secret_post"),
+    ]
 
 
 def _validate(cfg: Config) -> None:
@@ -376,6 +465,9 @@ def _validate(cfg: Config) -> None:
         (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
+        (cfg.privacy.retain_days >= 1, "privacy.retain_days must be at least 1"),
+        (cfg.privacy.retain_days_held >= cfg.privacy.retain_days,
+         "privacy.retain_days_held must be at least privacy.retain_days"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
         (cfg.database.url == "" or _parses_as_url(cfg.database.url),
@@ -392,9 +484,8 @@ def _validate(cfg: Config) -> None:
              f"imap account {acct.name}: tls = none is allowed only for loopback"),
             (acct.on_stored in ("flag", "move"), f"imap account {acct.name}: on_stored must be flag|move"),
             (acct.on_stored != "move" or bool(acct.move_to), f"imap account {acct.name}: on_stored = move needs move_to"),
-            (bool(acct.password) != bool(acct.password_file), f"imap account {acct.name}: set exactly one of password, password_file"),
             (acct.poll_seconds > 0, f"imap account {acct.name}: poll_seconds must be positive"),
-        ]
+        ] + _oauth_checks(acct)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

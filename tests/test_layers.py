@@ -18,18 +18,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "inbox_daemon"
 
 EVERYTHING = {"notices", "trust", "store", "processing", "intake", "lookup", "web", "cli", "daemon", "config", "reload",
-              "state", "metrics", "client", "errors", "keys", "log", "systemd", "progress", "__init__"}
+              "state", "metrics", "client", "errors", "keys", "log", "systemd", "progress", "providers", "privacy",
+              "__init__"}
 LEAVES = {"errors", "keys"}  # the exception tree and the one key validator: anyone may use them
 # What each folder and top-level module may import of the package (besides itself).
 ALLOWED: dict[str, set[str]] = {
     # folders, lowest first
     "notices": {"errors"},
     "trust": {"notices", "errors"},
-    "store": {"notices", "log"} | LEAVES,
-    "processing": {"store", "trust", "notices", "config", "log"} | LEAVES,
+    "store": {"notices", "log", "privacy"} | LEAVES,
+    "processing": {"store", "trust", "notices", "config", "log", "privacy"} | LEAVES,
     "intake": {"processing", "store", "config", "log", "progress"} | LEAVES,
-    "lookup": {"store", "config", "log", "client"} | LEAVES,
-    "web": {"processing", "store", "lookup", "notices", "config", "log", "metrics"} | LEAVES,
+    "lookup": {"store", "config", "log", "client", "privacy"} | LEAVES,
+    "web": {"processing", "store", "lookup", "notices", "config", "log", "metrics", "privacy"} | LEAVES,
     "cli": set(EVERYTHING),
     # top-level modules
     "__init__": set(),
@@ -38,7 +39,9 @@ ALLOWED: dict[str, set[str]] = {
     "log": set(),
     "systemd": set(),
     "progress": set(),
-    "config": {"errors"},
+    "providers": set(),  # IMAP provider presets: data only
+    "privacy": {"errors"},  # the privacy key file: pseudonym and data keys
+    "config": {"errors", "providers"},
     "client": {"errors"},  # the sender tools' library: nothing of the daemon
     "reload": {"config"} | LEAVES,
     "state": {"config", "log"} | LEAVES,

@@ -13,6 +13,7 @@ from .. import __version__
 from .audit import audit
 from .blocklist import blocklist
 from .db import db
+from .imap import imap
 from .messages import import_, messages
 from .quarantine import quarantine
 from .sellers import forwarders, sellers
@@ -27,7 +28,7 @@ def cli() -> None:
     """Take in Amazon's buyer opt-out notices and keep the blocklist seller tools ask before sending."""
 
 
-for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit):
+for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit, imap):
     cli.add_command(_command)
 
 
