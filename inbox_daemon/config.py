@@ -11,11 +11,15 @@ from __future__ import annotations
 import grp
 import ipaddress
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .providers import AUTH_METHODS, GRANTS, PROVIDERS
@@ -212,6 +216,9 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
+    # ``section.key`` of every setting the file itself set (not the environment): a reload
+    # refuses a file that lost one of them (inbox_daemon/reload.py, a half-written file)
+    file_keys: frozenset[str] = frozenset()
 
     @property
     def database_url(self) -> str:
@@ -256,6 +263,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     """Read the TOML file (explicit path, or the first search path that exists), then env."""
     env = os.environ if environ is None else environ
     data, source = _read_file(path)
+    file_keys = _file_keys(data)
     for key, raw in env.items():
         if key.startswith(ENV_PREFIX) and key not in ("INBOX_DAEMON_HOME", "INBOX_DAEMON_CONFIG"):
             _set_from_env(data, key, raw)
@@ -264,7 +272,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     built: dict[str, Any] = {name: _build(cls, name, data.get(name, {})) for name, cls in _SECTIONS.items()}
     built["imap"] = _build_imap(data.get("imap", {}))
-    cfg = Config(**built, source=source, state_dir=str(default_state_dir()))
+    cfg = Config(**built, source=source, state_dir=str(default_state_dir()), file_keys=file_keys)
     _validate(cfg)
     return cfg
 
@@ -277,11 +285,38 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         path = found
     try:
         with open(path, "rb") as fh:
+            _check_private(path, os.fstat(fh.fileno()))
             return tomllib.load(fh), str(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_private(path: str | Path, st: os.stat_result) -> None:
+    """The config decides who may add to the blocklist: refuse a file that anyone but its
+    owner may change (group or other write bits), or whose owner is neither root nor the
+    user the daemon runs as (that user could rewrite it). Checked on the open file: no race
+    with a rename in between. Only regular files: ``/dev/null`` stands for "no settings"."""
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"config file {path} is writable by others than its owner (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}): chmod go-w {path}")
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"config file {path} belongs to uid {st.st_uid}, neither root nor this user "
+                          f"(uid {os.geteuid()}): chown it to one of them")
+
+
+def _file_keys(data: Mapping[str, Any]) -> frozenset[str]:
+    """``section.key`` for each value the file sets (``imap.accounts`` as one key)."""
+    found: set[str] = set()
+    for section, values in data.items():
+        if isinstance(values, Mapping):
+            found.update(f"{section}.{name}" for name in values)
+        else:
+            found.add(section)
+    return frozenset(found)
 
 
 def _set_from_env(data: dict[str, Any], key: str, raw: str) -> None:
@@ -435,6 +470,8 @@ def _validate(cfg: Config) -> None:
          "privacy.retain_days_held must be at least privacy.retain_days"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
+        (cfg.database.url == "" or _parses_as_url(cfg.database.url),
+         "database.url cannot be read as a URL (scheme://user:password@host:port/database)"),
     ]
     if cfg.query.tcp:
         host, _, port = cfg.query.tcp.rpartition(":")
@@ -452,6 +489,16 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _parses_as_url(url: str) -> bool:
+    """SQLAlchemy can read it (a port that is a number, a known layout). Its own error text
+    repeats the URL, password included, so only the verdict is kept."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        return False
+    return True
 
 
 def _is_network(value: str) -> bool:

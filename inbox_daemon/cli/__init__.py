@@ -6,6 +6,7 @@ runtime error; 78 (EX_CONFIG) an invalid configuration.
 
 from __future__ import annotations
 
+from . import _early  # noqa: F401  first: `serve` outlives a SIGHUP while the rest is imported
 import click
 
 from .. import __version__

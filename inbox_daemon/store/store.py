@@ -9,7 +9,7 @@ opening a store never creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -195,7 +195,7 @@ class Store:
 
     # -- the index -------------------------------------------------------------------------------
 
-    async def iter_index(self) -> AsyncIterator[IndexEntry]:
+    async def iter_index(self) -> AsyncGenerator[IndexEntry, None]:
         """Every blocked key: order keys, then email keys, streamed from the server.
 
         Consume it to the end or close it (``contextlib.aclosing``): it holds a connection.

@@ -38,6 +38,7 @@ def test_revisions_form_one_line() -> None:
     assert scripts.get_heads() == [revisions()[-1]]
 
 
+@pytest.mark.slow
 def test_walk_every_revision_up_down_up(empty_url: str) -> None:
     assert migrate.current(empty_url) is None
     previous = "base"
