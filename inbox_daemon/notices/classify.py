@@ -14,14 +14,23 @@ from dataclasses import dataclass
 
 from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
 from .bulk import is_amazon_bulk_mail
-from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, normalise
+from .languages import (
+    OPT_OUT,
+    LookAlike,
+    cause_sentence,
+    first_reason,
+    is_notice_subject,
+    mentions_opt_out,
+    normalise,
+)
 from .result import Buyer, Kind
 from .senders import is_notice_sender, what_it_sends
 from .unwrap import Candidate
 
-__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "Verdict", "classify"]
+__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "UNKNOWN_REJECTION", "Verdict", "classify"]
 
 NOT_A_NOTICE = "not an Amazon notice"
+UNKNOWN_REJECTION = "rejection for a reason not recognised"
 # A notice is about one message to one buyer (an address, an order, at most a few orders of that
 # buyer). A "notice" naming more is not one Amazon wrote, and must not block a crowd.
 MAX_BUYERS = 50
@@ -96,9 +105,20 @@ def _no_reason(candidate: Candidate, norm: str) -> Verdict:
     if not norm.strip():
         return Verdict(Kind.MALFORMED, "Amazon message with no readable text", is_notice=True)
     if is_notice_subject(candidate.subject):
-        why = "Amazon delivery notice whose reason is not recognised (unknown language or layout)"
-        return Verdict(Kind.MALFORMED, why, is_notice=True)
+        return _unknown_rejection(candidate)
     return Verdict(Kind.NOT_OPT_OUT, "Amazon message that is not a delivery notice", is_notice=True)
+
+
+def _unknown_rejection(candidate: Candidate) -> Verdict:
+    """Amazon's rejection subject over a readable sentence giving a cause no table holds (a
+    daily message limit, a file format, a closed buyer account: charsets_alternatives_rejections/)
+    is a rejection, never an opt-out. Without such a sentence, or with one that names the buyer
+    opting out in words the tables miss, the notice is kept for review as malformed."""
+    sentence = cause_sentence(candidate.text)
+    if sentence is not None and not mentions_opt_out(normalise(sentence)):
+        return Verdict(Kind.NOT_OPT_OUT, f"{UNKNOWN_REJECTION}: {sentence}", is_notice=True)
+    why = "Amazon delivery notice whose reason is not recognised (unknown language or layout)"
+    return Verdict(Kind.MALFORMED, why, is_notice=True)
 
 
 def _opt_out(candidate: Candidate) -> Verdict:

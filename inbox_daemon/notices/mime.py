@@ -25,7 +25,7 @@ from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
 
 __all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
-           "read_message"]
+           "has_alternatives", "read_message", "read_unread_html"]
 
 MAX_BYTES = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay well below
 MAX_PARTS = 500  # MIME parts visited per message, all levels together
@@ -106,6 +106,9 @@ class Body:
     plain: str | None = None
     html: str | None = None
     links: tuple[str, ...] = ()  # targets of links to Amazon's sites in the HTML view
+    # HTML alternatives left unread because the plain view seemed to say it all (``_alternative``);
+    # ``read_unread_html`` reads them when the plain view yields no notice.
+    unread: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -273,16 +276,44 @@ def _alternative(
         else:
             _collect(sub, scratch, level, nesting + 1, budget)
     plain = "\n".join(b.plain for b in scratch.bodies if b.plain) or None
+    unread: list[str] = []
     for source in deferred:
         if _html_adds_to(plain, source):
             page = read_html(source)
             scratch.bodies.append(Body(html=page.text, links=page.links))
+        else:
+            unread.append(source)
     node.children.extend(scratch.children)
     node.defects.extend(scratch.defects)
     node.notes.extend(scratch.notes)
     markup = "\n".join(b.html for b in scratch.bodies if b.html) or None
     links = tuple(link for b in scratch.bodies for link in b.links)
-    return Body(plain=plain, html=markup, links=links)
+    return Body(plain=plain, html=markup, links=links, unread=tuple(unread))
+
+
+def read_unread_html(node: MailNode) -> bool:
+    """Read the HTML alternatives ``_alternative`` skipped, in the whole tree; whether any was.
+    A view the plain text seemed to cover may still be the only one whose forward header
+    block can be read (Yahoo Mail runs the fields together on one line in its text part:
+    charsets_alternatives_rejections/yahoo_fwd_runon_header_fields_en.eml)."""
+    found = False
+    for body in node.bodies:
+        for source in body.unread:
+            page = read_html(source)
+            body.html = "\n".join(t for t in (body.html, page.text) if t) or None
+            body.links += page.links
+            found = True
+        body.unread = ()
+    for child in node.children:
+        found = read_unread_html(child) or found
+    return found
+
+
+def has_alternatives(node: MailNode) -> bool:
+    """Whether any body in the tree has two views (multipart/alternative), read or not."""
+    if any(b.plain is not None and (b.html is not None or b.unread) for b in node.bodies):
+        return True
+    return any(has_alternatives(child) for child in node.children)
 
 
 # Link targets in markup; possessive, so a run of blanks after "href" is scanned once.

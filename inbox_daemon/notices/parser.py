@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 from .classify import NOT_A_NOTICE, Verdict, classify
 from .forwarder import identify
-from .mime import MailNode, read_message
+from .mime import MailNode, has_alternatives, read_message, read_unread_html
 from .result import Buyer, Kind, ParseResult
-from .unwrap import Candidate, candidates
+from .unwrap import Candidate, View, candidates
 
 __all__ = ["MAX_BUYERS_PER_MESSAGE", "parse_notice", "merge_buyers"]
 
@@ -28,9 +28,7 @@ def _parse(raw: bytes) -> ParseResult:
     if not raw.strip():
         return ParseResult(Kind.MALFORMED, reason="empty message")
     root = read_message(raw)
-    found = candidates(root)
-    verdicts = [classify(c) for c in found]
-    pairs = list(zip(found, verdicts))
+    pairs = _read(root)
     notices = [(c, v) for c, v in pairs if v.is_notice]
     opt_outs = [(c, v) for c, v in notices if v.kind is Kind.OPT_OUT]
     chosen = opt_outs or notices or [(c, v) for c, v in pairs if v.has_opt_out_wording] or pairs[:1]
@@ -54,6 +52,22 @@ def _parse(raw: bytes) -> ParseResult:
         return ParseResult(Kind.OPT_OUT, buyers=buyers, **common)  # type: ignore[arg-type]
     kind, reason = _verdict_without_opt_out(root, pairs, notices)
     return ParseResult(kind, reason=reason, **common)  # type: ignore[arg-type]
+
+
+def _read(root: MailNode) -> list[tuple[Candidate, Verdict]]:
+    """Candidates with their verdicts. When the views of an alternative body, read together,
+    yield no Amazon notice, each view is read alone and the first that yields one is used:
+    a forward's header block may be readable in one view only
+    (charsets_alternatives_rejections/yahoo_fwd_runon_header_fields_en.eml)."""
+    pairs = [(c, classify(c)) for c in candidates(root)]
+    if any(v.is_notice for _, v in pairs) or not has_alternatives(root):
+        return pairs
+    views: tuple[View, ...] = ("both", "html", "plain") if read_unread_html(root) else ("html", "plain")
+    for view in views:
+        tried = [(c, classify(c)) for c in candidates(root, view)]
+        if any(v.is_notice for _, v in tried):
+            return tried
+    return pairs
 
 
 def _verdict_without_opt_out(

@@ -21,6 +21,8 @@ __all__ = [
     "Language",
     "LANGUAGES",
     "OPT_OUT",
+    "cause_sentence",
+    "mentions_opt_out",
     "first_reason",
     "is_attribution",
     "is_notice_subject",
@@ -80,6 +82,10 @@ class Language:
     # (Turkish "almama... seçti", chose not to receive; "seçmedi", did not choose): such a word counts
     # anywhere after the buyer, not only before the opt-out term.
     verb_final: bool = False
+    # Words that introduce the cause in a rejection's sentence ("because", "weil", "ため"): a
+    # rejection whose reason no table holds is quoted from the first sentence holding one
+    # (charsets_alternatives_rejections/en_rejection_daily_message_limit.eml).
+    causes: tuple[str, ...] = ()
 
 
 _MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
@@ -166,6 +172,40 @@ def is_attribution(line: str) -> bool:
     return len(line) <= MAX_ATTRIBUTION and _ATTRIBUTION.search(line.lower()) is not None
 
 
+def _causes() -> re.Pattern[str]:
+    words = [c for lang in LANGUAGES for c in lang.causes if c[0] < _CJK_START]
+    cjk = [c for lang in LANGUAGES for c in lang.causes if c[0] >= _CJK_START]
+    latin = r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)"
+    return re.compile(latin + "|" + "|".join(map(re.escape, cjk)))
+
+
+_CJK_START = "\u2e80"
+_CAUSES = _causes()
+# Sentence ends: Latin stops before blanks, CJK stops anywhere, and blank lines (a greeting).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n[ \t]*\n")
+MAX_CAUSE = 300  # characters of the sentence kept in a reason
+
+
+def cause_sentence(text: str) -> str | None:
+    """The first sentence of ``text`` that gives a cause in any language ("… because …"),
+    whitespace collapsed and cut to ``MAX_CAUSE``, or None. A sentence with undecodable bytes
+    (U+FFFD) is not read: damaged text states nothing."""
+    for sentence in _SENTENCE_END.split(text[:MAX_TEXT_FOR_CAUSE]):
+        if _CAUSES.search(normalise(sentence)) is not None:
+            if "\ufffd" in sentence:
+                return None
+            return _REDACT.sub("…", _SPACE.sub(" ", sentence)).strip()[:MAX_CAUSE]
+    return None
+
+
+# Addresses and long numbers (orders, phone numbers) in a quoted sentence: the reason is stored
+# and shown to operators, and names no buyer.
+_REDACT = re.compile(r"[^\s<>()\[\]]+@[^\s<>()\[\]]+|\d[\d-]{5,}\d")
+
+
+MAX_TEXT_FOR_CAUSE = 8 * 1024  # Amazon states the cause up front
+
+
 def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The reason the text states first: ``OPT_OUT`` or a ``LookAlike``, and where.
 
@@ -176,4 +216,4 @@ def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     return find_reason(normalised)
 
 
-from .matcher import find_reason  # noqa: E402  (reads LANGUAGES, defined above)
+from .matcher import find_reason, mentions_opt_out  # noqa: E402  (reads LANGUAGES, defined above)

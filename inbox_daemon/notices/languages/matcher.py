@@ -25,7 +25,7 @@ from collections import defaultdict
 
 from . import LANGUAGES, OPT_OUT, LookAlike
 
-__all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "find_reason"]
+__all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "find_reason", "mentions_opt_out"]
 
 OPT_OUT_RULE = frozenset({"buyer", "out", "unsolicited", "messages"})
 # Rejections understood from their terms in every language, checked before the opt-out rule.
@@ -204,3 +204,23 @@ def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str
         return True
     low, high = min(buyer, out), max(buyer, out)
     return any(low < n < high for n in negation)
+
+
+def mentions_opt_out(normalised: str) -> bool:
+    """Whether a text names the buyer and opting out in one language, hedged or not: a
+    rejection whose reason is unknown but reads like an opt-out stays for review."""
+    words = [found.group() for found in _TOKEN.finditer(normalised)]
+    held: dict[str, set[str]] = defaultdict(set)
+    for i, word in enumerate(words):
+        labels = set(_SINGLE.get(word, ()))
+        if "'" in word:
+            labels |= _SINGLE.get(word.rsplit("'", 1)[1], set())
+        for before, more in _MULTI.get(word, ()):
+            if tuple(words[max(0, i - len(before)):i]) == before:
+                labels |= more
+        if word[0] >= _CJK_START:
+            for term in _CJK.findall(word):
+                labels |= _CJK_TERMS[term]
+        for code, concept in labels:
+            held[code].add(concept)
+    return any({"buyer", "out"} <= concepts for concepts in held.values())
