@@ -28,4 +28,4 @@ __all__ = [
 ]
 
 # Bump when a change alters any result for the same input (stored results can be re-derived).
-PARSER_VERSION = "2.0"
+PARSER_VERSION = "2.1"
