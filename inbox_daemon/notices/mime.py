@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
+from .mimesplit import split
 
 __all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
            "has_alternatives", "read_message", "read_unread_html"]
@@ -153,7 +154,7 @@ def _bound_param_fields(raw: bytes) -> bytes:
 def read_message(raw: bytes) -> MailNode:
     """Parse raw bytes into a ``MailNode`` tree within the bounds above."""
     truncated = len(raw) > MAX_BYTES
-    msg = email.message_from_bytes(_bound_param_fields(raw[:MAX_BYTES]), policy=compat32)
+    msg = _parse_bytes(_bound_param_fields(raw[:MAX_BYTES]))
     budget = _Budget()
     node = _walk(msg, 0, budget)
     node.bounded = budget.exhausted
@@ -161,6 +162,13 @@ def read_message(raw: bytes) -> MailNode:
     if truncated:
         node.notes.append(f"message larger than {MAX_BYTES} bytes; only the start was read")
     return node
+
+
+def _parse_bytes(data: bytes) -> Message:
+    """compat32's message tree: ``mimesplit`` for well-formed mail, FeedParser for the rest
+    (``email.message_from_bytes`` decodes the bytes the same way first)."""
+    text = data.decode("ascii", "surrogateescape")
+    return split(text) or email.message_from_string(text, policy=compat32)
 
 
 def _walk(msg: Message, level: int, budget: _Budget) -> MailNode:
@@ -216,7 +224,7 @@ def _collect(part: Message, node: MailNode, level: int, nesting: int, budget: _B
     elif maintype == "application" and _is_eml_attachment(part):
         data = part.get_payload(decode=True)
         if isinstance(data, bytes) and data:
-            inner = email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
+            inner = _parse_bytes(data[:MAX_BYTES])
             node.children.append(_walk(inner, level + 1, budget))
 
 
@@ -257,7 +265,7 @@ def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
     except (binascii.Error, ValueError):
         node.defects.append(f"attached message's {cte} encoding damaged")
         return inner
-    return email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
+    return _parse_bytes(data[:MAX_BYTES])
 
 
 def _alternative(
