@@ -117,6 +117,8 @@ _TYPOGRAPHY = str.maketrans(
 def normalise(text: str) -> str:
     """Lower-case, NFKC, straight quotes and hyphens, no invisible characters, one space for any
     whitespace run, CJK joined."""
+    if text.isascii():  # NFKC, the typography table and the CJK joins change nothing in ASCII
+        return _SPACE.sub(" ", text.lower())
     text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower()
     text = _SPACE.sub(" ", text)
     return _CJK_GAP.sub("", text)

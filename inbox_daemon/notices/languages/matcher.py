@@ -73,6 +73,8 @@ def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ..
 
 
 _SINGLE, _MULTI, _CJK_TERMS, _CJK_LANGUAGES = _tables()
+# Words worth reading one by one: terms (or the last word of one) and sentence ends.
+_SIFT = frozenset(_SINGLE) | frozenset(_MULTI) | _ENDS
 _VERB_FINAL = frozenset(lang.code for lang in LANGUAGES if lang.verb_final)
 # Japanese and Chinese terms are found inside a run of characters, longest first.
 _CJK = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
@@ -170,18 +172,20 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
 
 
 def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
-    """(start, end, reason) of the first sentence whose terms state a reason."""
-    tokens: list[tuple[int, str]] = []
+    """(start, end, reason) of the first sentence whose terms state a reason. The words are
+    split and sifted in C-level passes; only the few that are terms or sentence ends are read
+    one by one."""
+    tokens = list(_TOKEN.finditer(text))
+    words = [found.group() for found in tokens]
     quotes = _Quotes(text)
     seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
     sentence = 0
-    for found in _TOKEN.finditer(text):
-        i, word = len(tokens), found.group()
-        tokens.append((found.start(), word))
+    for i in [n for n, word in enumerate(words) if word in _SIFT or "'" in word or word[0] >= _CJK_START]:
+        word = words[i]
         if word in _ENDS:
             reason = _verdict(seen, tokens, quotes) if seen else None
             if reason is not None:
-                return tokens[sentence][0], found.end(), reason
+                return tokens[sentence].start(), tokens[i].end(), reason
             sentence, seen = i + 1, {}
             continue
         for label in _SINGLE.get(word, ()):
@@ -191,7 +195,7 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
                 seen.setdefault(label, []).append(i)
         for before, labels in _MULTI.get(word, ()):
             first = i - len(before)
-            if first >= sentence and tuple(w for _, w in tokens[first:i]) == before:
+            if first >= sentence and tuple(words[first:i]) == before:
                 for label in labels:
                     seen.setdefault(label, []).append(first)
         if word[0] >= _CJK_START:
@@ -199,10 +203,10 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
                 for label in _CJK_TERMS[term]:
                     seen.setdefault(label, []).append(i)
     reason = _verdict(seen, tokens, quotes) if seen else None
-    return (tokens[sentence][0], len(text), reason) if reason is not None else None
+    return (tokens[sentence].start(), len(text), reason) if reason is not None else None
 
 
-def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> str | LookAlike | None:
+def _verdict(seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> str | LookAlike | None:
     """The reason one sentence's terms state, in any language, or None."""
     concepts: dict[str, set[str]] = defaultdict(set)
     for code, concept in seen:
@@ -216,10 +220,10 @@ def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes
     return None
 
 
-def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> bool:
+def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> bool:
     """Whether the buyer's opting out is a condition, a possibility, negated or quoted."""
     buyer, out = min(seen[(code, "buyer")]), min(seen[(code, "out")])
-    if quotes.inside(tokens[buyer][0]):
+    if quotes.inside(tokens[buyer].start()):
         return True
     conditions = seen.get((code, _IF), [])
     if code in _CJK_LANGUAGES and conditions:
