@@ -51,12 +51,14 @@ _HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparat
 
 
 class Headers:
-    """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read)."""
+    """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read).
+    Each name is decoded once: the parse asks for From and Subject several times."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_decoded")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._raw = items
+        self._decoded: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, msg: Message) -> Headers:
@@ -64,15 +66,15 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
-        name = name.lower()
-        for key, value in self._raw:
-            if key == name:
-                return _decode_header(value)
-        return None
+        values = self.get_all(name)
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         name = name.lower()
-        return [_decode_header(value) for key, value in self._raw if key == name]
+        values = self._decoded.get(name)
+        if values is None:
+            values = self._decoded[name] = [_decode_header(value) for key, value in self._raw if key == name]
+        return list(values)
 
 
 # A header value is read up to this many characters: the stdlib's RFC 2047 decoder is
