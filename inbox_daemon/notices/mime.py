@@ -54,10 +54,11 @@ class Headers:
     """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read).
     Each name is decoded once: the parse asks for From and Subject several times."""
 
-    __slots__ = ("_raw", "_decoded")
+    __slots__ = ("_raw", "_by_name", "_decoded")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._raw = items
+        self._by_name: dict[str, list[str]] | None = None  # raw values by name, built when first asked
         self._decoded: dict[str, list[str]] = {}
 
     @classmethod
@@ -66,15 +67,22 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
-        values = self.get_all(name)
+        values = self._values(name)
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
+        return list(self._values(name))
+
+    def _values(self, name: str) -> list[str]:
         name = name.lower()
         values = self._decoded.get(name)
         if values is None:
-            values = self._decoded[name] = [_decode_header(value) for key, value in self._raw if key == name]
-        return list(values)
+            if self._by_name is None:
+                self._by_name = {}
+                for key, value in self._raw:
+                    self._by_name.setdefault(key, []).append(value)
+            values = self._decoded[name] = [_decode_header(v) for v in self._by_name.get(name, ())]
+        return values
 
 
 # A header value is read up to this many characters: the stdlib's RFC 2047 decoder is
@@ -363,17 +371,51 @@ def _text(part: Message, node: MailNode) -> str:
     if len(part.defects) > before:
         # Base64 that could not be decoded whole (corpus s25): the text may be cut short.
         node.defects.append("transfer encoding damaged (" + _defect_names(part.defects[before:]) + ")")
-    declared = part.get_content_charset()
+    declared = _charset(part)
     text, guessed = decode_bytes(data, declared)
     if guessed:
         node.notes.append(f"charset {declared!r} overruled by sniffing")
     return text[:MAX_TEXT]
 
 
+# A quoted parameter value holding ";" or an escape, or an RFC 2231 parameter: compat32's own
+# parameter parser reads those.
+_HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
+
+
+def _param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
+    """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
+    at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
+    value = part.get("content-type")
+    if not isinstance(value, str) or _HARD_PARAMS.search(value):
+        return part.get_param(name, default)  # type: ignore[return-value]
+    wanted = name.lower()
+    for piece in value.split(";")[1:]:
+        key, sep, found = piece.partition("=")
+        if key.strip().lower() != wanted:
+            continue
+        found = found.strip()
+        if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
+            found = found[1:-1]
+        return found if sep else ""
+    return default
+
+
+def _charset(part: Message) -> str | None:
+    """``part.get_content_charset()`` (see ``_param``)."""
+    found = _param(part, "charset", _MISSING)
+    if not isinstance(found, str):
+        return part.get_content_charset()
+    return found.lower() if found is not _MISSING and found.isascii() else None
+
+
+_MISSING = "\0missing"  # a default no header value can be (str identity tells it apart)
+
+
 def _plain(part: Message, text: str) -> str:
     """A text/plain body with RFC 3676 soft breaks joined and line ends made "\n"."""
-    if str(part.get_param("format", "")).lower() == "flowed":
-        text = _unflow(text, str(part.get_param("delsp", "no")).lower() == "yes")
+    if str(_param(part, "format", "")).lower() == "flowed":
+        text = _unflow(text, str(_param(part, "delsp", "no")).lower() == "yes")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

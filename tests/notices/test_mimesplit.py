@@ -59,3 +59,30 @@ def test_split_reads_most_samples() -> None:
 ])
 def test_split_declines_what_feedparser_reads_its_own_way(text: str) -> None:
     assert split(text) is None
+
+
+CONTENT_TYPES = [
+    'text/plain; charset="UTF-8"; format=flowed; delsp=yes', "text/plain;charset=iso-8859-1",
+    'text/plain; CHARSET = "Shift_JIS" ;', "text/plain; format", "text/plain; charset=<utf-8>",
+    'text/plain; charset=""', 'text/plain; charset="a;b"', "text/plain; charset*=utf-8''x",
+    'text/plain; charset=\\"x', "text/plain; charset=u\udcff8", "text/plain; charset=utf-8; charset=latin1",
+    'text/plain; name="a b.txt"; charset = " utf-8 "', "text/plain; charset", "text/plain",
+]
+
+
+def test_parameter_reader_agrees_with_compat32() -> None:
+    """mime's own Content-Type parameter reader gives what Message.get_param and
+    get_content_charset give, on crafted values and every part of every sample."""
+    from inbox_daemon.notices.mime import _charset, _param
+
+    parts: list[Message] = []
+    for value in CONTENT_TYPES:
+        msg = Message()
+        msg["Content-Type"] = value
+        parts.append(msg)
+    for path in SAMPLES:
+        parts.extend(email.message_from_bytes(path.read_bytes(), policy=compat32).walk())
+    for part in parts:
+        for name, default in (("charset", ""), ("format", ""), ("delsp", "no")):
+            assert _param(part, name, default) == part.get_param(name, default), part.get("content-type")
+        assert _charset(part) == part.get_content_charset(), part.get("content-type")
