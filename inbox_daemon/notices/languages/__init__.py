@@ -100,7 +100,9 @@ def _load() -> tuple[Language, ...]:
 LANGUAGES: tuple[Language, ...] = _load()
 
 _CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
-_CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+# The space first: a literal lets the regex engine skip to candidates (a leading lookbehind
+# was tried at every position).
+_CJK_GAP = re.compile(f" (?<=[{_CJK}] )(?=[{_CJK}])")
 _SPACE = re.compile(r"\s+")
 # Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
 # NON-BREAKING HYPHEN becomes U+2010, not "-": replies_mime_oddities_bulk_mail/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);

@@ -130,6 +130,9 @@ def _phrases() -> tuple[Phrase, ...]:
 
 
 _PHRASES = _phrases()
+_LITERALS = tuple(literal for literal, _, _ in _PHRASES)
+# ASCII text holds none of the phrases whose literal is not ASCII (accents, CJK, Arabic).
+_ASCII_LITERALS = tuple((n, literal) for n, literal in enumerate(_LITERALS) if literal.isascii())
 _CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
 _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
@@ -153,9 +156,12 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
     """The earliest phrase match before ``end`` that states a reason (the first in table order
     where two start together); an opt-out phrase under a condition or in quotes does not."""
     found: list[tuple[int, int, str | LookAlike]] = []
-    for order, (literal, pattern, verdict) in enumerate(_PHRASES):
-        if literal not in text:
-            continue
+    if text.isascii():
+        present = [n for n, literal in _ASCII_LITERALS if literal in text]
+    else:
+        present = [n for n, literal in enumerate(_LITERALS) if literal in text]
+    for order in present:
+        _, pattern, verdict = _PHRASES[order]
         if verdict != OPT_OUT:
             match = pattern.search(text, 0, end)
             if match is not None:
