@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from typing import Any
 from itertools import pairwise
 from email.policy import compat32
 
@@ -34,6 +35,31 @@ _FIELDS = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)
 # Characters FeedParser breaks lines at (it splits with str.splitlines) besides CR and LF.
 _ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e"
 _ENCODINGS_OF_MULTIPART = frozenset({"", "7bit", "8bit", "binary"})
+
+
+class _Message(Message):
+    """compat32's Message whose ``get`` finds a field through a dict: ``Message.get`` lower-cases
+    every field name on every call, about 150 times per notice. The dict is rebuilt when the
+    field list is replaced or changes length (every other ``Message`` method that changes
+    fields does one or the other) or a field is replaced in place (``replace_header``)."""
+
+    _index: dict[str, tuple[str, str]] | None = None
+    _indexed: tuple[list[tuple[str, str]], int] | None = None  # the field list indexed, its length
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
+        if self._index is None or self._indexed is None or self._indexed[0] is not fields \
+                or self._indexed[1] != len(fields):
+            self._index = {}
+            for key, value in fields:
+                self._index.setdefault(key.lower(), (key, value))
+            self._indexed = (fields, len(fields))
+        found = self._index.get(name.lower())
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def replace_header(self, name: str, value: Any) -> None:
+        self._index = None
+        super().replace_header(name, value)
 
 
 class _Irregular(Exception):
@@ -56,7 +82,7 @@ def _message(text: str, depth: int, count: list[int]) -> Message:
     if depth > MAX_SPLIT_DEPTH or count[0] > MAX_SPLIT_PARTS:
         raise _Irregular
     head, body = _cut(text)
-    msg = Message(policy=compat32)
+    msg = _Message(policy=compat32)
     if head:
         msg._headers = _headers(head)  # type: ignore[attr-defined]
     ctype = msg.get_content_type()

@@ -86,3 +86,22 @@ def test_parameter_reader_agrees_with_compat32() -> None:
         for name, default in (("charset", ""), ("format", ""), ("delsp", "no")):
             assert _param(part, name, default) == part.get_param(name, default), part.get("content-type")
         assert _charset(part) == part.get_content_charset(), part.get("content-type")
+
+
+def test_split_messages_answer_get_after_any_change_of_fields() -> None:
+    """The split's Message finds fields through a dict; every way of changing fields shows."""
+    msg = split("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64 \n\nx\n")
+    assert msg is not None
+    assert msg.get("content-transfer-encoding") == "base64 "
+    msg.replace_header("Content-Transfer-Encoding", "base64")
+    assert msg.get("CONTENT-TRANSFER-ENCODING") == "base64"
+    msg["X-New"] = "1"
+    assert msg.get("x-new") == "1"
+    del msg["x-new"]
+    assert msg.get("x-new", "gone") == "gone"
+    msg.set_param("charset", "latin-1")
+    assert msg.get_content_charset() == "latin-1"
+    msg.add_header("X-Added", "2")
+    assert msg.get("x-added") == "2"
+    msg.set_boundary("b")
+    assert msg.get_boundary() == "b"
