@@ -124,7 +124,9 @@ def _guess(data: bytes) -> tuple[str, str]:
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8"
-    east_asian = _east_asian(data)
+    # Only double-byte-looking bytes are sniffed: charset-normalizer's East Asian answers are
+    # the only ones used, and Western text (accents alone between letters) never gives one.
+    east_asian = _east_asian(data) if _mostly_byte_runs(data) else None
     if east_asian is not None:
         return east_asian
     best: tuple[float, str, str] | None = None
