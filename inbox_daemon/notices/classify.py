@@ -27,7 +27,7 @@ from .result import Buyer, Kind
 from .senders import is_notice_sender, what_it_sends
 from .unwrap import Candidate
 
-__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "UNKNOWN_REJECTION", "Verdict", "classify"]
+__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "UNKNOWN_REJECTION", "Verdict", "classify", "is_notice"]
 
 NOT_A_NOTICE = "not an Amazon notice"
 UNKNOWN_REJECTION = "rejection for a reason not recognised"
@@ -45,6 +45,17 @@ class Verdict:
     buyers: tuple[Buyer, ...] = ()
     is_notice: bool = False  # sent from an Amazon marketplace domain
     has_opt_out_wording: bool = False
+
+
+def is_notice(candidate: Candidate) -> bool:
+    """Whether ``classify`` will call the candidate an Amazon notice (``Verdict.is_notice``):
+    its own text, from one of Amazon's notice senders, outside Amazon's bulk mail. Cheap: it
+    reads headers only, so the parser can leave the other candidates unread when one is."""
+    if candidate.inside_relay or sender_kind(candidate.sender) != "amazon":
+        return False
+    if candidate.own_node is not None and is_amazon_bulk_mail(candidate.own_node.headers):
+        return False
+    return is_notice_sender(candidate.sender)
 
 
 def classify(candidate: Candidate) -> Verdict:
