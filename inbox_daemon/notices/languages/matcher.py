@@ -156,10 +156,11 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
     """The earliest phrase match before ``end`` that states a reason (the first in table order
     where two start together); an opt-out phrase under a condition or in quotes does not."""
     found: list[tuple[int, int, str | LookAlike]] = []
-    if text.isascii():
-        present = [n for n, literal in _ASCII_LITERALS if literal in text]
+    window = text[:end]  # a match before ``end`` holds its literal before ``end``
+    if window.isascii():
+        present = [n for n, literal in _ASCII_LITERALS if literal in window]
     else:
-        present = [n for n, literal in enumerate(_LITERALS) if literal in text]
+        present = [n for n, literal in enumerate(_LITERALS) if literal in window]
     for order in present:
         _, pattern, verdict = _PHRASES[order]
         if verdict != OPT_OUT:
