@@ -43,19 +43,26 @@ class _Message(Message):
     field list is replaced or changes length (every other ``Message`` method that changes
     fields does one or the other) or a field is replaced in place (``replace_header``)."""
 
-    _index: dict[str, tuple[str, str]] | None = None
+    _index: dict[str, tuple[str, str]] | None = None  # lower-case name -> its first field
     _indexed: tuple[list[tuple[str, str]], int] | None = None  # the field list indexed, its length
+    _fetched: dict[str, Any] | None = None  # lower-case name -> what ``get`` returned
 
     def get(self, name: str, failobj: Any = None) -> Any:
         fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
         if self._index is None or self._indexed is None or self._indexed[0] is not fields \
                 or self._indexed[1] != len(fields):
-            self._index = {}
+            self._index, self._fetched = {}, {}
             for key, value in fields:
                 self._index.setdefault(key.lower(), (key, value))
             self._indexed = (fields, len(fields))
-        found = self._index.get(name.lower())
-        return failobj if found is None else self.policy.header_fetch_parse(*found)
+        fetched = self._fetched if self._fetched is not None else {}
+        self._fetched = fetched
+        name = name.lower()
+        if name not in fetched:
+            found = self._index.get(name)
+            fetched[name] = None if found is None else self.policy.header_fetch_parse(*found)
+        value = fetched[name]
+        return failobj if value is None else value
 
     def replace_header(self, name: str, value: Any) -> None:
         self._index = None
