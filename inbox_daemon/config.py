@@ -149,6 +149,7 @@ class ImapConfig:
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto (console on a TTY, JSON otherwise) | json | console
+    repeat_seconds: float = 10.0  # a warning a peer can repeat: one line per kind this often, then a summary
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ def _validate(cfg: Config) -> None:
         (cfg.query.request_seconds > 0, "query.request_seconds must be positive"),
         (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
+        (cfg.log.repeat_seconds > 0, "log.repeat_seconds must be positive"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
         (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
         (cfg.security.max_buyers_per_notice > 0, "security.max_buyers_per_notice must be positive"),

@@ -21,7 +21,7 @@ __all__ = ["serve", "parse", "check"]
 def serve(config_path: str | None) -> None:
     """Run the daemon: SMTP intake, IMAP pollers, the query socket."""
     cfg = load(config_path)
-    configure_logging(cfg.log.level, cfg.log.format)
+    configure_logging(cfg.log.level, cfg.log.format, repeat_seconds=cfg.log.repeat_seconds)
     from ..daemon import Daemon
     from ..processing.processor import tune_allocator
 

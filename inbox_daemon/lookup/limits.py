@@ -11,12 +11,10 @@ import os
 import resource
 import socket
 import struct
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Limits", "derive_limits", "raise_descriptor_limit", "open_descriptors", "peer_identity", "LimitLog"]
+__all__ = ["Limits", "derive_limits", "raise_descriptor_limit", "open_descriptors", "peer_identity"]
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (socket(7), SO_PEERCRED)
 
@@ -78,25 +76,3 @@ def peer_identity(sock: Any, peername: Any) -> tuple[str, Any]:
     if isinstance(peername, tuple) and peername:
         return ("ip", peername[0])
     return ("ip", None)
-
-
-class LimitLog:
-    """At most one log line per interval for each kind of limit hit, with how many there were."""
-
-    def __init__(self, logger: Any, interval: float) -> None:
-        self._log = logger
-        self._interval = interval
-        self._seen: dict[str, int] = {}  # totals already logged
-        self._last = time.monotonic()
-
-    def maybe_log(self, totals: Mapping[str, int]) -> None:
-        """Log the growth of ``totals`` since the last line, if the interval has passed."""
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            return
-        grown = {name: value - self._seen.get(name, 0) for name, value in totals.items()}
-        grown = {name: n for name, n in grown.items() if n > 0}
-        if grown:
-            self._log.warning("query.limits_hit", seconds=round(now - self._last, 1), **grown)
-            self._seen = dict(totals)
-            self._last = now

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 import structlog
 
 from inbox_daemon.config import PostfixConfig
+from inbox_daemon.log import Throttled
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
 from inbox_daemon.lookup.protocol import Counters
@@ -112,6 +113,9 @@ class MtaServer:
         self._max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.postfix")
+        # A peer can repeat both as fast as it can connect or send: throttled (one rule, log.py).
+        self._too_many = Throttled(self._log, f"{kind}.too_many_connections")
+        self._malformed = Throttled(self._log, f"{kind}.malformed")
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._unix_inode: int | None = None
@@ -160,10 +164,12 @@ class MtaServer:
             pass
         _remove_own_socket(split_listen(self.listen)[0], self._unix_inode)
         self._server = None
+        self._too_many.flush()
+        self._malformed.flush()
 
     def admit(self, connection: _Connection) -> bool:
         if len(self._connections) >= self._max_connections:
-            self._log.warning(f"{self.kind}.too_many_connections", limit=self._max_connections)
+            self._too_many(limit=self._max_connections)
             return False
         self._connections.add(connection)
         return True
@@ -174,7 +180,7 @@ class MtaServer:
     def log_problems(self, problems: list[str], peer: Any) -> None:
         self.refused += len(problems)
         for reason in problems:
-            self._log.warning(f"{self.kind}.malformed", reason=reason, peer=str(peer))
+            self._malformed(reason=reason, peer=str(peer))
 
 
 def postfix_servers(config: PostfixConfig, index: BlocklistIndex) -> list[MtaServer]:

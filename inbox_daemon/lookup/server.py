@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 
 from inbox_daemon.lookup.index import BlocklistIndex
-from inbox_daemon.lookup.limits import LimitLog, Limits, derive_limits, peer_identity
+from inbox_daemon.log import Throttled
+from inbox_daemon.lookup.limits import Limits, derive_limits, peer_identity
 from inbox_daemon.lookup.native import AVAILABLE as NATIVE_AVAILABLE
 from inbox_daemon.lookup.native import NativeLoop
 from inbox_daemon.lookup.connection import WRITE_HIGH, Connection
@@ -53,7 +54,7 @@ class QueryServer:
         idle_timeout: float = 300.0,
         request_timeout: float = 10.0,
         reserved_descriptors: int = 256,
-        log_interval: float = 10.0,
+        log_interval: float | None = None,
         native: bool | None = None,
         logger: Any = None,
         sockets: Sequence[socket.socket] = (),
@@ -82,7 +83,8 @@ class QueryServer:
         self._idle_timeout = idle_timeout
         self._request_timeout = request_timeout
         self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.lookup")
-        self._limit_log = LimitLog(self._log, log_interval)
+        self._limits_hit = Throttled(self._log, "query.limits_hit", log_interval)
+        self._hits_logged: dict[str, int] = dict.fromkeys(_LIMIT_KINDS, 0)  # totals already reported
         self._hits: dict[str, int] = dict.fromkeys(_LIMIT_KINDS, 0)
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
@@ -119,6 +121,7 @@ class QueryServer:
                 sock.setblocking(False)
                 self._sockets.append(sock)
             await self._serve()
+            self._hits_logged = self.limit_counts()  # the C loop counts afresh at each start
         except BaseException:
             for sock in self._sockets:
                 sock.close()
@@ -170,6 +173,9 @@ class QueryServer:
             self._sweeper.cancel()
             self._sweeper = None
         self._stopping = True
+        if self._started:
+            self._report_limits()
+            self._limits_hit.flush()  # what was suppressed is still told
         if self._native is not None:
             await self._native.stop()
             self._native = None
@@ -321,8 +327,16 @@ class QueryServer:
             connection.close()
         self._hits["closed_deadline"] += len(late)
         self._hits["closed_idle"] += len(idle)
-        self._limit_log.maybe_log(self.limit_counts())
+        self._report_limits()
         self._schedule_sweep()
+
+    def _report_limits(self) -> None:
+        """Each limit hit since the last sweep, whichever loop counted it, as a throttled warning."""
+        for kind, total in self.limit_counts().items():
+            grown = total - self._hits_logged[kind]
+            if grown > 0:
+                self._limits_hit(kind, count=grown, limit=kind)
+                self._hits_logged[kind] = total
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:
