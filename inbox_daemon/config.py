@@ -161,6 +161,9 @@ class PostfixConfig:
     policy_action: str = "REJECT"  # REJECT | DEFER | HOLD | DISCARD for a blocked recipient
     exempt_senders: tuple[str, ...] = ()  # envelope senders never checked ("a@b.example", "@b.example")
     max_connections: int = 256  # per listener (Postfix keeps one per smtpd process)
+    max_connections_per_peer: int = 192  # per user (Unix socket or loopback TCP) or remote address
+    idle_seconds: float = 600.0  # without a completed request; Postfix closes its own at 300 s
+    request_seconds: float = 10.0  # a request must be complete this long after its first byte
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,9 @@ def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:
         (cfg.postfix.policy_action.upper() in ("REJECT", "DEFER", "HOLD", "DISCARD"),
          "postfix.policy_action must be REJECT|DEFER|HOLD|DISCARD"),
         (cfg.postfix.max_connections > 0, "postfix.max_connections must be positive"),
+        (cfg.postfix.max_connections_per_peer > 0, "postfix.max_connections_per_peer must be positive"),
+        (cfg.postfix.idle_seconds > 0, "postfix.idle_seconds must be positive"),
+        (cfg.postfix.request_seconds > 0, "postfix.request_seconds must be positive"),
         (all(s.count("@") == 1 for s in cfg.postfix.exempt_senders),
          "postfix.exempt_senders must be addresses or @domain"),
     ]

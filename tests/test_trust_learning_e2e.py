@@ -57,14 +57,14 @@ def test_learning_is_narrow_audited_and_held_on_conflict(tmp_path: Path) -> None
         daemon.wait_event("learn_conflict", address=other)
         assert daemon.query(f"CHECK {other}") == ["OK"]
 
-        # Over TCP the client is its address.
+        # Over loopback TCP too the client is its user (every local user connects from 127.0.0.1).
         assert ask_tcp(ready["query_tcp"], f"CHECK {via_tcp} {second}").startswith("BLOCKED")
-        assert daemon.wait_event("address_learned", address=via_tcp)["client"] == "ip 127.0.0.1"
+        assert daemon.wait_event("address_learned", address=via_tcp)["client"] == f"uid {os.getuid()}"
 
         trail = daemon.cli("audit", check=True).stdout
         assert f"\tquery uid {os.getuid()}\tlearn\t{relay}\t" in trail
         assert f"\tquery uid {os.getuid()}\tlearn_conflict\t{other}\t" in trail
-        assert f"\tquery ip 127.0.0.1\tlearn\t{via_tcp}\t" in trail
+        assert f"\tquery uid {os.getuid()}\tlearn\t{via_tcp}\t" in trail
         assert "competitor.example" not in trail
         shown = daemon.cli("blocklist", "show", first, check=True).stdout
         assert f"address: {relay} learned from CHECK by query uid {os.getuid()}" in shown

@@ -171,3 +171,22 @@ def test_daemon_restart_while_postfix_holds_a_policy_connection(rig: Rig) -> Non
         code, text = client.rcpt(blocked)  # the same smtpd, its policy connection gone stale
         assert code // 100 == 5 and b"opted out" in text, (code, text, rig.postfix.log()[-2000:])
         assert client.rcpt(unknown)[0] == 250
+
+
+def test_256_idle_connections_from_another_local_user_do_not_lock_postfix_out(rig: Rig) -> None:
+    """Every local user reaches the policy service from 127.0.0.1, so there a peer is the user
+    that owns the other end (lookup/limits.py): this test's 256 idle connections are one peer,
+    held to max_connections_per_peer (192 of the 256), and Postfix's smtpd (user postfix) still
+    gets its own."""
+    assert rig.daemon.stop() == 0  # Postfix's kept policy connections go: it must connect anew
+    rig.daemon.start()
+    held = [socket.create_connection(("127.0.0.1", rig.policy), timeout=10) for _ in range(256)]
+    try:
+        code, text = rcpt(rig.outbound, rig.rows[0][1])
+        assert code // 100 == 5 and "5.7.1" in text, text  # answered, not deferred for want of a slot
+        assert rcpt(rig.outbound, "someone-else@marketplace.amazon.com")[0] == 250
+        refused = rig.daemon.wait_event("policy.too_many_connections")
+        assert refused["limit"] == "refused_peer" and refused["max_connections_per_peer"] == 192
+    finally:
+        for sock in held:
+            sock.close()
