@@ -32,6 +32,7 @@ __all__ = [
     "LogConfig",
     "PostfixConfig",
     "MetricsConfig",
+    "PrivacyConfig",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -172,6 +173,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Buyer data under Amazon's Data Protection Policy (docs/privacy.md): where the key file is
+    and how long plain-text evidence is kept. The pseudonymous blocklist entry is kept for good."""
+
+    key_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/privacy-key (systemd LoadCredential=), else privacy.key in the state directory
+    retain_days: int = 30  # raw messages and plain-text buyer data are purged this long after they came
+    retain_days_held: int = 90  # messages still held for review are kept until decided or this long
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -183,6 +194,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
 
@@ -193,6 +205,18 @@ class Config:
     @property
     def query_socket(self) -> str:
         return self.query.socket or str(Path(self.state_dir) / "query.sock")
+
+    @property
+    def privacy_key_file(self) -> Path:
+        """The key file: as configured; else the systemd credential ``privacy-key`` when the
+        unit loads one (LoadCredential=privacy-key:/etc/inbox-daemon/privacy.key); else beside
+        the embedded database."""
+        if self.privacy.key_file:
+            return Path(self.privacy.key_file)
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (Path(credentials) / "privacy-key").exists():
+            return Path(credentials) / "privacy-key"
+        return Path(self.state_dir) / "privacy.key"
 
     @property
     def is_embedded_sqlite(self) -> bool:
@@ -209,6 +233,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -346,6 +371,9 @@ def _validate(cfg: Config) -> None:
         (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
+        (cfg.privacy.retain_days >= 1, "privacy.retain_days must be at least 1"),
+        (cfg.privacy.retain_days_held >= cfg.privacy.retain_days,
+         "privacy.retain_days_held must be at least privacy.retain_days"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
     ]
