@@ -114,9 +114,12 @@ class Throttled:
             state.timer = _call_later(state.logged + self.interval - now, self._summary, kind)
 
     def _summary(self, kind: Hashable) -> None:
-        state = self._kinds.pop(kind, None)
-        if state is None or not state.suppressed:
+        state = self._kinds.get(kind)
+        if state is None:
             return
+        state.timer = None
+        if not state.suppressed:
+            return  # nothing to tell; the interval still runs from the last line
         self._logger.warning(self._event, suppressed=state.suppressed, summary=True, **state.fields)
         self._kinds[kind] = _Kind(time.monotonic())
 
