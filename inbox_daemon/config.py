@@ -173,6 +173,7 @@ class ImapConfig:
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto (console on a TTY, JSON otherwise) | json | console
+    repeat_seconds: float = 10.0  # a warning a peer can repeat: one line per kind this often, then a summary
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ class PostfixConfig:
     policy_action: str = "REJECT"  # REJECT | DEFER | HOLD | DISCARD for a blocked recipient
     exempt_senders: tuple[str, ...] = ()  # envelope senders never checked ("a@b.example", "@b.example")
     max_connections: int = 256  # per listener (Postfix keeps one per smtpd process)
+    max_connections_per_peer: int = 192  # per user (Unix socket or loopback TCP) or remote address
+    idle_seconds: float = 600.0  # without a completed request; Postfix closes its own at 300 s
+    request_seconds: float = 10.0  # a request must be complete this long after its first byte
 
 
 @dataclass(frozen=True)
@@ -457,6 +461,7 @@ def _validate(cfg: Config) -> None:
         (cfg.query.request_seconds > 0, "query.request_seconds must be positive"),
         (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
+        (cfg.log.repeat_seconds > 0, "log.repeat_seconds must be positive"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
         (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
         (cfg.security.max_buyers_per_notice > 0, "security.max_buyers_per_notice must be positive"),
@@ -523,6 +528,9 @@ def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:
         (cfg.postfix.policy_action.upper() in ("REJECT", "DEFER", "HOLD", "DISCARD"),
          "postfix.policy_action must be REJECT|DEFER|HOLD|DISCARD"),
         (cfg.postfix.max_connections > 0, "postfix.max_connections must be positive"),
+        (cfg.postfix.max_connections_per_peer > 0, "postfix.max_connections_per_peer must be positive"),
+        (cfg.postfix.idle_seconds > 0, "postfix.idle_seconds must be positive"),
+        (cfg.postfix.request_seconds > 0, "postfix.request_seconds must be positive"),
         (all(s.count("@") == 1 for s in cfg.postfix.exempt_senders),
          "postfix.exempt_senders must be addresses or @domain"),
     ]

@@ -22,6 +22,8 @@ from .log import get_logger, set_level
 from .lookup import BlocklistIndex, QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
+from .lookup.limits import Limits, share_descriptors
+from .metrics import POLICY as METRICS_POLICY
 from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
 from .privacy import KeyRing, load_keyring
@@ -89,6 +91,22 @@ def _match(config: Config, keyring: KeyRing, stored: str) -> None:
                           "with (its check value differs); start with that key file (docs/privacy.md); refusing to start")
 
 
+
+def _smtp_reserve(cfg: Config) -> int:
+    """Descriptors no listener may take: SMTP's sessions, and 128 for the database, IMAP and files."""
+    return cfg.smtp.max_connections + 128
+
+
+def listener_limits(cfg: Config) -> dict[str, Limits]:
+    """Every listener's caps from one descriptor budget (lookup/limits.py): a flood on one
+    listener cannot take the descriptors SMTP and the other listeners need."""
+    per_postfix = (cfg.postfix.max_connections, cfg.postfix.max_connections_per_peer)
+    wanted = {"query": (cfg.query.max_connections, cfg.query.max_connections_per_peer)}
+    wanted |= {name: per_postfix for name in ("policy", "socketmap") if getattr(cfg.postfix, name)}
+    if cfg.metrics.listen:
+        wanted["metrics"] = (METRICS_POLICY.max_connections, METRICS_POLICY.max_per_peer)
+    return share_descriptors(wanted, _smtp_reserve(cfg))
+
 class Daemon:
     """The running service: its parts and their order."""
 
@@ -113,16 +131,19 @@ class Daemon:
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
         self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
         self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains, keyring=self.store.keyring)
+        shares = listener_limits(cfg)
+        self.log.info("listener_limits", descriptor_limit=shares["query"].descriptor_limit,
+                      reserved_for_smtp=_smtp_reserve(cfg), **{k: v.max_connections for k, v in shares.items()})
         self.query = QueryServer(
             self.index, **self._query_listeners(),
             on_address_learned=self.learner.submit if cfg.query.learn_addresses else None, stats=self.stats,
             max_connections=cfg.query.max_connections, idle_timeout=cfg.query.idle_seconds,
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
-            reserved_descriptors=cfg.smtp.max_connections + 128,
+            reserved_descriptors=_smtp_reserve(cfg), limits=shares["query"],
         )
         for stage, part in ((CORE, self.follower), (CORE, self.flow), (CORE, self.learner), (EDGE, self.query)):
             await self._start_part(stage, part)
-        self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap
+        self.mta = postfix_servers(cfg.postfix, self.index, shares)  # Postfix's policy service and socketmap
         for mta in self.mta:
             await self._start_part(EDGE, mta)
         if cfg.smtp.enabled:
@@ -131,7 +152,7 @@ class Daemon:
         await self._start_imap()
         secure_state(cfg)  # now the WAL/SHM files and the query socket exist too
         if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
-            self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self))
+            self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self), shares["metrics"])
             await self._start_part(EDGE, self.metrics)
         self._announce()
 

@@ -24,7 +24,7 @@ def serve(config_path: str | None) -> None:
 
     catch_early_hangup()  # first: a reload (SIGHUP) while starting must not end the process
     cfg = load(config_path)
-    configure_logging(cfg.log.level, cfg.log.format)
+    configure_logging(cfg.log.level, cfg.log.format, repeat_seconds=cfg.log.repeat_seconds)
     from ..daemon import Daemon
     from ..processing.processor import tune_allocator
 

@@ -14,7 +14,7 @@ import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import keys
 from ..errors import StoreUnavailable
@@ -127,6 +127,7 @@ class IndexFollower:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._deferred.flush()
 
     async def poll_once(self) -> int:
         """Read the changes past the cursor and apply them; the cursor moves only once they
@@ -165,7 +166,7 @@ class AddressLearner:
     MAX_PENDING = 10_000
 
     def __init__(self, store: Store, index: BlocklistIndex, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
-                 log_interval: float = 10.0, keyring: keys.Pseudonyms | None = None) -> None:
+                 log_interval: float | None = None, keyring: keys.Pseudonyms | None = None) -> None:
         self._store, self._index = store, index
         self._keyring = keyring  # log lines show pseudonym prefixes, never the keys
         self._patterns: tuple[str, ...] = ()
@@ -174,10 +175,11 @@ class AddressLearner:
         self._pending: set[tuple[str, str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="learn")
-        self._dropped = Throttled(self._log, "learn_queue_full")
-        self._refused: dict[str, int] = {}  # refusals per client since the last log line
-        self._refused_logged = 0.0
-        self._log_interval = log_interval
+        # Any query client can repeat these as fast as it can send CHECK lines: throttled.
+        self._dropped = Throttled(self._log, "learn_queue_full", log_interval)
+        self._refused = Throttled(self._log, "learn_refused", log_interval)
+        self._conflict = Throttled(self._log, "learn_conflict", log_interval)
+        self._failed = Throttled(self._log, "learn_failed", log_interval)
         self.outcomes: dict[str, int] = {"learned": 0, "conflict": 0, "none": 0, "refused": 0}
 
     def use_relay_domains(self, relay_domains: tuple[str, ...]) -> None:
@@ -202,7 +204,7 @@ class AddressLearner:
             return
         self._pending.add(item)
 
-    def _tags(self, order_id: str, address: str | None = None) -> dict[str, str]:
+    def _tags(self, order_id: str, address: str | None = None) -> dict[str, Any]:
         """Log fields for the keys: ``BuyerKey.tag`` (kind and a pseudonym prefix), never the key."""
         found = {"order": keys.BuyerKey.order(order_id)}
         if address is not None:
@@ -211,15 +213,9 @@ class AddressLearner:
                 for name, key in found.items()}
 
     def _refuse(self, client: str, domain: str) -> None:
-        """A relay address outside ``relay_domains``: counted, logged at most once an interval."""
+        """A relay address outside ``relay_domains``: counted, logged throttled per client."""
         self.outcomes["refused"] += 1
-        self._refused[client] = self._refused.get(client, 0) + 1
-        now = time.monotonic()
-        if now - self._refused_logged >= self._log_interval:
-            self._log.warning("learn_refused", reason="address outside security.relay_domains", domain=domain[:100],
-                              clients=dict(self._refused))
-            self._refused.clear()
-            self._refused_logged = now
+        self._refused(client, reason="address outside security.relay_domains", domain=domain[:100], client=client)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -237,6 +233,8 @@ class AddressLearner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for warning in (self._dropped, self._refused, self._conflict, self._failed):
+            warning.flush()
 
     async def _run(self) -> None:
         while True:
@@ -249,9 +247,9 @@ class AddressLearner:
                     self._index.apply(entries)
                     self._log.info("address_learned", **self._tags(order_id, address), client=client)
                 elif outcome == "conflict":
-                    self._log.warning("learn_conflict", **self._tags(order_id, address), client=client)
+                    self._conflict(client, **self._tags(order_id, address), client=client)
             except Exception as exc:  # the next CHECK with both keys will submit it again
-                self._log.warning("learn_failed", **self._tags(order_id), error=repr(exc))
+                self._failed(**self._tags(order_id), error=repr(exc))
             finally:
                 self._pending.discard(item)
                 self._queue.task_done()
