@@ -18,7 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "inbox_daemon"
 
 EVERYTHING = {"notices", "trust", "store", "processing", "intake", "lookup", "web", "cli", "daemon", "config", "reload",
-              "state", "metrics", "client", "errors", "keys", "log", "systemd", "progress", "providers", "privacy",
+              "state", "metrics", "client", "errors", "keys", "log", "systemd", "progress", "providers", "privacy", "exchange",
               "__init__"}
 LEAVES = {"errors", "keys"}  # the exception tree and the one key validator: anyone may use them
 # What each folder and top-level module may import of the package (besides itself).
@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "providers": set(),  # IMAP provider presets: data only
     "privacy": {"errors"},  # the privacy key file: pseudonym and data keys
     "config": {"errors", "providers"},
-    "client": {"errors", "keys"},  # the sender tools' library: the one key rule, nothing of the daemon
+    "client": {"errors", "keys", "exchange"},  # the sender tools' library: the one key rule, nothing of the daemon
+    "exchange": {"errors", "keys"},  # the client's sans-IO wire rules and connection state
     "reload": {"config"} | LEAVES,
     "state": {"config", "log"} | LEAVES,
     "metrics": {"lookup", "log"} | LEAVES,  # the listeners' shared limits (lookup/limits.py)
