@@ -16,12 +16,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "inbox_daemon"
 
 # What each folder must not import, as the README's Development section says.
 FORBIDDEN = {
-    "notices": {"config", "log", "daemon", "cli", "store", "trust", "processing", "intake", "lookup"},
-    "trust": {"config", "log", "daemon", "cli", "store", "processing", "intake", "lookup"},
-    "store": {"daemon", "cli", "trust", "processing", "intake", "lookup"},
-    "processing": {"daemon", "cli", "intake", "lookup"},
-    "lookup": {"daemon", "cli", "intake", "processing", "trust"},
-    "intake": {"daemon", "cli", "lookup"},
+    "notices": {"config", "log", "daemon", "cli", "store", "trust", "processing", "intake", "lookup", "web"},
+    "trust": {"config", "log", "daemon", "cli", "store", "processing", "intake", "lookup", "web"},
+    "store": {"daemon", "cli", "trust", "processing", "intake", "lookup", "web"},
+    "processing": {"daemon", "cli", "intake", "lookup", "web"},
+    "lookup": {"daemon", "cli", "intake", "processing", "trust", "web"},
+    "intake": {"daemon", "cli", "lookup", "web"},
+    # The web pages and API: processing, store, lookup, config, log, errors and keys only.
+    "web": {"daemon", "cli", "intake", "trust", "notices", "client", "metrics", "privacy", "progress", "reload",
+            "state", "systemd"},
 }
 
 

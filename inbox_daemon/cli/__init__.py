@@ -16,6 +16,7 @@ from .messages import import_, messages
 from .quarantine import quarantine
 from .sellers import forwarders, sellers
 from .serve import check, parse, serve
+from .users import tokens, users
 
 __all__ = ["main", "cli"]
 
@@ -26,7 +27,7 @@ def cli() -> None:
     """Take in Amazon's buyer opt-out notices and keep the blocklist seller tools ask before sending."""
 
 
-for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit):
+for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit, users, tokens):
     cli.add_command(_command)
 
 

@@ -48,17 +48,16 @@ async def quarantine_show(store: Store, raw_id: int) -> None:
 
 @quarantine.command("approve")
 @click.argument("raw_id", type=int, metavar="ID")
+@click.option("--note", default="", help="Why (kept in the audit trail).")
 @by_option
 @with_store
-async def quarantine_approve(store: Store, cfg: Config, raw_id: int, who: str | None) -> None:
+async def quarantine_approve(store: Store, cfg: Config, raw_id: int, note: str, who: str | None) -> None:
     """Apply held message ID (parsed again with the current parser)."""
     from ..processing import load_parser
+    from ..processing.review import approve_held
 
     parser = load_parser(cfg.parser.module)
-    if await store.get_held(raw_id) is None:
-        fail(f"no message {raw_id}")
-    record = await store.load_raw(raw_id)
-    applied = await refusable(store.approve(raw_id, parser.parse(record.data), parser_version=parser.version, who=login(who)))
+    applied = await refusable(approve_held(store, parser, raw_id, who=login(who), note=note))
     click.echo(f"approved {raw_id}: {applied.buyers_new} new, {applied.buyers_updated} updated")
 
 
@@ -69,7 +68,9 @@ async def quarantine_approve(store: Store, cfg: Config, raw_id: int, who: str | 
 @with_store
 async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | None) -> None:
     """Discard held message ID: kept, never applied, no longer listed as held."""
-    await refusable(store.discard(raw_id, who=login(who), reason=reason))
+    from ..processing.review import discard_held
+
+    await refusable(discard_held(store, raw_id, who=login(who), reason=reason))
     click.echo(f"discarded {raw_id}")
 
 
@@ -80,17 +81,13 @@ async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | 
 async def quarantine_reprocess(store: Store, cfg: Config, every: bool) -> None:
     """Run the current parser and trust rules over kept, unapplied messages; apply what passes."""
     from ..processing import build_flow
+    from ..processing.review import reprocess_kept
 
     flow = build_flow(cfg, store)
     await flow.start()
-    outcomes: dict[str, int] = {}
     try:
-        after, version = 0, flow.processor.parser.version
-        while ids := await store.reprocess_ids(version, every=every, after=after, limit=500):
-            for done in await flow.processor.process(ids):
-                outcomes[done.outcome] = outcomes.get(done.outcome, 0) + 1
-            after = ids[-1]
+        outcomes = await reprocess_kept(store, flow.processor, every=every)
     finally:
         await flow.stop()
     summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
-    click.echo(f"reprocessed with parser {version}: {summary}")
+    click.echo(f"reprocessed with parser {flow.processor.parser.version}: {summary}")

@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import Buyer, ParseResult
 
-from . import admission, applying, blocklist, changes, imap, leases, raw, review, sellers
+from . import accounts, admission, applying, blocklist, changes, imap, leases, raw, review, sellers
 from .admission import AdmissionView
 from .audit import audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
 from .records import (
+    ApiTokenRow,
+    WebUserRow,
     Admission,
     Applied,
     AuditEntry,
@@ -156,6 +158,10 @@ class Store:
         """Kept messages, newest first, optionally of one outcome."""
         return await self._reading(lambda s: raw.list_rows(s, outcome, limit))
 
+    async def outcome_counts(self, since: datetime) -> dict[str, int]:
+        """Messages received since ``since``, by outcome."""
+        return await self._reading(lambda s: raw.outcome_counts(s, since))
+
     async def get_message(self, ref: str) -> RawRecord | None:
         """By id or by a sha256 prefix of 4+ hex digits (ValueError when ambiguous)."""
         return await self._reading(lambda s: raw.find(s, ref))
@@ -264,8 +270,12 @@ class Store:
         """Which seller reported an opt-out in which message, when, with what DKIM verdict."""
         return await self._reading(lambda s: review.evidence_details(s, opt_out_id))
 
-    async def audit_log(self, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
-        return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit))
+    async def audit_log(
+        self, *, opt_out_ids: Sequence[int] = (), limit: int = 100, offset: int = 0,
+        actor: str | None = None, action: str | None = None,
+    ) -> list[AuditEntry]:
+        return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit, offset=offset,
+                                                        actor=actor, action=action))
 
     async def import_buyers(
         self, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], *, who: str
@@ -300,8 +310,10 @@ class Store:
 
     # -- quarantine --------------------------------------------------------------------------------
 
-    async def list_held(self, outcomes: Sequence[str] = review.UNAPPLIED, limit: int = 50) -> list[HeldRow]:
-        return await self._reading(lambda s: review.held_rows(s, outcomes, limit))
+    async def list_held(
+        self, outcomes: Sequence[str] = review.UNAPPLIED, limit: int = 50, *, offset: int = 0
+    ) -> list[HeldRow]:
+        return await self._reading(lambda s: review.held_rows(s, outcomes, limit, offset=offset))
 
     async def get_held(self, raw_id: int) -> HeldRow | None:
         rows = await self._reading(lambda s: review.held_rows(s, (), 1, raw_id))
@@ -321,10 +333,12 @@ class Store:
     async def reprocess_ids(self, parser_version: str, *, every: bool = False, after: int = 0, limit: int = 1000) -> list[int]:
         return await self._reading(lambda s: review.reprocess_ids(s, parser_version, every, after, limit))
 
-    async def approve(self, raw_id: int, result: ParseResult, *, parser_version: str, who: str) -> Applied:
+    async def approve(
+        self, raw_id: int, result: ParseResult, *, parser_version: str, who: str, note: str = ""
+    ) -> Applied:
         """Apply a held notice (LookupError: no such message; ValueError: not held, or it no
-        longer parses as an opt-out)."""
-        return await self._transaction(lambda s: review.approve(s, raw_id, result, parser_version, who, utcnow()))
+        longer parses as an opt-out). ``note`` joins the audit row."""
+        return await self._transaction(lambda s: review.approve(s, raw_id, result, parser_version, who, utcnow(), note))
 
     async def discard(self, raw_id: int, *, who: str, reason: str) -> None:
         await self._transaction(lambda s: review.discard(s, raw_id, who, reason, utcnow()))
@@ -366,3 +380,31 @@ class Store:
 
     async def imap_lease(self, account: str, mailbox: str) -> Lease | None:
         return await self._reading(lambda s: leases.read(s, account, mailbox))
+
+    # -- web users and API tokens (hashed by the caller) --------------------------------------------
+
+    async def set_user(self, name: str, role: str, password_hash: str, *, who: str) -> bool:
+        """Add a web user or replace its password and role; True when new."""
+        return await self._transaction(lambda s: accounts.set_user(s, name, role, password_hash, who, utcnow()))
+
+    async def get_user(self, name: str) -> WebUserRow | None:
+        return await self._reading(lambda s: accounts.user(s, name))
+
+    async def list_users(self) -> list[WebUserRow]:
+        return await self._reading(accounts.users)
+
+    async def disable_user(self, name: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.disable_user(s, name, who, utcnow()))
+
+    async def add_token(self, name: str, token_sha256: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.add_token(s, name, token_sha256, who, utcnow()))
+
+    async def token_name(self, token_sha256: str) -> str | None:
+        """The live API token with this hash, by name; None when there is none."""
+        return await self._reading(lambda s: accounts.token_name(s, token_sha256))
+
+    async def list_tokens(self) -> list[ApiTokenRow]:
+        return await self._reading(accounts.tokens)
+
+    async def revoke_token(self, name: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.revoke_token(s, name, who, utcnow()))

@@ -1,0 +1,57 @@
+"""Operator decisions on kept mail, for every front end (the CLI's ``quarantine`` verbs and the
+web pages): approve a held notice, discard it, run kept mail through the current parser and
+rules again. One place each, so the command line and the browser cannot drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from ..store import Applied, IndexEntry, Store
+from .parsers import Parser
+from .processor import Processed, Processor
+
+__all__ = ["approve_held", "discard_held", "reprocess_one", "reprocess_kept"]
+
+
+async def approve_held(
+    store: Store, parser: Parser, raw_id: int, *, who: str, note: str = "",
+    on_applied: Callable[[Sequence[IndexEntry]], None] | None = None,
+) -> Applied:
+    """Apply held message ``raw_id``, parsed again with the current parser (LookupError: no such
+    message; ValueError: not held, or no longer an opt-out). ``on_applied``: the daemon's index,
+    updated in the same step as the commit."""
+    if await store.get_held(raw_id) is None:
+        raise LookupError(f"no message {raw_id}")
+    record = await store.load_raw(raw_id)
+    result = await asyncio.to_thread(parser.parse, record.data)  # never the event loop's time
+    applied = await store.approve(raw_id, result, parser_version=parser.version, who=who, note=note)
+    if on_applied is not None:
+        on_applied(applied.entries)
+    return applied
+
+
+async def discard_held(store: Store, raw_id: int, *, who: str, reason: str) -> None:
+    """Keep held message ``raw_id`` unapplied for good (a reason is required)."""
+    if not reason.strip():
+        raise ValueError("a discard needs a reason")
+    await store.discard(raw_id, who=who, reason=reason.strip())
+
+
+async def reprocess_one(processor: Processor, raw_id: int) -> Processed:
+    """Run one kept message through the current parser and trust rules (a started processor)."""
+    (done,) = await processor.process([raw_id])
+    return done
+
+
+async def reprocess_kept(store: Store, processor: Processor, *, every: bool, batch: int = 500) -> Counter[str]:
+    """Every unapplied message an older parser read (``every``: all of them; held ones always),
+    through the current parser and rules; outcomes counted."""
+    outcomes: Counter[str] = Counter()
+    after, version = 0, processor.parser.version
+    while ids := await store.reprocess_ids(version, every=every, after=after, limit=batch):
+        for done in await processor.process(ids):
+            outcomes[done.outcome] += 1
+        after = ids[-1]
+    return outcomes

@@ -1,0 +1,158 @@
+"""The web pages and the HTTP API over plain HTTP, against a real daemon process: a held
+notice approved in the pages blocks its buyer on the query socket at once; roles, CSRF and the
+Origin check hold on the server; cookie flags; the login throttle; the API answers as the socket."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, write_config
+from tests.support.notices import opt_out_notice, order_id, relay_address
+from tests.support.trust import forwarded_inline
+from tests.support.web import WebUser, add_token, add_user
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    tmp = tmp_path_factory.mktemp("web")
+    config = write_config(tmp / "c.toml", {
+        "smtp": {"recipients": ["optout@sellers.example"]},
+        "security": {"require_registered_forwarder": True},
+    })
+    proc = DaemonProcess(tmp / "home", config)
+    proc.cli("db", "upgrade", check=True)
+    add_user(proc, "alice", "operator", PASSWORD)
+    add_user(proc, "victor", "viewer", PASSWORD)
+    proc.start()
+    yield proc
+    proc.ensure_stopped()
+
+
+def held_notice(daemon: DaemonProcess, seed: int) -> tuple[int, str]:
+    """Mail a notice forwarded by an unregistered address: held. Its id and order."""
+    order = order_id(random.Random(seed))
+    code, _ = daemon.send(forwarded_inline(opt_out_notice(order, None), "ops@stranger.example"))
+    assert code == 250
+    listed = daemon.cli("quarantine", "list", "--outcome", "quarantined", check=True).stdout
+    for line in listed.splitlines():
+        raw_id = int(line.split("\t")[0])
+        if order in daemon.cli("messages", "show", str(raw_id), "--raw").stdout:
+            return raw_id, order
+    raise AssertionError(f"{order} not held: {listed}")
+
+
+def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 1)
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    alice = WebUser(daemon.web)
+    assert alice.login("alice", PASSWORD).status == 303
+    assert f'href="/messages/{raw_id}"' in alice.get("/queue?outcome=quarantined").text
+    page = alice.get(f"/messages/{raw_id}")
+    assert "unregistered forwarder ops@stranger.example" in page.text and 'id="approve"' in page.text
+    done = alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf(), "note": "known seller, checked by phone"})
+    assert done.status == 200 and "Approved: 1 new" in done.text
+    assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")  # no wait: the index moved with the commit
+    trail = alice.get("/audit?actor=alice&action=approve").text
+    assert "known seller, checked by phone" in trail and f'href="/messages/{raw_id}"' in trail
+
+
+def test_a_viewer_sees_no_approve_button_and_a_forged_post_is_refused(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 2)
+    victor = WebUser(daemon.web)
+    assert victor.login("victor", PASSWORD).status == 303
+    page = victor.get(f"/messages/{raw_id}")
+    assert page.status == 200 and 'id="approve"' not in page.text and "/approve" not in page.text
+    forged = victor.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf()})
+    assert forged.status == 403
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    assert alice.post(f"/messages/{raw_id}/approve", {"csrf": "wrong"}).status == 403  # no CSRF token
+    csrf = alice.get(f"/messages/{raw_id}").csrf()
+    assert alice.post(f"/messages/{raw_id}/approve", {"csrf": csrf}, origin="http://evil.example").status == 403
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    assert "quarantined" in daemon.cli("quarantine", "show", str(raw_id)).stdout
+
+
+def test_session_cookies_are_httponly_samesite_strict_and_logout_ends_the_session(daemon: DaemonProcess) -> None:
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    session = next(h for h in alice.set_cookie_headers if h.startswith("inbox_session="))
+    flags = {part.strip().lower() for part in session.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/"} <= flags and "secure" not in flags  # plain HTTP here
+    stolen = dict(alice.cookies)
+    assert alice.get("/").status == 200
+    assert alice.post("/logout", {"csrf": alice.get("/").csrf()}).status == 303
+    replay = WebUser(daemon.web)
+    replay.cookies = stolen
+    assert replay.get("/").status == 303  # the old cookie is worth nothing
+
+
+def test_a_thousand_wrong_passwords_are_slowed_while_the_right_user_logs_in(daemon: DaemonProcess) -> None:
+    attacker = WebUser(daemon.web, source="127.0.0.1")
+    token = attacker.get("/login").csrf()
+    statuses: dict[int, int] = {}
+    for i in range(1000):
+        page = attacker.post("/login", {"csrf": token, "user": "alice", "password": f"guess{i}"})
+        statuses[page.status] = statuses.get(page.status, 0) + 1
+        if page.status == 429:
+            assert int(page.headers["Retry-After"]) >= 1
+    assert statuses.get(303, 0) == 0
+    assert statuses.get(401, 0) <= 10 and statuses.get(429, 0) >= 990, statuses  # checked only a few
+    owner = WebUser(daemon.web, source="127.0.0.2")  # the right user, from their own machine
+    assert owner.login("alice", PASSWORD).status == 303
+    assert owner.get("/").status == 200
+
+
+def test_the_api_answers_as_the_query_socket_does(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 3)
+    daemon.cli("quarantine", "approve", str(raw_id), check=True)
+    token = add_token(daemon, "shop")
+    rng = random.Random(7)
+    keys: list[object] = [relay_address(rng) for _ in range(9_000)] + [order_id(rng) for _ in range(990)]
+    keys += [order, [relay_address(rng), order], "", "not an address", "é@x.example", "a\nb@c.example", "x" * 2000,
+             [relay_address(rng), "bad-order"], "PING", 42]
+    keys = keys[:10_000]
+    api = WebUser(daemon.web)
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    page = api.request("POST", "/v1/check", json.dumps(keys).encode(), auth)
+    assert page.status == 200
+    answers = page.json()["answers"]
+    assert len(answers) == 10_000 and [a["key"] for a in answers] == keys
+    lines = [_line(k) for k in keys]
+    socket_replies = daemon.query(*[line for line in lines if line is not None])
+    it = iter(socket_replies)
+    for key, line, answer in zip(keys, lines, answers):
+        if line is not None:
+            assert answer["reply"] == next(it), key
+        else:
+            assert answer["reply"].startswith("ERR ") and not answer["blocked"], key
+    assert sum(a["blocked"] for a in answers) >= 2
+    one = api.request("GET", f"/v1/check?key={order}", headers=auth).json()
+    assert one["blocked"] and one["reply"].startswith("BLOCKED ") and one["count"] == 1
+    assert api.request("GET", f"/v1/check?key={order}", headers={"Authorization": "Bearer nope"}).status == 401
+    assert api.request("GET", f"/v1/check?key={order}").status == 401
+    assert api.request("POST", "/v1/check", b"[not json", auth).status == 400
+    assert api.request("POST", "/v1/check", b'{"keys": 5}', auth).status == 400
+    assert api.request("POST", "/v1/check", json.dumps(["a@b.example"] * 10_001).encode(), auth).status == 413
+    spec = api.get("/v1/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/v1/check" in spec["paths"]
+
+
+def _line(key: object) -> str | None:
+    """The socket request for a key the socket can take as one line; None for the rest."""
+    from inbox_daemon.client import request_line
+
+    if isinstance(key, list):
+        key = tuple(key)
+    if not isinstance(key, (str, tuple)):
+        return None
+    line = request_line(key)  # type: ignore[arg-type]
+    if "\n" in line or len(line.encode()) > 1024:
+        return None
+    return line
