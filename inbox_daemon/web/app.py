@@ -43,7 +43,7 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = exc
     response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Chrome send Origin: null
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Cache-Control", "no-store")
     if isinstance(response, web.HTTPException) and response.status >= 400 and not response.text:

@@ -88,25 +88,40 @@ def add_token(daemon: DaemonProcess, name: str) -> str:
 
 def hostile_mail(pixel: str, order: str) -> bytes:
     """A forwarded 'notice' whose HTML tries everything: script, event handlers, javascript:
-    links, CSS that loads, a tracking pixel at ``pixel``, a meta refresh, a form, an iframe,
-    and an attachment whose file name is HTML."""
-    html = f"""<html><head><script>window.top.__pwned = (window.top.__pwned || 0) + 1;</script>
-<style>body {{ background: url({pixel}?css) }}</style><meta http-equiv="refresh" content="0;url={pixel}?refresh">
-<link rel="stylesheet" href="{pixel}?link"></head>
-<body onload="window.top.__pwned = 1"><p style="background-image:url({pixel}?style)">Order {order}</p>
-<img src="{pixel}?img" onerror="window.top.__pwned = 2"><a href="javascript:window.top.__pwned=3">click</a>
-<svg onload="window.top.__pwned=4"><image href="{pixel}?svg"/></svg><iframe src="{pixel}?iframe"></iframe>
-<form action="{pixel}?form"><input name=x></form><object data="{pixel}?object"></object>
-<video poster="{pixel}?poster"></video></body></html>"""
+    links, CSS that loads, a tracking pixel, a meta refresh, a form, an iframe, an object, and an
+    attachment whose file name is HTML. Every attempt that runs or loads asks ``pixel`` (a
+    loopback server that counts): ``?js*`` marks a script that ran, the rest a load."""
+    def run(mark: str) -> str:
+        return f"fetch('{pixel}/?js-{mark}');new Image().src='{pixel}/?js-{mark}-img';window.top.__pwned='{mark}'"
+
+    html = f"""<html><head><script>{run("script")}</script>
+<style>body {{ background: url({pixel}/?css-body) }} @import url({pixel}/?css-import);</style>
+<meta http-equiv="refresh" content="0;url={pixel}/?refresh"><base href="{pixel}/">
+<link rel="stylesheet" href="{pixel}/?link"></head>
+<body onload="{run("onload")}"><p style="background-image:url({pixel}/?style)">Order {order}</p>
+<img src="{pixel}/?img" onerror="{run("onerror")}"><img src=x onerror="{run("onerror2")}">
+<a id=js href="javascript:{run("href")}">click me</a>
+<svg onload="{run("svg")}"><image href="{pixel}/?svg"/></svg><iframe src="{pixel}/?iframe"></iframe>
+<iframe srcdoc="<script>{run("srcdoc")}</script>"></iframe>
+<form action="{pixel}/?form"><input name=x><button>go</button></form><object data="{pixel}/?object"></object>
+<video poster="{pixel}/?poster"></video><div onmouseover="{run("hover")}">hover</div></body></html>"""
     return (
         "From: Ops <ops@stranger.example>\r\nTo: optout@sellers.example\r\n"
         "Subject: Fwd: Your message to a buyer could not be delivered\r\n"
         "Date: Tue, 11 Jun 2024 15:00:00 -0700\r\nMessage-ID: <hostile@stranger.example>\r\n"
         'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="outer"\r\n\r\n'
         '--outer\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
-        f"--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nOrder {order}: <script>window.top.__pwned=5</script>\r\n"
-        f"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--alt--\r\n"
-        "--outer\r\nContent-Type: text/html; name=\"<img src=x onerror=alert(1)>.html\"\r\n"
-        "Content-Disposition: attachment; filename=\"<img src=x onerror=window.top.__pwned=6>.html\"\r\n\r\n"
-        "<script>window.top.__pwned=7</script>\r\n--outer--\r\n"
+        f"--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nOrder {order}: <script>{run('text')}</script>\r\n"
+        "--alt\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{_base64(html)}\r\n--alt--\r\n"
+        "--outer\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment;\r\n filename=\"<img src=x onerror=alert(1)><script>alert(2)</script>.html\"\r\n\r\n"
+        f"{_base64('<script>' + run('attachment') + '</script>')}\r\n--outer--\r\n"
     ).encode()
+
+
+def _base64(text: str) -> str:
+    import base64
+
+    encoded = base64.b64encode(text.encode()).decode()
+    return "\r\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
