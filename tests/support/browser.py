@@ -62,14 +62,14 @@ class Recorder:
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 if self.path == "/page.html":
                     self._send(recorder.page, "text/html")
                     return
                 recorder.hits[self.path] += 1
                 self._send(b"GIF89a", "image/gif")
 
-            do_POST = do_GET  # noqa: N815
+            do_POST = do_GET
 
             def _send(self, body: bytes, kind: str) -> None:
                 self.send_response(200)
