@@ -8,20 +8,14 @@ import click
 
 from ..config import Config
 from ..store import SellerRow, Store
-from ..trust import seller_address
+from ..processing.sellers import recipient
 from .common import by_option, fail, iso, refusable, who as login, with_store
 
 __all__ = ["sellers", "forwarders"]
 
 
-def _address_base(cfg: Config) -> str:
-    """``<local>@<domain>`` the per-seller addresses extend: the setting, else the first SMTP
-    recipient, else a placeholder that says what to configure."""
-    return cfg.security.seller_address or next(iter(cfg.smtp.recipients), "optout@opt-out.invalid")
-
-
 def _seller_line(cfg: Config, row: SellerRow) -> str:
-    return f"{row.name}\t{seller_address(_address_base(cfg), row.token)}\t{', '.join(row.forwarders) or '-'}"
+    return f"{row.name}\t{recipient(cfg, row)}\t{', '.join(row.forwarders) or '-'}"
 
 
 @click.group()
@@ -59,11 +53,21 @@ async def sellers_show(store: Store, cfg: Config, name: str) -> None:
         fail(f"no seller {name!r}")
     state = f"removed {iso(row.removed_at)}" if row.removed_at else "active"
     click.echo(f"seller: {row.name} ({state}, since {iso(row.created_at)})")
-    click.echo(f"address: {seller_address(_address_base(cfg), row.token)}")
+    click.echo(f"address: {recipient(cfg, row)}")
     click.echo(f"forwarders: {', '.join(row.forwarders) or '-'}")
     click.echo("month\tnotices_received\tbuyers_blocked\tamazon_blocked")
     for month in await store.seller_figures(row.id):
         click.echo(f"{month.month}\t{month.notices_received}\t{month.buyers_blocked}\t{month.amazon_blocked}")
+
+
+@sellers.command("rotate")
+@click.argument("name")
+@by_option
+@with_store
+async def sellers_rotate(store: Store, cfg: Config, name: str, who: str | None) -> None:
+    """Give seller NAME a new per-seller address; the old one stops counting for it at once."""
+    row = await refusable(store.rotate_seller_token(name, who=login(who)))
+    click.echo(_seller_line(cfg, row))
 
 
 @sellers.command("remove")

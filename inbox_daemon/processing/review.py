@@ -7,12 +7,47 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ..store import Applied, IndexEntry, Store
+from ..store import Applied, AuditEntry, EvidenceDetail, IndexEntry, OptOutRow, Store
 from .parsers import Parser
 from .processor import Processed, Processor
 
-__all__ = ["approve_held", "discard_held", "reprocess_one", "reprocess_kept"]
+__all__ = [
+    "approve_held", "discard_held", "reprocess_one", "reprocess_kept", "BlocklistEntry", "blocklist_entries",
+    "remove_from_blocklist",
+]
+
+
+@dataclass(frozen=True)
+class BlocklistEntry:
+    """One opt-out a key names, with who reported it (evidence) and every change (audit)."""
+
+    row: OptOutRow
+    evidence: list[EvidenceDetail]
+    trail: list[AuditEntry]
+
+
+async def blocklist_entries(store: Store, key: str) -> list[BlocklistEntry]:
+    """The opt-outs a relay address or order id names, removed ones included (``blocklist show``)."""
+    found = []
+    for row in await store.find_opt_outs(key):
+        found.append(BlocklistEntry(row, await store.evidence_details(row.id), await store.audit_log(opt_out_ids=[row.id])))
+    return found
+
+
+async def remove_from_blocklist(
+    store: Store, key: str, *, reason: str, who: str,
+    on_applied: Callable[[Sequence[IndexEntry]], None] | None = None,
+) -> list[IndexEntry]:
+    """Lift the block on what ``key`` names, with a reason; the history stays. Empty: nothing was
+    blocked. ``on_applied``: the daemon's index, updated with the commit."""
+    if not reason.strip():
+        raise ValueError("a removal needs a reason")
+    entries = await store.remove(key, reason=reason, who=who)
+    if on_applied is not None and entries:
+        on_applied(entries)
+    return entries
 
 
 async def approve_held(

@@ -289,6 +289,10 @@ class Store:
         """A seller with a fresh token and its forwarders (ValueError if it exists)."""
         return await self._transaction(lambda s: sellers.add_seller(s, name, forwarders, who, utcnow()))
 
+    async def rotate_seller_token(self, name: str, *, who: str) -> SellerRow:
+        """Give the seller a new per-seller address (LookupError: no such live seller)."""
+        return await self._transaction(lambda s: sellers.rotate_token(s, name, who, utcnow()))
+
     async def remove_seller(self, name: str, *, who: str) -> None:
         await self._transaction(lambda s: sellers.remove_seller(s, name, who, utcnow()))
 

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from ..log import get_logger
-from . import api, pages
+from . import api, pages, registry
 from .auth import ROLE_RANK, LoginThrottle, Session, Sessions
 from .context import WebContext
 
@@ -153,6 +153,7 @@ def build_app(context: WebContext) -> web.Application:
     app.router.add_static("/static/", Path(__file__).with_name("static"), show_index=False, follow_symlinks=False)
     api.routes(app, context)
     pages.routes(app, require)
+    registry.routes(app, require)
     return app
 
 

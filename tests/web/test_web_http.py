@@ -156,3 +156,43 @@ def _line(key: object) -> str | None:
     if "\n" in line or len(line.encode()) > 1024:
         return None
     return line
+
+
+def test_blocklist_search_shows_evidence_and_removal_unblocks_at_once(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 4)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    alice.post(f"/messages/{raw_id}/approve", {"csrf": alice.get(f"/messages/{raw_id}").csrf()})
+    page = alice.get(f"/blocklist?key={order}")
+    assert "blocked" in page.text and f'href="/messages/{raw_id}"' in page.text and "block by alice" in page.text
+    victor = WebUser(daemon.web)
+    victor.login("victor", PASSWORD)
+    viewer_page = victor.get(f"/blocklist?key={order}")
+    assert 'id="remove"' not in viewer_page.text
+    assert victor.post("/blocklist/remove", {"csrf": viewer_page.csrf(), "key": order, "reason": "x"}).status == 403
+    assert alice.post("/blocklist/remove", {"csrf": page.csrf(), "key": order, "reason": " "}).status == 400
+    assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")
+    done = alice.post("/blocklist/remove", {"csrf": page.csrf(), "key": order, "reason": "buyer asked in writing"})
+    assert done.status == 303
+    assert daemon.query(f"ORDER {order}") == ["OK"]  # the index moved with the commit
+    shown = daemon.cli("blocklist", "show", order).stdout
+    assert "removed" in shown and "by alice: buyer asked in writing" in shown
+
+
+def test_sellers_are_added_forwarders_registered_and_addresses_rotated(daemon: DaemonProcess) -> None:
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    csrf = alice.get("/sellers").csrf()
+    assert alice.post("/sellers", {"csrf": csrf, "name": "acme", "forwarder": "ops@acme.example"}).status == 303
+    assert alice.post("/sellers", {"csrf": csrf, "name": "acme"}).status == 409  # exists: said, not raised
+    assert alice.post("/sellers/acme/forwarders", {"csrf": csrf, "address": "not an address"}).status == 409
+    assert alice.post("/sellers/acme/forwarders", {"csrf": csrf, "address": "Desk@Acme.example"}).status == 303
+    before = daemon.cli("sellers", "list", check=True).stdout
+    assert "desk@acme.example, ops@acme.example" in before
+    assert alice.post("/sellers/acme/rotate", {"csrf": csrf}).status == 303
+    after = daemon.cli("sellers", "list", check=True).stdout
+    assert before.split("\t")[1] != after.split("\t")[1] and after.split("\t")[1] in alice.get("/sellers").text
+    assert alice.post("/forwarders/remove", {"csrf": csrf, "address": "desk@acme.example"}).status == 303
+    assert "desk@acme.example" not in daemon.cli("sellers", "list", check=True).stdout
+    trail = daemon.cli("audit", check=True).stdout
+    assert "alice\tseller_rotate\tacme" in trail and "alice\tforwarder_add\tdesk@acme.example" in trail
