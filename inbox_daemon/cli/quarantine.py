@@ -7,7 +7,7 @@ import click
 
 from ..config import Config
 from ..store import Store
-from .common import by_option, fail, iso, refusable, who as login, with_store
+from .common import by_option, emit, fail, iso, json_option, refusable, who as login, with_store
 
 __all__ = ["quarantine"]
 
@@ -21,23 +21,29 @@ def quarantine() -> None:
 @click.option("--outcome", type=click.Choice(["quarantined", "not_opt_out", "malformed", "error"]),
               help="Only one outcome (default: all four).")
 @click.option("--limit", default=50, show_default=True)
+@json_option
 @with_store
-async def quarantine_list(store: Store, outcome: str | None, limit: int) -> None:
+async def quarantine_list(store: Store, outcome: str | None, limit: int, as_json: bool) -> None:
     """List unapplied messages, newest first: id, received, outcome, seller, DKIM, reason."""
     rows = await store.list_held((outcome,), limit) if outcome else await store.list_held(limit=limit)
     for row in rows:
-        click.echo(f"{row.id}\t{iso(row.received_at)}\t{row.outcome}\t{row.seller or '-'}\t"
-                   f"{row.forwarder or '-'}\tdkim {row.dkim or '-'}\t{row.reason or ''}")
+        emit(row, f"{row.id}\t{iso(row.received_at)}\t{row.outcome}\t{row.seller or '-'}\t"
+                  f"{row.forwarder or '-'}\tdkim {row.dkim or '-'}\t{row.reason or ''}", as_json)
 
 
 @quarantine.command("show")
 @click.argument("raw_id", type=int, metavar="ID")
+@json_option
 @with_store
-async def quarantine_show(store: Store, raw_id: int) -> None:
+async def quarantine_show(store: Store, raw_id: int, as_json: bool) -> None:
     """Show message ID with what the admission step knew and decided."""
     row = await store.get_held(raw_id)
     if row is None:
         fail(f"no message {raw_id}")
+    if as_json:
+        emit({"message": {n: getattr(row, n) for n in row.__dataclass_fields__}, "trust": await store.trust_of(raw_id)},
+             "", True)
+        return
     for name in ("id", "received_at", "source", "outcome", "reason", "parser_version", "forwarder", "seller"):
         value = getattr(row, name)
         click.echo(f"{name}: {iso(value) if hasattr(value, 'isoformat') else value}")

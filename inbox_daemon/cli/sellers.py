@@ -9,7 +9,7 @@ import click
 from ..config import Config
 from ..store import SellerRow, Store
 from ..processing.sellers import recipient
-from .common import by_option, fail, iso, refusable, who as login, with_store
+from .common import by_option, emit, fail, iso, json_option, refusable, who as login, with_store
 
 __all__ = ["sellers", "forwarders"]
 
@@ -35,22 +35,31 @@ async def sellers_add(store: Store, cfg: Config, name: str, forwarder_list: tupl
 
 
 @sellers.command("list")
+@json_option
 @with_store
-async def sellers_list(store: Store, cfg: Config) -> None:
+async def sellers_list(store: Store, cfg: Config, as_json: bool) -> None:
     """List sellers: name, recipient address, forwarders."""
     for row in await store.list_sellers():
-        click.echo(_seller_line(cfg, row))
+        emit({"name": row.name, "address": recipient(cfg, row), "forwarders": list(row.forwarders),
+              "created_at": row.created_at}, _seller_line(cfg, row), as_json)
 
 
 @sellers.command("show")
 @click.argument("name")
+@json_option
 @with_store
-async def sellers_show(store: Store, cfg: Config, name: str) -> None:
+async def sellers_show(store: Store, cfg: Config, name: str, as_json: bool) -> None:
     """Show seller NAME with its figures per month: notices received, buyers blocked, and
     messages Amazon blocked (what a mail tool must not bill as delivered)."""
     row = await store.get_seller(name)
     if row is None:
         fail(f"no seller {name!r}")
+    if as_json:
+        months = [{"month": m.month, "notices_received": m.notices_received, "buyers_blocked": m.buyers_blocked,
+                   "amazon_blocked": m.amazon_blocked} for m in await store.seller_figures(row.id)]
+        emit({"name": row.name, "address": recipient(cfg, row), "forwarders": list(row.forwarders),
+              "created_at": row.created_at, "removed_at": row.removed_at, "months": months}, "", True)
+        return
     state = f"removed {iso(row.removed_at)}" if row.removed_at else "active"
     click.echo(f"seller: {row.name} ({state}, since {iso(row.created_at)})")
     click.echo(f"address: {recipient(cfg, row)}")

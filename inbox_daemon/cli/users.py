@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..store import Store
-from .common import by_option, iso, refusable, who as login, with_store
+from .common import by_option, emit, iso, json_option, refusable, who as login, with_store
 
 __all__ = ["users", "tokens"]
 
@@ -43,18 +43,13 @@ async def users_add(store: Store, name: str, role: str, who: str | None) -> None
 
 
 @users.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@json_option
 @with_store
 async def users_list(store: Store, as_json: bool) -> None:
-    """List users: name, role, created, disabled."""
-    import json
-
+    """List users: name, role, created, disabled (never the hash)."""
     for row in await store.list_users():
-        if as_json:
-            click.echo(json.dumps({"name": row.name, "role": row.role, "created_at": iso(row.created_at),
-                                   "disabled_at": iso(row.disabled_at) if row.disabled_at else None}))
-        else:
-            click.echo(f"{row.name}\t{row.role}\t{iso(row.created_at)}\t{'disabled ' + iso(row.disabled_at) if row.disabled_at else 'active'}")
+        state = f"disabled {iso(row.disabled_at)}" if row.disabled_at else "active"
+        emit(row, f"{row.name}\t{row.role}\t{iso(row.created_at)}\t{state}", as_json)
 
 
 @users.command("disable")
@@ -86,11 +81,13 @@ async def tokens_add(store: Store, name: str, who: str | None) -> None:
 
 
 @tokens.command("list")
+@json_option
 @with_store
-async def tokens_list(store: Store) -> None:
-    """List tokens: name, created, revoked."""
+async def tokens_list(store: Store, as_json: bool) -> None:
+    """List tokens: name, created, revoked (never the token)."""
     for row in await store.list_tokens():
-        click.echo(f"{row.name}\t{iso(row.created_at)}\t{'revoked ' + iso(row.revoked_at) if row.revoked_at else 'active'}")
+        state = f"revoked {iso(row.revoked_at)}" if row.revoked_at else "active"
+        emit(row, f"{row.name}\t{iso(row.created_at)}\t{state}", as_json)
 
 
 @tokens.command("revoke")
