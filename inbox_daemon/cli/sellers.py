@@ -113,3 +113,30 @@ async def forwarders_remove(store: Store, address: str, who: str | None) -> None
     """Unregister forwarder ADDRESS."""
     await refusable(store.remove_forwarder(address, who=login(who)))
     click.echo(f"removed forwarder {address.lower()}")
+
+
+@forwarders.command("pending")
+@json_option
+@with_store
+async def forwarders_pending(store: Store, as_json: bool) -> None:
+    """Forwarding confirmations (Gmail's) waiting for someone to act: message id, requesting
+    address, code, link. Listed until the address is registered or ``forwarders dismiss ID``."""
+    from ..processing.confirmations import pending_confirmations
+
+    for item in await pending_confirmations(store):
+        c = item.confirmation
+        emit({"raw_id": item.raw_id, "received_at": item.received_at, "provider": c.provider, "requester": c.requester,
+              "code": c.code, "link": c.link},
+             f"{item.raw_id}\t{iso(item.received_at)}\t{c.provider}\t{c.requester}\tcode {c.code}\t{c.link}", as_json)
+
+
+@forwarders.command("dismiss")
+@click.argument("raw_id", type=int, metavar="ID")
+@by_option
+@with_store
+async def forwarders_dismiss(store: Store, raw_id: int, who: str | None) -> None:
+    """Take forwarding confirmation ID off the pending list (confirmed or refused)."""
+    from ..processing.confirmations import dismiss_confirmation
+
+    await refusable(dismiss_confirmation(store, raw_id, who=login(who)))
+    click.echo(f"dismissed confirmation {raw_id}")

@@ -21,7 +21,7 @@ from inbox_daemon.notices.result import Buyer, ParseResult
 
 from . import accounts, admission, applying, blocklist, changes, imap, leases, raw, review, sellers
 from .admission import AdmissionView
-from .audit import audit_rows
+from .audit import audit, audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
 from .records import (
     ApiTokenRow,
@@ -157,6 +157,23 @@ class Store:
     async def list_messages(self, *, outcome: str | None = None, limit: int = 50) -> list[RawRow]:
         """Kept messages, newest first, optionally of one outcome."""
         return await self._reading(lambda s: raw.list_rows(s, outcome, limit))
+
+    async def messages_by_reason(
+        self, prefix: str, *, outcome: str, skip_action: str, limit: int = 50
+    ) -> list[RawRecord]:
+        """Messages of ``outcome`` whose reason starts with ``prefix``, with their bytes, newest
+        first, leaving out those an audit row of ``skip_action`` names."""
+
+        async def work(session: AsyncSession) -> list[RawRecord]:
+            return await raw.load_many(session, await raw.by_reason(session, prefix, outcome, skip_action, limit))
+
+        return await self._reading(work)
+
+    async def add_audit(self, *, who: str, action: str, raw_message_id: int | None = None, subject: str | None = None,
+                        detail: str | None = None) -> None:
+        """One audit row on its own (an operator's acknowledgement that changes nothing else)."""
+        row = {"actor": who, "action": action, "raw_message_id": raw_message_id, "subject": subject, "detail": detail}
+        await self._transaction(lambda s: audit(s, [row], utcnow()))
 
     async def outcome_counts(self, since: datetime) -> dict[str, int]:
         """Messages received since ``since``, by outcome."""

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..errors import StoreUnavailable
 from ..log import Throttled, get_logger
+from ..processing.confirmations import dismiss_confirmation, pending_confirmations
 from ..processing.review import approve_held, discard_held, reprocess_one
 from ..store.engine import utcnow
 from ..store.review import UNAPPLIED
@@ -106,7 +107,16 @@ async def overview(request: web.Request) -> web.StreamResponse:
     week = await ctx.store.outcome_counts(now - timedelta(days=7))
     state = dict(ctx.status()) if ctx.status else {}
     return render(request, "overview.html", today=today, week=week, status=state, entries=len(ctx.index),
-                  outcomes=sorted(set(today) | set(week)))
+                  outcomes=sorted(set(today) | set(week)), pending=await pending_confirmations(ctx.store),
+                  done=request.query.get("done", "")[:300])
+
+
+async def confirmation_dismiss(request: web.Request) -> web.StreamResponse:
+    try:
+        await dismiss_confirmation(request.app[CONTEXT].store, _int(request.match_info["id"]), who=request["user"])
+    except LookupError as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n") from None
+    raise web.HTTPSeeOther("/?done=Dismissed.")
 
 
 async def queue(request: web.Request) -> web.StreamResponse:
@@ -228,3 +238,4 @@ def routes(app: web.Application, require: Guard) -> None:
     app.router.add_post("/messages/{id}/discard", operator(discard))
     app.router.add_post("/messages/{id}/reprocess", operator(reprocess))
     app.router.add_get("/audit", viewer(audit))
+    app.router.add_post("/confirmations/{id}/dismiss", operator(confirmation_dismiss))

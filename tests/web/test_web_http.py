@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +197,34 @@ def test_sellers_are_added_forwarders_registered_and_addresses_rotated(daemon: D
     assert "desk@acme.example" not in daemon.cli("sellers", "list", check=True).stdout
     trail = daemon.cli("audit", check=True).stdout
     assert "alice\tseller_rotate\tacme" in trail and "alice\tforwarder_add\tdesk@acme.example" in trail
+
+
+def test_a_gmail_forwarding_confirmation_is_shown_until_dealt_with(daemon: DaemonProcess) -> None:
+    sample = (Path(__file__).resolve().parents[1] / "data" / "confirmations" / "gmail-en.eml").read_bytes()
+    assert daemon.send(sample)[0] == 250
+    warned = daemon.wait_event("forwarding_confirmation", requester="ops.acme@gmail.com")
+    assert warned["level"] == "warning" and warned["code"] == "482915736"
+    listed = daemon.cli("forwarders", "pending", "--json", check=True).stdout.splitlines()
+    pending = [json.loads(line) for line in listed]
+    assert [(p["requester"], p["code"]) for p in pending] == [("ops.acme@gmail.com", "482915736")]
+    assert pending[0]["link"].startswith("https://mail-settings.google.com/mail/vf-")
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    overview = alice.get("/")
+    assert "ops.acme@gmail.com" in overview.text and "482915736" in overview.text
+    # Dealt with by registering the address as a forwarder: off the list, without a dismissal.
+    daemon.cli("sellers", "add", "gmail-seller", check=True)
+    assert alice.post("/sellers/gmail-seller/forwarders", {"csrf": overview.csrf(), "address": "ops.acme@gmail.com"}).status == 303
+    assert daemon.cli("forwarders", "pending", check=True).stdout == ""
+    assert "482915736" not in alice.get("/").text
+    # Another one, dismissed in the pages by an operator (a viewer may not).
+    other = sample.replace(b"ops.acme@gmail.com", b"shop.two@gmail.com").replace(b"fwd-confirm-1", b"fwd-confirm-2")
+    assert daemon.send(other)[0] == 250
+    daemon.wait_event("forwarding_confirmation", requester="shop.two@gmail.com")
+    raw_id = json.loads(daemon.cli("forwarders", "pending", "--json", check=True).stdout)["raw_id"]
+    victor = WebUser(daemon.web)
+    victor.login("victor", PASSWORD)
+    assert victor.post(f"/confirmations/{raw_id}/dismiss", {"csrf": victor.get("/").csrf()}).status == 403
+    assert alice.post(f"/confirmations/{raw_id}/dismiss", {"csrf": alice.get("/").csrf()}).status == 303
+    assert daemon.cli("forwarders", "pending", check=True).stdout == ""
+    assert "alice\tconfirmation_done" in daemon.cli("audit", check=True).stdout
