@@ -141,8 +141,15 @@ def test_an_operator_approves_a_held_notice_with_the_keyboard_and_the_socket_blo
         wait_until(lambda: "Approved: 1 new" in driver.page_source, 30)
         assert driver.find_element(By.ID, "outcome-value").text == "opt_out"
         assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")
+        driver.get(base(daemon) + f"/blocklist?key={order}")
+        assert "Opt-out" in driver.page_source and unlabelled(driver) == []
+        screenshot(driver, "blocklist", shots)
+        daemon.cli("sellers", "add", "acme", "--forwarder", "ops@acme.example", check=True)
+        driver.get(base(daemon) + "/sellers")
+        assert "ops@acme.example" in driver.page_source and unlabelled(driver) == []
+        screenshot(driver, "sellers", shots)
         driver.get(base(daemon) + "/audit")
-        assert "known seller, checked by phone" in driver.page_source
+        assert "known seller, checked by phone" in driver.page_source and unlabelled(driver) == []
         screenshot(driver, "audit", shots)
         tab_to(driver, "logout").send_keys(Keys.ENTER)
         wait_until(lambda: driver.current_url.endswith("/login"), 30)
