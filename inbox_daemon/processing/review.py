@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..store import Applied, AuditEntry, EvidenceDetail, IndexEntry, OptOutRow, Store
+from ..store.review import UNAPPLIED
 from .parsers import Parser
 from .processor import Processed, Processor
 
@@ -74,8 +75,14 @@ async def discard_held(store: Store, raw_id: int, *, who: str, reason: str) -> N
     await store.discard(raw_id, who=who, reason=reason.strip())
 
 
-async def reprocess_one(processor: Processor, raw_id: int) -> Processed:
-    """Run one kept message through the current parser and trust rules (a started processor)."""
+async def reprocess_one(store: Store, processor: Processor, raw_id: int) -> Processed:
+    """Run one kept, unapplied message through the current parser and trust rules (a started
+    processor); what was applied or discarded stays as it is (ValueError), as for ``reprocess``."""
+    held = await store.get_held(raw_id)
+    if held is None:
+        raise LookupError(f"no message {raw_id}")
+    if held.outcome not in UNAPPLIED:
+        raise ValueError(f"message {raw_id} is {held.outcome}: only unapplied messages are reprocessed")
     (done,) = await processor.process([raw_id])
     return done
 

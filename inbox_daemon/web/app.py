@@ -168,9 +168,9 @@ class WebServer:
         self._log = get_logger(component="web")
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         self._log.info("web_listening", address="%s:%d" % self.address)
 

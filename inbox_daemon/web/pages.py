@@ -206,7 +206,7 @@ async def reprocess(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(text="no processor here\n")
 
     async def act(raw_id: int, _who: str, _note: str) -> str:
-        done = await reprocess_one(processor, raw_id)
+        done = await reprocess_one(request.app[CONTEXT].store, processor, raw_id)
         return f"Reprocessed: {done.outcome}" + (f" ({done.reason})" if done.reason else "")
 
     return await _decide(request, act)

@@ -59,6 +59,8 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     done = alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf(), "note": "known seller, checked by phone"})
     assert done.status == 200 and "Approved: 1 new" in done.text
     assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")  # no wait: the index moved with the commit
+    again = alice.post(f"/messages/{raw_id}/reprocess", {"csrf": page.csrf()})
+    assert again.status == 409 and "only unapplied messages are reprocessed" in again.text  # applied stays applied
     trail = alice.get("/audit?actor=alice&action=approve").text
     assert "known seller, checked by phone" in trail and f'href="/messages/{raw_id}"' in trail
 
