@@ -67,10 +67,13 @@ class Sessions:
     """Logins held in memory, by the SHA-256 of their cookie (a restart logs everyone out)."""
 
     lifetime: float
+    max_sessions: int = 10_000  # past it the oldest logins end (a proxied client that drops cookies)
     _by_digest: dict[str, Session] = field(default_factory=dict)
 
     def create(self, user: str, *, proxied: bool = False) -> tuple[str, Session]:
         self._expire()
+        while len(self._by_digest) >= self.max_sessions:
+            del self._by_digest[next(iter(self._by_digest))]
         cookie = secrets.token_urlsafe(32)
         session = Session(user, secrets.token_urlsafe(32), time.monotonic() + self.lifetime, proxied)
         self._by_digest[token_digest(cookie)] = session
