@@ -14,7 +14,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ __all__ = [
     "PostfixConfig",
     "MetricsConfig",
     "PrivacyConfig",
+    "WebConfig",
+    "EMBEDDED_WEB_LISTEN",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -195,6 +197,23 @@ class MetricsConfig:
     listen: str = ""  # "host:port" serving Prometheus text exposition at /metrics; off when empty
 
 
+# The quick start (no config file) serves the web pages here; a config file turns them on by
+# setting [web] listen. Loopback only: the first user is made with ``inbox-daemon users add``.
+EMBEDDED_WEB_LISTEN = "127.0.0.1:8025"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The operator pages and the HTTP API (``inbox_daemon.web``)."""
+
+    listen: str = ""  # "host:port"; off when empty (the embedded defaults: EMBEDDED_WEB_LISTEN)
+    # A header a reverse proxy sets to the user it authenticated (e.g. "X-Remote-User"); only
+    # for a listener that nothing but the proxy can reach (deploy/README.md, nginx).
+    trusted_proxy_header: str = ""
+    secure_cookies: bool = False  # mark cookies Secure: set it when a TLS proxy fronts the pages
+    session_hours: float = 12.0  # a login lasts this long
+
+
 @dataclass(frozen=True)
 class PrivacyConfig:
     """Buyer data under Amazon's Data Protection Policy (docs/privacy.md): where the key file is
@@ -218,6 +237,7 @@ class Config:
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
     # ``section.key`` of every setting the file itself set (not the environment): a reload
@@ -260,6 +280,7 @@ _SECTIONS: dict[str, type] = {
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
     "privacy": PrivacyConfig,
+    "web": WebConfig,
 }
 
 
@@ -276,6 +297,8 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     built: dict[str, Any] = {name: _build(cls, name, data.get(name, {})) for name, cls in _SECTIONS.items()}
     built["imap"] = _build_imap(data.get("imap", {}))
+    if source == "embedded defaults" and "listen" not in data.get("web", {}):
+        built["web"] = replace(built["web"], listen=EMBEDDED_WEB_LISTEN)
     cfg = Config(**built, source=source, state_dir=str(default_state_dir()), file_keys=file_keys)
     _validate(cfg)
     return cfg
@@ -470,6 +493,9 @@ def _validate(cfg: Config) -> None:
         (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
+        (cfg.web.session_hours > 0, "web.session_hours must be positive"),
+        (cfg.web.trusted_proxy_header == "" or all(c.isalnum() or c == "-" for c in cfg.web.trusted_proxy_header),
+         "web.trusted_proxy_header must be a header name"),
         (cfg.privacy.retain_days >= 1, "privacy.retain_days must be at least 1"),
         (cfg.privacy.retain_days_held >= cfg.privacy.retain_days,
          "privacy.retain_days_held must be at least privacy.retain_days"),
@@ -535,7 +561,7 @@ def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:
          "postfix.exempt_senders must be addresses or @domain"),
     ]
     for key, value, unix in (("postfix.policy", cfg.postfix.policy, True), ("postfix.socketmap", cfg.postfix.socketmap, True),
-                             ("metrics.listen", cfg.metrics.listen, False)):
+                             ("metrics.listen", cfg.metrics.listen, False), ("web.listen", cfg.web.listen, False)):
         if value and not (unix and value.startswith("/")):
             host, _, port = value.rpartition(":")
             what = "an absolute socket path or host:port" if unix else "host:port"

@@ -150,6 +150,7 @@ class Daemon:
             self.smtp = SmtpListener(self.flow, cfg.smtp, sock=self._inherited("smtp"))
             await self._start_part(EDGE, self.smtp)
         await self._start_imap()
+        await self._start_web()
         secure_state(cfg)  # now the WAL/SHM files and the query socket exist too
         if cfg.metrics.listen:  # last: stopped first, and every part it reads exists
             self.metrics = MetricsServer(cfg.metrics.listen, DaemonCollector(self), shares["metrics"])
@@ -188,6 +189,31 @@ class Daemon:
             poller = ImapPoller(account, self.flow, self.store, logger=get_logger(component="imap", account=account.name))
             await self._start_part(EDGE, poller)
 
+    async def _start_web(self) -> None:
+        """The operator pages and HTTP API, on this loop, reading the parts started before."""
+        self.web = None
+        if not self.config.web.listen:
+            return
+        from .web import WebContext, WebServer  # imported only when configured
+
+        learn = self.learner.submit if self.config.query.learn_addresses else None
+        context = WebContext(self.config, self.store, self.index, self.flow.processor, on_applied=self.index.apply,
+                             on_address_learned=learn, status=self.web_status)
+        self.web = WebServer(context)
+        await self._start_part(EDGE, self.web)
+
+    def web_status(self) -> dict[str, Any]:
+        """What the overview page shows of the running parts."""
+        sources: list[dict[str, Any]] = []
+        if self.config.smtp.enabled:
+            sources.append({"name": "smtp", "state": "listening {}:{}".format(*self.smtp.address), "last_success": None})
+        for part in self.parts:
+            if hasattr(part, "last_success") and hasattr(part, "account"):
+                last = part.last_success
+                sources.append({"name": f"imap:{part.account.name}", "state": "polling",
+                                "last_success": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)) if last else None})
+        return {"backlog": self.flow.backlog, "query_connections": self.query.connections, "sources": sources}
+
     def _announce(self) -> None:
         cfg = self.config
         smtp = "{}:{}".format(*self.smtp.address) if cfg.smtp.enabled else "off"
@@ -196,6 +222,7 @@ class Daemon:
         self.log.info(
             "ready", config=cfg.source, database=_safe_url(cfg.database_url), smtp=smtp,
             query_socket=self._query_socket_name(), query_tcp=tcp, socket_activated=sorted(self.listening),
+            web="{}:{}".format(*self.web.address) if self.web else "off",
             imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),
         )
         notify("READY=1")
