@@ -100,7 +100,10 @@ class Daemon:
         from .intake.imap import ImapPoller  # imported only when configured
 
         for account in self.config.imap.accounts:
-            poller = ImapPoller(account, self.flow, self.store, logger=get_logger(component="imap", account=account.name))
+            poller = ImapPoller(
+                account, self.flow, self.store, logger=get_logger(component="imap", account=account.name),
+                max_message_bytes=self.config.smtp.max_message_bytes,
+            )
             await poller.start()
             self._parts.append(poller)
 

@@ -21,7 +21,7 @@ from inbox_daemon.notices.result import Buyer, ParseResult
 
 from . import admission, applying, blocklist, changes, imap, leases, raw, review, sellers
 from .admission import AdmissionView
-from .audit import audit_rows
+from .audit import audit, audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
 from .records import (
     Admission,
@@ -263,6 +263,12 @@ class Store:
     async def evidence_details(self, opt_out_id: int) -> list[EvidenceDetail]:
         """Which seller reported an opt-out in which message, when, with what DKIM verdict."""
         return await self._reading(lambda s: review.evidence_details(s, opt_out_id))
+
+    async def record_refused(self, source: str, subject: str, reason: str) -> None:
+        """Mail intake did not take (too large, or never given by its source): an audit row
+        with the reason, since there are no bytes to keep."""
+        row = {"actor": f"intake:{source}"[:200], "action": "refused", "subject": subject[:400], "detail": reason}
+        await self._transaction(lambda s: audit(s, [row], utcnow()))
 
     async def audit_log(self, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
         return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit))
