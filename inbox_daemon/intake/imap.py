@@ -40,6 +40,7 @@ from .imap_client import (
     response_text,
     uid_set,
 )
+from .imap_failures import FetchFailures
 from .lease import MailboxLease
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
@@ -81,11 +82,10 @@ class ImapPoller:
         self.account = account
         self.tuning = tuning or ImapTuning()
         self.max_message_bytes = max_message_bytes  # the SMTP cap: larger mail is refused, not stored
-        self._fetch_failures: dict[tuple[int, int], int] = {}  # (uidvalidity, uid) -> failed fetches alone
-        self._alone: set[tuple[int, int]] = set()  # in a batch whose fetch failed: fetched one by one
         self._flow = flow
         self._store = store  # positions live beside the mail they led to
         self._log = logger.bind(component="imap", account=account.name, mailbox=account.mailbox)
+        self._failures_of = FetchFailures(self.tuning.fetch_attempts, self._log)
         self._source = f"imap:{account.name}"
         self._peer = f"{account.host}:{account.port}"
         self._stop = asyncio.Event()
@@ -246,7 +246,7 @@ class ImapPoller:
             self._failures = 0  # a full round worked: the next failure starts the backoff anew
             if self._stop.is_set():
                 break
-            if use_idle and not self._fetch_failures:  # a UID to fetch again: poll, do not wait for a push
+            if use_idle and not self._failures_of.waiting:  # a UID to fetch again: poll, do not wait for a push
                 try:
                     pushed = await conn.idle(self.tuning.reidle_seconds, self._stop, self._idling)
                 finally:
@@ -264,6 +264,7 @@ class ImapPoller:
         so mail that arrives while we work is seen before we IDLE."""
         while not self._stop.is_set():
             uids = await conn.uids_after(position.last_uid)
+            self._failures_of.keep_only(position.uidvalidity, uids)
             if not uids:
                 break
             for start in range(0, len(uids), self.tuning.fetch_batch):
@@ -300,48 +301,37 @@ class ImapPoller:
         for uid in batch:
             if uid in sizes and sizes[uid] > self.max_message_bytes:
                 refused[uid] = f"{sizes[uid]} bytes, over smtp.max_message_bytes ({self.max_message_bytes})"
-            elif self._fetch_failures.get((uidvalidity, uid), 0) >= self.tuning.fetch_attempts:
+            elif self._failures_of.given_up(uidvalidity, uid):
                 refused[uid] = f"not given by the server in {self.tuning.fetch_attempts} fetches"
         for uid in batch:
             if uid not in sizes and uid not in refused:
-                self._fetch_failed(uidvalidity, [uid], "no RFC822.SIZE")
+                self._failures_of.failed(uidvalidity, [uid], "no RFC822.SIZE")
         if not refused:
             return set()
         for uid, reason in refused.items():
             await self._store.record_refused(self._source, f"{self.account.mailbox} uid {uid}", reason)
             self._log.warning("imap_refused", uid=uid, uidvalidity=uidvalidity, reason=reason)
-            self._fetch_failures.pop((uidvalidity, uid), None)
+            self._failures_of.forget(uidvalidity, uid)
         await self._flag(conn, sorted(refused), best_effort=True)
         return set(refused)
 
-    def _fetch_failed(self, uidvalidity: int, uids: list[int], why: str) -> None:
-        """Count a failed fetch against each UID (alone) or mark a failed batch's UIDs to be
-        fetched alone next time, so that the one the server cannot give is found."""
-        if len(uids) > 1:
-            self._alone.update((uidvalidity, uid) for uid in uids)
-            return
-        key = (uidvalidity, uids[0])
-        self._fetch_failures[key] = self._fetch_failures.get(key, 0) + 1
-        self._log.warning("imap_fetch_failed", uid=uids[0], attempts=self._fetch_failures[key], error=why)
-
     async def _fetch(self, conn: ImapConnection, uidvalidity: int, uids: list[int]) -> dict[int, bytes]:
         """The bodies; UIDs under suspicion (a batch with them failed) are fetched one by one.
-        A fetch that fails is counted (``_fetch_failed``) and raised: the session starts over."""
-        suspects = [uid for uid in uids if (uidvalidity, uid) in self._alone]
+        A fetch that fails is counted (``FetchFailures``) and raised: the session starts over."""
+        suspects = self._failures_of.alone(uidvalidity, uids)
         groups = [[uid] for uid in suspects] + ([rest] if (rest := [u for u in uids if u not in suspects]) else [])
         messages: dict[int, bytes] = {}
         for group in sorted(groups):
             try:
                 got = await conn.fetch(group)
             except Exception as exc:
-                self._fetch_failed(uidvalidity, group, f"{type(exc).__name__}: {exc}")
+                self._failures_of.failed(uidvalidity, group, f"{type(exc).__name__}: {exc}")
                 raise
             for uid in group:
                 if uid not in got:
-                    self._fetch_failed(uidvalidity, [uid], "missing from the FETCH answer")
+                    self._failures_of.failed(uidvalidity, [uid], "missing from the FETCH answer")
                 else:
-                    self._alone.discard((uidvalidity, uid))
-                    self._fetch_failures.pop((uidvalidity, uid), None)
+                    self._failures_of.forget(uidvalidity, uid)
             messages.update(got)
         return messages
 
