@@ -23,7 +23,8 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
 
@@ -44,6 +45,8 @@ from .imap_failures import FetchFailures
 from .lease import MailboxLease
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,8 @@ class ImapPoller:
         """Sizes first (nothing is downloaded that is over the cap or past the byte budget),
         then the bodies in parts that fit the budget, each part stored, marked and its
         position saved before the next is fetched."""
-        sizes = await conn.sizes(batch)
+        asked = [uid for uid in batch if not self._failures_of.given_up(position.uidvalidity, uid)]
+        sizes = await self._each(position.uidvalidity, asked, conn.sizes, "RFC822.SIZE") if asked else {}
         handled = await self._refuse(conn, position.uidvalidity, batch, sizes)
         wanted = [uid for uid in batch if uid in sizes and uid not in handled]
         while wanted and not self._stop.is_set():
@@ -303,9 +307,6 @@ class ImapPoller:
                 refused[uid] = f"{sizes[uid]} bytes, over smtp.max_message_bytes ({self.max_message_bytes})"
             elif self._failures_of.given_up(uidvalidity, uid):
                 refused[uid] = f"not given by the server in {self.tuning.fetch_attempts} fetches"
-        for uid in batch:
-            if uid not in sizes and uid not in refused:
-                self._failures_of.failed(uidvalidity, [uid], "no RFC822.SIZE")
         if not refused:
             return set()
         for uid, reason in refused.items():
@@ -315,31 +316,33 @@ class ImapPoller:
         await self._flag(conn, sorted(refused), best_effort=True)
         return set(refused)
 
-    async def _fetch(self, conn: ImapConnection, uidvalidity: int, uids: list[int]) -> dict[int, bytes]:
-        """The bodies; UIDs under suspicion (a batch with them failed) are fetched one by one.
-        A fetch that fails is counted (``FetchFailures``) and raised: the session starts over."""
+    async def _each(
+        self, uidvalidity: int, uids: list[int], call: Callable[[list[int]], Awaitable[dict[int, T]]], what: str,
+    ) -> dict[int, T]:
+        """``call`` (a UID FETCH) over ``uids``; those under suspicion (a batch with them failed)
+        one by one. A UID missing from the answer, or a failure of one alone, is counted
+        (``FetchFailures``); a failure is raised: the session starts over."""
         suspects = self._failures_of.alone(uidvalidity, uids)
-        groups = [[uid] for uid in suspects] + ([rest] if (rest := [u for u in uids if u not in suspects]) else [])
-        messages: dict[int, bytes] = {}
-        for group in sorted(groups):
+        rest = [uid for uid in uids if uid not in suspects]
+        found: dict[int, T] = {}
+        for group in sorted([[uid] for uid in suspects] + ([rest] if rest else [])):
             try:
-                got = await conn.fetch(group)
+                got = await call(group)
             except Exception as exc:
-                self._failures_of.failed(uidvalidity, group, f"{type(exc).__name__}: {exc}")
+                self._failures_of.failed(uidvalidity, group, f"{what}: {type(exc).__name__}: {exc}")
                 raise
-            for uid in group:
-                if uid not in got:
-                    self._failures_of.failed(uidvalidity, [uid], "missing from the FETCH answer")
-                else:
-                    self._failures_of.forget(uidvalidity, uid)
-            messages.update(got)
-        return messages
+            for uid in set(group) - set(got):
+                self._failures_of.failed(uidvalidity, [uid], f"{what}: missing from the answer")
+            found.update(got)
+        return found
 
     async def _take(self, conn: ImapConnection, uidvalidity: int, batch: list[int]) -> set[int]:
         """Fetch (the bytes are reserved by the caller), store durably (one group commit for
         the part), then flag or move. A body over the cap after all (the server's size was
         wrong) is refused like one announced so."""
-        messages = await self._fetch(conn, uidvalidity, batch)
+        messages = await self._each(uidvalidity, batch, conn.fetch, "BODY[]")
+        for uid in messages:
+            self._failures_of.forget(uidvalidity, uid)
         over = {uid: len(raw) for uid, raw in messages.items() if len(raw) > self.max_message_bytes}
         refused = await self._refuse(conn, uidvalidity, sorted(over), over) if over else set()
         taken = sorted(set(messages) - refused)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from inbox_daemon.config import IntakeConfig
@@ -79,30 +80,36 @@ def test_a_message_over_the_cap_is_refused_flagged_and_recorded_not_stored(
     assert [e["uid"] for e in refused] == [2]
 
 
+@pytest.mark.parametrize("size_known", [True, False], ids=["size-in-name", "size-unknown"])
 def test_a_uid_the_server_never_gives_is_given_up_and_later_mail_flows(
-    dovecot: Dovecot, db_path: Path, run: Run
+    dovecot: Dovecot, db_path: Path, run: Run, size_known: bool
 ) -> None:
     """An unreadable message file makes Dovecot end the session at its FETCH ("Internal error",
     BYE), every time: after ``fetch_attempts`` failed fetches of it alone it is recorded and
-    flagged, and the messages around it are stored."""
+    flagged, and the messages around it are stored. Without ``S=`` in the file name even its
+    RFC822.SIZE cannot be read."""
     rng = random.Random(63)
     first, broken, later = (padded(rng, 1000, i) for i in range(3))
     dovecot.append(first, broken, later)
     files = sorted(glob.glob(str(dovecot.root / "Maildir" / "new" / "*")))
     assert len(files) == 3
-    os.chmod(files[1], 0)  # the mail user cannot read it (Dovecot reads as another user)
+    broken = files[1] if size_known else files[1].split(",S=")[0]  # Maildir: ",S=<size>" spares a read
+    os.rename(files[1], broken)  # a new name is a new message to Dovecot: UID 4 (and UID 2 is gone)
+    os.chmod(broken, 0)  # the mail user cannot read it
+    uid = 2 if size_known else 4
 
     async def main() -> list[dict[str, Any]]:
         with structlog.testing.capture_logs() as logs:
             async with running_poller(db_path, account(dovecot)):
                 await until(lambda: processed(db_path) == 2, timeout=60, what="the readable two processed")
-                await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(3,)], what="position")
+                await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(max(uid, 3),)],
+                            what="position")
         return logs
 
     logs = run(main(), 120)
     assert query(db_path, "SELECT max(times_received), count(*) FROM raw_messages") == [(1, 2)]
     ((_actor, subject, detail),) = refused_rows(db_path)
-    assert subject == "INBOX uid 2" and f"not given by the server in {FAST.fetch_attempts} fetches" in detail
-    attempts = [e["attempts"] for e in logs if e["event"] == "imap_fetch_failed" and e["uid"] == 2]
+    assert subject == f"INBOX uid {uid}" and f"not given by the server in {FAST.fetch_attempts} fetches" in detail
+    attempts = [e["attempts"] for e in logs if e["event"] == "imap_fetch_failed" and e["uid"] == uid]
     assert attempts == list(range(1, FAST.fetch_attempts + 1))
-    assert {"\\Seen", "$OptOutProcessed"} <= dovecot.flags()[2]
+    assert {"\\Seen", "$OptOutProcessed"} <= dovecot.flags()[uid]
