@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
