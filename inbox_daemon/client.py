@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import selectors
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -26,13 +25,14 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Final
 
+from inbox_daemon.keys import address as _address
+from inbox_daemon.keys import order_id as _order_id
 from inbox_daemon.errors import QueryError
 
 __all__ = ["Reply", "Client", "AsyncClient", "QueryError", "Key", "request_line", "parse_target"]
 
 _MAX_REPLY: Final = 64 * 1024  # a STATS line is the longest reply; anything longer is garbled
 _READ: Final = 256 * 1024
-_ORDER_ID = re.compile(r"[0-9]{3}-[0-9]{7}-[0-9]{7}")  # Amazon's order id (docs/query-protocol.md)
 
 Key = str | tuple[str, str | None]
 """What ``check_many`` takes per recipient: an address or order id, or (address, order id)."""
@@ -80,11 +80,18 @@ def _moment(text: str) -> datetime:
 
 
 def request_line(key: Key) -> str:
-    """The request for one key: ``ORDER`` for a bare order id, else ``CHECK``."""
+    """The request for one key: ``ORDER`` for a bare order id, else ``CHECK``.
+
+    Keys go out in their canonical form (``inbox_daemon.keys``); one that is not a key goes as
+    given, and the daemon's ``ERR`` for it raises QueryError."""
     if isinstance(key, tuple):
         address, order_id = key
-        return f"CHECK {address}" if not order_id else f"CHECK {address} {order_id}"
-    return f"ORDER {key.strip()}" if _ORDER_ID.fullmatch(key.strip()) else f"CHECK {key}"
+        address = _address(address) or address
+        if not order_id:
+            return f"CHECK {address}"
+        return f"CHECK {address} {_order_id(order_id) or order_id}"
+    order = _order_id(key)
+    return f"ORDER {order}" if order is not None else f"CHECK {_address(key) or key}"
 
 
 def parse_target(target: str | tuple[str, int]) -> tuple[str | None, tuple[str, int] | None]:
@@ -189,7 +196,7 @@ class Client:
         return Reply.parse(self.raw(request_line((address, order_id))))
 
     def order(self, order_id: str) -> Reply:
-        return Reply.parse(self.raw(f"ORDER {order_id}"))
+        return Reply.parse(self.raw(f"ORDER {_order_id(order_id) or order_id}"))
 
     def check_many(self, keys: Iterable[Key]) -> list[Reply]:
         """One reply per key, in order, all requests pipelined; any ERR raises (after reading all)."""
@@ -321,7 +328,7 @@ class AsyncClient:
         return Reply.parse(await self.raw(request_line((address, order_id))))
 
     async def order(self, order_id: str) -> Reply:
-        return Reply.parse(await self.raw(f"ORDER {order_id}"))
+        return Reply.parse(await self.raw(f"ORDER {_order_id(order_id) or order_id}"))
 
     async def check_many(self, keys: Iterable[Key]) -> list[Reply]:
         """One reply per key, in order, all requests pipelined; any ERR raises (after reading all)."""

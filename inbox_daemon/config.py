@@ -11,13 +11,18 @@ from __future__ import annotations
 import grp
 import ipaddress
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from .errors import ConfigError
+from .providers import AUTH_METHODS, GRANTS, PROVIDERS
 
 __all__ = [
     "Config",
@@ -32,6 +37,7 @@ __all__ = [
     "LogConfig",
     "PostfixConfig",
     "MetricsConfig",
+    "PrivacyConfig",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -135,6 +141,24 @@ class ImapAccount:
     move_to: str = ""
     poll_seconds: float = 60.0
     idle: bool = True
+    # OAuth 2.0 (``auth`` xoauth2 | oauthbearer); secrets come from files or systemd credentials
+    # ($CREDENTIALS_DIRECTORY), never from this file. ``provider`` fills the rest (providers.py).
+    auth: str = "password"  # password | xoauth2 | oauthbearer
+    provider: str = "generic"  # gmail | microsoft365 | generic
+    grant: str = "refresh_token"  # refresh_token (delegated) | client_credentials (app-only)
+    client_id: str = ""
+    client_secret_file: str = ""
+    client_secret_credential: str = ""  # a systemd credential's name
+    token_file: str = ""  # the refresh token: written by `imap authorize` and when it rotates
+    token_url: str = ""
+    device_url: str = ""
+    scopes: tuple[str, ...] = ()
+    tenant: str = ""  # Microsoft Entra tenant (domain or id) in the endpoints
+    token_auth: str = "client_secret_basic"  # or client_secret_post, | client_secret_post at the token endpoint
+
+    @property
+    def oauth(self) -> bool:
+        return self.auth != "password"
 
     def __repr__(self) -> str:  # never print a password (log.py redacts too)
         return f"ImapAccount(name={self.name!r}, host={self.host!r}, username={self.username!r})"
@@ -168,6 +192,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Buyer data under Amazon's Data Protection Policy (docs/privacy.md): where the key file is
+    and how long plain-text evidence is kept. The pseudonymous blocklist entry is kept for good."""
+
+    key_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/privacy-key (systemd LoadCredential=), else privacy.key in the state directory
+    retain_days: int = 30  # raw messages and plain-text buyer data are purged this long after they came
+    retain_days_held: int = 90  # messages still held for review are kept until decided or this long
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -179,8 +213,12 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
+    # ``section.key`` of every setting the file itself set (not the environment): a reload
+    # refuses a file that lost one of them (inbox_daemon/reload.py, a half-written file)
+    file_keys: frozenset[str] = frozenset()
 
     @property
     def database_url(self) -> str:
@@ -189,6 +227,18 @@ class Config:
     @property
     def query_socket(self) -> str:
         return self.query.socket or str(Path(self.state_dir) / "query.sock")
+
+    @property
+    def privacy_key_file(self) -> Path:
+        """The key file: as configured; else the systemd credential ``privacy-key`` when the
+        unit loads one (LoadCredential=privacy-key:/etc/inbox-daemon/privacy.key); else beside
+        the embedded database."""
+        if self.privacy.key_file:
+            return Path(self.privacy.key_file)
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (Path(credentials) / "privacy-key").exists():
+            return Path(credentials) / "privacy-key"
+        return Path(self.state_dir) / "privacy.key"
 
     @property
     def is_embedded_sqlite(self) -> bool:
@@ -205,6 +255,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
+    "privacy": PrivacyConfig,
 }
 
 
@@ -212,6 +263,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     """Read the TOML file (explicit path, or the first search path that exists), then env."""
     env = os.environ if environ is None else environ
     data, source = _read_file(path)
+    file_keys = _file_keys(data)
     for key, raw in env.items():
         if key.startswith(ENV_PREFIX) and key not in ("INBOX_DAEMON_HOME", "INBOX_DAEMON_CONFIG"):
             _set_from_env(data, key, raw)
@@ -220,7 +272,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     built: dict[str, Any] = {name: _build(cls, name, data.get(name, {})) for name, cls in _SECTIONS.items()}
     built["imap"] = _build_imap(data.get("imap", {}))
-    cfg = Config(**built, source=source, state_dir=str(default_state_dir()))
+    cfg = Config(**built, source=source, state_dir=str(default_state_dir()), file_keys=file_keys)
     _validate(cfg)
     return cfg
 
@@ -233,11 +285,38 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         path = found
     try:
         with open(path, "rb") as fh:
+            _check_private(path, os.fstat(fh.fileno()))
             return tomllib.load(fh), str(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_private(path: str | Path, st: os.stat_result) -> None:
+    """The config decides who may add to the blocklist: refuse a file that anyone but its
+    owner may change (group or other write bits), or whose owner is neither root nor the
+    user the daemon runs as (that user could rewrite it). Checked on the open file: no race
+    with a rename in between. Only regular files: ``/dev/null`` stands for "no settings"."""
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"config file {path} is writable by others than its owner (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}): chmod go-w {path}")
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"config file {path} belongs to uid {st.st_uid}, neither root nor this user "
+                          f"(uid {os.geteuid()}): chown it to one of them")
+
+
+def _file_keys(data: Mapping[str, Any]) -> frozenset[str]:
+    """``section.key`` for each value the file sets (``imap.accounts`` as one key)."""
+    found: set[str] = set()
+    for section, values in data.items():
+        if isinstance(values, Mapping):
+            found.update(f"{section}.{name}" for name in values)
+        else:
+            found.add(section)
+    return frozenset(found)
 
 
 def _set_from_env(data: dict[str, Any], key: str, raw: str) -> None:
@@ -310,12 +389,57 @@ def _build_imap(values: Any) -> ImapConfig:
     for i, acct in enumerate(accounts):
         if not isinstance(acct, dict):
             raise ConfigError(f"imap.accounts[{i}] must be a table")
+        acct = _with_preset(i, acct)
         acct = {"name": acct.get("name") or f"{acct.get('username', '')}@{acct.get('host', '')}", **acct}
         for required in ("host", "username"):
             if not acct.get(required):
                 raise ConfigError(f"imap.accounts[{i}].{required} is required")
         built.append(_build(ImapAccount, f"imap.accounts[{i}]", acct))
     return ImapConfig(accounts=tuple(built))
+
+
+def _with_preset(i: int, acct: dict[str, Any]) -> dict[str, Any]:
+    """The account's keys over its provider's defaults; ``{tenant}`` filled into the URLs."""
+    name = acct.get("provider", "generic")
+    if name not in PROVIDERS:
+        raise ConfigError(f"imap.accounts[{i}].provider must be {'|'.join(PROVIDERS)}")
+    preset = PROVIDERS[name]
+    app_only = acct.get("grant") == "client_credentials"
+    defaults: dict[str, Any] = {
+        "host": preset.host, "port": preset.port, "tls": preset.tls, "auth": preset.auth,
+        "token_url": preset.token_url, "device_url": preset.device_url, "tenant": preset.tenant,
+        "scopes": list(preset.app_scopes if app_only else preset.scopes), "token_auth": preset.token_auth,
+    }
+    merged = {**{k: v for k, v in defaults.items() if v not in ("", [])}, **acct}
+    tenant = merged.get("tenant", "")
+    for key in ("token_url", "device_url"):
+        if isinstance(merged.get(key), str) and isinstance(tenant, str):
+            merged[key] = merged[key].replace("{tenant}", tenant)
+    return merged
+
+
+def _oauth_checks(acct: ImapAccount) -> list[tuple[bool, str]]:
+    """One account's authentication settings: a password, or what an OAuth 2.0 grant needs."""
+    where = f"imap account {acct.name}"
+    if acct.auth not in AUTH_METHODS:
+        return [(False, f"{where}: auth must be {'|'.join(AUTH_METHODS)}")]
+    if not acct.oauth:
+        return [(bool(acct.password) != bool(acct.password_file), f"{where}: set exactly one of password, password_file")]
+    secret = bool(acct.client_secret_file) + bool(acct.client_secret_credential)
+    loopback = acct.token_url.startswith(("http://127.0.0.1", "http://[::1]", "http://localhost"))
+    return [
+        (not acct.password and not acct.password_file, f"{where}: auth = {acct.auth} takes no password"),
+        (acct.grant in GRANTS, f"{where}: grant must be {'|'.join(GRANTS)}"),
+        (bool(acct.client_id), f"{where}: auth = {acct.auth} needs client_id"),
+        (acct.token_url.startswith("https://") or loopback, f"{where}: token_url must be https:// (http only on loopback)"),
+        (secret <= 1, f"{where}: set at most one of client_secret_file, client_secret_credential"),
+        (acct.grant != "refresh_token" or bool(acct.token_file), f"{where}: grant = refresh_token needs token_file"),
+        (acct.grant != "client_credentials" or secret == 1, f"{where}: grant = client_credentials needs a client secret"),
+        (acct.grant != "client_credentials" or acct.tenant not in ("organizations", "common"),
+         f"{where}: grant = client_credentials needs tenant (the organisation's domain or id)"),
+        (acct.token_auth in ("client_secret_basic", "client_secret_post"),
+         f"{where}: token_auth must be client_secret_basic|client_secret_post"),
+    ]
 
 
 def _validate(cfg: Config) -> None:
@@ -341,8 +465,13 @@ def _validate(cfg: Config) -> None:
         (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
+        (cfg.privacy.retain_days >= 1, "privacy.retain_days must be at least 1"),
+        (cfg.privacy.retain_days_held >= cfg.privacy.retain_days,
+         "privacy.retain_days_held must be at least privacy.retain_days"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
+        (cfg.database.url == "" or _parses_as_url(cfg.database.url),
+         "database.url cannot be read as a URL (scheme://user:password@host:port/database)"),
     ]
     if cfg.query.tcp:
         host, _, port = cfg.query.tcp.rpartition(":")
@@ -355,12 +484,21 @@ def _validate(cfg: Config) -> None:
              f"imap account {acct.name}: tls = none is allowed only for loopback"),
             (acct.on_stored in ("flag", "move"), f"imap account {acct.name}: on_stored must be flag|move"),
             (acct.on_stored != "move" or bool(acct.move_to), f"imap account {acct.name}: on_stored = move needs move_to"),
-            (bool(acct.password) != bool(acct.password_file), f"imap account {acct.name}: set exactly one of password, password_file"),
             (acct.poll_seconds > 0, f"imap account {acct.name}: poll_seconds must be positive"),
-        ]
+        ] + _oauth_checks(acct)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _parses_as_url(url: str) -> bool:
+    """SQLAlchemy can read it (a port that is a number, a known layout). Its own error text
+    repeats the URL, password included, so only the verdict is kept."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        return False
+    return True
 
 
 def _is_network(value: str) -> bool:

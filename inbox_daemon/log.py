@@ -12,7 +12,8 @@ import structlog
 
 __all__ = ["configure_logging", "get_logger", "set_level", "Throttled"]
 
-_SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "authorization"})
+_SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "authorization", "access_token", "refresh_token",
+                          "client_secret", "device_code"})
 _METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
                   "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL}
 _threshold = [logging.INFO]  # changed in place by set_level: loggers already bound see it

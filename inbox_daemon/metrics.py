@@ -81,7 +81,7 @@ class DaemonCollector(Collector):
         yield replies
         imap = GaugeMetricFamily(_PREFIX + "imap_last_success_timestamp_seconds",
                                  "When each IMAP account's mailbox was last drained (0: not yet).", labels=["account"])
-        for part in self._daemon._parts:  # the started parts; IMAP pollers are those with an account
+        for part in self._daemon.parts:  # the started parts; IMAP pollers are those with an account
             if hasattr(part, "last_success") and hasattr(part, "account"):
                 imap.add_metric([part.account.name], part.last_success)
         yield imap

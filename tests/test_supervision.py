@@ -42,6 +42,7 @@ def _send(address: tuple[str, int], raws: list[bytes]) -> list[int]:
     return codes
 
 
+@pytest.mark.slow  # two lives of a whole daemon, in process
 def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any
 ) -> None:

@@ -6,12 +6,14 @@ runtime error; 78 (EX_CONFIG) an invalid configuration.
 
 from __future__ import annotations
 
+from . import _early  # noqa: F401  first: `serve` outlives a SIGHUP while the rest is imported
 import click
 
 from .. import __version__
 from .audit import audit
 from .blocklist import blocklist
 from .db import db
+from .imap import imap
 from .messages import import_, messages
 from .quarantine import quarantine
 from .sellers import forwarders, sellers
@@ -26,7 +28,7 @@ def cli() -> None:
     """Take in Amazon's buyer opt-out notices and keep the blocklist seller tools ask before sending."""
 
 
-for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit):
+for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit, imap):
     cli.add_command(_command)
 
 

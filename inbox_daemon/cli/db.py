@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from .common import config_option, load
+from ..config import Config
+from ..errors import ConfigError
+from .common import EX_CONFIG, config_option, load, run
 
 __all__ = ["db"]
 
@@ -23,12 +25,33 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
     """Create or upgrade the schema to REVISION."""
     cfg = load(config_path)
     from ..state import secure_state
+    from ..store.engine import driver_message, is_refused
     from ..store.migrate import upgrade
 
     secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
+        _bind_key(cfg)  # a database written with another key is refused before any change
         upgrade(cfg.database_url, revision)
+        _bind_key(cfg)  # creates the key file (0600) and records its check value when new
+    except ConfigError as exc:  # the key does not match, or the database refused us (StoreRefused)
+        click.echo(f"inbox-daemon: config error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     except Exception as exc:
-        click.echo(f"inbox-daemon: upgrade failed: {exc}", err=True)
+        if is_refused(exc):  # wrong credentials or no such database: the configuration is wrong
+            click.echo(f"inbox-daemon: config error: database refused the connection: {driver_message(exc)}", err=True)
+            sys.exit(EX_CONFIG)
+        click.echo(f"inbox-daemon: upgrade failed: {driver_message(exc)}", err=True)
         sys.exit(2)
     click.echo(f"database at {revision}")
+
+
+def _bind_key(cfg: Config) -> None:
+    """The privacy key matched to the database (``daemon.open_store``), once the schema can
+    hold its check value; before that there is nothing to match."""
+    from ..daemon import open_store
+
+    async def bind() -> None:
+        store = await open_store(cfg)
+        await store.close()
+
+    run(bind())

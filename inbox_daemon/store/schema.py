@@ -42,6 +42,7 @@ __all__ = [
     "OptOut",
     "Evidence",
     "BlocklistChange",
+    "PrivacyCheck",
     "Seller",
     "Forwarder",
     "MessageTrust",
@@ -264,6 +265,17 @@ class MessageTrust(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Every header that named a forwarder, with what proved it or "unauthenticated" (migration 0005)
     identity: Mapped[str | None] = mapped_column(Text)
+
+
+class PrivacyCheck(Base):
+    """One row: the check value of the privacy key the blocklist's pseudonyms are made with
+    (``privacy.KeyRing.check_value``), so a daemon with another key refuses to start."""
+
+    __tablename__ = "privacy_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    check_value: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditRow(Base):

@@ -9,17 +9,19 @@ opening a store never creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import Buyer, ParseResult
+from inbox_daemon.privacy import KeyRing
 
-from . import admission, applying, blocklist, changes, imap, leases, raw, review, sellers
+from . import admission, applying, blocklist, changes, imap, keycheck, leases, raw, review, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
@@ -58,6 +60,8 @@ Admit = Callable[[AdmissionView], Awaitable[Sequence[Admission]]]
 class Store:
     """The blocklist database. Open with ``await Store.open(url)``; close with ``close()`` or
     use it as ``async with``."""
+
+    keyring: KeyRing | None = None  # set by daemon.open_store once matched to the database
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -191,7 +195,7 @@ class Store:
 
     # -- the index -------------------------------------------------------------------------------
 
-    async def iter_index(self) -> AsyncIterator[IndexEntry]:
+    async def iter_index(self) -> AsyncGenerator[IndexEntry, None]:
         """Every blocked key: order keys, then email keys, streamed from the server.
 
         Consume it to the end or close it (``contextlib.aclosing``): it holds a connection.
@@ -231,6 +235,25 @@ class Store:
         when it has another address (held for review in the audit trail, not merged), or
         ("none", []) when it has this one or the order is not actively blocked."""
         return await self._transaction(lambda s: blocklist.learn_address(s, order_id, email, utcnow(), client))
+
+    # -- the privacy key ------------------------------------------------------------------------
+
+    async def key_check(self) -> str | None:
+        """The check value of the privacy key the database was written with, None if none yet."""
+        async with unavailable(), self.engine.connect() as conn:
+            return await keycheck.stored(conn)
+
+    async def record_key_check(self, value: str) -> str | None:
+        """Record ``value`` unless a check value is there already; the one that stays. None
+        when the schema has no place for it yet (before ``db upgrade``)."""
+        async with unavailable(), self.engine.connect() as conn:
+            if not await keycheck.has_table(conn):
+                return None
+        try:
+            await self._transaction(lambda s: keycheck.record(s, value, utcnow()))
+        except IntegrityError:
+            pass  # another process's first start recorded one first: that one stands
+        return await self.key_check()
 
     # -- the blocklist, for operators --------------------------------------------------------------
 

@@ -126,6 +126,7 @@ def test_unix_connections_are_capped_per_uid(sock_path: str) -> None:
     run(main)
 
 
+@pytest.mark.slow
 def test_limit_hits_are_logged_once_per_interval_with_a_count(sock_path: str) -> None:
     log = Recorder()
 
@@ -166,6 +167,7 @@ def test_caps_follow_the_descriptor_limit() -> None:
     assert derive_limits(10, 256, 0).max_per_peer == 8  # three quarters of a small cap
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_five_thousand_abusive_connections_do_not_starve_another_peer() -> None:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

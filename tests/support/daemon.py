@@ -12,14 +12,23 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
+
+from inbox_daemon import keys
+from inbox_daemon.privacy import load_keyring
 
 EXE = str(Path(sys.executable).with_name("inbox-daemon"))
 
 
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML config from nested dicts (strings, numbers, bools, lists of strings)."""
+    """A TOML config from nested dicts (strings, numbers, bools, lists of strings).
+
+    A config naming a database gets a privacy key file beside it unless it names one: every
+    daemon started with it shares the database, so they share the key, as deployments do."""
+    if "database" in sections and "privacy" not in sections:
+        sections = {**sections, "privacy": {"key_file": str(path.parent / "privacy.key")}}
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
@@ -165,6 +174,16 @@ class DaemonProcess:
     def query(self, *lines: str) -> list[str]:
         """Pipelined lines over the Unix socket; one reply each, in order."""
         return query_socket(self.socket_path, lines)
+
+    def tag(self, key: str) -> str:
+        """What this daemon's log lines show for a relay address or order id (``BuyerKey.tag``
+        under its privacy key)."""
+        path = self.home / "privacy.key"
+        if self.config is not None:
+            path = Path(tomllib.loads(self.config.read_text()).get("privacy", {}).get("key_file", path))
+        parsed = keys.parse(key)
+        assert parsed is not None, key
+        return parsed.tag(load_keyring(path, create=False))
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         full = [self.exe, *args] + (["--config", str(self.config)] if self.config else [])
