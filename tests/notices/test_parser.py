@@ -229,3 +229,21 @@ def test_seven_megabytes_of_forwarded_notices_name_nobody() -> None:
     assert 7_000_000 < len(raw) < MAX_BYTES and count == 19_800
     result = parse_notice(raw)
     assert result.kind is not Kind.OPT_OUT and result.buyers == () and result.reason
+
+
+def test_is_notice_foretells_classify_on_every_candidate_of_every_sample() -> None:
+    """The parser reads only the notices of a mail that holds one, trusting ``is_notice`` to
+    say which candidates ``classify`` calls notices: it must agree on every candidate."""
+    from pathlib import Path
+
+    from inbox_daemon.notices.classify import classify, is_notice
+    from inbox_daemon.notices.mime import read_message
+    from inbox_daemon.notices.unwrap import candidates
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "notices"
+    checked = 0
+    for path in sorted(samples.rglob("*.eml")):
+        for candidate in candidates(read_message(path.read_bytes())):
+            assert is_notice(candidate) == classify(candidate).is_notice, path.name
+            checked += 1
+    assert checked > 300
