@@ -186,7 +186,10 @@ class Daemon:
         from .intake.imap import ImapPoller  # imported only when configured
 
         for account in self.config.imap.accounts:
-            poller = ImapPoller(account, self.flow, self.store, logger=get_logger(component="imap", account=account.name))
+            poller = ImapPoller(
+                account, self.flow, self.store, logger=get_logger(component="imap", account=account.name),
+                max_message_bytes=self.config.smtp.max_message_bytes,
+            )
             await self._start_part(EDGE, poller)
 
     async def _start_web(self) -> None:

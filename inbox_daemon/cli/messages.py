@@ -59,7 +59,11 @@ async def messages_show(store: Store, ref: str, raw: bool, as_json: bool) -> Non
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @config_option
 def import_(paths: tuple[str, ...], config_path: str | None) -> None:
-    """Back-fill from mbox files, Maildir folders and .eml files."""
+    """Back-fill from mbox files, Maildir folders and .eml files.
+
+    Exit status: 0 every message was decided (held for review included), 1 some input was
+    not taken (unreadable, a symbolic link, not a regular file, over smtp.max_message_bytes),
+    2 some stored message could not be processed."""
     cfg = load(config_path)
     configure_logging("warning", cfg.log.format)
     from ..intake.files import ImportSummary, import_paths
@@ -70,12 +74,13 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
         flow = build_flow(cfg, store)  # the trust rules apply; imports are rate-exempt
         await flow.start()
         try:
-            return await import_paths(list(paths), flow, progress=sys.stderr.isatty())
+            return await import_paths(
+                list(paths), flow, progress=sys.stderr.isatty(), max_message_bytes=cfg.smtp.max_message_bytes,
+            )
         finally:
             await flow.stop()
             await store.close()
 
     summary = run(body())
     click.echo(str(summary))
-    if summary.errors:  # an unreadable path or a message that could not be applied
-        sys.exit(2)
+    sys.exit(summary.exit_status)  # 0 all decided (held for review too), 1 input skipped, 2 errors

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from ..config import Config, IntakeConfig
 from ..errors import Busy, StoreUnavailable
@@ -101,6 +102,30 @@ class Flow:
         while self.busy():
             self.processor.progress.clear()
             await self.processor.progress.wait()
+
+    @asynccontextmanager
+    async def room_for(self, sizes: Sequence[int]) -> AsyncIterator[int]:
+        """Wait for room, then hold one reservation for as many of ``sizes`` (in order, one at
+        least) as fit in the byte budget left; yields how many. For a caller that knows sizes
+        before it has the bytes (IMAP's RFC822.SIZE): the bytes are counted before they are
+        fetched, once per batch rather than once per message."""
+        await self.room()
+        left = self.limits.bytes_in_flight - self.bytes_in_flight
+        count = total = 0
+        for size in sizes:
+            if count and total + size > left:
+                break
+            count, total = count + 1, total + size
+        self.bytes_in_flight += total
+        try:
+            yield count
+        finally:
+            self.release(total)
+
+    async def accept_reserved(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+        """Commit a batch whose bytes the caller holds a reservation for (``room_for``); on
+        return each new message is queued for processing."""
+        return await self._writer.accept_many(deliveries)
 
     # -- the durable write -------------------------------------------------------------------
 

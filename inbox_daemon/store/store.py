@@ -310,6 +310,12 @@ class Store:
         """Which seller reported an opt-out in which message, when, with what DKIM verdict."""
         return await self._reading(lambda s: review.evidence_details(s, opt_out_id))
 
+    async def record_refused(self, source: str, subject: str, reason: str) -> None:
+        """Mail intake did not take (too large, or never given by its source): an audit row
+        with the reason, since there are no bytes to keep."""
+        row = {"actor": f"intake:{source}"[:200], "action": "refused", "subject": subject[:400], "detail": reason}
+        await self._transaction(lambda s: audit(s, [row], utcnow()))
+
     async def audit_log(
         self, *, opt_out_ids: Sequence[int] = (), limit: int = 100, offset: int = 0,
         actor: str | None = None, action: str | None = None,
