@@ -55,7 +55,7 @@ def test_serve_starts_with_a_negative_count_and_keeps_that_key_blocked(tmp_path:
         assert [r.split()[0] for r in replies] == ["BLOCKED"] * 4, replies
         assert replies[0].endswith(" 1")  # counted as one notice
         warned = [e for e in daemon.events if e.get("event") == "index_count_invalid"]
-        assert warned and warned[0]["level"] == "warning" and warned[0]["count"] == "-1"
+        assert warned and warned[0]["level"] == "warning" and warned[0]["notices"] == "-1"
     finally:
         daemon.ensure_stopped()
 

@@ -50,7 +50,7 @@ def usable(entries: Iterable[IndexEntry], warn: Callable[..., None] = _unusable,
             continue
         removal = entry.first_seen is None and entry.count == 0
         if not removal and keys.notice_count(entry.count) is None:
-            warn_count(kind=entry.kind, length=len(str(entry.value)), count=repr(entry.count)[:40])
+            warn_count(kind=entry.kind, length=len(str(entry.value)), notices=repr(entry.count)[:40])
             entry = dataclasses.replace(entry, count=1)
         yield entry
 
