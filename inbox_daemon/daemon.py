@@ -18,6 +18,7 @@ from . import systemd
 from .config import Config, load_config, query_tcp_address
 from .errors import ConfigError
 from .log import get_logger, set_level
+from .privacy import KeyRing, load_keyring
 from .lookup import BlocklistIndex, QueryServer
 from .lookup.follow import AddressLearner, IndexFollower, load_index
 from .lookup.mta_server import postfix_servers
@@ -25,23 +26,33 @@ from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
 from .processing import build_flow
 from .processing.admission import gatekeeper
+from .processing.privacy import PrivacyTask
 from .reload import plan_reload
 from .store import Store
 from .state import secure_state
 from .store.migrate import upgrade
 from .systemd import notify
 
-__all__ = ["Daemon", "open_store"]
+__all__ = ["Daemon", "open_store", "open_keyring"]
 
 DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 2 s
 
 
+def open_keyring(config: Config, *, create: bool) -> KeyRing:
+    """The privacy key file of this configuration (``Config.privacy_key_file``). ``create``
+    makes one (0600) when there is none: for ``db upgrade`` and an embedded SQLite this host
+    upgrades itself, never for a database other daemons share (docs/privacy.md)."""
+    return load_keyring(config.privacy_key_file, create=create)
+
+
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
-    """Open the configured database; upgrade an embedded SQLite first when allowed."""
+    """Open the configured database with its privacy key file; upgrade an embedded SQLite
+    first when allowed (and create the key file then, if it is the first start)."""
     secure_state(config)  # the state directory and database file with their modes
+    keyring = open_keyring(config, create=migrate)
     if migrate:
         await asyncio.to_thread(upgrade, config.database_url)
-    return await Store.open(config.database_url)
+    return await Store.open(config.database_url, keyring=keyring)
 
 
 class Daemon:
@@ -75,7 +86,8 @@ class Daemon:
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
             reserved_descriptors=cfg.smtp.max_connections + 128,
         )
-        for part in (self.follower, self.flow, self.learner, self.query):
+        self.privacy = PrivacyTask(self.store, cfg.privacy)  # seals plain rows, purges what is due
+        for part in (self.follower, self.flow, self.privacy, self.learner, self.query):
             await part.start()
             self._parts.append(part)
         self.mta = postfix_servers(cfg.postfix, self.index)  # Postfix's policy service and socketmap

@@ -13,6 +13,7 @@ from .audit import audit
 from .blocklist import blocklist
 from .db import db
 from .messages import import_, messages
+from .privacy import privacy
 from .quarantine import quarantine
 from .sellers import forwarders, sellers
 from .serve import check, parse, serve
@@ -26,7 +27,7 @@ def cli() -> None:
     """Take in Amazon's buyer opt-out notices and keep the blocklist seller tools ask before sending."""
 
 
-for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit):
+for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit, privacy):
     cli.add_command(_command)
 
 

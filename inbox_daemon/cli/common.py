@@ -59,6 +59,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except StoreUnavailable as exc:
         click.echo(f"inbox-daemon: database unavailable: {exc}", err=True)
         sys.exit(2)
+    except ConfigError as exc:  # e.g. the privacy key file is missing or open to others
+        click.echo(f"inbox-daemon: config error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
 
 
 async def open_store(cfg: Config) -> Store:

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from .common import config_option, load
+from ..config import Config
+from .common import config_option, load, run
 
 __all__ = ["db"]
 
@@ -32,3 +33,22 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
         click.echo(f"inbox-daemon: upgrade failed: {exc}", err=True)
         sys.exit(2)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        run(_seal_plain(cfg))
+
+
+async def _seal_plain(cfg: Config) -> None:
+    """Seal the raw messages kept plain before sealing existed (a migration does not hold the
+    key), creating the privacy key file if this is the first upgrade (docs/privacy.md)."""
+    from tqdm import tqdm
+
+    from ..daemon import open_keyring
+    from ..processing.privacy import reseal
+    from ..store import Store
+
+    async with await Store.open(cfg.database_url, keyring=open_keyring(cfg, create=True)) as store:
+        total = await store.count_to_reseal(plain_only=True)
+        if total:
+            with tqdm(total=total, unit="msg", desc="seal", disable=None, mininterval=0.2) as bar:
+                done = await reseal(store, plain_only=True, on_batch=bar.update)
+            click.echo(f"{done.resealed} stored messages sealed")

@@ -58,6 +58,8 @@ async def quarantine_approve(store: Store, cfg: Config, raw_id: int, who: str | 
     if await store.get_held(raw_id) is None:
         fail(f"no message {raw_id}")
     record = await store.load_raw(raw_id)
+    if record.unreadable:
+        fail(f"message {raw_id}: {record.unreadable}")
     applied = await refusable(store.approve(raw_id, parser.parse(record.data), parser_version=parser.version, who=login(who)))
     click.echo(f"approved {raw_id}: {applied.buyers_new} new, {applied.buyers_updated} updated")
 
