@@ -39,17 +39,17 @@ DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 
 
 
 def open_keyring(config: Config, *, create: bool) -> KeyRing:
-    """The privacy key file of this configuration (``Config.privacy_key_file``). ``create``
-    makes one (0600) when there is none: for ``db upgrade`` and an embedded SQLite this host
-    upgrades itself, never for a database other daemons share (docs/privacy.md)."""
+    """The privacy key file of this configuration (``Config.privacy_key_file``); ``create``
+    makes one (0600) when there is none, as ``db upgrade`` and a first start do. Daemons
+    sharing a database must share the file (docs/privacy.md)."""
     return load_keyring(config.privacy_key_file, create=create)
 
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
-    """Open the configured database with its privacy key file; upgrade an embedded SQLite
-    first when allowed (and create the key file then, if it is the first start)."""
+    """Open the configured database with its privacy key file (made at the first start);
+    upgrade an embedded SQLite first when allowed."""
     secure_state(config)  # the state directory and database file with their modes
-    keyring = open_keyring(config, create=migrate)
+    keyring = open_keyring(config, create=True)
     if migrate:
         await asyncio.to_thread(upgrade, config.database_url)
     return await Store.open(config.database_url, keyring=keyring)

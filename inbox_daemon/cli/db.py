@@ -39,16 +39,17 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
 
 async def _seal_plain(cfg: Config) -> None:
     """Seal the raw messages kept plain before sealing existed (a migration does not hold the
-    key), creating the privacy key file if this is the first upgrade (docs/privacy.md)."""
+    key), creating the privacy key file if there is none yet (docs/privacy.md)."""
     from tqdm import tqdm
 
     from ..daemon import open_keyring
     from ..processing.privacy import reseal
     from ..store import Store
 
-    async with await Store.open(cfg.database_url, keyring=open_keyring(cfg, create=True)) as store:
+    async with await Store.open(cfg.database_url) as store:
         total = await store.count_to_reseal(plain_only=True)
-        if total:
+        if total:  # a new database gets its key file at the first start (no state folder before)
+            store.keyring = open_keyring(cfg, create=True)
             with tqdm(total=total, unit="msg", desc="seal", disable=None, mininterval=0.2) as bar:
                 done = await reseal(store, plain_only=True, on_batch=bar.update)
             click.echo(f"{done.resealed} stored messages sealed")
