@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 from tqdm import tqdm
 
 from ..config import Config
+from ..errors import ConfigError
+from ..privacy import load_keyring
 from ..processing.privacy import BATCH, purge, reseal, retention_rule
 from ..store import Store
-from .common import fail, iso, with_store
+from .common import config_option, fail, iso, load, with_store
 
 __all__ = ["privacy"]
 
@@ -18,6 +21,23 @@ __all__ = ["privacy"]
 @click.group()
 def privacy() -> None:
     """Sealed evidence: rotate data keys, purge what retention says is due."""
+
+
+@privacy.command("init")
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+              help="Where to write it (default: privacy.key_file), e.g. the file LoadCredential= reads.")
+@config_option
+def init(key_file: str | None, config_path: str | None) -> None:
+    """Create the privacy key file (0600) if there is none, and say where it is. Back it up:
+    without it the blocklist's pseudonyms and the sealed evidence mean nothing."""
+    cfg = load(config_path)
+    path = Path(key_file) if key_file else cfg.privacy_key_file
+    existed = path.exists()
+    try:
+        ring = load_keyring(path, create=True)
+    except ConfigError as exc:
+        fail(str(exc))
+    click.echo(f"privacy key file {path} ({'exists' if existed else 'created'}); data keys {', '.join(sorted(ring.data_keys))}")
 
 
 @privacy.command("rotate-key")
