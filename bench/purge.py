@@ -2,7 +2,7 @@
 (bounded batches, a pause between them) while a client keeps asking the query socket; prints
 the purge's duration and rate and the lookup latency while it runs and after.
 
-    python bench/purge.py [--rows 1000000] [--blocked 100000] [--batch-note]
+    python bench/purge.py [--rows 1000000] [--blocked 20000]
 
 The raw messages are seeded straight into the embedded SQLite with the stdlib ``sqlite3``
 (sealed under the daemon's key file as intake seals them, received two years ago, outcome
@@ -129,7 +129,7 @@ def figures(latencies: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--blocked", type=int, default=100_000)
+    parser.add_argument("--blocked", type=int, default=20_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-purge-") as tmp:
         workdir = Path(tmp)

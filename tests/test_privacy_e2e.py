@@ -11,9 +11,11 @@ Relay addresses and order ids are not scanned for here: they are the blocklist's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,3 +209,20 @@ def test_a_message_sealed_under_a_key_the_daemon_lacks_is_kept_with_the_reason(t
         wait_until(lambda: daemon.query(f"ORDER {order}")[0].startswith("BLOCKED"))
     finally:
         daemon.ensure_stopped()
+
+
+def test_db_upgrade_seals_messages_an_older_version_stored_plain(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    daemon = DaemonProcess(home, write_config(tmp_path / "c.toml", {}))
+    assert daemon.cli("db", "upgrade", "--revision", "0006").returncode == 0
+    body = notice_with_buyer_data("111-2222222-3333333", "abcdefghij12345@marketplace.amazon.com", NAMES[0], TEXT[0], 0)
+    db = home / "inbox-daemon.db"
+    with sqlite3.connect(db) as conn:  # as version 0006 wrote it
+        conn.execute("INSERT INTO raw_messages (sha256, data, size, source, envelope_to, received_at, times_received,"
+                      " outcome) VALUES (?, ?, ?, 'smtp', '[]', '2026-11-01 00:00:00.000000', 1, 'opt_out')",
+                      (hashlib.sha256(body).hexdigest(), body, len(body)))
+    assert not (home / "privacy.key").exists()
+    upgraded = daemon.cli("db", "upgrade")
+    assert upgraded.returncode == 0 and "1 stored messages sealed" in upgraded.stdout, upgraded.stderr
+    assert (home / "privacy.key").exists() and found_in(sqlite_bytes(home)) == []
+    assert NAMES[0] in daemon.cli("messages", "show", "1", "--raw").stdout

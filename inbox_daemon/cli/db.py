@@ -52,4 +52,5 @@ async def _seal_plain(cfg: Config) -> None:
             store.keyring = open_keyring(cfg, create=True)
             with tqdm(total=total, unit="msg", desc="seal", disable=None, mininterval=0.2) as bar:
                 done = await reseal(store, plain_only=True, on_batch=bar.update)
+            await store.drop_old_pages()
             click.echo(f"{done.resealed} stored messages sealed")

@@ -61,6 +61,7 @@ async def rotate_key(store: Store, cfg: Config, resume: bool, no_reseal: bool, r
         total = await store.count_to_reseal()
         with tqdm(total=total, unit="msg", desc="reseal", disable=None, mininterval=0.2) as bar:
             done = await reseal(store, plain_only=False, batch=batch, on_batch=bar.update)
+        await store.drop_old_pages()
         click.echo(f"{done.resealed} messages sealed under {ring.current}; {done.unreadable} could not be opened here")
     await _report_keys(store, cfg, retire)
 

@@ -86,9 +86,6 @@ class PrivacyTask:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    def use_config(self, config: PrivacyConfig) -> None:
-        self._config = config
-
     async def _run(self) -> None:
         while True:
             try:
@@ -105,6 +102,7 @@ class PrivacyTask:
         if self._store.keyring is not None:
             sealed = await reseal(self._store, plain_only=True, pause=PAUSE_S)
             if sealed.resealed:
+                await self._store.drop_old_pages()
                 self._log.info("privacy_sealed", messages=sealed.resealed)
         purged = await purge(self._store, retention_rule(self._config, self._clock()), pause=PAUSE_S)
         if purged:

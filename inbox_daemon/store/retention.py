@@ -60,9 +60,8 @@ async def purge_batch(session: AsyncSession, rule: Retention, limit: int) -> int
     ids = [int(i) for i in await session.scalars(chosen.with_for_update(skip_locked=True))]
     if not ids:
         return 0
-    statement = (
-        update(RawMessage)
-        .where(RawMessage.id.in_(ids), rule.due())  # still due: not decided otherwise meanwhile
-        .values(data=None, key_id=None, purged_at=rule.now)
-    )
+    # By id alone: the rows are locked since the SELECT (FOR UPDATE on PostgreSQL, which checks
+    # the condition again on the row it locks; SQLite's write transaction holds the database),
+    # and repeating the condition here makes SQLite walk the whole due range of the index.
+    statement = update(RawMessage).where(RawMessage.id.in_(ids)).values(data=None, key_id=None, purged_at=rule.now)
     return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]

@@ -295,6 +295,14 @@ class Store:
         """Kept raw messages per data key id (None: plain)."""
         return await self._reading(sealing.key_ids_in_use)
 
+    async def drop_old_pages(self) -> None:
+        """SQLite: checkpoint and truncate the WAL, whose old page images may still hold bytes
+        sealed or purged since. PostgreSQL keeps dead row versions until VACUUM reuses them
+        (docs/privacy.md); nothing to do here."""
+        if self.engine.dialect.name == "sqlite":
+            async with unavailable(), self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def purge_due(self, rule: retention.Retention) -> dict[str, int]:
         """What a purge under ``rule`` would delete, per outcome."""
         return await self._reading(lambda s: retention.due_counts(s, rule))
