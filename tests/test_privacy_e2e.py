@@ -154,11 +154,18 @@ def row_states(url: str) -> dict[str, int]:
     return run_async(go())
 
 
-def test_a_purge_killed_half_way_leaves_every_row_whole_or_purged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_purge_killed_half_way_leaves_every_row_whole_or_purged(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     home, count = tmp_path / "home", 20_000
-    daemon = DaemonProcess(home, write_config(tmp_path / "c.toml", {}), env={"PYTHONUNBUFFERED": "1"})
-    assert daemon.cli("db", "upgrade").returncode == 0
     url = f"sqlite:///{home / 'inbox-daemon.db'}"
+    sections: dict[str, dict[str, Any]] = {}
+    if engine == "postgresql":
+        url = request.getfixturevalue("fresh_pg_url")
+        sections["database"] = {"url": url}
+    daemon = DaemonProcess(home, write_config(tmp_path / "c.toml", sections), env={"PYTHONUNBUFFERED": "1"})
+    assert daemon.cli("db", "upgrade").returncode == 0
     assert daemon.cli("messages", "list").returncode == 0  # the first command makes the key file
     seed_old_messages(url, home / "privacy.key", count)
 
