@@ -348,7 +348,7 @@ def test_sighup_changes_log_level_and_forwarder_rules_without_dropping_connectio
         assert decision["reason"].startswith("no seller identity")  # docs/threat-model.md
         # The address learner follows the reloaded relay domains too.
         assert daemon.query("CHECK k3v9qz2mw7hxr4t@relay.example 222-0000001-0000001")[0].startswith("BLOCKED")
-        assert daemon.wait_event("address_learned")["address"] == "k3v9qz2mw7hxr4t@relay.example"
+        assert daemon.wait_event("address_learned")["address"] == daemon.tag("k3v9qz2mw7hxr4t@relay.example")
 
         path.write_text("[log\nlevel = ")  # a broken file changes nothing
         daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]

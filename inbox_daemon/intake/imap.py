@@ -40,7 +40,9 @@ from .imap_client import (
     response_text,
     uid_set,
 )
+from .imap_auth import sign_in_for
 from .lease import MailboxLease
+from .oauth import GrantInvalid, authorize_command
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
 
@@ -94,6 +96,7 @@ class ImapPoller:
             store, account.name, account.mailbox, self, logger=self._log,
             seconds=self.tuning.lease_seconds, retry_seconds=self.tuning.lease_retry_seconds,
         ) if store.shared else None
+        self._sign_in = sign_in_for(account, self._log)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -181,6 +184,12 @@ class ImapPoller:
             try:
                 await self._session(conn)
                 failed = False
+            except GrantInvalid as exc:  # only the operator can mend it: one line per retry period
+                delay = self.tuning.auth_retry_seconds * random.uniform(0.9, 1.1)
+                self._log.error(
+                    "imap_oauth_grant_invalid", error=str(exc), run=authorize_command(self.account),
+                    retry_in=round(delay, 1),
+                )
             except ImapAuthError as exc:
                 delay = self.tuning.auth_retry_seconds * random.uniform(0.9, 1.1)
                 self._log.error(
@@ -212,19 +221,11 @@ class ImapPoller:
         except TimeoutError:
             pass
 
-    async def _password(self) -> str:
-        if not self.account.password_file:
-            return self.account.password
-        try:  # read at every connect, so a rotated password needs no restart
-            text = await asyncio.to_thread(_read_text, self.account.password_file)
-        except OSError as exc:
-            raise ImapAuthError(f"cannot read password_file {self.account.password_file}: {exc.strerror}") from None
-        return text.rstrip("\r\n")
-
     async def _session(self, conn: ImapConnection) -> None:
         """Connect, select, then drain and wait until stopped (or until something breaks)."""
         acct = self.account
-        await conn.open(await self._password())
+        await conn.open()
+        await self._sign_in(conn)
         uidvalidity = await conn.select(acct.mailbox)
         position = await self._store.imap_position(acct.name, acct.mailbox)
         if position is not None and position.uidvalidity != uidvalidity:
@@ -331,7 +332,3 @@ def advanced(position: Position, batch: list[int], taken: set[int]) -> Position:
         last = uid
     return Position(position.uidvalidity, last)
 
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()

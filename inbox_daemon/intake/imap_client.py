@@ -20,6 +20,8 @@ import aioimaplib  # type: ignore[import-untyped]
 
 from ..config import ImapAccount
 from ..errors import InboxDaemonError
+from .sasl import SaslExchange
+from .sasl import State as SaslState
 
 __all__ = [
     "ImapConnection",
@@ -154,7 +156,8 @@ class ImapConnection:
             raise ImapSessionError("connection lost")
         raise ImapSessionError("command timed out")
 
-    async def open(self, password: str) -> None:
+    async def open(self) -> None:
+        """Connect, greet, and STARTTLS when configured; not yet authenticated."""
         acct = self.account
         context = ssl.create_default_context() if acct.tls != "none" else None
         self.client = aioimaplib.IMAP4(
@@ -166,15 +169,65 @@ class ImapConnection:
         if acct.tls == "starttls":
             assert context is not None
             await self._starttls(context)
+
+    async def login(self, password: str) -> None:
+        """LOGIN (RFC 3501 6.2.3)."""
+        assert self.client is not None
         if "LOGINDISABLED" in self.capabilities:
             raise ImapAuthError("server refuses LOGIN on this connection (LOGINDISABLED): use tls")
-        response = await self.guard(self.client.login(acct.username, password))
+        response = await self.guard(self.client.login(self.account.username, password))
         if response.result != "OK" or self.client.get_state() != aioimaplib.AUTH:  # pitfall
-            text = response_text(response)
-            if "[UNAVAILABLE]" in text.upper():  # RFC 5530: temporary, not the password
-                raise ImapSessionError(f"login unavailable: {text}")
-            raise ImapAuthError(text or "LOGIN refused")
+            _refused(response, "LOGIN")
         await self.guard(self.client.protocol.capability())  # they may grow after login
+
+    async def authenticate(self, exchange: SaslExchange) -> bool:
+        """AUTHENTICATE (RFC 3501 6.2.2) driven by the sans-IO ``exchange``; True once
+        authenticated, False when refused (``exchange.server_error`` and ``refusal`` say why).
+        Pitfall:
+        aioimaplib's own ``xoauth2`` never answers the server's error challenge (the command then
+        hangs until its timeout) and logs the base64 token at debug level; here the client's
+        lines go to the transport directly and the command carries only the mechanism name."""
+        assert self.client is not None
+        protocol = self.client.protocol
+        if f"AUTH={exchange.mechanism}" not in self.capabilities:
+            raise ImapAuthError(f"server does not offer AUTH={exchange.mechanism}")
+        command = _AuthenticateCommand(protocol.new_tag(), exchange.mechanism, loop=protocol.loop)
+        assert protocol.pending_sync_command is None  # nothing runs before authentication
+        protocol.pending_sync_command = command
+        protocol.transport.write(exchange.begin(command.tag, "SASL-IR" in self.capabilities))
+        done = asyncio.ensure_future(command.wait())
+        try:
+            while not done.done():
+                challenge = asyncio.ensure_future(command.challenges.get())
+                try:
+                    await self.guard(asyncio.wait({done, challenge}, return_when=asyncio.FIRST_COMPLETED))
+                finally:
+                    challenge.cancel()
+                if challenge.done() and not challenge.cancelled():
+                    if exchange.state is SaslState.CANCELLED:  # RFC 3501 6.2.2: BAD must follow "*"
+                        raise ImapSessionError("server went on challenging after the client cancelled")
+                    protocol.transport.write(exchange.on_continuation(challenge.result()))
+        finally:
+            done.cancel()
+        return await self._authenticated(command.response, exchange)
+
+    async def _authenticated(self, response: Any, exchange: SaslExchange) -> bool:
+        """The tagged answer to AUTHENTICATE: True once in, False when refused (a fresh token
+        may help); a cancelled exchange or a temporary refusal raise."""
+        assert self.client is not None
+        protocol = self.client.protocol
+        if response.result == "OK":
+            async with protocol.state_condition:
+                protocol.state = aioimaplib.AUTH
+                protocol.state_condition.notify_all()
+            await self.guard(protocol.capability())
+            return True
+        if exchange.problem:
+            raise ImapAuthError(f"AUTHENTICATE {exchange.mechanism} cancelled: {exchange.problem}")
+        exchange.refusal = response_text(response)
+        if "[UNAVAILABLE]" in exchange.refusal.upper():  # RFC 5530: temporary, not the token
+            raise ImapSessionError(f"AUTHENTICATE {exchange.mechanism} unavailable: {exchange.refusal}")
+        return False
 
     async def _starttls(self, context: ssl.SSLContext) -> None:
         """STARTTLS (RFC 3501 6.2.1), which aioimaplib 2.0 has no method for."""
@@ -275,6 +328,37 @@ class ImapConnection:
             if protocol.transport is not None:
                 protocol.transport.close()
             self.client._client_task.cancel()  # a connect still in progress
+
+
+class _AuthenticateCommand(aioimaplib.Command):  # type: ignore[misc]
+    """An AUTHENTICATE whose ``+`` lines are queued for the SASL exchange (aioimaplib hands a
+    continuation to the pending command and calls ``flush``). Its repr, which aioimaplib puts
+    in log lines and errors, carries only the mechanism name."""
+
+    def __init__(self, tag: str, mechanism: str, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__("AUTHENTICATE", tag, mechanism, loop=loop)
+        self.challenges: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pending: list[bytes] = []
+
+    def append_to_resp(self, line: bytes, result: str = "Pending") -> None:
+        if result == "Pending" and bytes(line).startswith(b"+"):
+            self._pending.append(bytes(line))
+        else:
+            super().append_to_resp(line, result)
+
+    def flush(self) -> None:
+        for line in self._pending:
+            self.challenges.put_nowait(line)
+        self._pending.clear()
+
+
+def _refused(response: Any, what: str) -> None:
+    """A refused LOGIN or AUTHENTICATE: a temporary refusal (RFC 5530 [UNAVAILABLE]) is a
+    session error, anything else an authentication error."""
+    text = response_text(response)
+    if "[UNAVAILABLE]" in text.upper():
+        raise ImapSessionError(f"{what} unavailable: {text}")
+    raise ImapAuthError(text or f"{what} refused")
 
 
 def response_text(response: Any) -> str:

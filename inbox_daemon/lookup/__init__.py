@@ -12,7 +12,7 @@ from inbox_daemon.lookup.index import (
     Hit,
     IndexEntryLike,
     address_key,
-    normalise_address,
+    buyer_key,
     order_key,
 )
 from inbox_daemon.lookup.server import QueryServer
@@ -25,6 +25,6 @@ __all__ = [
     "QueryServer",
     "Reply",
     "address_key",
-    "normalise_address",
+    "buyer_key",
     "order_key",
 ]

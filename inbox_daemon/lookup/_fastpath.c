@@ -33,7 +33,8 @@ hash_bytes(const char *data, Py_ssize_t size)
 #endif
 }
 
-/* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond. */
+/* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond
+ * (protocol._plain): an address keys.address leaves unchanged. */
 int
 is_plain_check(const unsigned char *line, Py_ssize_t size)
 {
@@ -41,7 +42,8 @@ is_plain_check(const unsigned char *line, Py_ssize_t size)
         return 0;
     const unsigned char *token = line + 6;
     Py_ssize_t n = size - 6;
-    if (token[0] == '@' || token[n - 1] == '@')
+    /* protocol._plain: what keys.address leaves unchanged; the rest goes to Python */
+    if (token[0] == '@' || token[n - 1] == '@' || token[n - 1] == '.' || n > MAX_ADDRESS)
         return 0;
     int ats = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -49,6 +51,8 @@ is_plain_check(const unsigned char *line, Py_ssize_t size)
         if (kind == 0)
             return 0;
         ats += kind == 2;
+        if (i && token[i] == '.' && (token[i - 1] == '.' || token[i - 1] == '@'))
+            return 0;
     }
     return ats == 1;
 }
@@ -701,13 +705,14 @@ PyInit__fastpath(void)
     for (const char *c = chars; *c; c++)
         plain[(unsigned char)*c] = 1;
     plain['@'] = 2;
-    if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&LoopType) < 0)
+    if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&LoopType) < 0 || PyType_Ready(&PseudonymiserType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Tables", (PyObject *)&TablesType) < 0 ||
         PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0 ||
+        PyModule_AddObjectRef(m, "Pseudonymiser", (PyObject *)&PseudonymiserType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_LINE", MAX_LINE) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -9,6 +9,8 @@
 
 #define MAX_LINE 1024  /* protocol.MAX_LINE: bytes before the LF, a CR included */
 #define MAX_REPLY 40   /* "BLOCKED " 8 + "YYYY-MM-DDTHH:MM:SSZ" 20 + " " 1 + uint32 10 + "\n" 1 */
+#define MAX_ADDRESS 320 /* keys.MAX_ADDRESS */
+#define PSEUDONYM_BYTES 16 /* privacy.PSEUDONYM_BYTES: HMAC-SHA-256 truncated to 128 bits */
 #define ADDRESS_TOP ((uint64_t)1 << 63)
 
 /* A view of BlocklistIndex's address lookups that a thread without the GIL may read.
@@ -32,6 +34,11 @@ typedef struct {
 
 extern PyTypeObject TablesType;
 extern PyTypeObject LoopType;
+extern PyTypeObject PseudonymiserType;
+
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+int pseudonym_digest(EVP_MAC_CTX *keyed, const unsigned char *data, size_t size, unsigned char out[PSEUDONYM_BYTES]);
+EVP_MAC_CTX *pseudonym_context(const unsigned char *key, size_t size);
 
 int is_plain_check(const unsigned char *line, Py_ssize_t size);
 char *put_blocked(char *out, uint64_t packed);

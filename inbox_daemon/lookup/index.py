@@ -6,10 +6,11 @@ its value ``first_seen << 32 | count`` (epoch seconds and notices, each a uint32
 ``bisect`` (C, no per-entry objects) within a directory slot of about 8 keys.
 
 Keys
-    * An order id ``NNN-NNNNNNN-NNNNNNN`` is its 17-digit integer (< 10**17 < 2**57), multiplied by
+    * An order id ``NNN-NNNNNNN-NNNNNNN`` is its 17-digit integer (< 10**17 < 2**57; a digital
+      order ``DNN-...`` is 10**17 plus its 16 digits), multiplied by
       an odd constant modulo 2**57. That is a bijection, so orders stay exact (no false
       positives), and it spreads the keys evenly, which lets ``build`` sort in small buckets.
-    * A relay address is a 64-bit hash of its normalised form (UTF-8) with the top bit forced
+    * A relay address is a 64-bit hash of its canonical form (``inbox_daemon.keys``) (UTF-8) with the top bit forced
       to 1, so it can never equal an order key (those are < 2**57). The hash is Python's keyed
       SipHash-1-3 (BLAKE2b, 8 bytes, where Python's hash is narrower): keys live only in this
       process. Two different addresses share a key with chance 2**-63, so an unknown address is
@@ -35,7 +36,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import math
-import re
 import sys
 from array import array
 from bisect import bisect_left
@@ -44,20 +44,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from inbox_daemon import keys
+
 __all__ = [
     "Hit",
     "IndexEntryLike",
     "BlocklistIndex",
-    "normalise_address",
     "address_key",
     "normalised_address_key",
     "normalised_address_bytes_key",
     "order_key",
+    "buyer_key",
 ]
 
-_ORDER_RE = re.compile(r"[0-9]{3}-[0-9]{7}-[0-9]{7}")
 _ORDER_BITS = 57
 _ORDER_MASK = (1 << _ORDER_BITS) - 1
+_DIGITAL_BASE = 10**17  # DNN-NNNNNNN-NNNNNNN: 10**17 + its 16 digits < 1.1e17 < 2**57
 _ORDER_MUL = 0x9E3779B97F4A7C15 & _ORDER_MASK  # odd (golden ratio): multiplying is a bijection
 _ADDRESS_TOP = 1 << 63
 _LOW63 = _ADDRESS_TOP - 1
@@ -68,7 +70,6 @@ _LOW63 = _ADDRESS_TOP - 1
 _FAST_HASH = sys.hash_info.width >= 64 and sys.hash_info.algorithm.startswith("siphash")
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 _U32 = 0xFFFFFFFF
-_RELAY_DOMAIN = "marketplace.amazon."
 try:
     from inbox_daemon.lookup import _fastpath
 except ImportError:  # not built: no query loop thread to share with
@@ -101,61 +102,53 @@ class IndexEntryLike(Protocol):
     def count(self) -> int: ...  # 0 removes the key
 
 
-def normalise_address(raw: str) -> str:
-    """The comparable form of an address: no display name or brackets, lower-case.
-
-    The ``+tag`` of a marketplace.amazon.* relay address is dropped, so ``abc+x@marketplace.
-    amazon.com`` and ``abc@marketplace.amazon.com`` are one buyer (Amazon relays both to the same
-    person). Other domains keep their local part whole: sub-addressing is theirs to define.
-    Raises ValueError when what is left is not ``local@domain`` without spaces.
-    """
-    text = raw.strip()
-    if text.endswith(">"):  # "Display Name" <address> or <address>: keep what is inside <...>
-        lt = text.rfind("<")
-        if lt < 0:
-            raise ValueError(f"not an address: {raw!r}")
-        text = text[lt + 1 : -1].strip()
-    text = text.lower()
-    local, _, domain = text.partition("@")
-    # str methods, not a regular expression: this runs on every CHECK and is 2x faster so.
-    if not local or not domain or "@" in domain or "<" in text or ">" in text or len(text.split()) != 1:
-        raise ValueError(f"not an address: {raw!r}")
-    if "+" in local and domain.startswith(_RELAY_DOMAIN) and local[0] != "+":
-        return f"{local.partition('+')[0]}@{domain}"
-    return text
-
-
 def normalised_address_key(address: str) -> int:
-    """The key of an address already through ``normalise_address``."""
+    """The key of an address already in canonical form (``keys.address``)."""
     return normalised_address_bytes_key(address.encode())
 
 
 if _FAST_HASH:
 
     def normalised_address_bytes_key(address: bytes) -> int:
-        """The key of a normalised address given as (UTF-8) bytes: the query hot path."""
+        """The key of a canonical address given as (UTF-8) bytes: the query hot path."""
         return (hash(address) & _LOW63) | _ADDRESS_TOP
 
 else:
 
     def normalised_address_bytes_key(address: bytes) -> int:
-        """The key of a normalised address given as (UTF-8) bytes: the query hot path."""
+        """The key of a canonical address given as (UTF-8) bytes: the query hot path."""
         hasher = _BLAKE2B_8.copy()
         hasher.update(address)
         return int.from_bytes(hasher.digest(), "big") | _ADDRESS_TOP
 
 
 def address_key(address: str) -> int:
-    """The 64-bit key of an address (normalised first); ValueError when it is not one."""
-    return normalised_address_key(normalise_address(address))
+    """The 64-bit key of an address (``keys.address`` first); ValueError when it is not one."""
+    canonical = keys.address(address)
+    if canonical is None:
+        raise ValueError(f"not an address: {address!r}")
+    return normalised_address_key(canonical)
 
 
 def order_key(order_id: str) -> int | None:
-    """The 57-bit key of an order id, or None when it is not ``NNN-NNNNNNN-NNNNNNN``."""
-    text = order_id.strip()
-    if _ORDER_RE.fullmatch(text) is None:
+    """The 57-bit key of an order id (``keys.order_id``), or None when it is not one."""
+    canonical = keys.order_id(order_id)
+    if canonical is None:
         return None
-    return (int(text.replace("-", "")) * _ORDER_MUL) & _ORDER_MASK
+    digits = int(canonical[1:].replace("-", ""))
+    # A digital order's 16 digits lie above every 17-digit id: still below 2**57, still one-to-one.
+    number = _DIGITAL_BASE + digits if canonical[0] == "D" else int(canonical.replace("-", ""))
+    return (number * _ORDER_MUL) & _ORDER_MASK
+
+
+def buyer_key(key: keys.BuyerKey) -> int:
+    """The index key of a parsed ``BuyerKey``."""
+    if key.kind == "order":
+        found = order_key(key.value)
+        if found is None:  # a BuyerKey is canonical: cannot happen
+            raise ValueError("bad order id")
+        return found
+    return normalised_address_key(key.value)
 
 
 def _bucket(key: int) -> int:
@@ -231,6 +224,10 @@ class BlocklistIndex:
         if i < hi and self._keys[i] == key:
             return self._values[i]
         return 0
+
+    def check(self, key: keys.BuyerKey) -> Hit | None:
+        """The hit for a parsed key, None when it is not blocked."""
+        return _hit(self.lookup_key(buyer_key(key)))
 
     def check_address(self, address: str) -> Hit | None:
         try:

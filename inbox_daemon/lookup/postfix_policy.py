@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from inbox_daemon.lookup.index import BlocklistIndex, address_key, order_key
+from inbox_daemon import keys
+from inbox_daemon.lookup.index import BlocklistIndex, buyer_key
 from inbox_daemon.lookup.protocol import Counters
 
 __all__ = [
@@ -77,6 +78,11 @@ class PolicyDecoder:
         self._size = 0
         self._problem: str | None = None
 
+    @property
+    def pending(self) -> bool:
+        """True while a block has begun and not ended (its request deadline runs)."""
+        return bool(self._pending or self._attrs or self._size or self._skipping or self._problem is not None)
+
     def feed(self, data: bytes) -> list[dict[str, str] | Malformed]:
         blocks: list[dict[str, str] | Malformed] = []
         data = self._pending + data
@@ -128,14 +134,10 @@ class PolicyDecoder:
 
 def lookup(index: BlocklistIndex, key: str, counters: Counters | None = None) -> int:
     """``first_seen << 32 | count`` for a relay address or order id, 0 when not blocked."""
-    order = order_key(key)
-    if order is not None:
-        packed = index.lookup_key(order)
-    else:
-        try:
-            packed = index.lookup_key(address_key(key))
-        except ValueError:
-            return 0  # not an address: nothing of ours (access(5) also asks for bare domains)
+    parsed = keys.parse(key)
+    if parsed is None:
+        return 0  # not an address or order id: nothing of ours (access(5) also asks for bare domains)
+    packed = index.lookup_key(buyer_key(parsed))
     if counters is not None:
         counters.lookups += 1
         counters.hits += bool(packed)
@@ -178,6 +180,10 @@ class PolicySession:
         self._index, self._settings, self._counters = index, settings, counters
         self.problems: list[str] = []  # malformed blocks since the last look; the server logs them
         self.closing = False  # the policy protocol never needs to close a connection itself
+
+    @property
+    def pending(self) -> bool:
+        return self._decoder.pending
 
     def feed(self, data: bytes) -> bytes:
         replies = []

@@ -15,10 +15,10 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any, Final, NamedTuple, cast
 
+from inbox_daemon import keys
 from inbox_daemon.lookup.index import (
     _FAST_HASH,
     BlocklistIndex,
-    normalise_address,
     normalised_address_bytes_key,
     normalised_address_key,
     order_key,
@@ -119,7 +119,7 @@ class Check(NamedTuple):
     Requests are NamedTuples: built on every query, they cost half a frozen dataclass.
     """
 
-    address: str  # normalised
+    address: str  # canonical (inbox_daemon.keys)
     address_key: int
     order_id: str | None = None
     order_key: int | None = None
@@ -199,23 +199,23 @@ def _parse_check(argument: str) -> Check | ErrorReply:
         if len(words) > 2:
             return _ERR_CHECK_ARGS
         address, order_id = words[0], (words[1] if len(words) == 2 else "")
-    try:
-        normalised = normalise_address(address)
-    except ValueError:
+    normalised = keys.address(address)
+    if normalised is None:
         return _ERR_BAD_ADDRESS
     if not order_id:
         return Check(normalised, normalised_address_key(normalised))
-    key = order_key(order_id)
-    if key is None:
+    canonical = keys.order_id(order_id)
+    if canonical is None:
         return _ERR_BAD_ORDER
-    return Check(normalised, normalised_address_key(normalised), order_id, key)
+    return Check(normalised, normalised_address_key(normalised), canonical, order_key(canonical))
 
 
 def _parse_order(argument: str) -> Order | ErrorReply:
     if not argument:
         return _ERR_ORDER_EMPTY
-    key = order_key(argument)
-    return _ERR_BAD_ORDER if key is None else Order(argument, key)
+    canonical = keys.order_id(argument)
+    key = None if canonical is None else order_key(canonical)
+    return _ERR_BAD_ORDER if canonical is None or key is None else Order(canonical, key)
 
 
 @dataclass(slots=True)
@@ -291,10 +291,24 @@ def _answer_stats(index: BlocklistIndex, counters: Counters | None, stats: Stats
     return b"STATS " + json.dumps(figures, separators=(",", ":"), default=str).encode("ascii") + b"\n"
 
 
-# Bytes that may stand in an address that normalisation leaves as it is. Deleting them from a
+# Bytes that may stand in an address that ``keys.address`` leaves as it is. Deleting them from a
 # token leaves exactly b"@" for such an address; anything else (upper case, "+", brackets,
-# non-ASCII, a second "@") takes the general path.
+# non-ASCII, a second "@") takes the general path, and so does a token ``keys.address`` refuses
+# for its dots or length (``_plain``). lookup/_fastpath.c's is_plain_check is the same test.
 _PLAIN_ADDRESS_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789._-"
+
+
+def _plain(token: bytes) -> bool:
+    """Whether ``keys.address`` would return ``token`` (ASCII) unchanged: the fast-path test."""
+    return (
+        token.translate(None, _PLAIN_ADDRESS_BYTES) == b"@"
+        and token[0] != 64
+        and token[-1] != 64
+        and token[-1] != 46
+        and b"@." not in token
+        and b".." not in token
+        and len(token) <= keys.MAX_ADDRESS
+    )
 
 
 # The C accelerator of the fast path for pipelined reads (lookup/_fastpath.c), or None for pure
@@ -330,7 +344,7 @@ class Responder:
     def respond(self, line: bytes, client: str | None = None) -> bytes:
         if line[:6] == b"CHECK ":
             token = line[6:]
-            if token.translate(None, _PLAIN_ADDRESS_BYTES) == b"@" and token[0] != 64 and token[-1] != 64:
+            if _plain(token):
                 packed = self._lookup(normalised_address_bytes_key(token))
                 counters = self.counters
                 counters.lookups += 1

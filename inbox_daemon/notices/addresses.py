@@ -2,13 +2,15 @@
 
 Relay addresses are 15 lower-case letters and digits at ``marketplace.amazon.<tld>`` (corpus s01-s16);
 notices sometimes show them upper-cased inside a display name (corpus s06) or with a ``+tag``.
-Decision: the +tag is *stripped* — it is a routing variant of the same anonymised buyer, and the
-blocklist keys on the buyer. Lookups must normalise the same way: use ``normalise_relay_address``.
+The +tag is stripped, as ``inbox_daemon.keys`` (the one rule for every path) says: it is a
+routing variant of the same anonymised buyer, and the blocklist keys on the buyer.
 """
 
 from __future__ import annotations
 
 import re
+
+from .. import keys
 
 __all__ = [
     "MARKETPLACE_TLDS",
@@ -41,10 +43,11 @@ _RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?
 # Left edge: not inside a longer local part; an optional +tag between the id and the "@".
 _RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
 _ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
-# 3-7-7 ASCII digits; not part of a longer run of digits or dashes: a cut id
-# is no id (wrappings_marketplaces_lookalikes/damaged_order_id_3_7_6_only.eml), and a longer
-# tracking or phone number may hold the pattern.
-_ORDER_RE = re.compile(r"(?<![0-9-])([0-9]{3}-[0-9]{7}-[0-9]{7})(?![0-9-]|-[0-9])")
+# keys.ORDER_ID_PATTERN (3-7-7 ASCII digits, or a digital order's D + 2-7-7); not part of a longer
+# run of digits or dashes: a cut id is no id
+# (wrappings_marketplaces_lookalikes/damaged_order_id_3_7_6_only.eml), and a longer tracking or
+# phone number may hold the pattern. A digital order's "D" must not end a word ("ID01-...").
+_ORDER_RE = re.compile(rf"(?<![0-9-])(?<![A-Za-z](?=[Dd]))({keys.ORDER_ID_PATTERN})(?![0-9-]|-[0-9])")
 # Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
 # (replies_mime_oddities_bulk_mail/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
 # (replies_mime_oddities_bulk_mail/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
@@ -59,7 +62,7 @@ _BARE_ADDR_RE = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~@-])[\w.!#$%&'*+/=?^`{|}~-
 
 
 def normalise_relay_address(address: str) -> str | None:
-    """The canonical form of a relay address (lower-case, +tag stripped), or None if not one."""
+    """The canonical form (``keys.address``) of a relay address, or None if not one."""
     found = find_relay_addresses(address)
     return found[0] if len(found) == 1 else None
 
@@ -90,10 +93,11 @@ def find_forged_relay_domains(text: str) -> list[str]:
 
 
 def find_order_ids(text: str) -> list[str]:
-    """Order ids (NNN-NNNNNNN-NNNNNNN) in order of first appearance, each once, in ASCII."""
+    """Order ids (``keys.order_id``'s canonical form) in order of first appearance, each once."""
     if not text.isascii():
         text = text.translate(_ORDER_FOLD)
-    return list(dict.fromkeys(_ORDER_RE.findall(text)))
+    found = (keys.order_id(match) for match in _ORDER_RE.findall(text))
+    return list(dict.fromkeys(order for order in found if order is not None))
 
 
 def first_address(value: str | None) -> str | None:

@@ -22,6 +22,7 @@ from .processor import RECOVER_BATCH, Processed, Processor
 
 __all__ = ["Flow", "build_flow"]
 
+STOP_FLOOR_S = 0.1  # the least time processing gets at a stop, however late the writer ended
 RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pause before asking again
 
 
@@ -53,15 +54,18 @@ class Flow:
             self._tasks.append(asyncio.create_task(self._recover_loop(), name="recover"))
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Finish what was accepted (queued writes and processing), then stop."""
+        """Finish what was accepted (queued writes and processing) within ``timeout`` seconds in
+        all, then stop; past it the writer and the processor are stopped anyway (what was not
+        committed gets a 451, what was not processed stays pending for the next start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self._writer.stop(), timeout)
-        except TimeoutError:
+        if not await self._writer.stop(timeout):
             self._log.warning("intake_stop_timeout")
-        await self.processor.stop(timeout)
+        # A moment at least: with none, an idle processor would be reported as stuck.
+        await self.processor.stop(max(STOP_FLOOR_S, deadline - loop.time()))
 
     @property
     def backlog(self) -> int:

@@ -28,6 +28,7 @@ from ..store import Applied, IndexEntry, PendingRow, RawRecord, Store
 from ..store.engine import is_transient
 from ..trust import Gatekeeper
 from .admission import admitter
+from .confirmations import annotate
 from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
 
 __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
@@ -279,10 +280,10 @@ class Processor:
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
         readable = [r for r in records if r.unreadable is None]
-        results = iter(await self._parsing.parse_many([r.data for r in readable]))
+        parsed = iter(annotate(readable, await self._parsing.parse_many([r.data for r in readable]), self._log))
         out: list[_Parsed | _Unparsed] = []
         for r in records:  # bytes this process cannot open are that message's error, kept with the reason
-            x = next(results) if r.unreadable is None else self._unreadable(r)
+            x = next(parsed) if r.unreadable is None else self._unreadable(r)
             out.append(_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x))
         return out
 

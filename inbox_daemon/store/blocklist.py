@@ -89,10 +89,12 @@ async def _stream(
 
 
 def _key_condition(key: str) -> Any:
-    key = key.strip()
-    if "@" in key:
-        return OptOut.email == (keys.address(key) or key.lower())
-    return OptOut.order_id == key
+    """The rows a key names (``keys.parse``); a string that is no key matches only a row holding
+    it as it is (one written before every key was validated, so an operator can remove it)."""
+    parsed = keys.parse(key)
+    if parsed is None:
+        return OptOut.email == key.strip().lower() if "@" in key else OptOut.order_id == key.strip()
+    return OptOut.email == parsed.value if parsed.kind == "email" else OptOut.order_id == parsed.value
 
 
 async def remove(
@@ -126,13 +128,15 @@ async def learn_address(
     opt-out already has another address: nothing is merged, an audit row holds the claim for
     review (at most ``MAX_CONFLICTS`` per opt-out); ("none", []) otherwise.
     """
+    order, address = keys.order_id(order_id), keys.address(email)
+    if order is None or address is None:
+        return "none", []
     statement = (
         select(OptOut)
-        .where(OptOut.order_id == order_id.strip(), OptOut.active)
+        .where(OptOut.order_id == order, OptOut.active)
         .with_for_update(key_share=True)
     )
     row = await session.scalar(statement)
-    address = keys.address(email)
     actor = f"query {client}"[:200]
     if row is None or address is None or row.email == address:
         return "none", []

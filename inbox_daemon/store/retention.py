@@ -1,7 +1,7 @@
 """Retention: the raw bytes of a message are deleted ``retain_days`` after it was received,
 or ``retain_days_held`` for one still held for review (quarantined, or an error an operator
 has yet to look at); a message not processed yet is never touched (nothing acknowledged is
-lost). The row stays without its bytes, stamped ``purged_at``; opt-outs, evidence links,
+lost). The row stays with empty bytes, stamped ``purged_at``; opt-outs, evidence links,
 counts, first-seen dates, seller figures and the change feed are not touched, so every
 lookup answers as before (docs/privacy.md).
 
@@ -63,5 +63,5 @@ async def purge_batch(session: AsyncSession, rule: Retention, limit: int) -> int
     # By id alone: the rows are locked since the SELECT (FOR UPDATE on PostgreSQL, which checks
     # the condition again on the row it locks; SQLite's write transaction holds the database),
     # and repeating the condition here makes SQLite walk the whole due range of the index.
-    statement = update(RawMessage).where(RawMessage.id.in_(ids)).values(data=None, key_id=None, purged_at=rule.now)
+    statement = update(RawMessage).where(RawMessage.id.in_(ids)).values(data=b"", key_id=None, purged_at=rule.now)
     return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]

@@ -42,16 +42,21 @@ __all__ = [
     "OptOut",
     "Evidence",
     "BlocklistChange",
+    "PrivacyCheck",
     "Seller",
     "Forwarder",
     "MessageTrust",
     "AuditRow",
     "ImapState",
     "ImapLease",
+    "WebUser",
+    "ApiToken",
+    "ROLES",
 ]
 
 OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
 DKIM_STATES = ("verified", "failed", "absent")
+ROLES = ("viewer", "operator")  # web users: viewers read, operators also decide and change
 
 # Deterministic constraint names: SQLite batch migrations and downgrades need to name them.
 NAMING = {
@@ -130,7 +135,7 @@ class Base(DeclarativeBase):
 class RawMessage(Base):
     """Every message as it arrived, stored once per distinct bytes (sha256). The row stays for
     good; its bytes are sealed under the data key ``key_id`` (None: plain, written before
-    sealing) and deleted by retention, which stamps ``purged_at`` (migration 0007)."""
+    sealing) and deleted by retention, which stamps ``purged_at`` (migration 0010)."""
 
     __tablename__ = "raw_messages"
     __table_args__ = (
@@ -145,7 +150,7 @@ class RawMessage(Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)  # sealed; None once purged
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # sealed; empty once purged
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(SafeString(200))  # "smtp", "imap:<account>", "import"
     envelope_from: Mapped[str | None] = mapped_column(SafeText)
@@ -161,8 +166,9 @@ class RawMessage(Base):
     forwarder: Mapped[str | None] = mapped_column(SafeString(320))
     claimed_by: Mapped[str | None] = mapped_column(SafeString(200))  # the process processing it
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    key_id: Mapped[str | None] = mapped_column(String(64))  # the data key ``data`` is sealed under
-    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when retention deleted ``data``
+    # Deferred, as ``data`` is: only the sealing and retention reads ask for them.
+    key_id: Mapped[str | None] = mapped_column(String(64), deferred=True)  # the data key ``data`` is sealed under
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, deferred=True)  # when retention deleted ``data``
 
 
 class OptOut(Base):
@@ -271,6 +277,17 @@ class MessageTrust(Base):
     identity: Mapped[str | None] = mapped_column(Text)
 
 
+class PrivacyCheck(Base):
+    """One row: the check value of the privacy key the blocklist's pseudonyms are made with
+    (``privacy.KeyRing.check_value``), so a daemon with another key refuses to start."""
+
+    __tablename__ = "privacy_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    check_value: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AuditRow(Base):
     """One row per change to the blocklist or the registry: who, when, what and why."""
 
@@ -314,3 +331,29 @@ class ImapLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_success: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the holder's last drained round
+
+
+class WebUser(Base):
+    """Who may use the web pages (migration 0007): a name, an Argon2 hash of the password (never
+    the password) and a role. ``disabled_at`` set: the user can no longer log in."""
+
+    __tablename__ = "web_users"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'operator')", name="role"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(400))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API (migration 0007): only the SHA-256 of the token is kept
+    (a token is 32 random bytes, so a fast hash is enough), with a name to revoke it by."""
+
+    __tablename__ = "api_tokens"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

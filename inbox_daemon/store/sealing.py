@@ -35,11 +35,13 @@ def seal_raw(ring: KeyRing | None, data: bytes, sha256: str) -> tuple[bytes, str
     return ring.encrypt(data, context=_context(sha256)), ring.current
 
 
-def open_raw(ring: KeyRing | None, stored: bytes | None, key_id: str | None, sha256: str) -> tuple[bytes, str | None]:
+def open_raw(
+    ring: KeyRing | None, stored: bytes, key_id: str | None, sha256: str, purged: bool = False
+) -> tuple[bytes, str | None]:
     """``(bytes, None)``, or ``(b"", why)`` when they cannot be read: purged, or sealed under a
     key this process does not hold. Never raises: one unreadable message is that message's
     error, not the batch's."""
-    if stored is None:
+    if purged:
         return b"", "purged by retention"
     if key_id is None:
         return stored, None
@@ -53,7 +55,7 @@ def open_raw(ring: KeyRing | None, stored: bytes | None, key_id: str | None, sha
 
 def _stale(current: str) -> object:
     """Rows whose bytes are kept but not under ``current``: plain ones included."""
-    return (RawMessage.data.is_not(None)) & or_(RawMessage.key_id.is_(None), RawMessage.key_id != current)
+    return (RawMessage.purged_at.is_(None)) & or_(RawMessage.key_id.is_(None), RawMessage.key_id != current)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ async def reseal_batch(
     """Seal again under the current key up to ``limit`` rows with ids above ``after``; None
     when none is left. ``plain_only``: only rows never sealed (what every daemon may do in the
     background without waiting for a key file to reach the others)."""
-    due = RawMessage.data.is_not(None) & RawMessage.key_id.is_(None) if plain_only else _stale(ring.current)
+    due = RawMessage.purged_at.is_(None) & RawMessage.key_id.is_(None) if plain_only else _stale(ring.current)
     statement = (
         select(RawMessage.id, RawMessage.sha256, RawMessage.data, RawMessage.key_id)
         .where(RawMessage.id > after, due)  # type: ignore[arg-type]
@@ -92,7 +94,7 @@ async def reseal_batch(
         sealed, current = seal_raw(ring, data, sha256)
         changed = await session.execute(
             update(RawMessage)
-            .where(RawMessage.id == raw_id, RawMessage.data.is_not(None))  # not purged meanwhile
+            .where(RawMessage.id == raw_id, RawMessage.purged_at.is_(None))  # not purged meanwhile
             .values(data=sealed, key_id=current)
         )
         done += changed.rowcount  # type: ignore[attr-defined]
@@ -101,13 +103,13 @@ async def reseal_batch(
 
 async def count_to_reseal(session: AsyncSession, current: str, *, plain_only: bool = False) -> int:
     due = RawMessage.key_id.is_(None) if plain_only else or_(RawMessage.key_id.is_(None), RawMessage.key_id != current)
-    statement = select(func.count()).select_from(RawMessage).where(RawMessage.data.is_not(None), due)
+    statement = select(func.count()).select_from(RawMessage).where(RawMessage.purged_at.is_(None), due)
     return int((await session.execute(statement)).scalar_one())
 
 
 async def key_ids_in_use(session: AsyncSession) -> dict[str | None, int]:
     """Kept messages per data key (None: plain): which keys may be retired."""
     statement = (
-        select(RawMessage.key_id, func.count()).where(RawMessage.data.is_not(None)).group_by(RawMessage.key_id)
+        select(RawMessage.key_id, func.count()).where(RawMessage.purged_at.is_(None)).group_by(RawMessage.key_id)
     )
     return {k: int(n) for k, n in await session.execute(statement)}

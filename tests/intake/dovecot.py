@@ -70,7 +70,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 default_internal_user = {internal}
 default_login_user = {login}
 first_valid_uid = {uid}
@@ -82,7 +82,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
-userdb {{
+{oauth2}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/home
 }}
@@ -110,7 +110,8 @@ protocol imap {{
 class Dovecot:
     """One Dovecot master process and its files; ``stop``/``start`` keep port and Maildir."""
 
-    def __init__(self, root: Path, *, capability: str | None = None, tls: bool = False) -> None:
+    def __init__(self, root: Path, *, capability: str | None = None, tls: bool = False,
+                 introspection_url: str | None = None) -> None:
         self.root = root
         self.port = free_port()
         self.tls_port = free_port() if tls else 0  # implicit TLS; STARTTLS is on ``port`` then
@@ -128,6 +129,8 @@ class Dovecot:
             login_extra="  chroot =\n  user = " + internal if unprivileged else "",
             imap_extra="  user = " + internal if unprivileged else "",
             capability=f"  imap_capability = {capability}" if capability else "",
+            mechanisms=" xoauth2 oauthbearer" if introspection_url else "",
+            oauth2=self._oauth2(introspection_url) if introspection_url else "",
         )
         for sub in ("run", "state", "home", "Maildir"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -135,6 +138,16 @@ class Dovecot:
         (root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}:{uid}:{gid}::{root}/home\n")
         for sub in ("home", "Maildir"):
             os.chown(root / sub, uid, gid)
+
+    def _oauth2(self, introspection_url: str) -> str:
+        """``passdb oauth2`` after the passwd-file: a password logs in as before, a bearer token
+        (SASL XOAUTH2 / OAUTHBEARER) is checked at the issuer's RFC 7662 endpoint, at every login
+        (no auth cache: a revoked token is refused at once)."""
+        (self.root / "dovecot-oauth2.conf.ext").write_text(
+            f"introspection_mode = post\nintrospection_url = {introspection_url}\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        )
+        return f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {self.root}/dovecot-oauth2.conf.ext\n}}\n"
 
     def _ssl(self) -> str:
         """A throwaway self-signed certificate for 127.0.0.1; clients trust it via SSL_CERT_FILE."""
@@ -148,11 +161,12 @@ class Dovecot:
 
     @classmethod
     @contextmanager
-    def running(cls, *, capability: str | None = None, tls: bool = False) -> Iterator[Dovecot]:
+    def running(cls, *, capability: str | None = None, tls: bool = False,
+                introspection_url: str | None = None) -> Iterator[Dovecot]:
         # Not under pytest's tmp_path: that is mode 0700 and the mail user must reach the Maildir.
         root = Path(tempfile.mkdtemp(prefix="inbox-dovecot-"))
         root.chmod(0o755)
-        server = cls(root, capability=capability, tls=tls)
+        server = cls(root, capability=capability, tls=tls, introspection_url=introspection_url)
         try:
             server.start()
             yield server

@@ -47,7 +47,7 @@ def config(path: Path, url: str, dovecot: Dovecot, port: int | None = None) -> P
     (path.parent / "imap.pass").write_text(dovecot.password + "\n")
     path.write_text(
         f'[database]\nurl = "{url}"\n\n[query]\nsync_seconds = 0.2\n\n'
-        f'[privacy]\nkey_file = "{path.parent / "privacy.key"}"\n\n'  # one key file for daemons sharing a database
+        f'[privacy]\nkey_file = "{path.parent / "privacy.key"}"\n\n'
         "[[imap.accounts]]\n"
         f'name = "shop"\nhost = "127.0.0.1"\nport = {port or dovecot.port}\ntls = "none"\n'
         f'username = "{dovecot.user}"\npassword_file = "{path.parent / "imap.pass"}"\n'

@@ -20,6 +20,8 @@ from inbox_daemon.lookup import BlocklistIndex, QueryServer, protocol
 from inbox_daemon.lookup import index as index_module
 from inbox_daemon.lookup.protocol import MAX_LINE, Counters, Responder
 
+from .wire import serve_lines
+
 FIRST_SEEN = 1_795_673_854  # 2026-11-26T06:17:34Z
 ORDER = "114-3941689-8772232"
 BASE = [f"base{i}@marketplace.amazon.com" for i in range(40)]  # built into the sorted arrays
@@ -173,22 +175,8 @@ def test_pipelined_reads_through_the_server(native: bool, fast: bool) -> None:
     module = protocol.FASTPATH
     protocol.FASTPATH = module if fast else None
 
-    async def main() -> bytes:
-        server = QueryServer(index, unix_path=None, tcp=("127.0.0.1", 0), native=native)
-        await server.start()
-        try:
-            address = server.tcp_address
-            assert address is not None
-            reader, writer = await asyncio.open_connection(*address)
-            writer.write(b"".join(line + b"\n" for line in lines))
-            data = await reader.readexactly(len(expected))
-            writer.close()
-            return data
-        finally:
-            await server.stop()
-
     try:
-        assert asyncio.run(asyncio.wait_for(main(), 10)) == expected
+        assert serve_lines(index, lines, len(expected), native=native) == expected
     finally:
         protocol.FASTPATH = module
 

@@ -34,7 +34,7 @@ def test_one_round_seals_plain_rows_and_purges_what_is_due(with_store: Any) -> N
         finally:
             await task.stop()
         kept = await stored(store)
-        assert kept[young.id] == (None, None)  # 40 days old and decided: purged
+        assert kept[young.id] == (b"", None)  # 40 days old and decided: purged
         data, key_id = kept[old.id]  # 60 days and held: kept, and sealed now
         assert data is not None and b"Ada Quist" not in data and key_id == ring.current  # type: ignore[union-attr]
         assert (await store.load_raw(old.id)).data == b"old notice, buyer Ada Quist"

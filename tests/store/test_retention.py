@@ -52,8 +52,8 @@ def test_purge_deletes_bytes_past_retain_days_and_every_answer_stays(with_store:
         assert await purge(store, month, batch=2) == 3  # two batches
         assert await snapshot(store) == before
         kept = await stored(store)
-        assert sorted(i for i, (data, _) in kept.items() if data is None) == [1, 2, other.id]
-        assert all(key_id is None for data, key_id in kept.values() if data is None)
+        assert sorted(i for i, (data, _) in kept.items() if data == b"") == [1, 2, other.id]
+        assert all(key_id is None for data, key_id in kept.values() if data == b"")
         record = await store.load_raw(1)
         assert (record.data, record.unreadable, record.purged_at) == (b"", "purged by retention", month.now)
         assert record.outcome == "opt_out" and record.sha256  # the row itself stays

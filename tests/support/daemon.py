@@ -12,14 +12,23 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
+
+from inbox_daemon import keys
+from inbox_daemon.privacy import load_keyring
 
 EXE = str(Path(sys.executable).with_name("inbox-daemon"))
 
 
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML config from nested dicts (strings, numbers, bools, lists of strings)."""
+    """A TOML config from nested dicts (strings, numbers, bools, lists of strings).
+
+    A config naming a database gets a privacy key file beside it unless it names one: every
+    daemon started with it shares the database, so they share the key, as deployments do."""
+    if "database" in sections and "privacy" not in sections:
+        sections = {**sections, "privacy": {"key_file": str(path.parent / "privacy.key")}}
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
@@ -39,12 +48,14 @@ class DaemonProcess:
         self.pass_fds: tuple[int, ...] = ()  # sockets handed over as systemd does (tests/test_systemd.py)
         self.config = config
         self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
+                    "INBOX_DAEMON_WEB_LISTEN": "127.0.0.1:0",
                     "INBOX_DAEMON_LOG_FORMAT": "json", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.events: list[dict[str, Any]] = []
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.smtp: tuple[str, int] = ("", 0)
         self.socket_path = ""
+        self.web: tuple[str, int] | None = None  # the web pages' address, when they are on
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         args = [self.exe, "serve"] + (["--config", str(self.config)] if self.config else [])
@@ -58,6 +69,8 @@ class DaemonProcess:
         host, port = ready["smtp"].rsplit(":", 1)
         self.smtp = (host, int(port))
         self.socket_path = ready["query_socket"]
+        web = ready.get("web", "off")
+        self.web = None if web == "off" else (web.rsplit(":", 1)[0], int(web.rsplit(":", 1)[1]))
         return self
 
     def _read(self, proc: subprocess.Popen[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:
@@ -165,6 +178,16 @@ class DaemonProcess:
     def query(self, *lines: str) -> list[str]:
         """Pipelined lines over the Unix socket; one reply each, in order."""
         return query_socket(self.socket_path, lines)
+
+    def tag(self, key: str) -> str:
+        """What this daemon's log lines show for a relay address or order id (``BuyerKey.tag``
+        under its privacy key)."""
+        path = self.home / "privacy.key"
+        if self.config is not None:
+            path = Path(tomllib.loads(self.config.read_text()).get("privacy", {}).get("key_file", path))
+        parsed = keys.parse(key)
+        assert parsed is not None, key
+        return parsed.tag(load_keyring(path, create=False))
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         full = [self.exe, *args] + (["--config", str(self.config)] if self.config else [])

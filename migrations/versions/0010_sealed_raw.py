@@ -5,8 +5,8 @@ Rows written before keep ``key_id`` NULL and stay readable as they are; the daem
 ``db upgrade``, ``privacy rotate-key --resume``) seals them in bounded batches afterwards,
 because a migration does not hold the privacy key (docs/privacy.md).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -26,21 +26,20 @@ UTC = sa.DateTime(timezone=True)  # inbox_daemon.store.schema.UTCDateTime stores
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("raw_messages") as batch:
-        batch.add_column(sa.Column("key_id", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("purged_at", UTC, nullable=True))
-        batch.alter_column("data", existing_type=sa.LargeBinary(), nullable=True)
+    # Columns added in place (no table rebuild: a large SQLite table is not copied, and rows
+    # other tables point at stay put); a purged message keeps empty bytes, not NULL.
+    op.add_column("raw_messages", sa.Column("key_id", sa.String(64), nullable=True))
+    op.add_column("raw_messages", sa.Column("purged_at", UTC, nullable=True))
     op.create_index("ix_raw_messages_purged_at_received_at", "raw_messages", ["purged_at", "received_at"])
 
 
 def downgrade() -> None:
-    # Sealed or purged bytes cannot go back to a plain NOT NULL column: refuse rather than lose them.
+    # An older version reads every stored byte as plain: refuse rather than hand it sealed or purged rows.
     bind = op.get_bind()
-    kept = bind.execute(sa.text("SELECT count(*) FROM raw_messages WHERE key_id IS NOT NULL OR data IS NULL")).scalar()
+    kept = bind.execute(sa.text("SELECT count(*) FROM raw_messages WHERE key_id IS NOT NULL OR purged_at IS NOT NULL")).scalar()
     if kept:
         raise RuntimeError(f"{kept} raw messages are sealed or purged; downgrading would lose them")
     op.drop_index("ix_raw_messages_purged_at_received_at", table_name="raw_messages")
     with op.batch_alter_table("raw_messages") as batch:
-        batch.alter_column("data", existing_type=sa.LargeBinary(), nullable=False)
         batch.drop_column("purged_at")
         batch.drop_column("key_id")
