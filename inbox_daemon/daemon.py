@@ -29,6 +29,7 @@ from .intake.smtp import SmtpListener
 from .privacy import KeyRing, load_keyring
 from .processing import build_flow
 from .processing.admission import gatekeeper
+from .processing.privacy import PrivacyTask
 from .reload import BASELINE, plan_reload, refusal, weakened
 from .store import Store
 from .state import secure_state
@@ -141,7 +142,9 @@ class Daemon:
             max_connections_per_peer=cfg.query.max_connections_per_peer, request_timeout=cfg.query.request_seconds,
             reserved_descriptors=_smtp_reserve(cfg), limits=shares["query"],
         )
-        for stage, part in ((CORE, self.follower), (CORE, self.flow), (CORE, self.learner), (EDGE, self.query)):
+        self.privacy = PrivacyTask(self.store, cfg.privacy)  # seals plain rows, purges what is due
+        for stage, part in ((CORE, self.follower), (CORE, self.flow), (CORE, self.privacy), (CORE, self.learner),
+                            (EDGE, self.query)):
             await self._start_part(stage, part)
         self.mta = postfix_servers(cfg.postfix, self.index, shares)  # Postfix's policy service and socketmap
         for mta in self.mta:

@@ -55,6 +55,7 @@ def test_each_message_is_decided_once_and_a_dead_hosts_claims_are_taken_over(fre
     url, rng = fresh_pg_url, random.Random(88)
     sections: dict[str, dict[str, Any]] = {
         "database": {"url": url}, "query": {"sync_seconds": 0.2}, "intake": {"claim_seconds": CLAIM_SECONDS},
+        "privacy": {"key_file": str(tmp_path / "privacy.key")},  # one key file for daemons sharing a database
     }
     slow = {**sections, "parser": {"module": "tests.support.slow_parser", "workers": 1}}
     first = DaemonProcess(tmp_path / "a", write_config(tmp_path / "a.toml", slow), exe=other_host_exe(tmp_path),

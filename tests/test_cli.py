@@ -12,7 +12,7 @@ from tests.support.daemon import EXE
 COMMANDS = [
     [], ["serve"], ["parse"], ["check"], ["db"], ["db", "upgrade"], ["blocklist"], ["blocklist", "list"],
     ["blocklist", "show"], ["blocklist", "remove"], ["blocklist", "export"], ["messages"], ["messages", "list"],
-    ["messages", "show"], ["import"],
+    ["messages", "show"], ["import"], ["privacy"], ["privacy", "init"], ["privacy", "purge"], ["privacy", "rotate-key"],
 ]
 
 
@@ -29,7 +29,7 @@ def run(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str
 def test_every_command_has_help(command: list[str]) -> None:
     proc = run(*command, "--help")
     assert proc.returncode == 0 and "Usage:" in proc.stdout
-    if command and command[0] not in ("db", "blocklist", "messages"):
+    if command and command[0] not in ("db", "blocklist", "messages") and command != ["privacy"]:
         assert "--config" in proc.stdout
 
 
@@ -82,3 +82,16 @@ def test_config_on_the_group_and_json_on_listings(tmp_path: Path) -> None:
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list", "--config", str(config)).returncode == 0
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list").returncode == 78
     assert cli("users", "list").stdout == ""  # without --config: the embedded database, not the other one
+
+
+def test_privacy_init_makes_one_key_file_at_0600_and_keeps_it(tmp_path: Path) -> None:
+    first = run("privacy", "init", home=tmp_path / "home")
+    assert first.returncode == 0 and "(created)" in first.stdout, first.stderr
+    key = tmp_path / "home" / "privacy.key"
+    content = key.read_bytes()
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = run("privacy", "init", home=tmp_path / "home")
+    assert "(exists)" in again.stdout and key.read_bytes() == content
+    key.chmod(0o644)
+    refused = run("privacy", "init", home=tmp_path / "home")
+    assert refused.returncode == 1 and "open to others" in refused.stderr and content.decode() not in refused.stderr

@@ -193,7 +193,8 @@ def test_query_socket_serves_other_clients_while_one_misbehaves(daemon: DaemonPr
 
 
 def test_two_daemons_on_one_postgresql_share_the_blocklist(tmp_path: Path, fresh_pg_url: str) -> None:
-    config = write_config(tmp_path / "c.toml", {"database": {"url": fresh_pg_url}, "query": {"sync_seconds": 0.2}})
+    config = write_config(tmp_path / "c.toml", {"database": {"url": fresh_pg_url}, "query": {"sync_seconds": 0.2},
+                                                "privacy": {"key_file": str(tmp_path / "privacy.key")}})
     first = DaemonProcess(tmp_path / "a", config)
     second = DaemonProcess(tmp_path / "b", config)
     try:

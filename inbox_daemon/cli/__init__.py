@@ -15,6 +15,7 @@ from .blocklist import blocklist
 from .db import db
 from .imap import imap
 from .messages import import_, messages
+from .privacy import privacy
 from .quarantine import quarantine
 from .sellers import forwarders, sellers
 from .serve import check, parse, serve
@@ -34,7 +35,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 for _command in (serve, parse, check, db, blocklist, messages, import_, sellers, forwarders, quarantine, audit, imap, users,
-                 tokens):
+                 tokens, privacy):
     cli.add_command(_command)
 
 

@@ -43,6 +43,8 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
         click.echo(f"inbox-daemon: upgrade failed: {driver_message(exc)}", err=True)
         sys.exit(2)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        run(_seal_plain(cfg))
 
 
 def _bind_key(cfg: Config) -> None:
@@ -55,3 +57,23 @@ def _bind_key(cfg: Config) -> None:
         await store.close()
 
     run(bind())
+
+
+async def _seal_plain(cfg: Config) -> None:
+    """Seal the raw messages kept plain before sealing existed (a migration does not hold the
+    key), under the key just bound to the database (docs/privacy.md)."""
+    from tqdm import tqdm
+
+    from ..daemon import open_store
+    from ..processing.privacy import reseal
+
+    store = await open_store(cfg)
+    try:
+        total = await store.count_to_reseal(plain_only=True)
+        if total:
+            with tqdm(total=total, unit="msg", desc="seal", disable=None, mininterval=0.2) as bar:
+                done = await reseal(store, plain_only=True, on_batch=bar.update)
+            await store.drop_old_pages()
+            click.echo(f"{done.resealed} stored messages sealed")
+    finally:
+        await store.close()

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..log import configure_logging
-from ..store import Store
+from ..store import RawRecord, Store
 from .common import config_option, emit, iso, json_option, load, open_store, run, with_store
 
 __all__ = ["messages", "import_"]
@@ -43,6 +43,9 @@ async def messages_show(store: Store, ref: str, raw: bool, as_json: bool) -> Non
         click.echo(f"{ref}: no such message")
         sys.exit(1)
     if raw:
+        if rec.unreadable:  # purged by retention, or sealed under a key this host lacks
+            click.echo(f"{ref}: no bytes to show: {_why(rec)}", err=True)
+            sys.exit(1)
         sys.stdout.buffer.write(rec.data)
         return
     names = ("id", "sha256", "source", "envelope_from", "envelope_to", "peer", "message_id",
@@ -53,6 +56,15 @@ async def messages_show(store: Store, ref: str, raw: bool, as_json: bool) -> Non
     for name in names:
         value = getattr(rec, name, None)
         click.echo(f"{name}: {iso(value) if hasattr(value, 'isoformat') else value}")
+    if rec.unreadable:
+        click.echo(f"bytes: {_why(rec)}")
+
+
+def _why(rec: RawRecord) -> str:
+    """Why a kept message has no bytes to show, with the purge date when retention took them."""
+    if rec.purged_at is not None:
+        return f"purged by retention at {iso(rec.purged_at)} (privacy.retain_days)"
+    return str(rec.unreadable)
 
 
 @click.command("import")

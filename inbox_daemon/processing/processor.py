@@ -279,8 +279,20 @@ class Processor:
         records = await self._claim(claims) if claims else []
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
-        results = annotate(records, await self._parsing.parse_many([r.data for r in records]), self._log)
-        return [_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x) for r, x in zip(records, results)]
+        readable = [r for r in records if r.unreadable is None]
+        parsed = iter(annotate(readable, await self._parsing.parse_many([r.data for r in readable]), self._log))
+        out: list[_Parsed | _Unparsed] = []
+        for r in records:  # bytes this process cannot open are that message's error, kept with the reason
+            x = next(parsed) if r.unreadable is None else self._unreadable(r)
+            out.append(_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x))
+        return out
+
+    def _unreadable(self, record: RawRecord) -> ParseFailed:
+        """A message sealed under a data key this daemon lacks (the key file has not reached it
+        after ``privacy rotate-key``): an error with the reason, never a crash; ``reprocess``
+        takes it up once the key file is in place."""
+        self._log.warning("sealed_message_unreadable", raw_id=record.id, sha256=record.sha256, error=record.unreadable)
+        return ParseFailed(f"cannot open the stored bytes: {record.unreadable}")
 
     async def _finish(self, batch: list[tuple[int, bool]], parsing: asyncio.Task[list[_Parsed | _Unparsed]]) -> None:
         try:

@@ -61,6 +61,8 @@ async def approve_held(
     if await store.get_held(raw_id) is None:
         raise LookupError(f"no message {raw_id}")
     record = await store.load_raw(raw_id)
+    if record.unreadable:  # purged, or sealed under a key this process lacks
+        raise ValueError(f"message {raw_id}: {record.unreadable}")
     result = await asyncio.to_thread(parser.parse, record.data)  # never the event loop's time
     applied = await store.approve(raw_id, result, parser_version=parser.version, who=who, note=note)
     if on_applied is not None:

@@ -117,6 +117,10 @@ def _sqlite_events(engine: AsyncEngine) -> None:
             "synchronous=FULL",
             f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
             "foreign_keys=ON",
+            # Deleted and rewritten content is overwritten with zeros, not left in free space:
+            # purged or newly sealed buyer data must not linger in the file
+            # (https://www.sqlite.org/pragma.html#pragma_secure_delete).
+            "secure_delete=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

@@ -16,9 +16,12 @@ from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inbox_daemon.privacy import KeyRing
+
 from .engine import chunks, database_clock
 from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
+from .sealing import open_raw, seal_raw
 
 __all__ = [
     "save_many",
@@ -39,7 +42,8 @@ SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine
 
 
 async def save_many(
-    session: AsyncSession, items: Sequence[Delivery], now: datetime, owner: str | None = None
+    session: AsyncSession, items: Sequence[Delivery], now: datetime, owner: str | None = None,
+    ring: KeyRing | None = None,
 ) -> list[SavedRaw]:
     """Insert the bytes, or count one more delivery of bytes already stored. A new message is
     claimed by ``owner`` from the start (see ``claim``), so that it is never without an owner
@@ -48,7 +52,8 @@ async def save_many(
     One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
     both engines: no race between two deliveries of the same bytes, one round trip for a
     batch. Repeats within the batch are folded first (PostgreSQL refuses to update a row twice
-    in one statement); the first of them is the new one.
+    in one statement); the first of them is the new one. The bytes are sealed under the
+    ring's current data key (``sealing``).
     """
     digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
     repeats = Counter(digests)
@@ -58,7 +63,7 @@ async def save_many(
     totals: dict[str, tuple[int, int, str]] = {}
     claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
     for chunk in chunks(firsts):
-        rows = [{**_values(firsts[d], d, repeats[d], now), **claim} for d in chunk]
+        rows = [{**_values(firsts[d], d, repeats[d], now, ring), **claim} for d in chunk]
         totals.update({d: (i, t, o) for i, d, t, o in await session.execute(_upsert(session, rows))})
     saved, seen = [], set()
     for digest in digests:
@@ -69,10 +74,13 @@ async def save_many(
     return saved
 
 
-def _values(item: Delivery, digest: str, repeats: int, now: datetime) -> dict[str, object]:
+def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyRing | None) -> dict[str, object]:
+    data, key_id = seal_raw(ring, item.raw, digest)
+    sealed = {"key_id": key_id} if key_id is not None else {}  # unsealed: the columns of any revision
     return {
+        **sealed,
         "sha256": digest,
-        "data": item.raw,
+        "data": data,
         "size": len(item.raw),
         "source": item.source,
         "envelope_from": item.envelope_from,
@@ -111,6 +119,7 @@ async def pending(session: AsyncSession, limit: int, lease: timedelta) -> list[P
 
 async def claim(
     session: AsyncSession, raw_ids: Sequence[int], owner: str, lease: timedelta, dead: Sequence[str],
+    ring: KeyRing | None = None,
 ) -> list[RawRecord]:
     """Claim the pending messages of these ids for ``owner`` — those nobody claimed, claimed
     more than ``lease`` ago, or claimed by an owner in ``dead`` — and return the ones it holds.
@@ -130,7 +139,7 @@ async def claim(
         )
         held.extend(int(i) for i in await session.scalars(statement))
     holding = set(held)
-    return await load_many(session, [i for i in raw_ids if i in holding])
+    return await load_many(session, [i for i in raw_ids if i in holding], ring)
 
 
 def _held_by(owner: str) -> ColumnElement[bool]:
@@ -176,27 +185,34 @@ async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set
     return set(raw_ids) - holding
 
 
-_ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key not in ("data", "claimed_by", "claimed_at"))
+_HIDDEN = ("data", "key_id", "claimed_by", "claimed_at")
+_ROW_COLUMNS = tuple(c for c in RawMessage.__table__.columns if c.key not in _HIDDEN)
 
 
 def _decoded(found: RowMapping) -> dict[str, Any]:
-    values = dict(found)
+    values = {k: v for k, v in found.items() if k not in _HIDDEN}
     values["envelope_to"] = tuple(json.loads(str(values["envelope_to"])))
     return values
 
 
-async def load(session: AsyncSession, raw_id: int) -> RawRecord | None:
-    statement = select(*_ROW_COLUMNS, RawMessage.data).where(RawMessage.id == raw_id)
+def _record(found: RowMapping, ring: KeyRing | None) -> RawRecord:
+    """A row with its bytes opened; bytes that do not open say why in ``unreadable``."""
+    data, why = open_raw(ring, found["data"], found["key_id"], found["sha256"], found["purged_at"] is not None)
+    return RawRecord(**_decoded(found), data=data, unreadable=why)
+
+
+async def load(session: AsyncSession, raw_id: int, ring: KeyRing | None = None) -> RawRecord | None:
+    statement = select(*_ROW_COLUMNS, RawMessage.data, RawMessage.key_id).where(RawMessage.id == raw_id)
     found = (await session.execute(statement)).mappings().one_or_none()
-    return None if found is None else RawRecord(**_decoded(found))
+    return None if found is None else _record(found, ring)
 
 
-async def load_many(session: AsyncSession, raw_ids: Sequence[int]) -> list[RawRecord]:
+async def load_many(session: AsyncSession, raw_ids: Sequence[int], ring: KeyRing | None = None) -> list[RawRecord]:
     """The messages of these ids that exist, in the order asked."""
     found: dict[int, RawRecord] = {}
     for chunk in chunks(raw_ids):
-        statement = select(*_ROW_COLUMNS, RawMessage.data).where(RawMessage.id.in_(chunk))
-        found.update((m["id"], RawRecord(**_decoded(m))) for m in (await session.execute(statement)).mappings())
+        statement = select(*_ROW_COLUMNS, RawMessage.data, RawMessage.key_id).where(RawMessage.id.in_(chunk))
+        found.update((m["id"], _record(m, ring)) for m in (await session.execute(statement)).mappings())
     return [found[i] for i in raw_ids if i in found]
 
 
@@ -244,12 +260,12 @@ async def outcome_counts(session: AsyncSession, since: datetime) -> dict[str, in
     return {outcome: count for outcome, count in await session.execute(statement)}
 
 
-async def find(session: AsyncSession, ref: str) -> RawRecord | None:
+async def find(session: AsyncSession, ref: str, ring: KeyRing | None = None) -> RawRecord | None:
     """By id, else by sha256 prefix (at least 4 hex digits). ValueError if the prefix is
     ambiguous, so that a CLI never shows the wrong message."""
     ref = ref.strip().lower()
     if ref.isdigit():
-        record = await load(session, int(ref))
+        record = await load(session, int(ref), ring)
         if record is not None:
             return record
     if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
@@ -258,4 +274,4 @@ async def find(session: AsyncSession, ref: str) -> RawRecord | None:
     ids = list((await session.scalars(statement)).all())
     if len(ids) > 1:
         raise ValueError(f"sha256 prefix {ref!r} names more than one message")
-    return await load(session, ids[0]) if ids else None
+    return await load(session, ids[0], ring) if ids else None

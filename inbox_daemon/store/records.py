@@ -83,13 +83,16 @@ class RawRow:
     parser_version: str | None
     processed_at: datetime | None
     forwarder: str | None
+    purged_at: datetime | None  # retention deleted the bytes then (docs/privacy.md)
 
 
 @dataclass(frozen=True, slots=True)
 class RawRecord(RawRow):
-    """A kept message with its bytes."""
+    """A kept message with its bytes; ``unreadable`` says why there are none (purged, or
+    sealed under a data key this process does not hold) and ``data`` is empty then."""
 
     data: bytes
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

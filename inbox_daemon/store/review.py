@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
+from inbox_daemon.privacy import KeyRing
 
 from . import applying, raw
 from .audit import audit
@@ -63,7 +64,9 @@ async def held_rows(
 async def reprocess_ids(session: AsyncSession, parser_version: str, every: bool, after: int, limit: int) -> list[int]:
     """Unapplied messages to run the current parser over: those an older parser read, or
     (``every``) all of them. Ids above ``after``, oldest first, at most ``limit``."""
-    statement = select(RawMessage.id).where(RawMessage.outcome.in_(UNAPPLIED), RawMessage.id > after)
+    statement = select(RawMessage.id).where(
+        RawMessage.outcome.in_(UNAPPLIED), RawMessage.id > after, RawMessage.purged_at.is_(None)  # bytes to read
+    )
     if not every:
         statement = statement.where(
             (RawMessage.parser_version != parser_version) | RawMessage.parser_version.is_(None)
@@ -148,11 +151,12 @@ async def figures(session: AsyncSession, seller_id: int) -> list[MonthFigures]:
 
 
 async def import_buyers(
-    session: AsyncSession, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], who: str, now: datetime
+    session: AsyncSession, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], who: str, now: datetime,
+    ring: KeyRing | None = None,
 ) -> Imported:
     """The file is kept as a raw message (its provenance: name, sha256, who, when) and its
     buyers applied as one notice: evidence and audit rows point at it."""
-    (saved,) = await raw.save_many(session, [Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now)
+    (saved,) = await raw.save_many(session, [Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now, ring=ring)
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
     (applied,) = await applying.apply_batch(session, [(saved.id, result)], "csv-import", now, actor=who)
     detail = f"file {name} sha256 {saved.sha256}: {len(buyers)} rows, {len(skipped)} skipped"

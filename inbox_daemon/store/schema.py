@@ -133,7 +133,9 @@ class Base(DeclarativeBase):
 
 
 class RawMessage(Base):
-    """Every message as it arrived, stored once per distinct bytes (sha256) and never deleted."""
+    """Every message as it arrived, stored once per distinct bytes (sha256). The row stays for
+    good; its bytes are sealed under the data key ``key_id`` (None: plain, written before
+    sealing) and deleted by retention, which stamps ``purged_at`` (migration 0010)."""
 
     __tablename__ = "raw_messages"
     __table_args__ = (
@@ -143,11 +145,12 @@ class RawMessage(Base):
             name="outcome",
         ),
         Index("ix_raw_messages_outcome_id", "outcome", "id"),
+        Index("ix_raw_messages_purged_at_received_at", "purged_at", "received_at"),  # retention
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # load when asked
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # sealed; empty once purged
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(SafeString(200))  # "smtp", "imap:<account>", "import"
     envelope_from: Mapped[str | None] = mapped_column(SafeText)
@@ -163,6 +166,9 @@ class RawMessage(Base):
     forwarder: Mapped[str | None] = mapped_column(SafeString(320))
     claimed_by: Mapped[str | None] = mapped_column(SafeString(200))  # the process processing it
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Deferred, as ``data`` is: only the sealing and retention reads ask for them.
+    key_id: Mapped[str | None] = mapped_column(String(64), deferred=True)  # the data key ``data`` is sealed under
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, deferred=True)  # when retention deleted ``data``
 
 
 class OptOut(Base):

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from inbox_daemon.notices.result import Buyer, ParseResult
 from inbox_daemon.privacy import KeyRing
 
-from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, raw, review, sellers
+from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, raw, retention, review, sealing, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
@@ -61,22 +61,24 @@ Admit = Callable[[AdmissionView], Awaitable[Sequence[Admission]]]
 
 class Store:
     """The blocklist database. Open with ``await Store.open(url)``; close with ``close()`` or
-    use it as ``async with``."""
+    use it as ``async with``. With a ``keyring`` raw messages are sealed at rest under its
+    current data key (``sealing``); the daemon and the CLI always give one."""
 
     keyring: KeyRing | None = None  # set by daemon.open_store once matched to the database
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, keyring: KeyRing | None = None) -> None:
         self.engine = engine
+        self.keyring = keyring
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(engine, expire_on_commit=False, execution_options={WRITE: True})
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = 5, **engine_options: Any) -> Self:
+    async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
         """Make the engine; connects lazily (call ``ping`` to know the database answers).
 
         ``sqlite:///`` and ``postgresql://`` URLs are mapped to aiosqlite and asyncpg.
         """
-        return cls(make_engine(url, pool_size=pool_size, **engine_options))
+        return cls(make_engine(url, pool_size=pool_size, **engine_options), keyring)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -113,7 +115,7 @@ class Store:
         bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
         metadata is kept. New messages are claimed by ``owner``, the process that will
         process them."""
-        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow(), owner))
+        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow(), owner, self.keyring))
 
     async def pending_raw(self, limit: int = 1000, *, lease: timedelta = timedelta(0)) -> list[PendingRow]:
         """Messages stored but not processed, oldest first, with their claims (recovery); a
@@ -125,7 +127,7 @@ class Store:
     ) -> list[RawRecord]:
         """Claim pending messages for one owner, exclusively (see ``raw.claim``); the ones it
         now holds, with their bytes. A claim older than ``lease`` is taken over."""
-        return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, lease, dead))
+        return await self._transaction(lambda s: raw.claim(s, raw_ids, owner, lease, dead, self.keyring))
 
     async def claimers(self, raw_ids: Sequence[int]) -> set[str]:
         """The owners holding claims on these pending messages."""
@@ -136,14 +138,14 @@ class Store:
         return await self._transaction(lambda s: raw.renew(s, owner))
 
     async def load_raw(self, raw_id: int) -> RawRecord:
-        record = await self._reading(lambda s: raw.load(s, raw_id))
+        record = await self._reading(lambda s: raw.load(s, raw_id, self.keyring))
         if record is None:
             raise LookupError(f"no raw message with id {raw_id}")
         return record
 
     async def load_raw_many(self, raw_ids: Sequence[int]) -> list[RawRecord]:
         """The messages of these ids that exist, with their bytes, in the order asked."""
-        return await self._reading(lambda s: raw.load_many(s, raw_ids))
+        return await self._reading(lambda s: raw.load_many(s, raw_ids, self.keyring))
 
     async def mark_error(self, raw_id: int, reason: str, *, owner: str | None = None) -> bool:
         """Outcome "error" with the reason; the bytes stay for a later retry or a look. With
@@ -169,7 +171,9 @@ class Store:
         first, leaving out those an audit row of ``skip_action`` names."""
 
         async def work(session: AsyncSession) -> list[RawRecord]:
-            return await raw.load_many(session, await raw.by_reason(session, prefix, outcome, skip_action, limit))
+            return await raw.load_many(
+                session, await raw.by_reason(session, prefix, outcome, skip_action, limit), self.keyring
+            )
 
         return await self._reading(work)
 
@@ -185,7 +189,7 @@ class Store:
 
     async def get_message(self, ref: str) -> RawRecord | None:
         """By id or by a sha256 prefix of 4+ hex digits (ValueError when ambiguous)."""
-        return await self._reading(lambda s: raw.find(s, ref))
+        return await self._reading(lambda s: raw.find(s, ref, self.keyring))
 
     # -- applying --------------------------------------------------------------------------------
 
@@ -327,7 +331,42 @@ class Store:
         self, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], *, who: str
     ) -> Imported:
         """Apply buyers read from a file, keeping the file as their evidence."""
-        return await self._transaction(lambda s: review.import_buyers(s, data, name, buyers, skipped, who, utcnow()))
+        return await self._transaction(lambda s: review.import_buyers(s, data, name, buyers, skipped, who, utcnow(), self.keyring)
+        )
+
+    # -- privacy: sealing again and retention (docs/privacy.md) ---------------------------------
+
+    async def reseal_batch(self, after: int, limit: int, *, plain_only: bool = False) -> sealing.Resealed | None:
+        """Seal up to ``limit`` rows after id ``after`` again under the current data key, in
+        one short transaction; None when none is left (``sealing.reseal_batch``)."""
+        ring = self.keyring
+        if ring is None:
+            raise ValueError("no privacy key file loaded: nothing to seal with")
+        return await self._transaction(lambda s: sealing.reseal_batch(s, ring, after, limit, plain_only=plain_only))
+
+    async def count_to_reseal(self, *, plain_only: bool = False) -> int:
+        current = self.keyring.current if self.keyring else ""
+        return await self._reading(lambda s: sealing.count_to_reseal(s, current, plain_only=plain_only))
+
+    async def key_ids_in_use(self) -> dict[str | None, int]:
+        """Kept raw messages per data key id (None: plain)."""
+        return await self._reading(sealing.key_ids_in_use)
+
+    async def drop_old_pages(self) -> None:
+        """SQLite: checkpoint and truncate the WAL, whose old page images may still hold bytes
+        sealed or purged since. PostgreSQL keeps dead row versions until VACUUM reuses them
+        (docs/privacy.md); nothing to do here."""
+        if self.engine.dialect.name == "sqlite":
+            async with unavailable(), self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def purge_due(self, rule: retention.Retention) -> dict[str, int]:
+        """What a purge under ``rule`` would delete, per outcome."""
+        return await self._reading(lambda s: retention.due_counts(s, rule))
+
+    async def purge_batch(self, rule: retention.Retention, limit: int) -> int:
+        """Delete the bytes of at most ``limit`` due messages in one short transaction."""
+        return await self._transaction(lambda s: retention.purge_batch(s, rule, limit))
 
     # -- sellers and forwarders ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 
+from inbox_daemon.privacy import new_keyring
 from inbox_daemon.store import Store, migrate
 from inbox_daemon.store.engine import make_engine
 
@@ -51,11 +52,12 @@ StoreBody = Callable[[Store], Awaitable[T]]
 
 @pytest.fixture
 def with_store(db_url: str, run: Callable[..., Any]) -> Callable[[StoreBody[Any]], Any]:
-    """``with_store(body)`` runs ``await body(store)`` on a fresh loop and closes the store."""
+    """``with_store(body)`` runs ``await body(store)`` on a fresh loop and closes the store,
+    which seals raw messages under a fresh key ring as the daemon's does."""
 
     def go(body: StoreBody[T]) -> T:
         async def main() -> T:
-            async with await Store.open(db_url) as store:
+            async with await Store.open(db_url, keyring=new_keyring()) as store:
                 return await body(store)
 
         return run(main())  # type: ignore[no-any-return]
