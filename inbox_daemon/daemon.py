@@ -212,7 +212,9 @@ class Daemon:
         """What the overview page shows of the running parts."""
         sources: list[dict[str, Any]] = []
         if self.config.smtp.enabled:
-            sources.append({"name": "smtp", "state": "listening {}:{}".format(*self.smtp.address), "last_success": None})
+            last = self.smtp.handler.last_success
+            sources.append({"name": "smtp", "state": "listening {}:{}".format(*self.smtp.address),
+                            "last_success": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)) if last else None})
         for part in self.parts:
             if hasattr(part, "last_success") and hasattr(part, "account"):
                 last = part.last_success

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -58,6 +59,7 @@ class OptOutHandler:
         self._busy = Throttled(self._log, "smtp_busy")  # a client may retry at once, for ever
         self._deferred = Throttled(self._log, "smtp_deferred")
         self.in_flight = 0  # DATA transactions between receipt and their answer
+        self.last_success = 0.0  # epoch seconds of the last 250 for DATA (the overview page shows it)
 
     def flush_warnings(self) -> None:
         """Write the throttled warnings' pending summaries (at stop)."""
@@ -108,6 +110,7 @@ class OptOutHandler:
             self.in_flight -= 1
         self._log.debug("smtp_stored", peer=peer, sha256=saved.sha256, raw_id=saved.id,
                        duplicate=not saved.is_new, size=len(raw))
+        self.last_success = time.time()
         return OK_250_DATA.format(saved.sha256[:16])
 
 

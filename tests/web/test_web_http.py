@@ -216,6 +216,8 @@ def test_a_gmail_forwarding_confirmation_is_shown_until_dealt_with(daemon: Daemo
     alice.login("alice", PASSWORD)
     overview = alice.get("/")
     assert "ops.acme@gmail.com" in overview.text and "482915736" in overview.text
+    smtp_row = next(line for line in overview.text.splitlines() if '"row">smtp</th>' in line)
+    assert "never" not in smtp_row, smtp_row  # the 250 just given is SMTP's last success
     # Dealt with by registering the address as a forwarder: off the list, without a dismissal.
     daemon.cli("sellers", "add", "gmail-seller", check=True)
     assert alice.post("/sellers/gmail-seller/forwarders", {"csrf": overview.csrf(), "address": "ops.acme@gmail.com"}).status == 303
