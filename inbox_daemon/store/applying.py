@@ -64,7 +64,7 @@ class _Notice:
 class _Outcome:
     """What one raw message did: opt-outs it named, and which of them are new or changed."""
 
-    named: list[OptOut] = field(default_factory=list)
+    named: dict[int, OptOut] = field(default_factory=dict)  # by id() of the row, in naming order
     new: set[int] = field(default_factory=set)  # id() of the row objects
     updated: set[int] = field(default_factory=set)
 
@@ -161,8 +161,7 @@ class _Batch:
             self.apply(Buyer(email, None, buyer.marketplace), notice, outcome)
 
     def _name(self, row: OptOut, notice: _Notice, outcome: _Outcome) -> None:
-        if row not in outcome.named:
-            outcome.named.append(row)
+        outcome.named.setdefault(id(row), row)  # constant time per buyer, however large the batch
         if (id(row), notice.raw_id) not in self.seen_raw:
             self._count(row, notice)
             outcome.updated.add(id(row))
@@ -268,8 +267,8 @@ async def apply_batch(
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
         for buyer in result.buyers:
             batch.apply(buyer, notice, outcome)
-    named = [r for o in outcomes.values() for r in o.named]
-    changed = [r for o in outcomes.values() for r in o.named if id(r) in o.new | o.updated]
+    named = [r for o in outcomes.values() for r in o.named.values()]
+    changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
     entries = await entries_for(session, {r.id for r in named})
     return [_applied(outcomes.get(raw_id), entries, held.get(raw_id)) for raw_id, _ in items]
@@ -278,8 +277,8 @@ async def apply_batch(
 def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | None) -> Applied:
     if outcome is None:
         return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)
-    keys = {("order", r.order_id) for r in outcome.named if r.order_id}
-    keys |= {("email", r.email) for r in outcome.named if r.email}
+    keys = {("order", r.order_id) for r in outcome.named.values() if r.order_id}
+    keys |= {("email", r.email) for r in outcome.named.values() if r.email}
     return Applied(
         buyers_new=len(outcome.new),
         buyers_updated=len(outcome.updated - outcome.new),
