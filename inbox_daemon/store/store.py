@@ -25,7 +25,7 @@ from inbox_daemon.privacy import KeyRing
 from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, raw, review, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
-from .engine import WRITE, make_engine, retrying, unavailable, utcnow
+from .engine import WRITE, Listening, listen, make_engine, retrying, unavailable, utcnow
 from .records import (
     ApiTokenRow,
     WebUserRow,
@@ -237,6 +237,16 @@ class Store:
     async def change_cursor(self) -> ChangeCursor:
         """Where a follower starts: take it before ``iter_index``, then ``changes_since``."""
         return await self._reading(changes.start_cursor)
+
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes' changes can be listened for (PostgreSQL), not only polled."""
+        return self.engine.dialect.name == "postgresql"
+
+    async def listen_changes(self, notified: Callable[[], None]) -> Listening | None:
+        """A LISTEN connection calling ``notified`` whenever another process commits changes
+        (PostgreSQL); None on SQLite. StoreUnavailable when the server cannot be reached."""
+        return await listen(self.engine, changes.CHANNEL, notified)
 
     async def changes_since(self, cursor: ChangeCursor) -> list[IndexEntry]:
         """Current entries of the opt-outs changed past the cursor; advances the cursor.
