@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.daemon import DaemonProcess, write_config  # noqa: E402
-from tests.support.notices import opt_out_notice, order_id, relay_address  # noqa: E402
+from tests.support.daemon import DaemonProcess, write_config
+from tests.support.notices import opt_out_notice, order_id, relay_address
 
 GIVE_UP_S = 30.0
 
