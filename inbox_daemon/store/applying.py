@@ -86,6 +86,7 @@ class _Batch:
         self.seen_raw: set[tuple[int, int]] = set()  # (id(row), raw id)
         self.seen_notice: set[tuple[int, str]] = set()  # (id(row), Amazon Message-ID)
         self.evidence: list[tuple[OptOut, _Notice]] = []
+        self.created: list[OptOut] = []  # new rows, inserted in bulk by ``write``
         self.audited: list[tuple[OptOut, _Notice, str]] = []  # (row, notice, block|reactivate)
 
     async def load(self, keys: set[tuple[str | None, str | None]], notices: list[_Notice]) -> None:
@@ -150,7 +151,7 @@ class _Batch:
                 notice_count=0,
                 active=True,
             )
-            self.session.add(row)
+            self.created.append(row)
             self._index(row)
             outcome.new.add(id(row))
             self.audited.append((row, notice, "block"))
@@ -193,7 +194,19 @@ class _Batch:
         self.evidence.append((row, notice))
 
     async def write(self, now: datetime, changed: Sequence[OptOut]) -> None:
-        """Flush rows (new ids come back), then the evidence and change rows in bulk."""
+        """Insert the new rows in bulk (their ids come back in order), flush the changed ones,
+        then the evidence and change rows in bulk. New rows stay out of the unit of work: it
+        would INSERT them one statement each."""
+        for chunk in chunks(self.created):
+            # (order id, email) tells the new rows of one batch apart: an order is unique, and
+            # an email gets a row without an order at most once (rules 3 and 4 find it again).
+            by_keys = {(r.order_id, r.email): r for r in chunk}
+            statement = insert(OptOut).returning(OptOut.id, OptOut.order_id, OptOut.email)
+            values = [{c: getattr(r, c) for c in _NEW_COLUMNS} for r in chunk]
+            for new_id, order, email in await self.session.execute(statement, values):
+                by_keys[order, email].id = new_id
+            if len(by_keys) != len(chunk) or any(r.id is None for r in chunk):
+                raise AssertionError("two new opt-outs with the same keys in one batch")
         await self.session.flush()
         if self.evidence:
             rows = [
@@ -209,6 +222,9 @@ class _Batch:
             await self.session.execute(insert(Evidence), rows)
         await changes.record(self.session, [row.id for row in changed], now)
         await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
+
+
+_NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
 
 
 def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
