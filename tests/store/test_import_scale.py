@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from inbox_daemon.notices import Buyer
-from inbox_daemon.processing.csvfile import batches, read_buyers, text
+from inbox_daemon.processing.csvfile import batches, check, read_buyers, text
 from inbox_daemon.store import Store
 from inbox_daemon.store.schema import OptOut
 
@@ -92,3 +93,15 @@ def test_a_list_is_applied_batch_by_batch_as_it_is_read(with_store: Any) -> None
         assert len(await store.evidence_details(row.id)) == 1
 
     with_store(body)
+
+
+def test_a_list_is_checked_whole_before_anything_is_applied() -> None:
+    """Bad UTF-8 far into a large file, or no key column, is refused before the first batch
+    (a stream would meet it only after committing the batches before it)."""
+    good = _csv(40_000)
+    assert len(good) > 2 * 2**20  # past the first piece the check reads
+    check(good)
+    with pytest.raises(ValueError, match="utf-8"):
+        check(good + b"111-1111111-1111111,\xff@marketplace.amazon.com\n")
+    with pytest.raises(ValueError, match="order_id or email"):
+        check(b"name,phone\nx,y\n")
