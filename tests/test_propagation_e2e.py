@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from inbox_daemon.store.engine import LISTEN_APPLICATION
 from tests.intake.test_imap_scaleout import sql
@@ -17,7 +18,7 @@ NOTIFIED_WITHIN_S = 10.0  # far below the 60 s pull: only a notification explain
 
 
 def _pair(tmp_path: Path, url: str, sync_seconds: float) -> tuple[DaemonProcess, DaemonProcess]:
-    sections = {"database": {"url": url}, "query": {"sync_seconds": sync_seconds}}
+    sections: dict[str, dict[str, Any]] = {"database": {"url": url}, "query": {"sync_seconds": sync_seconds}}
     first = DaemonProcess(tmp_path / "a", write_config(tmp_path / "a.toml", sections))
     second = DaemonProcess(tmp_path / "b", write_config(tmp_path / "b.toml", sections))
     assert first.cli("db", "upgrade").returncode == 0
@@ -48,8 +49,8 @@ def test_a_notice_to_one_daemon_is_blocked_on_the_other_at_once(fresh_pg_url: st
             assert second.query(f"CHECK {buyer}")[0] == "OK"
             assert first.send(opt_out_notice(order_id(rng), buyer, seq=n))[0] == 250
             sent = time.monotonic()
-            wait_until(lambda: second.query(f"CHECK {buyer}")[0].startswith("BLOCKED "), timeout=NOTIFIED_WITHIN_S,
-                       explain=second.recent)
+            wait_until(lambda key=buyer: second.query(f"CHECK {key}")[0].startswith("BLOCKED "),
+                       timeout=NOTIFIED_WITHIN_S, explain=second.recent)
             assert time.monotonic() - sent < NOTIFIED_WITHIN_S
     finally:
         first.ensure_stopped()
