@@ -2,6 +2,7 @@
 at least 1,000/s on a 2-core machine).
 
 usage: python bench/import.py [--messages 100000] [--corpus DIR] [--whole-corpus] [--keep]
+       python bench/import.py --csv 20000,80000,1000000
 
 Builds an mbox of distinct notices from the repository's own samples (tests/data/notices; with
 ``--corpus``, any folder with the same ``expected.json`` table, such as the shared corpus): the
@@ -10,13 +11,24 @@ copy gets its own order ids, relay addresses and Message-ID, so every message is
 and most name a new buyer (samples that carry their ids only QP- or base64-encoded repeat their
 buyer). Then imports it, as ``inbox-daemon import`` does, into a freshly migrated SQLite database
 (WAL, synchronous=FULL: every batch is fsynced) and prints figures; asserts nothing.
+
+Beside it, from the same run, the stdlib floor: a ``mailbox`` loop over the same mbox that
+extracts the buyers with the same patterns the builder used and INSERTs them into SQLite (WAL,
+synchronous=FULL) in batches of 1,000, and the ratio of the two.
+
+``--csv`` times ``blocklist import`` instead (the store path the command takes: streamed in
+batches, one transaction each) of lists of each size into a fresh durable SQLite database and
+prints rows/s per size and the growth from the smallest to each larger one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import mailbox
+import sqlite3
 import random
 import re
 import string
@@ -97,14 +109,82 @@ async def run_import(db: Path, mbox: Path) -> tuple[ImportSummary, float]:
         return summary, time.perf_counter() - started
 
 
+def stdlib_floor(mbox: Path, db: Path) -> tuple[int, int, float]:
+    """(messages, buyers, seconds): the same mbox read by ``mailbox`` and its buyers INSERTed in
+    batches into durable SQLite, with nothing else."""
+    started = time.perf_counter()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE buyers (id INTEGER PRIMARY KEY, order_id TEXT UNIQUE, email TEXT)")
+    messages = buyers = 0
+    batch: list[tuple[str, str | None]] = []
+
+    def flush() -> None:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR IGNORE INTO buyers (order_id, email) VALUES (?, ?)", batch)
+        conn.execute("COMMIT")
+        batch.clear()
+
+    for message in mailbox.mbox(mbox):
+        messages += 1
+        raw = message.as_bytes()
+        relays = [r.decode() + "@marketplace.amazon.com" for r in RELAY.findall(raw)]
+        for n, order in enumerate(dict.fromkeys(ORDER.findall(raw))):
+            batch.append((order.decode(), relays[n] if n < len(relays) else None))
+            buyers += 1
+        if len(batch) >= 1000:
+            flush()
+    if batch:
+        flush()
+    conn.close()
+    return messages, buyers, time.perf_counter() - started
+
+
+def csv_bench(sizes: list[int]) -> None:
+    from inbox_daemon.processing.csvfile import batches, text
+    from inbox_daemon.store import Store
+
+    async def one(db: Path, data: bytes) -> float:
+        async with await Store.open(f"sqlite:///{db}") as store:
+            started = time.perf_counter()
+            done = await store.import_batches(data, "bench.csv", batches(text(data)), who="bench")
+            assert done.rows == data.count(b"\n") - 1, done
+            return time.perf_counter() - started
+
+    first: tuple[int, float] | None = None
+    for rows in sizes:
+        out = io.StringIO()
+        out.write("order_id,email,marketplace\n")
+        for n in range(rows):
+            out.write(f"{100 + n // 10**10 % 900:03d}-{n // 10**7 % 10**7:07d}-{n % 10**7:07d},"
+                      f"b{n:014d}@marketplace.amazon.com,www.amazon.com\n")
+        data = out.getvalue().encode()
+        work = Path(tempfile.mkdtemp(prefix="bench-csv-"))
+        migrate.upgrade(f"sqlite:///{work / 'inbox.db'}")
+        elapsed = asyncio.run(one(work / "inbox.db", data))
+        growth = f", {elapsed / first[1]:.2f}x the time of {first[0]:,} for {rows / first[0]:.0f}x the rows" if first else ""
+        print(f"blocklist import of {rows:,} rows ({len(data) / 2**20:,.1f} MiB): {elapsed:.1f}s, "
+              f"{rows / elapsed:,.0f} rows/s{growth}", flush=True)
+        first = first or (rows, elapsed)
+        for p in work.iterdir():
+            p.unlink()
+        work.rmdir()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--csv", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="time blocklist import of lists of these row counts instead")
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--whole-corpus", action="store_true", help="not only the opt-out samples")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     configure_logging("warning")  # as `inbox-daemon import` does
+    if args.csv:
+        csv_bench(args.csv)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))
     mbox, db = work / "notices.mbox", work / "inbox.db"
     t = time.perf_counter()
@@ -120,6 +200,11 @@ def main() -> None:
     print(f"  buyers added {s.buyers_added:,}, not notices {s.not_notices:,}, malformed {s.malformed:,}, "
           f"duplicates {s.duplicates:,}, errors {s.errors:,}")
     print(f"  database {db.stat().st_size / 2**20:,.0f} MiB" + (f" in {work}" if args.keep else ""))
+    messages, buyers, floor = stdlib_floor(mbox, work / "floor.db")
+    print(f"stdlib floor (mailbox + batched INSERTs, same mbox, same run): {messages:,} messages, {buyers:,} buyers "
+          f"in {floor:.1f}s, {messages / floor:,.0f} messages/s")
+    print(f"  ratio: import {s.messages_read / elapsed:,.0f}/s = {(s.messages_read / elapsed) / (messages / floor):.2f}x "
+          "the floor (target >= 0.5x)")
     if not args.keep:
         for p in work.iterdir():
             p.unlink()

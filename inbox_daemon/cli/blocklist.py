@@ -124,15 +124,27 @@ async def blocklist_export(store: Store, as_csv: bool) -> None:
 @with_store
 async def blocklist_import(store: Store, file: str, who: str | None) -> None:
     """Import FILE.csv (columns order_id, email[, marketplace]: as ``export`` writes them).
-    The file is kept as the evidence of its rows; the audit trail names it, who and when."""
-    from ..processing.csvfile import read_buyers
+    The file is kept as the evidence of its rows; the audit trail names it, who and when.
+    Rows are read and applied in batches (one transaction each) with a progress bar."""
+    import io
+
+    from ..processing.csvfile import batches, check
+    from ..progress import ListProgress
 
     data = Path(file).read_bytes()
     try:
-        buyers, skipped = read_buyers(data)
+        check(data)  # before anything is written: a bad header or bad UTF-8 applies nothing
     except ValueError as exc:
         fail(f"{file}: {exc}")
-    done = await store.import_buyers(data, Path(file).name, buyers, skipped, who=login(who))
+    source = io.BytesIO(data)
+    bar = ListProgress(len(data))
+    try:
+        done = await store.import_batches(
+            data, Path(file).name, batches(io.TextIOWrapper(source, encoding="utf-8-sig", newline="")),
+            who=login(who), progress=lambda _, so_far: bar.at(source.tell(), so_far.rows, so_far.new),
+        )
+    finally:
+        bar.finish()
     for why in done.skipped:
         click.echo(f"skipped {why}", err=True)
     click.echo(f"imported {done.rows} rows from {file}: {done.new} new, {done.updated} updated, {len(done.skipped)} skipped")

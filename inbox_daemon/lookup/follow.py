@@ -2,8 +2,12 @@
 
 Changes this daemon commits are applied to the index in the same step (the intake calls
 ``index.apply`` after each commit). Changes other processes commit (a CLI removal, a second
-daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence, pulled every
-``interval`` seconds: only the rows changed since the cursor, never a full reload.
+daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence: only the rows
+changed since the cursor, never a full reload. On PostgreSQL a LISTEN connection wakes the
+follower as soon as such a transaction commits (``changes.record`` sends the NOTIFY in it);
+pulling every ``interval`` seconds stays, so a notification lost with its connection costs at
+most one interval, and each (re)connect pulls at once for what came while nobody listened.
+SQLite has no notification between processes: there the follower pulls every ``interval``.
 """
 
 from __future__ import annotations
@@ -112,22 +116,29 @@ class IndexFollower:
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="follow")
         self._deferred = Throttled(self._log, "follow_deferred")
+        self._listen_failed = Throttled(self._log, "follow_listen_failed")
+        self._wake = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
         self.applied = 0
+        self.listens = 0  # LISTEN connections made (a reconnect adds one)
         self.caught_up = time.monotonic()  # when a poll last succeeded: the metrics' follow lag
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        """The long-lived task, for the daemon to watch."""
-        return [self._task] if self._task is not None else []
+        """The long-lived tasks, for the daemon to watch."""
+        return [t for t in (self._task, self._listener) if t is not None]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="index-follower")
+        if self._store.notifies:  # SQLite: polling alone (no notification between processes)
+            self._listener = asyncio.create_task(self._listen(), name="index-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         self._deferred.flush()
+        self._listen_failed.flush()
 
     async def poll_once(self) -> int:
         """Read the changes past the cursor and apply them; the cursor moves only once they
@@ -146,11 +157,38 @@ class IndexFollower:
         and ends the task, which ends the daemon (``Daemon._supervise``): an index that has
         stopped following would answer OK for buyers who opted out since."""
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()  # before the read: a NOTIFY during it wakes the next one
             try:
                 await self.poll_once()
             except StoreUnavailable as exc:
                 self._deferred(error=str(exc))
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection whose notifications wake ``_run``; when it is lost, connect
+        again after a pause that doubles up to ``interval`` (polling covers the gap)."""
+        pause = 0.1
+        while True:
+            try:
+                listening = await self._store.listen_changes(self._wake.set)
+            except StoreUnavailable as exc:
+                self._listen_failed(error=str(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, max(self._interval, 0.1))
+                continue
+            if listening is None:  # not a database that notifies: stay, as a watched task must
+                await asyncio.Event().wait()
+                return
+            self.listens += 1
+            pause = 0.1
+            self._log.info("follow_listening", connects=self.listens)
+            self._wake.set()  # what was committed while nobody listened
+            try:
+                await listening.lost.wait()
+            finally:
+                await listening.close()
+            self._listen_failed(error="LISTEN connection lost")
 
 
 class AddressLearner:

@@ -1,35 +1,85 @@
 """Buyer lists in CSV (``blocklist import``): the columns ``blocklist export --csv`` writes,
-``order_id``, ``email`` and optionally ``marketplace``; one buyer per row."""
+``order_id``, ``email`` and optionally ``marketplace``; one buyer per row.
+
+Read as a stream, in batches of bounded size: a list of a million rows never has more than one
+batch of buyers in memory (``batches``)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+from collections.abc import Iterator
+from typing import IO
 
 from .. import keys
 from ..notices import Buyer
 
-__all__ = ["read_buyers"]
+__all__ = ["BATCH_ROWS", "batches", "check", "read_buyers", "rows", "text"]
 
-def read_buyers(data: bytes) -> tuple[list[Buyer], list[str]]:
-    """Buyers from the file, and why each other row was skipped (line numbers count the
-    header as line 1). ValueError when the file has neither column."""
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+BATCH_ROWS = 10_000  # buyers applied per transaction: bounded memory, a handful of statements each
+_PIECE = 1 << 20
+
+
+def rows(stream: IO[str]) -> Iterator[Buyer | str]:
+    """Each data row as a buyer, or why it was skipped (line numbers count the header as line 1).
+    ValueError before the first row when the file has neither column."""
+    reader = csv.DictReader(stream)
     if not reader.fieldnames or not {"order_id", "email"} & set(reader.fieldnames):
         raise ValueError("needs an order_id or email column")
-    buyers, skipped = [], []
     for line, row in enumerate(reader, start=2):
         given_order = (row.get("order_id") or "").strip()
         given_email = (row.get("email") or "").strip()
         order = keys.order_id(given_order) if given_order else None
         email = keys.address(given_email) if given_email else None
         if given_order and order is None:
-            skipped.append(f"line {line}: bad order id {given_order!r}")
+            yield f"line {line}: bad order id {given_order!r}"
         elif given_email and email is None:
-            skipped.append(f"line {line}: bad address {given_email!r}")
+            yield f"line {line}: bad address {given_email!r}"
         elif not (order or email):
-            skipped.append(f"line {line}: neither order id nor address")
+            yield f"line {line}: neither order id nor address"
         else:
             market = (row.get("marketplace") or "").strip() or (email.rpartition("@")[2] if email else None)
-            buyers.append(Buyer(email, order, market))
+            yield Buyer(email, order, market)
+
+
+def batches(stream: IO[str], size: int = BATCH_ROWS) -> Iterator[tuple[list[Buyer], list[str]]]:
+    """``rows`` in batches of at most ``size`` buyers, each with the skips read alongside."""
+    buyers: list[Buyer] = []
+    skipped: list[str] = []
+    for item in rows(stream):
+        if isinstance(item, str):
+            skipped.append(item)
+            continue
+        buyers.append(item)
+        if len(buyers) >= size:
+            yield buyers, skipped
+            buyers, skipped = [], []
+    if buyers or skipped:
+        yield buyers, skipped
+
+
+def check(data: bytes) -> None:
+    """ValueError unless the file is UTF-8 throughout and its header names a key column: checked
+    before any batch is applied, in pieces of bounded size (no second copy of a large file)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE):
+        decoder.decode(view[start : start + _PIECE])
+    decoder.decode(b"", final=True)
+    next(rows(text(data)), None)
+
+
+def text(data: bytes) -> IO[str]:
+    """The file's bytes as a text stream decoded as it is read (a BOM is dropped)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+
+
+def read_buyers(data: bytes) -> tuple[list[Buyer], list[str]]:
+    """All buyers of a small file at once, and why each other row was skipped."""
+    buyers: list[Buyer] = []
+    skipped: list[str] = []
+    for batch, skips in batches(text(data), size=max(len(data), 1)):
+        buyers += batch
+        skipped += skips
     return buyers, skipped

@@ -64,7 +64,7 @@ class _Notice:
 class _Outcome:
     """What one raw message did: opt-outs it named, and which of them are new or changed."""
 
-    named: list[OptOut] = field(default_factory=list)
+    named: dict[int, OptOut] = field(default_factory=dict)  # by id() of the row, in naming order
     new: set[int] = field(default_factory=set)  # id() of the row objects
     updated: set[int] = field(default_factory=set)
 
@@ -86,6 +86,7 @@ class _Batch:
         self.seen_raw: set[tuple[int, int]] = set()  # (id(row), raw id)
         self.seen_notice: set[tuple[int, str]] = set()  # (id(row), Amazon Message-ID)
         self.evidence: list[tuple[OptOut, _Notice]] = []
+        self.created: list[OptOut] = []  # new rows, inserted in bulk by ``write``
         self.audited: list[tuple[OptOut, _Notice, str]] = []  # (row, notice, block|reactivate)
 
     async def load(self, keys: set[tuple[str | None, str | None]], notices: list[_Notice]) -> None:
@@ -150,7 +151,7 @@ class _Batch:
                 notice_count=0,
                 active=True,
             )
-            self.session.add(row)
+            self.created.append(row)
             self._index(row)
             outcome.new.add(id(row))
             self.audited.append((row, notice, "block"))
@@ -161,8 +162,7 @@ class _Batch:
             self.apply(Buyer(email, None, buyer.marketplace), notice, outcome)
 
     def _name(self, row: OptOut, notice: _Notice, outcome: _Outcome) -> None:
-        if row not in outcome.named:
-            outcome.named.append(row)
+        outcome.named.setdefault(id(row), row)  # constant time per buyer, however large the batch
         if (id(row), notice.raw_id) not in self.seen_raw:
             self._count(row, notice)
             outcome.updated.add(id(row))
@@ -194,7 +194,19 @@ class _Batch:
         self.evidence.append((row, notice))
 
     async def write(self, now: datetime, changed: Sequence[OptOut]) -> None:
-        """Flush rows (new ids come back), then the evidence and change rows in bulk."""
+        """Insert the new rows in bulk (their ids come back in order), flush the changed ones,
+        then the evidence and change rows in bulk. New rows stay out of the unit of work: it
+        would INSERT them one statement each."""
+        for chunk in chunks(self.created):
+            # (order id, email) tells the new rows of one batch apart: an order is unique, and
+            # an email gets a row without an order at most once (rules 3 and 4 find it again).
+            by_keys = {(r.order_id, r.email): r for r in chunk}
+            statement = insert(OptOut).returning(OptOut.id, OptOut.order_id, OptOut.email)
+            values = [{c: getattr(r, c) for c in _NEW_COLUMNS} for r in chunk]
+            for new_id, order, email in await self.session.execute(statement, values):
+                by_keys[order, email].id = new_id
+            if len(by_keys) != len(chunk) or any(r.id is None for r in chunk):
+                raise AssertionError("two new opt-outs with the same keys in one batch")
         await self.session.flush()
         if self.evidence:
             rows = [
@@ -210,6 +222,9 @@ class _Batch:
             await self.session.execute(insert(Evidence), rows)
         await changes.record(self.session, [row.id for row in changed], now)
         await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
+
+
+_NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
 
 
 def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
@@ -268,8 +283,8 @@ async def apply_batch(
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
         for buyer in result.buyers:
             batch.apply(buyer, notice, outcome)
-    named = [r for o in outcomes.values() for r in o.named]
-    changed = [r for o in outcomes.values() for r in o.named if id(r) in o.new | o.updated]
+    named = [r for o in outcomes.values() for r in o.named.values()]
+    changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
     entries = await entries_for(session, {r.id for r in named})
     return [_applied(outcomes.get(raw_id), entries, held.get(raw_id)) for raw_id, _ in items]
@@ -278,8 +293,8 @@ async def apply_batch(
 def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | None) -> Applied:
     if outcome is None:
         return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)
-    keys = {("order", r.order_id) for r in outcome.named if r.order_id}
-    keys |= {("email", r.email) for r in outcome.named if r.email}
+    keys = {("order", r.order_id) for r in outcome.named.values() if r.order_id}
+    keys |= {("email", r.email) for r in outcome.named.values() if r.email}
     return Applied(
         buyers_new=len(outcome.new),
         buyers_updated=len(outcome.updated - outcome.new),

@@ -12,14 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .records import GAP_WINDOW, ChangeCursor
 from .schema import BlocklistChange
 
-__all__ = ["record", "last_seq", "start_cursor", "read"]
+__all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
+
+#: The PostgreSQL NOTIFY channel a transaction that adds change rows signals on (no payload:
+#: the followers read the sequence, so no key ever travels in a notification).
+CHANNEL = "inbox_daemon_changes"
 
 
 async def record(session: AsyncSession, opt_out_ids: Iterable[int], now: datetime) -> None:
-    """One change row per opt-out changed in this transaction."""
+    """One change row per opt-out changed in this transaction, and on PostgreSQL a NOTIFY that
+    the other daemons receive when (and only if) the transaction commits."""
     rows = [{"opt_out_id": i, "changed_at": now} for i in sorted(set(opt_out_ids))]
     if rows:
         await session.execute(insert(BlocklistChange), rows)
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(select(func.pg_notify(CHANNEL, "")))
 
 
 async def last_seq(session: AsyncSession) -> int:

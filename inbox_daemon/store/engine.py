@@ -33,6 +33,9 @@ __all__ = [
     "driver_message",
     "chunks",
     "utcnow",
+    "Listening",
+    "listen",
+    "LISTEN_APPLICATION",
 ]
 
 T = TypeVar("T")
@@ -55,6 +58,50 @@ def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     ordered = list(values)
     for start in range(0, len(ordered), CHUNK):
         yield ordered[start : start + CHUNK]
+
+
+#: ``application_name`` of the LISTEN connections: operators (and tests) find them in pg_stat_activity.
+LISTEN_APPLICATION = "inbox-daemon listen"
+
+
+class Listening:
+    """A dedicated connection LISTENing on one channel; ``lost`` is set once it is gone."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self.lost = asyncio.Event()
+        connection.add_termination_listener(lambda _conn: self.lost.set())
+
+    async def close(self) -> None:
+        """Close it (at once if the server is gone: never wait on a dead peer)."""
+        if not self._connection.is_closed():
+            try:
+                await asyncio.wait_for(self._connection.close(), PG_CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError):
+                self._connection.terminate()
+        self.lost.set()
+
+
+async def listen(engine: AsyncEngine, channel: str, notified: Callable[[], None]) -> Listening | None:
+    """PostgreSQL: a connection of its own, outside the pool, that calls ``notified`` on each
+    NOTIFY on ``channel`` (https://www.postgresql.org/docs/current/sql-listen.html;
+    notifications arrive only when the notifying transaction commits). None on SQLite, which
+    has no notifications across processes: its followers poll. StoreUnavailable when the
+    server cannot be reached."""
+    if engine.dialect.name != "postgresql":
+        return None
+    import asyncpg  # type: ignore[import-untyped]  # the PostgreSQL driver, present wherever a postgresql URL works
+
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with unavailable():
+        connection = await asyncpg.connect(
+            dsn, timeout=PG_CONNECT_TIMEOUT_S, server_settings={"application_name": LISTEN_APPLICATION})
+        try:
+            await connection.add_listener(channel, lambda *_: notified())
+        except BaseException:
+            connection.terminate()
+            raise
+    return Listening(connection)
 
 
 def utcnow() -> datetime:

@@ -18,7 +18,7 @@ from inbox_daemon.privacy import KeyRing
 
 from . import applying, raw
 from .audit import audit
-from .records import Applied, Delivery, EvidenceDetail, HeldRow, Imported, MonthFigures
+from .records import Applied, Delivery, EvidenceDetail, HeldRow, MonthFigures, SavedRaw
 from .schema import Evidence, MessageTrust, RawMessage, Seller
 
 __all__ = [
@@ -29,7 +29,9 @@ __all__ = [
     "discard",
     "evidence_details",
     "figures",
-    "import_buyers",
+    "save_import",
+    "import_batch",
+    "import_done",
 ]
 
 # Kept messages that applied nothing: what ``quarantine list`` shows and ``reprocess`` retries.
@@ -150,16 +152,28 @@ async def figures(session: AsyncSession, seller_id: int) -> list[MonthFigures]:
     return [MonthFigures(m, notices[m], len(buyers[m]), blocked[m]) for m in sorted(notices)]
 
 
-async def import_buyers(
-    session: AsyncSession, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], who: str, now: datetime,
-    ring: KeyRing | None = None,
-) -> Imported:
-    """The file is kept as a raw message (its provenance: name, sha256, who, when) and its
-    buyers applied as one notice: evidence and audit rows point at it."""
+async def save_import(
+    session: AsyncSession, data: bytes, name: str, who: str, now: datetime, ring: KeyRing | None = None
+) -> SavedRaw:
+    """Keep an imported file whole as a raw message, its provenance (name, sha256, who, when):
+    the evidence its rows point at. The same file again is the same message."""
     (saved,) = await raw.save_many(session, [Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now, ring=ring)
+    return saved
+
+
+async def import_batch(session: AsyncSession, raw_id: int, buyers: Sequence[Buyer], who: str, now: datetime) -> Applied:
+    """One batch of an imported file's buyers, applied as a notice of the file (``raw_id``):
+    evidence and audit rows point at it. Idempotent: a batch applied again (an import run again
+    after a failure) adds no notice and no evidence."""
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
-    (applied,) = await applying.apply_batch(session, [(saved.id, result)], "csv-import", now, actor=who)
-    detail = f"file {name} sha256 {saved.sha256}: {len(buyers)} rows, {len(skipped)} skipped"
-    await audit(session, [{"actor": who, "action": "import", "subject": name[:400], "raw_message_id": saved.id,
+    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who)
+    return applied
+
+
+async def import_done(
+    session: AsyncSession, raw_id: int, sha256: str, name: str, rows: int, skipped: int, who: str, now: datetime
+) -> None:
+    """The audit row of a whole import: the file, its sha256, how many rows it gave."""
+    detail = f"file {name} sha256 {sha256}: {rows} rows, {skipped} skipped"
+    await audit(session, [{"actor": who, "action": "import", "subject": name[:400], "raw_message_id": raw_id,
                            "detail": detail}], now)
-    return Imported(len(buyers), applied.buyers_new, applied.buyers_updated, tuple(skipped))

@@ -9,8 +9,9 @@ opening a store never creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -24,7 +25,7 @@ from inbox_daemon.privacy import KeyRing
 from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, raw, retention, review, sealing, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
-from .engine import WRITE, make_engine, retrying, unavailable, utcnow
+from .engine import WRITE, Listening, listen, make_engine, retrying, unavailable, utcnow
 from .records import (
     ApiTokenRow,
     WebUserRow,
@@ -241,6 +242,16 @@ class Store:
         """Where a follower starts: take it before ``iter_index``, then ``changes_since``."""
         return await self._reading(changes.start_cursor)
 
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes' changes can be listened for (PostgreSQL), not only polled."""
+        return self.engine.dialect.name == "postgresql"
+
+    async def listen_changes(self, notified: Callable[[], None]) -> Listening | None:
+        """A LISTEN connection calling ``notified`` whenever another process commits changes
+        (PostgreSQL); None on SQLite. StoreUnavailable when the server cannot be reached."""
+        return await listen(self.engine, changes.CHANNEL, notified)
+
     async def changes_since(self, cursor: ChangeCursor) -> list[IndexEntry]:
         """Current entries of the opt-outs changed past the cursor; advances the cursor.
         ``cursor.more`` set: there is more to read at once."""
@@ -331,8 +342,47 @@ class Store:
         self, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], *, who: str
     ) -> Imported:
         """Apply buyers read from a file, keeping the file as their evidence."""
-        return await self._transaction(lambda s: review.import_buyers(s, data, name, buyers, skipped, who, utcnow(), self.keyring)
-        )
+        return await self.import_batches(data, name, [(buyers, skipped)], who=who)
+
+    async def import_batches(
+        self, data: bytes, name: str, batches: Iterable[tuple[Sequence[Buyer], Sequence[str]]], *, who: str,
+        progress: Callable[[int, Imported], None] | None = None,
+    ) -> Imported:
+        """Apply a file's buyers batch by batch, one transaction each, keeping the file as their
+        evidence (saved with the first batch) and auditing the whole import at the end.
+        ``batches`` is read lazily, so memory holds one batch; each transaction is short, so
+        intake on the same database never waits long behind an import. A failure part way
+        leaves the batches before it applied; running the import again is harmless (the same
+        file is the same message and a buyer counts once per message). ``progress`` gets the
+        rows done in each batch and the totals so far."""
+        saved: SavedRaw | None = None
+        total = Imported(0, 0, 0, ())
+        reasons: list[str] = []
+        for buyers, skipped in batches:
+            if saved is None:
+                saved, applied = await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
+            else:
+                applied = await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
+                                                          who=who, now=utcnow()))
+            reasons += skipped
+            total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
+                             total.updated + applied.buyers_updated, ())
+            if progress is not None:
+                progress(len(buyers) + len(skipped), total)
+        if saved is None:  # an empty file is still kept and audited
+            saved = (await self._transaction(partial(self._first_import_batch, data, name, (), who, self.keyring)))[0]
+        done = partial(review.import_done, raw_id=saved.id, sha256=saved.sha256, name=name, rows=total.rows,
+                       skipped=len(reasons), who=who, now=utcnow())
+        await self._transaction(done)
+        return Imported(total.rows, total.new, total.updated, tuple(reasons))
+
+    @staticmethod
+    async def _first_import_batch(
+        data: bytes, name: str, buyers: Sequence[Buyer], who: str, ring: KeyRing | None, session: AsyncSession
+    ) -> tuple[SavedRaw, Applied]:
+        now = utcnow()
+        saved = await review.save_import(session, data, name, who, now, ring)
+        return saved, await review.import_batch(session, saved.id, buyers, who, now)
 
     # -- privacy: sealing again and retention (docs/privacy.md) ---------------------------------
 
