@@ -48,7 +48,7 @@ async def open_store(config: Config, *, migrate: bool = False) -> Store:
         stored = await store.key_check()
         keyring = _keyring(config, stored)
         if migrate:
-            await asyncio.to_thread(upgrade, config.database_url)
+            await asyncio.to_thread(upgrade, config.database_url, keyring=keyring)
         if stored is None:
             recorded = await store.record_key_check(keyring.check_value())
             if recorded is not None:  # another process's first start may have recorded its key

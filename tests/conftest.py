@@ -22,6 +22,10 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
+from inbox_daemon import keys
+from inbox_daemon.privacy import new_keyring
+from inbox_daemon.store import Store
+
 T = TypeVar("T")
 
 ASYNC_TEST_TIMEOUT_S = 30.0
@@ -97,3 +101,20 @@ def fresh_pg_url() -> Iterator[str]:
     """A database of this test's own (end-to-end tests that run daemons against it)."""
     with _throwaway_pg_database() as url:
         yield url
+
+
+TEST_KEYRING = new_keyring()  # the privacy key of every Store a test opens by hand
+
+
+def stored(text: str) -> str:
+    """What the blocklist keeps for a key under ``TEST_KEYRING``: its pseudonym in hex."""
+    parsed = keys.parse(text)
+    assert parsed is not None, "not a key"
+    return parsed.stored(TEST_KEYRING)
+
+
+@pytest.fixture(autouse=True)
+def _store_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Store opened by hand (not through ``daemon.open_store``, which reads the key file) gets
+    ``TEST_KEYRING``: the blocklist stores keys only as pseudonyms."""
+    monkeypatch.setattr(Store, "keyring", TEST_KEYRING)

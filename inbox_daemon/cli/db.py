@@ -8,6 +8,7 @@ import click
 
 from ..config import Config
 from ..errors import ConfigError
+from ..privacy import KeyRing
 from .common import config_option, load, run
 
 __all__ = ["db"]
@@ -29,8 +30,8 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
 
     secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
-        _bind_key(cfg)  # a database written with another key is refused before any change
-        upgrade(cfg.database_url, revision)
+        keyring = _bind_key(cfg)  # a database written with another key is refused before any change
+        upgrade(cfg.database_url, revision, keyring=keyring)  # 0009 pseudonymises plain keys with it
         _bind_key(cfg)  # creates the key file (0600) and records its check value when new
     except ConfigError as exc:
         click.echo(f"inbox-daemon: {exc}", err=True)
@@ -41,13 +42,15 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
     click.echo(f"database at {revision}")
 
 
-def _bind_key(cfg: Config) -> None:
+def _bind_key(cfg: Config) -> KeyRing:
     """The privacy key matched to the database (``daemon.open_store``), once the schema can
     hold its check value; before that there is nothing to match."""
     from ..daemon import open_store
 
-    async def bind() -> None:
+    async def bind() -> KeyRing:
         store = await open_store(cfg)
         await store.close()
+        assert store.keyring is not None  # open_store sets it
+        return store.keyring
 
-    run(bind())
+    return run(bind())

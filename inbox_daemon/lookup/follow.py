@@ -28,11 +28,10 @@ _unusable = Throttled(_log, "index_row_skipped")
 
 
 def usable(entries: Iterable[Any], warn: Callable[..., None] = _unusable) -> Iterator[Any]:
-    """The entries the index can hold; any other is logged and skipped, never the rows after it
-    (a key written before the store validated every key, or by hand)."""
+    """The entries the index can hold (a stored pseudonym); any other is logged and skipped, never
+    the rows after it (a value written by hand)."""
     for entry in entries:
-        parse = keys.BuyerKey.order if entry.kind == "order" else keys.BuyerKey.email
-        if entry.kind in ("order", "email") and parse(entry.value) is not None:
+        if entry.kind in ("order", "email") and keys.is_stored(entry.value):
             yield entry
         else:  # the value may be buyer data: its length tells enough to find the row
             warn(kind=str(entry.kind)[:20], length=len(str(entry.value)))
@@ -42,8 +41,12 @@ async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
     """Build the index from the store's stream without holding every row at once.
 
     The rows are read on the loop (the store is async) and handed in chunks to
-    ``BlocklistIndex.build`` running in a thread, which packs them as they come.
+    ``BlocklistIndex.build`` running in a thread, which packs them as they come. The index is
+    keyed with the store's privacy key: its entries are pseudonyms made with it.
     """
+    if store.keyring is None:
+        raise RuntimeError("the store has no privacy key: its pseudonyms cannot be looked up")
+    secret: bytes = store.keyring.pseudonym_key
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
 
@@ -73,7 +76,7 @@ async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
 
     task = asyncio.create_task(pump())
     try:
-        return await asyncio.to_thread(BlocklistIndex.build, entries())
+        return await asyncio.to_thread(lambda: BlocklistIndex.build(entries(), secret=secret))
     finally:
         await asyncio.gather(task, return_exceptions=True)
 
