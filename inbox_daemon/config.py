@@ -11,11 +11,15 @@ from __future__ import annotations
 import grp
 import ipaddress
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 from .providers import AUTH_METHODS, GRANTS, PROVIDERS
@@ -34,6 +38,8 @@ __all__ = [
     "PostfixConfig",
     "MetricsConfig",
     "PrivacyConfig",
+    "WebConfig",
+    "EMBEDDED_WEB_LISTEN",
     "load_config",
     "query_tcp_address",
     "default_state_dir",
@@ -169,6 +175,7 @@ class ImapConfig:
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto (console on a TTY, JSON otherwise) | json | console
+    repeat_seconds: float = 10.0  # a warning a peer can repeat: one line per kind this often, then a summary
 
 
 @dataclass(frozen=True)
@@ -180,11 +187,31 @@ class PostfixConfig:
     policy_action: str = "REJECT"  # REJECT | DEFER | HOLD | DISCARD for a blocked recipient
     exempt_senders: tuple[str, ...] = ()  # envelope senders never checked ("a@b.example", "@b.example")
     max_connections: int = 256  # per listener (Postfix keeps one per smtpd process)
+    max_connections_per_peer: int = 192  # per user (Unix socket or loopback TCP) or remote address
+    idle_seconds: float = 600.0  # without a completed request; Postfix closes its own at 300 s
+    request_seconds: float = 10.0  # a request must be complete this long after its first byte
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = ""  # "host:port" serving Prometheus text exposition at /metrics; off when empty
+
+
+# The quick start (no config file) serves the web pages here; a config file turns them on by
+# setting [web] listen. Loopback only: the first user is made with ``inbox-daemon users add``.
+EMBEDDED_WEB_LISTEN = "127.0.0.1:8025"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The operator pages and the HTTP API (``inbox_daemon.web``)."""
+
+    listen: str = ""  # "host:port"; off when empty (the embedded defaults: EMBEDDED_WEB_LISTEN)
+    # A header a reverse proxy sets to the user it authenticated (e.g. "X-Remote-User"); only
+    # for a listener that nothing but the proxy can reach (deploy/README.md, nginx).
+    trusted_proxy_header: str = ""
+    secure_cookies: bool = False  # mark cookies Secure: set it when a TLS proxy fronts the pages
+    session_hours: float = 12.0  # a login lasts this long
 
 
 @dataclass(frozen=True)
@@ -210,8 +237,12 @@ class Config:
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "embedded defaults"  # the file it came from, for the start-up log
     state_dir: str = ""
+    # ``section.key`` of every setting the file itself set (not the environment): a reload
+    # refuses a file that lost one of them (inbox_daemon/reload.py, a half-written file)
+    file_keys: frozenset[str] = frozenset()
 
     @property
     def database_url(self) -> str:
@@ -249,6 +280,7 @@ _SECTIONS: dict[str, type] = {
     "postfix": PostfixConfig,
     "metrics": MetricsConfig,
     "privacy": PrivacyConfig,
+    "web": WebConfig,
 }
 
 
@@ -256,6 +288,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     """Read the TOML file (explicit path, or the first search path that exists), then env."""
     env = os.environ if environ is None else environ
     data, source = _read_file(path)
+    file_keys = _file_keys(data)
     for key, raw in env.items():
         if key.startswith(ENV_PREFIX) and key not in ("INBOX_DAEMON_HOME", "INBOX_DAEMON_CONFIG"):
             _set_from_env(data, key, raw)
@@ -264,7 +297,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"unknown section [{sorted(unknown)[0]}]")
     built: dict[str, Any] = {name: _build(cls, name, data.get(name, {})) for name, cls in _SECTIONS.items()}
     built["imap"] = _build_imap(data.get("imap", {}))
-    cfg = Config(**built, source=source, state_dir=str(default_state_dir()))
+    if source == "embedded defaults" and "listen" not in data.get("web", {}):
+        built["web"] = replace(built["web"], listen=EMBEDDED_WEB_LISTEN)
+    cfg = Config(**built, source=source, state_dir=str(default_state_dir()), file_keys=file_keys)
     _validate(cfg)
     return cfg
 
@@ -277,11 +312,38 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         path = found
     try:
         with open(path, "rb") as fh:
+            _check_private(path, os.fstat(fh.fileno()))
             return tomllib.load(fh), str(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_private(path: str | Path, st: os.stat_result) -> None:
+    """The config decides who may add to the blocklist: refuse a file that anyone but its
+    owner may change (group or other write bits), or whose owner is neither root nor the
+    user the daemon runs as (that user could rewrite it). Checked on the open file: no race
+    with a rename in between. Only regular files: ``/dev/null`` stands for "no settings"."""
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"config file {path} is writable by others than its owner (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}): chmod go-w {path}")
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"config file {path} belongs to uid {st.st_uid}, neither root nor this user "
+                          f"(uid {os.geteuid()}): chown it to one of them")
+
+
+def _file_keys(data: Mapping[str, Any]) -> frozenset[str]:
+    """``section.key`` for each value the file sets (``imap.accounts`` as one key)."""
+    found: set[str] = set()
+    for section, values in data.items():
+        if isinstance(values, Mapping):
+            found.update(f"{section}.{name}" for name in values)
+        else:
+            found.add(section)
+    return frozenset(found)
 
 
 def _set_from_env(data: dict[str, Any], key: str, raw: str) -> None:
@@ -422,6 +484,7 @@ def _validate(cfg: Config) -> None:
         (cfg.query.request_seconds > 0, "query.request_seconds must be positive"),
         (cfg.query.sync_seconds > 0, "query.sync_seconds must be positive"),
         (cfg.log.level in ("debug", "info", "warning", "error"), "log.level must be debug|info|warning|error"),
+        (cfg.log.repeat_seconds > 0, "log.repeat_seconds must be positive"),
         (cfg.log.format in ("auto", "json", "console"), "log.format must be auto|json|console"),
         (cfg.security.forwarder_rate_per_hour >= 0, "security.forwarder_rate_per_hour must be 0 (no cap) or positive"),
         (cfg.security.max_buyers_per_notice > 0, "security.max_buyers_per_notice must be positive"),
@@ -430,11 +493,16 @@ def _validate(cfg: Config) -> None:
         (cfg.security.group == "" or _is_group(cfg.security.group), "security.group: no such group"),
         (cfg.security.seller_address == "" or cfg.security.seller_address.count("@") == 1,
          "security.seller_address must be local@domain"),
+        (cfg.web.session_hours > 0, "web.session_hours must be positive"),
+        (cfg.web.trusted_proxy_header == "" or all(c.isalnum() or c == "-" for c in cfg.web.trusted_proxy_header),
+         "web.trusted_proxy_header must be a header name"),
         (cfg.privacy.retain_days >= 1, "privacy.retain_days must be at least 1"),
         (cfg.privacy.retain_days_held >= cfg.privacy.retain_days,
          "privacy.retain_days_held must be at least privacy.retain_days"),
         (cfg.database.url == "" or cfg.database.url.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "postgres"),
          "database.url must be a sqlite:/// or postgresql:// URL"),
+        (cfg.database.url == "" or _parses_as_url(cfg.database.url),
+         "database.url cannot be read as a URL (scheme://user:password@host:port/database)"),
     ]
     if cfg.query.tcp:
         host, _, port = cfg.query.tcp.rpartition(":")
@@ -452,6 +520,16 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _parses_as_url(url: str) -> bool:
+    """SQLAlchemy can read it (a port that is a number, a known layout). Its own error text
+    repeats the URL, password included, so only the verdict is kept."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        return False
+    return True
 
 
 def _is_network(value: str) -> bool:
@@ -476,11 +554,14 @@ def _listen_checks(cfg: Config) -> list[tuple[bool, str]]:
         (cfg.postfix.policy_action.upper() in ("REJECT", "DEFER", "HOLD", "DISCARD"),
          "postfix.policy_action must be REJECT|DEFER|HOLD|DISCARD"),
         (cfg.postfix.max_connections > 0, "postfix.max_connections must be positive"),
+        (cfg.postfix.max_connections_per_peer > 0, "postfix.max_connections_per_peer must be positive"),
+        (cfg.postfix.idle_seconds > 0, "postfix.idle_seconds must be positive"),
+        (cfg.postfix.request_seconds > 0, "postfix.request_seconds must be positive"),
         (all(s.count("@") == 1 for s in cfg.postfix.exempt_senders),
          "postfix.exempt_senders must be addresses or @domain"),
     ]
     for key, value, unix in (("postfix.policy", cfg.postfix.policy, True), ("postfix.socketmap", cfg.postfix.socketmap, True),
-                             ("metrics.listen", cfg.metrics.listen, False)):
+                             ("metrics.listen", cfg.metrics.listen, False), ("web.listen", cfg.web.listen, False)):
         if value and not (unix and value.startswith("/")):
             host, _, port = value.rpartition(":")
             what = "an absolute socket path or host:port" if unix else "host:port"

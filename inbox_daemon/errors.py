@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "MessageRejected", "Busy", "LeaseLost", "QueryError"]
+__all__ = ["InboxDaemonError", "ConfigError", "StoreUnavailable", "StoreRefused", "MessageRejected", "Busy", "LeaseLost", "QueryError"]
 
 
 class InboxDaemonError(Exception):
@@ -15,6 +15,11 @@ class ConfigError(InboxDaemonError):
 
 class StoreUnavailable(InboxDaemonError):
     """The database could not commit; intake answers a temporary failure (SMTP 451)."""
+
+
+class StoreRefused(ConfigError):
+    """The database answered and refused these credentials or this database name: the
+    configuration is wrong, and retrying will not help (exit 78 like any invalid setting)."""
 
 
 class MessageRejected(InboxDaemonError):

@@ -1,4 +1,5 @@
-"""The one rule for the keys of the blocklist: which strings name the same buyer.
+"""The one rule for the keys of the blocklist: which strings name the same buyer, and the
+notice counts read back with them.
 
 A buyer is named by a relay address or an Amazon order id. Every path that writes a key
 (applying a notice, a learnt address, an imported CSV, a registered forwarder), every path that
@@ -40,6 +41,7 @@ __all__ = [
     "Kind",
     "address",
     "order_id",
+    "notice_count",
     "parse",
     "MAX_ADDRESS",
     "ORDER_ID_PATTERN",
@@ -159,3 +161,12 @@ def order_id(value: str) -> str | None:
     if not _ORDER_ID.fullmatch(text):
         return None
     return text if text[0] != "d" else "D" + text[1:]
+
+
+def notice_count(value: object) -> int | None:
+    """How many notices named a blocked key, or None when the value cannot be one: a count of
+    an active opt-out is a whole number from 1 up (``applying`` starts it at 1 and only adds).
+    A zero, negative or non-integer count read back is a row written by hand or by a bug."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value

@@ -19,11 +19,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from inbox_daemon.lookup.limits import Limits, ListenerPolicy, PeerCounts, peer_identity
+
 __all__ = ["DaemonCollector", "MetricsServer"]
 
 _PREFIX = "inbox_daemon_"
 _MAX_REQUEST = 8192  # request line and headers; a scraper sends a few hundred bytes. More: closed
-_READ_TIMEOUT = 10.0
+# The listeners' one limits policy (lookup/limits.py): a Prometheus server scrapes on one
+# connection at a time, so 16 leave room for a few scrapers and a curl; the request (its head)
+# must be whole within 10 s of connecting, and nothing else is ever read (idle = deadline).
+POLICY = ListenerPolicy(max_connections=16, max_per_peer=12, request_seconds=10.0, idle_seconds=10.0)
 
 
 class DaemonCollector(Collector):
@@ -81,7 +86,7 @@ class DaemonCollector(Collector):
         yield replies
         imap = GaugeMetricFamily(_PREFIX + "imap_last_success_timestamp_seconds",
                                  "When each IMAP account's mailbox was last drained (0: not yet).", labels=["account"])
-        for part in self._daemon._parts:  # the started parts; IMAP pollers are those with an account
+        for part in self._daemon.parts:  # the started parts; IMAP pollers are those with an account
             if hasattr(part, "last_success") and hasattr(part, "account"):
                 imap.add_metric([part.account.name], part.last_success)
         yield imap
@@ -90,7 +95,10 @@ class DaemonCollector(Collector):
 class MetricsServer:
     """``GET /metrics`` over HTTP/1.1 on the daemon's loop; start()/stop()."""
 
-    def __init__(self, listen: str, collector: Collector) -> None:
+    def __init__(self, listen: str, collector: Collector, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits(POLICY.max_connections, POLICY.max_per_peer, 0, POLICY.max_connections)
+        self._peers = PeerCounts(self.limits)
+        self.refused = 0
         host, _, port = listen.rpartition(":")
         self._host, self._port = host.strip("[]"), int(port)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -115,14 +123,24 @@ class MetricsServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        key = peer_identity(writer.get_extra_info("socket"), writer.get_extra_info("peername"))
+        if self._peers.admit(key) is not None:
+            self.refused += 1
+            writer.transport.abort()  # over the cap: the descriptor goes back at once
+            return
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT)
+            # One deadline for the whole head: bytes trickled in do not extend it.
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), POLICY.request_seconds)
             writer.write(self._respond(head))
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), POLICY.idle_seconds)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            pass  # a scraper that went away or sent too much: nothing to answer
+            pass  # a scraper that went away, sent too much or too slowly: nothing to answer
         finally:
-            writer.close()
+            self._peers.release(key)
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # a scraper that does not read: its bytes are dropped
+            else:
+                writer.close()
 
     def _respond(self, head: bytes) -> bytes:
         method, _, rest = head.split(b"\r\n", 1)[0].partition(b" ")

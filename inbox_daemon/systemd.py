@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
@@ -25,6 +26,8 @@ __all__ = [
     "Heartbeat",
     "extend_start_timeout",
     "reloading",
+    "catch_early_hangup",
+    "take_early_hangup",
     "LISTEN_FDS_START",
 ]
 
@@ -161,3 +164,23 @@ async def reloading(environ: Mapping[str, str] | None = None) -> AsyncIterator[N
         yield
     finally:
         notify("READY=1", environ=environ)
+
+
+_early_hangups = [0]  # SIGHUPs received before the event loop took the signal over
+
+
+def _count_hangup(_signum: int, _frame: object) -> None:
+    _early_hangups[0] += 1
+
+
+def catch_early_hangup() -> None:
+    """Remember a SIGHUP that comes before the daemon's loop handles it, instead of dying of it
+    (its default action ends the process): ``systemctl reload`` during a long start-up is then
+    applied once the daemon is ready (``take_early_hangup``)."""
+    signal.signal(signal.SIGHUP, _count_hangup)
+
+
+def take_early_hangup() -> bool:
+    """Whether a SIGHUP came since ``catch_early_hangup``; forgets it."""
+    seen, _early_hangups[0] = _early_hangups[0], 0
+    return seen > 0

@@ -1,5 +1,10 @@
 """Shared fixtures: a way to run a coroutine under a timeout, and a throwaway database for
-each engine.
+each engine; and the ``slow`` mark, put here on every test that runs real processes.
+
+Slow: a test that starts a daemon process, Dovecot, Postfix or a PostgreSQL cluster of its own,
+or builds the wheel, directly, through a fixture or through a helper of the test suite
+(found by following the names its code uses); the few other slow tests are marked where they
+are written. ``pytest -m "not slow"`` is the quick loop; CI runs everything.
 
 PostgreSQL: a database ``inbox_test_<random>`` is made on the server named by
 ``INBOX_DAEMON_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) for the
@@ -14,6 +19,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import types
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +107,47 @@ def fresh_pg_url() -> Iterator[str]:
     """A database of this test's own (end-to-end tests that run daemons against it)."""
     with _throwaway_pg_database() as url:
         yield url
+
+
+def _slow_helpers() -> list[Any]:
+    """What makes a test slow when its code (or a fixture's, or a helper's) reaches it."""
+    from tests.intake.dovecot import Dovecot
+    from tests.support import daemon, installed, pgcluster, postfix
+
+    return [daemon.DaemonProcess, daemon.EXE, Dovecot, postfix.PostfixInstance, pgcluster.PgCluster,
+            pgcluster.throwaway_cluster, installed.build, installed.make_venv]
+
+
+def _reaches(code: types.CodeType, scope: dict[str, Any], slow: list[Any], seen: set[int]) -> bool:
+    """True when ``code`` names one of ``slow``, or calls a function of the test suite that does."""
+    if id(code) in seen:
+        return False
+    seen.add(id(code))
+    for name in code.co_names:
+        found = scope.get(name)
+        if found is None:
+            continue
+        if any(found is s for s in slow):
+            return True
+        inner = getattr(found, "__wrapped__", found)
+        if isinstance(inner, types.FunctionType) and inner.__module__.startswith("tests"):
+            if _reaches(inner.__code__, inner.__globals__, slow, seen):
+                return True
+    return any(isinstance(c, types.CodeType) and _reaches(c, scope, slow, seen) for c in code.co_consts)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slow = _slow_helpers()
+    for item in items:
+        if item.get_closest_marker("slow") or not isinstance(item, pytest.Function):
+            continue
+        funcs = [item.function] + [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        seen: set[int] = set()
+        for func in funcs:
+            inner = getattr(func, "__wrapped__", func)
+            if isinstance(inner, types.FunctionType) and _reaches(inner.__code__, inner.__globals__, slow, seen):
+                item.add_marker(pytest.mark.slow)
+                break
 
 
 TEST_KEYRING = new_keyring()  # the privacy key of every Store a test opens by hand

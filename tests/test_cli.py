@@ -54,3 +54,31 @@ def test_db_upgrade_then_empty_listings(tmp_path: Path) -> None:
     assert listing.returncode == 0 and listing.stdout == ""
     shown = run("messages", "show", "42", home=tmp_path)
     assert shown.returncode == 1 and "no such message" in shown.stdout
+
+
+def test_config_on_the_group_and_json_on_listings(tmp_path: Path) -> None:
+    """``inbox-daemon --config PATH VERB`` reads that file as ``VERB --config PATH`` does; a
+    command's own --config wins; --json prints one JSON object per line, never a secret."""
+    import json
+    import os
+
+    db = tmp_path / "elsewhere.db"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{db}"\n')
+    env = {**os.environ, "INBOX_DAEMON_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=60, env=env, input=stdin)
+
+    assert cli("--config", str(config), "db", "upgrade").returncode == 0 and db.exists()
+    assert cli("--config", str(config), "users", "add", "ann", "--role", "viewer", stdin="long enough pw\n").returncode == 0
+    assert cli("--config", str(config), "sellers", "add", "acme", "--forwarder", "ops@acme.example").returncode == 0
+    users = [json.loads(line) for line in cli("--config", str(config), "users", "list", "--json").stdout.splitlines()]
+    assert [(u["name"], u["role"]) for u in users] == [("ann", "viewer")] and "password_hash" not in users[0]
+    sellers = cli("sellers", "list", "--json", "--config", str(config)).stdout.splitlines()
+    assert json.loads(sellers[0])["forwarders"] == ["ops@acme.example"]
+    trail = [json.loads(line) for line in cli("--config", str(config), "audit", "--json").stdout.splitlines()]
+    assert {t["action"] for t in trail} >= {"user_add", "seller_add", "forwarder_add"}
+    assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list", "--config", str(config)).returncode == 0
+    assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list").returncode == 78
+    assert cli("users", "list").stdout == ""  # without --config: the embedded database, not the other one

@@ -24,6 +24,20 @@ def test_embedded_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.
     assert query_tcp_address(cfg) is None
 
 
+def test_web_pages_are_on_at_loopback_only_in_the_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(environ={}).web.listen == "127.0.0.1:8025"  # the quick start
+    assert load_config(environ={"INBOX_DAEMON_WEB_LISTEN": ""}).web.listen == ""  # turned off
+    (tmp_path / "c.toml").write_text("[smtp]\nport = 2600\n")
+    assert load_config(tmp_path / "c.toml", environ={}).web.listen == ""  # a config file: off unless set
+    (tmp_path / "c.toml").write_text('[web]\nlisten = "0.0.0.0:9000"\ntrusted_proxy_header = "X-Remote-User"\n')
+    assert load_config(tmp_path / "c.toml", environ={}).web.listen == "0.0.0.0:9000"
+    for bad in ('listen = "nope"', 'trusted_proxy_header = "X Remote: User"', "session_hours = 0"):
+        (tmp_path / "c.toml").write_text(f"[web]\n{bad}\n")
+        with pytest.raises(ConfigError, match="web."):
+            load_config(tmp_path / "c.toml", environ={})
+
+
 def test_file_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[smtp]\nport = 2600\nrecipients = ["a@x.example"]\n[query]\ntcp = "127.0.0.1:7400"\n')

@@ -103,7 +103,7 @@ def test_a_repeated_warning_is_one_line_with_a_count() -> None:
     warn = Throttled(Logger(), "learn_queue_full", interval=60)
     for n in range(10_000):
         warn(order_id=str(n))
-    assert lines == [{"event": "learn_queue_full", "repeated": 1, "order_id": "0"}]
+    assert lines == [{"event": "learn_queue_full", "suppressed": 0, "order_id": "0"}]
 
 
 def test_csv_import_takes_pseudonyms_made_with_the_same_key_only() -> None:

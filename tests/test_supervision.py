@@ -44,11 +44,13 @@ def _send(address: tuple[str, int], raws: list[bytes]) -> list[int]:
     return codes
 
 
+@pytest.mark.slow  # two lives of a whole daemon, in process
 def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Any
 ) -> None:
     monkeypatch.setenv("INBOX_DAEMON_HOME", str(tmp_path))
     monkeypatch.setenv("INBOX_DAEMON_SMTP_PORT", "0")
+    monkeypatch.setenv("INBOX_DAEMON_WEB_LISTEN", "127.0.0.1:0")
     monkeypatch.setenv("INBOX_DAEMON_PARSER_WORKERS", "0")
     # Both lives run in this one process, so the first life's claims cannot be seen dead by
     # their pid as after a real restart: a short lease lets them run out instead.

@@ -46,7 +46,7 @@ def test_learning_is_narrow_audited_and_held_on_conflict(tmp_path: Path) -> None
         # A stranger's own address: answered (the order is blocked), never recorded.
         assert daemon.query(f"CHECK ceo@competitor.example {first}")[0].startswith("BLOCKED")
         refused = daemon.wait_event("learn_refused")
-        assert refused["domain"] == "competitor.example" and refused["clients"] == {f"uid {os.getuid()}": 1}
+        assert refused["domain"] == "competitor.example" and refused["client"] == f"uid {os.getuid()}"
         assert daemon.query("CHECK ceo@competitor.example") == ["OK"]
 
         assert daemon.query(f"CHECK {relay} {first}")[0].startswith("BLOCKED")
@@ -58,14 +58,14 @@ def test_learning_is_narrow_audited_and_held_on_conflict(tmp_path: Path) -> None
         daemon.wait_event("learn_conflict", address=daemon.tag(other))
         assert daemon.query(f"CHECK {other}") == ["OK"]
 
-        # Over TCP the client is its address.
+        # Over loopback TCP too the client is its user (every local user connects from 127.0.0.1).
         assert ask_tcp(ready["query_tcp"], f"CHECK {via_tcp} {second}").startswith("BLOCKED")
-        assert daemon.wait_event("address_learned", address=daemon.tag(via_tcp))["client"] == "ip 127.0.0.1"
+        assert daemon.wait_event("address_learned", address=daemon.tag(via_tcp))["client"] == f"uid {os.getuid()}"
 
         trail = daemon.cli("audit", check=True).stdout
         assert f"\tquery uid {os.getuid()}\tlearn\t{daemon.stored(relay)}\t" in trail  # pseudonyms, never the keys
         assert f"\tquery uid {os.getuid()}\tlearn_conflict\t{daemon.stored(other)}\t" in trail
-        assert f"\tquery ip 127.0.0.1\tlearn\t{daemon.stored(via_tcp)}\t" in trail
+        assert f"\tquery uid {os.getuid()}\tlearn\t{daemon.stored(via_tcp)}\t" in trail
         assert not [key for key in (relay, other, via_tcp, first, second) if key in trail]
         assert "competitor.example" not in trail
         # message_id is the notice's own header, which tests/support/notices.py builds from the order

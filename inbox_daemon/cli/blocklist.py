@@ -9,7 +9,7 @@ import click
 
 from ..store import AuditEntry, OptOutRow, Store
 from ..store.blocklist import LEARN, LEARN_CONFLICT
-from .common import by_option, fail, iso, who as login, with_store
+from .common import by_option, emit, fail, iso, json_option, who as login, with_store
 
 __all__ = ["blocklist"]
 
@@ -28,33 +28,47 @@ def _optout_line(row: OptOutRow) -> str:
 @blocklist.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include removed entries.")
 @click.option("--limit", default=100, show_default=True)
+@json_option
 @with_store
-async def blocklist_list(store: Store, show_all: bool, limit: int) -> None:
+async def blocklist_list(store: Store, show_all: bool, limit: int, as_json: bool) -> None:
     """List opt-outs, oldest first."""
     for row in await store.list_opt_outs(active=None if show_all else True, limit=limit):
-        click.echo(_optout_line(row))
+        emit(row, _optout_line(row), as_json)
 
 
 @blocklist.command("show")
 @click.argument("key")
+@json_option
 @with_store
-async def blocklist_show(store: Store, key: str) -> None:
+async def blocklist_show(store: Store, key: str, as_json: bool) -> None:
     """Show the opt-outs for an ADDRESS or ORDER-ID, with their evidence."""
-    rows = await store.find_opt_outs(key)
-    if not rows:
+    from ..processing.review import blocklist_entries
+
+    entries = await blocklist_entries(store, key)
+    if not entries:
         click.echo(f"{key}: not on the blocklist")
         sys.exit(1)
-    for row in rows:
+    for entry in entries:
+        row, trail = entry.row, entry.trail
+        if as_json:
+            emit({"opt_out": _fields(row), "evidence": [_fields(e) for e in entry.evidence],
+                  "audit": [_fields(a) for a in trail]}, "", True)
+            continue
         click.echo(_optout_line(row))
-        trail = await store.audit_log(opt_out_ids=[row.id])
         for line in _address_lines(row, trail):
             click.echo(line)
-        for ev in await store.evidence_details(row.id):
+        for ev in entry.evidence:
             click.echo(f"    evidence: {iso(ev.seen_at)} seller {ev.seller or '-'} reported {row.order_id or row.email} "
                        f"in message {ev.raw_message_id} ({ev.source}, forwarder {ev.forwarder or '-'}, "
                        f"dkim {ev.dkim or 'not checked'})")
-        for entry in trail:
-            click.echo(f"    audit: {iso(entry.at)} {entry.action} by {entry.actor}: {entry.detail or ''}")
+        for audit_entry in trail:
+            click.echo(f"    audit: {iso(audit_entry.at)} {audit_entry.action} by {audit_entry.actor}: {audit_entry.detail or ''}")
+
+
+def _fields(record: object) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}  # type: ignore[arg-type]
 
 
 def _address_lines(row: OptOutRow, trail: list[AuditEntry]) -> list[str]:
@@ -81,9 +95,11 @@ def _address_lines(row: OptOutRow, trail: list[AuditEntry]) -> list[str]:
 @with_store
 async def blocklist_remove(store: Store, key: str, reason: str, who: str | None) -> None:
     """Remove an ADDRESS or ORDER-ID from the blocklist (history is kept)."""
+    from ..processing.review import remove_from_blocklist
+
     if not reason.strip():
         raise click.UsageError("--reason must not be empty")
-    entries = await store.remove(key, reason=reason, who=login(who))
+    entries = await remove_from_blocklist(store, key, reason=reason, who=login(who))
     if not entries:
         click.echo(f"{key}: not on the blocklist")
         sys.exit(1)

@@ -25,16 +25,41 @@ from ..store import Store
 
 __all__ = [
     "EX_CONFIG", "config_option", "by_option", "load", "run", "with_store", "open_store", "who", "fail",
-    "refusable", "iso",
+    "refusable", "iso", "json_option", "emit",
 ]
 
 EX_CONFIG = 78
 T = TypeVar("T")
 
+def _group_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A command's own ``--config`` wins; else the one given to the group (``inbox-daemon
+    --config PATH blocklist list``); else $INBOX_DAEMON_CONFIG; else the search paths."""
+    source = ctx.get_parameter_source(param.name or "")
+    if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.PROMPT):
+        return value
+    given = (ctx.find_root().obj or {}).get("config_path")
+    return given if given is not None else value
+
+
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="INBOX_DAEMON_CONFIG",
+    callback=_group_config,
     help="TOML config file (default: ./inbox-daemon.toml, then /etc/inbox-daemon/config.toml, else embedded defaults).",
 )
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+
+
+def emit(record: Any, text: str, as_json: bool) -> None:
+    """One output line: ``text``, or ``record`` (a dataclass or dict) as a JSON object; times as ISO 8601."""
+    if not as_json:
+        click.echo(text)
+        return
+    import dataclasses
+    import json
+
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        record = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.repr}
+    click.echo(json.dumps(record, default=lambda v: iso(v) if hasattr(v, "strftime") else str(v), ensure_ascii=False))
 by_option = click.option("--by", "who", default=None, help="Who does it, for the audit trail (default: login name).")
 
 
@@ -59,6 +84,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except StoreUnavailable as exc:
         click.echo(f"inbox-daemon: database unavailable: {exc}", err=True)
         sys.exit(2)
+    except ConfigError as exc:  # StoreRefused too: wrong credentials or no such database
+        click.echo(f"inbox-daemon: config error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
 
 
 async def open_store(cfg: Config) -> Store:

@@ -9,7 +9,7 @@ import click
 from ..config import Config
 from ..errors import ConfigError
 from ..privacy import KeyRing
-from .common import config_option, load, run
+from .common import EX_CONFIG, config_option, load, run
 
 __all__ = ["db"]
 
@@ -26,18 +26,22 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
     """Create or upgrade the schema to REVISION."""
     cfg = load(config_path)
     from ..state import secure_state
+    from ..store.engine import driver_message, is_refused
     from ..store.migrate import upgrade
 
     secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
         keyring = _bind_key(cfg)  # a database written with another key is refused before any change
-        upgrade(cfg.database_url, revision, keyring=keyring)  # 0009 pseudonymises plain keys with it
+        upgrade(cfg.database_url, revision, keyring=keyring)  # 0010 pseudonymises plain keys with it
         _bind_key(cfg)  # creates the key file (0600) and records its check value when new
-    except ConfigError as exc:
-        click.echo(f"inbox-daemon: {exc}", err=True)
-        sys.exit(2)
+    except ConfigError as exc:  # the key does not match, or the database refused us (StoreRefused)
+        click.echo(f"inbox-daemon: config error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
     except Exception as exc:
-        click.echo(f"inbox-daemon: upgrade failed: {exc}", err=True)
+        if is_refused(exc):  # wrong credentials or no such database: the configuration is wrong
+            click.echo(f"inbox-daemon: config error: database refused the connection: {driver_message(exc)}", err=True)
+            sys.exit(EX_CONFIG)
+        click.echo(f"inbox-daemon: upgrade failed: {driver_message(exc)}", err=True)
         sys.exit(2)
     click.echo(f"database at {revision}")
 

@@ -8,7 +8,7 @@ import click
 
 from ..log import configure_logging
 from ..store import Store
-from .common import config_option, iso, load, open_store, run, with_store
+from .common import config_option, emit, iso, json_option, load, open_store, run, with_store
 
 __all__ = ["messages", "import_"]
 
@@ -23,18 +23,20 @@ def messages() -> None:
 @messages.command("list")
 @click.option("--outcome", type=click.Choice(OUTCOMES))
 @click.option("--limit", default=50, show_default=True)
+@json_option
 @with_store
-async def messages_list(store: Store, outcome: str | None, limit: int) -> None:
+async def messages_list(store: Store, outcome: str | None, limit: int, as_json: bool) -> None:
     """List kept messages, newest first."""
     for row in await store.list_messages(outcome=outcome, limit=limit):
-        click.echo(f"{row.id}\t{iso(row.received_at)}\t{row.source}\t{row.outcome}\t{row.reason or ''}")
+        emit(row, f"{row.id}\t{iso(row.received_at)}\t{row.source}\t{row.outcome}\t{row.reason or ''}", as_json)
 
 
 @messages.command("show")
 @click.argument("ref")
 @click.option("--raw", is_flag=True, help="Print the original bytes.")
+@json_option
 @with_store
-async def messages_show(store: Store, ref: str, raw: bool) -> None:
+async def messages_show(store: Store, ref: str, raw: bool, as_json: bool) -> None:
     """Show one kept message by id or sha256 prefix."""
     rec = await store.get_message(ref)
     if rec is None:
@@ -43,8 +45,12 @@ async def messages_show(store: Store, ref: str, raw: bool) -> None:
     if raw:
         sys.stdout.buffer.write(rec.data)
         return
-    for name in ("id", "sha256", "source", "envelope_from", "envelope_to", "peer", "message_id",
-                 "received_at", "times_received", "outcome", "reason", "forwarder", "parser_version"):
+    names = ("id", "sha256", "source", "envelope_from", "envelope_to", "peer", "message_id",
+             "received_at", "times_received", "outcome", "reason", "forwarder", "parser_version")
+    if as_json:
+        emit({name: getattr(rec, name, None) for name in names}, "", True)
+        return
+    for name in names:
         value = getattr(rec, name, None)
         click.echo(f"{name}: {iso(value) if hasattr(value, 'isoformat') else value}")
 
@@ -53,7 +59,11 @@ async def messages_show(store: Store, ref: str, raw: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @config_option
 def import_(paths: tuple[str, ...], config_path: str | None) -> None:
-    """Back-fill from mbox files, Maildir folders and .eml files."""
+    """Back-fill from mbox files, Maildir folders and .eml files.
+
+    Exit status: 0 every message was decided (held for review included), 1 some input was
+    not taken (unreadable, a symbolic link, not a regular file, over smtp.max_message_bytes),
+    2 some stored message could not be processed."""
     cfg = load(config_path)
     configure_logging("warning", cfg.log.format)
     from ..intake.files import ImportSummary, import_paths
@@ -64,12 +74,13 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
         flow = build_flow(cfg, store)  # the trust rules apply; imports are rate-exempt
         await flow.start()
         try:
-            return await import_paths(list(paths), flow, progress=sys.stderr.isatty())
+            return await import_paths(
+                list(paths), flow, progress=sys.stderr.isatty(), max_message_bytes=cfg.smtp.max_message_bytes,
+            )
         finally:
             await flow.stop()
             await store.close()
 
     summary = run(body())
     click.echo(str(summary))
-    if summary.errors:  # an unreadable path or a message that could not be applied
-        sys.exit(2)
+    sys.exit(summary.exit_status)  # 0 all decided (held for review too), 1 input skipped, 2 errors

@@ -7,7 +7,7 @@ import click
 
 from ..config import Config
 from ..store import Store
-from .common import by_option, fail, iso, refusable, who as login, with_store
+from .common import by_option, emit, fail, iso, json_option, refusable, who as login, with_store
 
 __all__ = ["quarantine"]
 
@@ -21,23 +21,29 @@ def quarantine() -> None:
 @click.option("--outcome", type=click.Choice(["quarantined", "not_opt_out", "malformed", "error"]),
               help="Only one outcome (default: all four).")
 @click.option("--limit", default=50, show_default=True)
+@json_option
 @with_store
-async def quarantine_list(store: Store, outcome: str | None, limit: int) -> None:
+async def quarantine_list(store: Store, outcome: str | None, limit: int, as_json: bool) -> None:
     """List unapplied messages, newest first: id, received, outcome, seller, DKIM, reason."""
     rows = await store.list_held((outcome,), limit) if outcome else await store.list_held(limit=limit)
     for row in rows:
-        click.echo(f"{row.id}\t{iso(row.received_at)}\t{row.outcome}\t{row.seller or '-'}\t"
-                   f"{row.forwarder or '-'}\tdkim {row.dkim or '-'}\t{row.reason or ''}")
+        emit(row, f"{row.id}\t{iso(row.received_at)}\t{row.outcome}\t{row.seller or '-'}\t"
+                  f"{row.forwarder or '-'}\tdkim {row.dkim or '-'}\t{row.reason or ''}", as_json)
 
 
 @quarantine.command("show")
 @click.argument("raw_id", type=int, metavar="ID")
+@json_option
 @with_store
-async def quarantine_show(store: Store, raw_id: int) -> None:
+async def quarantine_show(store: Store, raw_id: int, as_json: bool) -> None:
     """Show message ID with what the admission step knew and decided."""
     row = await store.get_held(raw_id)
     if row is None:
         fail(f"no message {raw_id}")
+    if as_json:
+        emit({"message": {n: getattr(row, n) for n in row.__dataclass_fields__}, "trust": await store.trust_of(raw_id)},
+             "", True)
+        return
     for name in ("id", "received_at", "source", "outcome", "reason", "parser_version", "forwarder", "seller"):
         value = getattr(row, name)
         click.echo(f"{name}: {iso(value) if hasattr(value, 'isoformat') else value}")
@@ -48,17 +54,16 @@ async def quarantine_show(store: Store, raw_id: int) -> None:
 
 @quarantine.command("approve")
 @click.argument("raw_id", type=int, metavar="ID")
+@click.option("--note", default="", help="Why (kept in the audit trail).")
 @by_option
 @with_store
-async def quarantine_approve(store: Store, cfg: Config, raw_id: int, who: str | None) -> None:
+async def quarantine_approve(store: Store, cfg: Config, raw_id: int, note: str, who: str | None) -> None:
     """Apply held message ID (parsed again with the current parser)."""
     from ..processing import load_parser
+    from ..processing.review import approve_held
 
     parser = load_parser(cfg.parser.module)
-    if await store.get_held(raw_id) is None:
-        fail(f"no message {raw_id}")
-    record = await store.load_raw(raw_id)
-    applied = await refusable(store.approve(raw_id, parser.parse(record.data), parser_version=parser.version, who=login(who)))
+    applied = await refusable(approve_held(store, parser, raw_id, who=login(who), note=note))
     click.echo(f"approved {raw_id}: {applied.buyers_new} new, {applied.buyers_updated} updated")
 
 
@@ -69,7 +74,9 @@ async def quarantine_approve(store: Store, cfg: Config, raw_id: int, who: str | 
 @with_store
 async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | None) -> None:
     """Discard held message ID: kept, never applied, no longer listed as held."""
-    await refusable(store.discard(raw_id, who=login(who), reason=reason))
+    from ..processing.review import discard_held
+
+    await refusable(discard_held(store, raw_id, who=login(who), reason=reason))
     click.echo(f"discarded {raw_id}")
 
 
@@ -80,17 +87,13 @@ async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | 
 async def quarantine_reprocess(store: Store, cfg: Config, every: bool) -> None:
     """Run the current parser and trust rules over kept, unapplied messages; apply what passes."""
     from ..processing import build_flow
+    from ..processing.review import reprocess_kept
 
     flow = build_flow(cfg, store)
     await flow.start()
-    outcomes: dict[str, int] = {}
     try:
-        after, version = 0, flow.processor.parser.version
-        while ids := await store.reprocess_ids(version, every=every, after=after, limit=500):
-            for done in await flow.processor.process(ids):
-                outcomes[done.outcome] = outcomes.get(done.outcome, 0) + 1
-            after = ids[-1]
+        outcomes = await reprocess_kept(store, flow.processor, every=every)
     finally:
         await flow.stop()
     summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
-    click.echo(f"reprocessed with parser {version}: {summary}")
+    click.echo(f"reprocessed with parser {flow.processor.parser.version}: {summary}")

@@ -20,8 +20,11 @@ __all__ = ["serve", "parse", "check"]
 @config_option
 def serve(config_path: str | None) -> None:
     """Run the daemon: SMTP intake, IMAP pollers, the query socket."""
+    from ..systemd import catch_early_hangup
+
+    catch_early_hangup()  # first: a reload (SIGHUP) while starting must not end the process
     cfg = load(config_path)
-    configure_logging(cfg.log.level, cfg.log.format)
+    configure_logging(cfg.log.level, cfg.log.format, repeat_seconds=cfg.log.repeat_seconds)
     from ..daemon import Daemon
     from ..processing.processor import tune_allocator
 

@@ -9,6 +9,12 @@ message. mbox is read as mboxrd (the variant mutt and Thunderbird write): a mess
 ``From `` line at the top of the file or after a blank line, and one ``>`` is taken off
 ``>From `` lines (RFC 4155; Python's ``mailbox`` leaves them quoted, which would make the bytes
 differ from the same notice received over SMTP).
+
+The filesystem is not trusted more than a sender (``walk``): below the paths given, only
+regular files reached without following a symbolic link are opened (a Maildir whose ``new/``
+is a link to ``/etc/shadow`` gives nothing), each message is capped at
+``smtp.max_message_bytes`` as over SMTP (at most cap + 1 bytes of it are read), and an mbox is
+read in bounded chunks, so memory does not grow with the file or a line of it.
 """
 
 from __future__ import annotations
@@ -18,19 +24,27 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import IO
 
+from ..config import SmtpConfig
 from ..log import get_logger
 from ..processing import Flow, Processed
 from ..progress import ImportProgress
 from ..store import Delivery
+from .walk import Found, NotTaken, walk
 
-__all__ = ["ImportSummary", "import_paths", "iter_messages", "iter_mbox", "iter_maildir"]
+__all__ = ["ImportSummary", "import_paths", "iter_messages", "iter_mbox", "EXIT_OK", "EXIT_SKIPPED", "EXIT_ERRORS"]
 
 BATCH = 256  # messages per durable batch (one commit, one apply transaction)
+BATCH_BYTES = 16 * 1024 * 1024  # message bytes per durable batch (a batch holds one at least)
 IN_FLIGHT = 3  # batches between read and applied: later writes overlap earlier processing
+CHUNK = 64 * 1024  # the longest piece of an mbox line read at once
 _QUOTED_FROM = re.compile(rb"^>+From ")
+
+# ``inbox-daemon import`` exit statuses (README, "Import").
+EXIT_OK = 0  # every message read was decided: notice, not a notice, malformed, held for review, duplicate
+EXIT_SKIPPED = 1  # some input was not taken: unreadable, a symbolic link, not a regular file, over the cap
+EXIT_ERRORS = 2  # some stored message could not be processed (outcome error, or left pending)
 
 
 @dataclass
@@ -44,8 +58,10 @@ class ImportSummary:
     duplicates: int = 0
     not_notices: int = 0
     malformed: int = 0
-    errors: int = 0  # unreadable files, and messages the processor recorded as "error"
-    problems: list[str] = field(default_factory=list)  # one line per unreadable path
+    held: int = 0  # held for review (quarantined): decided, not an error
+    skipped: int = 0  # input not taken: unreadable, a symbolic link, not a regular file, over the cap
+    errors: int = 0  # messages the processor recorded as "error", or left pending (store gone)
+    problems: list[str] = field(default_factory=list)  # one line per skipped source or message
 
     def add(self, processed: Processed) -> None:
         if processed.duplicate:
@@ -56,9 +72,15 @@ class ImportSummary:
             self.not_notices += 1
         elif processed.outcome == "malformed":
             self.malformed += 1
+        elif processed.outcome == "quarantined":
+            self.held += 1
         else:  # "error", or "pending" when the store went away after the durable write
             self.errors += 1
         self.buyers_added += processed.buyers_new
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_ERRORS if self.errors else EXIT_SKIPPED if self.skipped else EXIT_OK
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -72,7 +94,7 @@ class ImportSummary:
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    raw: bytes | None  # None: this source could not be read (see ``problem``)
+    raw: bytes | None  # None: not taken (see ``problem``)
     consumed: int  # bytes of the archive this item used up (progress)
     problem: str | None = None
 
@@ -80,96 +102,86 @@ class _Item:
 # -- readers -----------------------------------------------------------------------------------
 
 
-def iter_mbox(fh: IO[bytes]) -> Iterator[tuple[bytes, int]]:
-    """(message bytes, bytes consumed) for each message of an mboxrd stream."""
-    lines: list[bytes] = []
-    consumed = 0
-    previous_blank = True  # the top of the file counts as after a blank line
-    for line in fh:
-        if line.startswith(b"From ") and previous_blank:
-            if lines:
-                yield _mbox_message(lines), consumed
-            lines, consumed = [], 0
-        else:
-            lines.append(line[1:] if _QUOTED_FROM.match(line) else line)
-        consumed += len(line)
-        previous_blank = line in (b"\n", b"\r\n")
-    if lines:
-        yield _mbox_message(lines), consumed
+def iter_mbox(fh: IO[bytes], cap: int | None = None) -> Iterator[tuple[bytes | None, int]]:
+    """(message bytes, bytes consumed) for each message of an mboxrd stream; None instead of
+    the bytes for a message over ``cap`` (its bytes past the cap are read and dropped). Lines
+    are read ``CHUNK`` bytes at most at a time, so no line, however long, is held whole."""
+    parts: list[bytes] = []
+    size = consumed = 0
+    over = in_from_line = False
+    line_start = previous_blank = True  # the top of the file counts as after a blank line
+    while piece := fh.readline(CHUNK):
+        if line_start and previous_blank and piece.startswith(b"From "):
+            if size or over:
+                yield (None if over else _mbox_message(parts)), consumed
+            parts, size, consumed, over, in_from_line = [], 0, 0, False, True
+        elif not in_from_line:  # the rest of a From_ line longer than CHUNK is not message
+            if line_start and _QUOTED_FROM.match(piece):
+                piece = piece[1:]
+                consumed += 1
+            size += len(piece)
+            if cap is not None and size > cap:  # stays over: size only grows
+                over = True
+                parts.clear()
+            else:
+                parts.append(piece)
+        consumed += len(piece)
+        previous_blank = line_start and piece in (b"\n", b"\r\n")
+        line_start = piece.endswith(b"\n")
+        in_from_line = in_from_line and not line_start
+    if size or over:
+        yield (None if over else _mbox_message(parts)), consumed
 
 
-def _mbox_message(lines: list[bytes]) -> bytes:
-    if lines and lines[-1] in (b"\n", b"\r\n"):
-        lines.pop()  # the blank line the mbox writer put before the next From line
-    return b"".join(lines)
+def _mbox_message(parts: list[bytes]) -> bytes:
+    if parts and parts[-1] in (b"\n", b"\r\n"):
+        parts.pop()  # the blank line the mbox writer put before the next From line
+    return b"".join(parts)
 
 
-def iter_maildir(path: Path) -> Iterator[Path]:
-    """The message files of one Maildir (``new`` then ``cur``; ``tmp`` is unfinished)."""
-    for sub in ("new", "cur"):
-        folder = path / sub
-        if folder.is_dir():
-            yield from sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _is_maildir(path: Path) -> bool:
-    return (path / "cur").is_dir() or (path / "new").is_dir()
-
-
-def _is_mbox(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(5) == b"From "
-    except OSError:
-        return False  # read as one message, which reports the error
-
-
-def _files(path: Path) -> Iterator[tuple[Path, str]]:
-    """(file, "mbox" | "message") for everything a path stands for."""
-    if path.is_dir():
-        if _is_maildir(path):
-            yield from ((p, "message") for p in iter_maildir(path))
-            for child in sorted(path.iterdir()):  # Maildir++ folders: .Archive, .Archive.2019
-                if child.name.startswith(".") and child.is_dir() and _is_maildir(child):
-                    yield from ((p, "message") for p in iter_maildir(child))
-            return
-        for child in sorted(path.iterdir()):
-            if child.is_symlink() and child.is_dir():
-                continue  # a link back up the tree would never end
-            if child.is_dir() or child.suffix.lower() == ".eml" or _is_mbox(child):
-                yield from _files(child)
+def _items(found: Found, cap: int) -> Iterator[_Item]:
+    """The messages of one opened file: an mbox, or one message read up to cap + 1 bytes."""
+    fh = found.file
+    head = fh.peek(5)[:5]
+    if head == b"From ":
+        for raw, consumed in iter_mbox(fh, cap):
+            if raw is None:
+                yield _Item(None, consumed, f"{found.path}: a message of more than {cap} bytes (smtp.max_message_bytes)")
+            else:
+                yield _Item(raw, consumed)
         return
-    yield path, "mbox" if _is_mbox(path) else "message"
+    if found.only_mail and not found.path.lower().endswith(".eml"):
+        return  # in a folder walk, a file that is neither .eml nor mbox is not mail
+    raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        yield _Item(None, found.size, f"{found.path}: more than {cap} bytes (smtp.max_message_bytes)")
+    else:
+        yield _Item(raw, len(raw))
 
 
-def iter_messages(paths: Iterable[str | os.PathLike[str]]) -> Iterator[_Item]:
-    """Every message under the given paths, in a stable order; unreadable sources become an
+def iter_messages(paths: Iterable[str | os.PathLike[str]], cap: int = SmtpConfig.max_message_bytes) -> Iterator[_Item]:
+    """Every message under the given paths, in a stable order; a source not taken becomes an
     item with a problem rather than an exception, so one bad file does not end the import."""
     for given in paths:
-        path = Path(given)
-        try:
-            for file, kind in _files(path):
-                try:
-                    if kind == "mbox":
-                        with open(file, "rb") as fh:
-                            for raw, consumed in iter_mbox(fh):
-                                yield _Item(raw, consumed)
-                    else:
-                        raw = file.read_bytes()
-                        yield _Item(raw, len(raw))
-                except OSError as exc:
-                    yield _Item(None, 0, f"{file}: {exc.strerror or exc}")
-        except OSError as exc:
-            yield _Item(None, 0, f"{path}: {exc.strerror or exc}")
+        for found in walk(os.fspath(given)):
+            if isinstance(found, NotTaken):
+                yield _Item(None, 0, f"{found.path}: {found.why}")
+                continue
+            try:
+                yield from _items(found, cap)
+            except OSError as exc:
+                yield _Item(None, 0, f"{found.path}: {exc.strerror or exc}")
+            finally:
+                found.file.close()
 
 
 def _total_bytes(paths: Iterable[str | os.PathLike[str]]) -> int:
     total = 0
     for given in paths:
-        try:
-            total += sum(f.stat().st_size for f, _ in _files(Path(given)))
-        except OSError:
-            pass  # reported when read
+        for found in walk(os.fspath(given)):
+            if isinstance(found, Found):
+                total += found.size
+                found.file.close()
     return total
 
 
@@ -178,6 +190,7 @@ def _total_bytes(paths: Iterable[str | os.PathLike[str]]) -> int:
 
 async def import_paths(
     paths: Sequence[str | os.PathLike[str]], flow: Flow, *, progress: bool, batch: int = BATCH,
+    max_message_bytes: int = SmtpConfig.max_message_bytes,
 ) -> ImportSummary:
     """Read every message under ``paths`` into the flow, in durable batches, and count.
 
@@ -188,6 +201,7 @@ async def import_paths(
     summary = ImportSummary()
     bar = ImportProgress(_total_bytes(paths)) if progress else None
     pending: list[Delivery] = []
+    pending_bytes = 0
     # Several batches in flight: the next ones' durable writes (SQLite's fsync, off the event
     # loop) overlap with parsing and applying the one before (bench/import.py).
     in_flight: set[asyncio.Task[None]] = set()
@@ -197,10 +211,10 @@ async def import_paths(
             summary.add(processed)
 
     async def flush(limit: int) -> None:
-        nonlocal pending
+        nonlocal pending, pending_bytes
         if pending:
             in_flight.add(asyncio.create_task(take(pending)))
-            pending = []
+            pending, pending_bytes = [], 0
         while len(in_flight) > limit:
             done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             in_flight.difference_update(done)
@@ -208,15 +222,18 @@ async def import_paths(
                 task.result()  # StoreUnavailable ends the import here
 
     try:
-        for item in iter_messages(paths):
+        for item in iter_messages(paths, max_message_bytes):
             if item.raw is None:
-                summary.errors += 1
-                summary.problems.append(f"unreadable: {item.problem}")
-                log.warning("import_unreadable", problem=item.problem)
+                summary.skipped += 1
+                summary.problems.append(f"not taken: {item.problem}")
+                log.warning("import_skipped", problem=item.problem)
+                if bar is not None:
+                    bar.advance(item.consumed, summary)
                 continue
             summary.messages_read += 1
             pending.append(Delivery(item.raw, "import"))
-            if len(pending) >= batch:
+            pending_bytes += len(item.raw)
+            if len(pending) >= batch or pending_bytes >= BATCH_BYTES:
                 await flush(IN_FLIGHT - 1)
             if bar is not None:
                 bar.advance(item.consumed, summary)

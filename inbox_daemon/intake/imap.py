@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
 
-from ..config import ImapAccount
+from ..config import ImapAccount, SmtpConfig
 from ..errors import LeaseLost, StoreUnavailable
 from ..processing import Flow
 from ..store import Delivery, Lease, Position, Store
@@ -41,10 +42,13 @@ from .imap_client import (
     uid_set,
 )
 from .imap_auth import sign_in_for
+from .imap_failures import FetchFailures
 from .lease import MailboxLease
 from .oauth import GrantInvalid, authorize_command
 
 __all__ = ["ImapPoller", "ImapTuning", "ImapSessionError", "ImapAuthError", "backoff", "advanced"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class ImapTuning:
     command_timeout: float = 30.0  # aioimaplib restarts it whenever data arrives
     connect_timeout: float = 15.0
     reidle_seconds: float = 25 * 60.0  # RFC 2177 section 3: re-issue IDLE at least every 29 min
-    fetch_batch: int = 50  # UIDs per FETCH: bounds memory on big mailboxes
+    fetch_batch: int = 50  # UIDs per size FETCH; bodies are fetched within the intake byte budget
+    fetch_attempts: int = 5  # failed fetches of one UID (fetched alone) before it is given up
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     auth_retry_seconds: float = 600.0  # a wrong password is not fixed by hammering the server
@@ -77,13 +82,15 @@ class ImapPoller:
 
     def __init__(
         self, account: ImapAccount, flow: Flow, store: Store, *,
-        logger: Any, tuning: ImapTuning | None = None,
+        logger: Any, tuning: ImapTuning | None = None, max_message_bytes: int = SmtpConfig.max_message_bytes,
     ) -> None:
         self.account = account
         self.tuning = tuning or ImapTuning()
+        self.max_message_bytes = max_message_bytes  # the SMTP cap: larger mail is refused, not stored
         self._flow = flow
         self._store = store  # positions live beside the mail they led to
         self._log = logger.bind(component="imap", account=account.name, mailbox=account.mailbox)
+        self._failures_of = FetchFailures(self.tuning.fetch_attempts, self._log)
         self._source = f"imap:{account.name}"
         self._peer = f"{account.host}:{account.port}"
         self._stop = asyncio.Event()
@@ -243,7 +250,7 @@ class ImapPoller:
             self._failures = 0  # a full round worked: the next failure starts the backoff anew
             if self._stop.is_set():
                 break
-            if use_idle:
+            if use_idle and not self._failures_of.waiting:  # a UID to fetch again: poll, do not wait for a push
                 try:
                     pushed = await conn.idle(self.tuning.reidle_seconds, self._stop, self._idling)
                 finally:
@@ -261,26 +268,87 @@ class ImapPoller:
         so mail that arrives while we work is seen before we IDLE."""
         while not self._stop.is_set():
             uids = await conn.uids_after(position.last_uid)
+            self._failures_of.keep_only(position.uidvalidity, uids)
             if not uids:
                 break
             for start in range(0, len(uids), self.tuning.fetch_batch):
                 if self._stop.is_set():
                     break
                 batch = uids[start:start + self.tuning.fetch_batch]
-                moved = advanced(position, batch, await self._take(conn, batch))
+                moved = await self._batch(conn, position, batch)
                 if moved == position:  # the first UID of the batch was not given: ask again later
                     return position
+                position = moved
+        return position
+
+    async def _batch(self, conn: ImapConnection, position: Position, batch: list[int]) -> Position:
+        """Sizes first (nothing is downloaded that is over the cap or past the byte budget),
+        then the bodies in parts that fit the budget, each part stored, marked and its
+        position saved before the next is fetched."""
+        asked = [uid for uid in batch if not self._failures_of.given_up(position.uidvalidity, uid)]
+        sizes = await self._each(position.uidvalidity, asked, conn.sizes, "RFC822.SIZE") if asked else {}
+        handled = await self._refuse(conn, position.uidvalidity, batch, sizes)
+        wanted = [uid for uid in batch if uid in sizes and uid not in handled]
+        while wanted and not self._stop.is_set():
+            async with self._flow.room_for([sizes[uid] for uid in wanted]) as count:
+                part, wanted = wanted[:count], wanted[count:]
+                handled |= await self._take(conn, position.uidvalidity, part)
+            moved = advanced(position, batch, handled)
+            if moved != position:
                 position = moved
                 await self._save_position(position)
         return position
 
-    async def _take(self, conn: ImapConnection, batch: list[int]) -> set[int]:
-        """Fetch, store durably (one group commit for the batch), then flag or move."""
-        await self._flow.room()  # backpressure: the mail stays on the server meanwhile
-        messages = await conn.fetch(batch)
-        taken = sorted(messages)
+    async def _refuse(self, conn: ImapConnection, uidvalidity: int, batch: list[int], sizes: dict[int, int]) -> set[int]:
+        """What is handled without being stored: a message over the cap (recorded, flagged,
+        never downloaded), and a UID given up after ``tuning.fetch_attempts`` failed fetches."""
+        refused: dict[int, str] = {}
+        for uid in batch:
+            if uid in sizes and sizes[uid] > self.max_message_bytes:
+                refused[uid] = f"{sizes[uid]} bytes, over smtp.max_message_bytes ({self.max_message_bytes})"
+            elif self._failures_of.given_up(uidvalidity, uid):
+                refused[uid] = f"not given by the server in {self.tuning.fetch_attempts} fetches"
+        if not refused:
+            return set()
+        for uid, reason in refused.items():
+            await self._store.record_refused(self._source, f"{self.account.mailbox} uid {uid}", reason)
+            self._log.warning("imap_refused", uid=uid, uidvalidity=uidvalidity, reason=reason)
+            self._failures_of.forget(uidvalidity, uid)
+        await self._flag(conn, sorted(refused), best_effort=True)
+        return set(refused)
+
+    async def _each(
+        self, uidvalidity: int, uids: list[int], call: Callable[[list[int]], Awaitable[dict[int, T]]], what: str,
+    ) -> dict[int, T]:
+        """``call`` (a UID FETCH) over ``uids``; those under suspicion (a batch with them failed)
+        one by one. A UID missing from the answer, or a failure of one alone, is counted
+        (``FetchFailures``); a failure is raised: the session starts over."""
+        suspects = self._failures_of.alone(uidvalidity, uids)
+        rest = [uid for uid in uids if uid not in suspects]
+        found: dict[int, T] = {}
+        for group in sorted([[uid] for uid in suspects] + ([rest] if rest else [])):
+            try:
+                got = await call(group)
+            except Exception as exc:
+                self._failures_of.failed(uidvalidity, group, f"{what}: {type(exc).__name__}: {exc}")
+                raise
+            for uid in set(group) - set(got):
+                self._failures_of.failed(uidvalidity, [uid], f"{what}: missing from the answer")
+            found.update(got)
+        return found
+
+    async def _take(self, conn: ImapConnection, uidvalidity: int, batch: list[int]) -> set[int]:
+        """Fetch (the bytes are reserved by the caller), store durably (one group commit for
+        the part), then flag or move. A body over the cap after all (the server's size was
+        wrong) is refused like one announced so."""
+        messages = await self._each(uidvalidity, batch, conn.fetch, "BODY[]")
+        for uid in messages:
+            self._failures_of.forget(uidvalidity, uid)
+        over = {uid: len(raw) for uid, raw in messages.items() if len(raw) > self.max_message_bytes}
+        refused = await self._refuse(conn, uidvalidity, sorted(over), over) if over else set()
+        taken = sorted(set(messages) - refused)
         deliveries = [Delivery(messages[uid], self._source, peer=self._peer) for uid in taken]
-        saved = await asyncio.gather(*(self._flow.accept(d) for d in deliveries))
+        saved = await self._flow.accept_reserved(deliveries)
         for uid, s in zip(taken, saved):
             self._log.info("imap_stored", uid=uid, sha256=s.sha256, raw_id=s.id, new=s.is_new)
         self.stats["stored"] += len(saved)
@@ -289,17 +357,28 @@ class ImapPoller:
             self._log.warning("imap_fetch_missing", uids=uid_set(missing))
         if taken:
             await self._mark(conn, taken)
-        return set(taken)
+        return set(taken) | refused
 
     async def _mark(self, conn: ImapConnection, uids: list[int]) -> None:
         """What the operator chose once a message is safe: flag it, or move it."""
         acct, which = self.account, uid_set(uids)
         if acct.on_stored == "flag":
-            flags = "(\\Seen " + acct.flag_keyword + ")" if acct.flag_keyword else "(\\Seen)"
-            check_ok(await conn.uid_command("store", which, "+FLAGS.SILENT", flags), "UID STORE")
+            await self._flag(conn, uids)
         else:
             await self._move(conn, which)
         self._log.info("imap_marked", uids=which, action=acct.on_stored)
+
+    async def _flag(self, conn: ImapConnection, uids: list[int], *, best_effort: bool = False) -> None:
+        """``\\Seen`` and the keyword. ``best_effort`` (refused mail, whose position moves on
+        anyway): a refusal is logged, not raised, so a message the server cannot flag does not
+        stall the mailbox."""
+        acct = self.account
+        flags = "(\\Seen " + acct.flag_keyword + ")" if acct.flag_keyword else "(\\Seen)"
+        response = await conn.uid_command("store", uid_set(uids), "+FLAGS.SILENT", flags)
+        if best_effort and response.result != "OK":
+            self._log.warning("imap_flag_failed", uids=uid_set(uids), error=response_text(response))
+            return
+        check_ok(response, "UID STORE")
 
     async def _move(self, conn: ImapConnection, which: str) -> None:
         target = self.account.move_to

@@ -29,6 +29,7 @@ __all__ = [
     "ImapAuthError",
     "parse_fetch",
     "parse_search",
+    "parse_sizes",
     "uid_set",
     "mailbox_arg",
     "check_ok",
@@ -78,6 +79,21 @@ def parse_fetch(lines: Sequence[bytes | bytearray]) -> dict[int, bytes]:
         else:
             text.append(item)
     finish()
+    return found
+
+
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+
+
+def parse_sizes(lines: Sequence[bytes | bytearray]) -> dict[int, int]:
+    """UID -> RFC822.SIZE from a ``UID FETCH … (UID RFC822.SIZE)`` response: the size the
+    server will send for ``BODY[]`` (RFC 3501 6.4.5), known before a byte of it is fetched."""
+    found: dict[int, int] = {}
+    for line in lines[:-1]:
+        text = bytes(line)
+        uid, size = _UID.search(text), _SIZE.search(text)
+        if uid and size:
+            found[int(uid.group(1))] = int(size.group(1))
     return found
 
 
@@ -269,6 +285,12 @@ class ImapConnection:
         response = await self.guard(self.client.uid("fetch", uid_set(uids), "(UID BODY.PEEK[])"))
         check_ok(response, "UID FETCH")
         return parse_fetch(response.lines)
+
+    async def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        assert self.client is not None
+        response = await self.guard(self.client.uid("fetch", uid_set(uids), "(UID RFC822.SIZE)"))
+        check_ok(response, "UID FETCH")
+        return parse_sizes(response.lines)
 
     async def uid_command(self, command: str, *args: str) -> Any:
         assert self.client is not None

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..config import SmtpConfig
 from ..errors import Busy, MessageRejected, StoreUnavailable
-from ..log import get_logger
+from ..log import Throttled, get_logger
 from ..processing import Flow
 from ..store import Delivery
 from .smtp_data import DataBody, read_body
@@ -55,7 +55,14 @@ class OptOutHandler:
         self._recipients = frozenset(r.strip().lower() for r in config.recipients)
         self._max_rcpts = config.max_recipients
         self._log = get_logger(component="smtp")
+        self._busy = Throttled(self._log, "smtp_busy")  # a client may retry at once, for ever
+        self._deferred = Throttled(self._log, "smtp_deferred")
         self.in_flight = 0  # DATA transactions between receipt and their answer
+
+    def flush_warnings(self) -> None:
+        """Write the throttled warnings' pending summaries (at stop)."""
+        self._busy.flush()
+        self._deferred.flush()
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -86,10 +93,10 @@ class OptOutHandler:
         try:
             saved = await self._flow.accept(delivery, reserved=reserved)
         except Busy as exc:
-            self._log.warning("smtp_busy", peer=peer, size=len(raw), reason=str(exc))
+            self._busy(peer=peer, size=len(raw), reason=str(exc))
             return ERR_451_BUSY
         except StoreUnavailable as exc:
-            self._log.warning("smtp_deferred", peer=peer, size=len(raw), error=str(exc))
+            self._deferred(peer=peer, size=len(raw), error=str(exc))
             return ERR_451
         except MessageRejected as exc:
             self._log.error("smtp_refused", peer=peer, size=len(raw), error=str(exc))
@@ -315,3 +322,5 @@ class SmtpListener:
                 conn.transport.close()
         await self._server.wait_closed()
         self._server = None
+        self.handler.flush_warnings()
+        self.bare_lf.flush()

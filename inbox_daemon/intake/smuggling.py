@@ -11,8 +11,9 @@ relay in front lets bare LFs through: worth a log line (deploy/README.md, "SMTP 
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
+
+from ..log import Throttled
 
 __all__ = ["BareLfWatch", "VARIANTS"]
 
@@ -22,16 +23,16 @@ _TAIL = 3  # bytes of the previous chunk kept: a variant split across two reads 
 
 
 class BareLfWatch:
-    """Scans DATA as it arrives and logs what it finds, at most once per ``interval`` seconds
-    (a client sending thousands must not flood the log): later sightings are counted and the
-    count rides on the next line."""
+    """Scans DATA as it arrives and logs what it finds, as a Throttled warning (a client
+    sending thousands must not flood the log)."""
 
-    def __init__(self, logger: Any, interval: float = 60.0) -> None:
-        self._log = logger
-        self._interval = interval
-        self._last = float("-inf")
-        self.suppressed = 0
+    def __init__(self, logger: Any, interval: float | None = None) -> None:
+        self._warn = Throttled(logger, "smtp_bare_lf_end_of_data", interval)
         self.seen = 0
+
+    def flush(self) -> None:
+        """Write the pending summary (at stop)."""
+        self._warn.flush()
 
     @staticmethod
     def find(tail: bytes, chunk: bytes) -> bytes | None:
@@ -44,13 +45,7 @@ class BareLfWatch:
         return (before + chunk)[-_TAIL:]
 
     def saw(self, variant: bytes, peer: str | None) -> None:
-        """Count one message with a variant; log it unless a line went out within the interval."""
+        """Count one message with a variant; log it (throttled)."""
         self.seen += 1
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self.suppressed += 1
-            return
-        self._log.warning("smtp_bare_lf_end_of_data", peer=peer, variant=variant.decode("ascii").encode(
-            "unicode_escape").decode("ascii"), suppressed=self.suppressed,
-            hint="a client or relay sends bare-LF end-of-data variants: see deploy/README.md, SMTP smuggling")
-        self._last, self.suppressed = now, 0
+        self._warn(peer=peer, variant=variant.decode("ascii").encode("unicode_escape").decode("ascii"),
+                   hint="a client or relay sends bare-LF end-of-data variants: see deploy/README.md, SMTP smuggling")

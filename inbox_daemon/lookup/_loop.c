@@ -11,7 +11,8 @@
  * ORDER, errors and learning with the reference code itself.
  *
  * Fairness (docs/query-protocol.md, "Limits"): a global connection cap and a cap per peer (the
- * uid from SO_PEERCRED on the Unix socket, the IP address on TCP), refused with
+ * uid from SO_PEERCRED on the Unix socket and of the other end on loopback TCP, the IP address
+ * on other TCP), refused with
  * ``ERR too many connections``; a request line must be complete within request_ms of its first
  * byte (more bytes do not extend it); a connection with no progress (no request completed, no
  * reply byte taken) for idle_ms is closed; a client that does not read its replies stops being
@@ -21,12 +22,16 @@
 #include "_tables.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,11 +158,81 @@ peer_release(LoopObject *l, peer_t *peer)
     }
 }
 
-/* The peer's identity: SO_PEERCRED's uid on a Unix socket, the address on TCP. */
+static int
+is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr)[0] == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* The uid owning the other end of a loopback TCP connection: one exact sock_diag(7) lookup by
+ * the 4-tuple, as lookup/limits.py's loopback_uid does (every local user connects from
+ * 127.0.0.1, so there the address names nobody). -1 where the kernel does not say. */
+static int
+loopback_uid(int fd, const struct sockaddr_storage *peer, uid_t *uid)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &len) < 0 || local.ss_family != peer->ss_family)
+        return -1;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.nlh.nlmsg_len = sizeof(msg);
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = (unsigned char)peer->ss_family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0u;
+    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE; /* no cookie: found by the tuple */
+    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const struct sockaddr_in *)peer, *l = (const struct sockaddr_in *)&local;
+        msg.req.id.idiag_sport = p->sin_port;
+        msg.req.id.idiag_dport = l->sin_port;
+        memcpy(msg.req.id.idiag_src, &p->sin_addr, 4);
+        memcpy(msg.req.id.idiag_dst, &l->sin_addr, 4);
+    }
+    else {
+        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer, *l = (const struct sockaddr_in6 *)&local;
+        msg.req.id.idiag_sport = p->sin6_port;
+        msg.req.id.idiag_dport = l->sin6_port;
+        memcpy(msg.req.id.idiag_src, &p->sin6_addr, 16);
+        memcpy(msg.req.id.idiag_dst, &l->sin6_addr, 16);
+    }
+    int diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (diag < 0)
+        return -1;
+    struct timeval wait = {.tv_sec = 1};
+    setsockopt(diag, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    union {
+        struct nlmsghdr nlh;
+        char bytes[1024];
+    } reply;
+    int found = -1;
+    if (sendto(diag, &msg, sizeof(msg), 0, (struct sockaddr *)&kernel, sizeof(kernel)) == (ssize_t)sizeof(msg)) {
+        ssize_t n = recv(diag, &reply, sizeof(reply), 0);
+        if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) && reply.nlh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            *uid = ((const struct inet_diag_msg *)NLMSG_DATA(&reply.nlh))->idiag_uid;
+            found = 0;
+        }
+    }
+    close(diag);
+    return found;
+}
+
+/* The peer's identity: SO_PEERCRED's uid on a Unix socket, the owner's uid on loopback TCP, the
+ * address on other TCP (lookup/limits.py's peer_identity, byte for byte the same rule). */
 static int
 peer_key(int fd, int is_unix, const struct sockaddr_storage *sa, unsigned char key[17])
 {
     memset(key, 0, 17);
+    uid_t uid;
     if (is_unix) {
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -165,6 +240,10 @@ peer_key(int fd, int is_unix, const struct sockaddr_storage *sa, unsigned char k
             return -1;
         key[0] = AF_UNIX;
         memcpy(key + 1, &cred.uid, sizeof(cred.uid));
+    }
+    else if (is_loopback(sa) && loopback_uid(fd, sa, &uid) == 0) {
+        key[0] = AF_UNIX; /* a user, as on the Unix socket */
+        memcpy(key + 1, &uid, sizeof(uid));
     }
     else if (sa->ss_family == AF_INET) {
         key[0] = AF_INET;

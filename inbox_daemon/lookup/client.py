@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inbox_daemon.client import AsyncClient, Client, Reply
+from inbox_daemon.client import AsyncClient, Client, Reply, request_line
 
 QueryClient = Client
 
-__all__ = ["Reply", "QueryClient", "Client", "AsyncClient"]
+__all__ = ["Reply", "QueryClient", "Client", "AsyncClient", "request_line"]

@@ -9,82 +9,108 @@ daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from .. import keys
 from ..errors import StoreUnavailable
 from ..log import Throttled, get_logger
-from .. import keys
+from ..store.records import ChangeCursor, IndexEntry
 from .index import BlocklistIndex
 
-__all__ = ["IndexFollower", "AddressLearner", "load_index"]
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["IndexFollower", "AddressLearner", "load_index", "usable"]
 
 
-_END = object()
 _log = get_logger(component="follow")
 _unusable = Throttled(_log, "index_row_skipped")
+_miscounted = Throttled(_log, "index_count_invalid")
+_END: Literal["end"] = "end"
+Chunk = list[IndexEntry] | BaseException | Literal["end"]
 
 
-def usable(entries: Iterable[Any], warn: Callable[..., None] = _unusable) -> Iterator[Any]:
-    """The entries the index can hold (a stored pseudonym); any other is logged and skipped, never
-    the rows after it (a value written by hand)."""
+def usable(entries: Iterable[IndexEntry], warn: Callable[..., None] = _unusable,
+           warn_count: Callable[..., None] = _miscounted) -> Iterator[IndexEntry]:
+    """The entries the index can hold (a stored pseudonym); any other is logged and skipped,
+    never the rows after it (a value written by hand). An entry of an active
+    opt-out whose notice count is not one (zero, negative: ``keys.notice_count``) stays
+    blocked, counted as one notice, and is logged: a bad count must not unblock a buyer, nor
+    stop the index loading. ``first_seen`` None with count 0 is a key no longer blocked."""
     for entry in entries:
-        if entry.kind in ("order", "email") and keys.is_stored(entry.value):
-            yield entry
-        else:  # the value may be buyer data: its length tells enough to find the row
+        if entry.kind not in ("order", "email") or not keys.is_stored(entry.value):
+            # the value may be buyer data: its length tells enough to find the row
             warn(kind=str(entry.kind)[:20], length=len(str(entry.value)))
+            continue
+        removal = entry.first_seen is None and entry.count == 0
+        if not removal and keys.notice_count(entry.count) is None:
+            warn_count(kind=entry.kind, length=len(str(entry.value)), notice_count=repr(entry.count)[:40])  # Throttled owns "count"
+            entry = dataclasses.replace(entry, count=1)
+        yield entry
 
 
-async def load_index(store: Any, chunk: int = 10_000) -> BlocklistIndex:
+async def load_index(store: Store, chunk: int = 10_000) -> BlocklistIndex:
     """Build the index from the store's stream without holding every row at once.
 
     The rows are read on the loop (the store is async) and handed in chunks to
-    ``BlocklistIndex.build`` running in a thread, which packs them as they come. The index is
-    keyed with the store's privacy key: its entries are pseudonyms made with it.
+    ``BlocklistIndex.build`` running in a thread, which packs them as they come. Whichever
+    side fails, the other is ended: a reader blocked on a full queue is cancelled, a builder
+    waiting for the next chunk is told the end. The index is keyed with the store's privacy
+    key: its entries are pseudonyms made with it.
     """
     if store.keyring is None:
         raise RuntimeError("the store has no privacy key: its pseudonyms cannot be looked up")
     secret: bytes = store.keyring.pseudonym_key
     loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
+    chunks: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=8)
 
     async def pump() -> None:
         try:
-            batch: list[Any] = []
-            async for entry in store.iter_index():
-                batch.append(entry)
-                if len(batch) >= chunk:
-                    await chunks.put(batch)
-                    batch = []
+            batch: list[IndexEntry] = []
+            async with contextlib.aclosing(store.iter_index()) as rows:  # its connection goes back even if cancelled
+                async for entry in rows:
+                    batch.append(entry)
+                    if len(batch) >= chunk:
+                        await chunks.put(batch)
+                        batch = []
             await chunks.put(batch)
-        except BaseException as exc:
-            await chunks.put(exc)
-            raise
-        finally:
             await chunks.put(_END)
+        except asyncio.CancelledError:
+            raise  # the builder has ended: nobody reads the queue any more
+        except BaseException as exc:
+            await chunks.put(exc)  # the builder reads on: cancelled with this task if it has ended
+            raise
 
-    def entries() -> Iterator[Any]:
+    def entries() -> Iterator[IndexEntry]:
         while True:
             item = asyncio.run_coroutine_threadsafe(chunks.get(), loop).result()
-            if item is _END:
+            if item == _END:
                 return
             if isinstance(item, BaseException):
                 raise StoreUnavailable(f"index load failed: {item}")
+            assert isinstance(item, list)
             yield from usable(item)
 
-    task = asyncio.create_task(pump())
+    task = asyncio.create_task(pump(), name="index-load")
     try:
         return await asyncio.to_thread(lambda: BlocklistIndex.build(entries(), secret=secret))
     finally:
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        while not chunks.empty():  # a builder still waiting (this load was cancelled) ends
+            chunks.get_nowait()
+        chunks.put_nowait(_END)
 
 
 class IndexFollower:
     """Pulls the change sequence into the index; start()/stop()."""
 
-    def __init__(self, store: Any, index: Any, cursor: Any, interval: float = 1.0) -> None:
+    def __init__(self, store: Store, index: BlocklistIndex, cursor: ChangeCursor, interval: float = 1.0) -> None:
         self._store, self._index, self._cursor, self._interval = store, index, cursor, interval
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="follow")
@@ -104,24 +130,30 @@ class IndexFollower:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._deferred.flush()
 
     async def poll_once(self) -> int:
-        entries = list(usable(await self._store.changes_since(self._cursor)))
+        """Read the changes past the cursor and apply them; the cursor moves only once they
+        are in the index, so a change that failed to apply is read again, never skipped."""
+        cursor = dataclasses.replace(self._cursor, gaps=dict(self._cursor.gaps))
+        entries = list(usable(await self._store.changes_since(cursor)))
         if entries:
             self._index.apply(entries)
             self.applied += len(entries)
+        self._cursor = cursor
         self.caught_up = time.monotonic()
         return len(entries)
 
     async def _run(self) -> None:
+        """Poll until stopped. The database being away is waited out; anything else is a bug
+        and ends the task, which ends the daemon (``Daemon._supervise``): an index that has
+        stopped following would answer OK for buyers who opted out since."""
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.poll_once()
             except StoreUnavailable as exc:
                 self._deferred(error=str(exc))
-            except Exception as exc:  # keep following: one bad poll must not stop the index
-                self._log.error("follow_failed", error=repr(exc))
 
 
 class AddressLearner:
@@ -136,8 +168,8 @@ class AddressLearner:
 
     MAX_PENDING = 10_000
 
-    def __init__(self, store: Any, index: Any, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
-                 log_interval: float = 10.0, keyring: keys.Pseudonyms | None = None) -> None:
+    def __init__(self, store: Store, index: BlocklistIndex, relay_domains: tuple[str, ...] = ("marketplace.amazon.*",),
+                 log_interval: float | None = None, keyring: keys.Pseudonyms | None = None) -> None:
         self._store, self._index = store, index
         self._keyring = keyring  # log lines show pseudonym prefixes, never the keys
         self._patterns: tuple[str, ...] = ()
@@ -146,10 +178,11 @@ class AddressLearner:
         self._pending: set[tuple[str, str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="learn")
-        self._dropped = Throttled(self._log, "learn_queue_full")
-        self._refused: dict[str, int] = {}  # refusals per client since the last log line
-        self._refused_logged = 0.0
-        self._log_interval = log_interval
+        # Any query client can repeat these as fast as it can send CHECK lines: throttled.
+        self._dropped = Throttled(self._log, "learn_queue_full", log_interval)
+        self._refused = Throttled(self._log, "learn_refused", log_interval)
+        self._conflict = Throttled(self._log, "learn_conflict", log_interval)
+        self._failed = Throttled(self._log, "learn_failed", log_interval)
         self.outcomes: dict[str, int] = {"learned": 0, "conflict": 0, "none": 0, "refused": 0}
 
     def use_relay_domains(self, relay_domains: tuple[str, ...]) -> None:
@@ -174,7 +207,7 @@ class AddressLearner:
             return
         self._pending.add(item)
 
-    def _tags(self, order_id: str, address: str | None = None) -> dict[str, str]:
+    def _tags(self, order_id: str, address: str | None = None) -> dict[str, Any]:
         """Log fields for the keys: ``BuyerKey.tag`` (kind and a pseudonym prefix), never the key."""
         found = {"order": keys.BuyerKey.order(order_id)}
         if address is not None:
@@ -183,15 +216,9 @@ class AddressLearner:
                 for name, key in found.items()}
 
     def _refuse(self, client: str, domain: str) -> None:
-        """A relay address outside ``relay_domains``: counted, logged at most once an interval."""
+        """A relay address outside ``relay_domains``: counted, logged throttled per client."""
         self.outcomes["refused"] += 1
-        self._refused[client] = self._refused.get(client, 0) + 1
-        now = time.monotonic()
-        if now - self._refused_logged >= self._log_interval:
-            self._log.warning("learn_refused", reason="address outside security.relay_domains", domain=domain[:100],
-                              clients=dict(self._refused))
-            self._refused.clear()
-            self._refused_logged = now
+        self._refused(client, reason="address outside security.relay_domains", domain=domain[:100], client=client)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -209,6 +236,8 @@ class AddressLearner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for warning in (self._dropped, self._refused, self._conflict, self._failed):
+            warning.flush()
 
     async def _run(self) -> None:
         while True:
@@ -221,9 +250,9 @@ class AddressLearner:
                     self._index.apply(entries)
                     self._log.info("address_learned", **self._tags(order_id, address), client=client)
                 elif outcome == "conflict":
-                    self._log.warning("learn_conflict", **self._tags(order_id, address), client=client)
+                    self._conflict(client, **self._tags(order_id, address), client=client)
             except Exception as exc:  # the next CHECK with both keys will submit it again
-                self._log.warning("learn_failed", **self._tags(order_id), error=repr(exc))
+                self._failed(**self._tags(order_id), error=repr(exc))
             finally:
                 self._pending.discard(item)
                 self._queue.task_done()

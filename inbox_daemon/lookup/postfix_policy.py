@@ -78,6 +78,11 @@ class PolicyDecoder:
         self._size = 0
         self._problem: str | None = None
 
+    @property
+    def pending(self) -> bool:
+        """True while a block has begun and not ended (its request deadline runs)."""
+        return bool(self._pending or self._attrs or self._size or self._skipping or self._problem is not None)
+
     def feed(self, data: bytes) -> list[dict[str, str] | Malformed]:
         blocks: list[dict[str, str] | Malformed] = []
         data = self._pending + data
@@ -175,6 +180,10 @@ class PolicySession:
         self._index, self._settings, self._counters = index, settings, counters
         self.problems: list[str] = []  # malformed blocks since the last look; the server logs them
         self.closing = False  # the policy protocol never needs to close a connection itself
+
+    @property
+    def pending(self) -> bool:
+        return self._decoder.pending
 
     def feed(self, data: bytes) -> bytes:
         replies = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
 import os
 import socket
 import stat
@@ -23,7 +22,16 @@ from typing import Any
 import structlog
 
 from inbox_daemon.lookup.index import BlocklistIndex
-from inbox_daemon.lookup.limits import LimitLog, Limits, derive_limits, peer_identity
+from inbox_daemon.log import Throttled
+from inbox_daemon.lookup.limits import (
+    LIMIT_KINDS,
+    Limits,
+    ListenerPolicy,
+    PeerCounts,
+    derive_limits,
+    over_limit,
+    peer_identity,
+)
 from inbox_daemon.lookup.native import AVAILABLE as NATIVE_AVAILABLE
 from inbox_daemon.lookup.native import NativeLoop
 from inbox_daemon.lookup.connection import WRITE_HIGH, Connection
@@ -33,7 +41,6 @@ __all__ = ["QueryServer"]
 
 _LISTEN_BACKLOG = 1024
 _SWEEPS = 4  # sweeps per shortest timeout
-_LIMIT_KINDS = ("refused_global", "refused_peer", "refused_descriptors", "closed_idle", "closed_deadline", "line_too_long")
 _STOP_GRACE = 2.0  # seconds stop() lets connections flush before aborting them
 
 
@@ -53,7 +60,8 @@ class QueryServer:
         idle_timeout: float = 300.0,
         request_timeout: float = 10.0,
         reserved_descriptors: int = 256,
-        log_interval: float = 10.0,
+        limits: Limits | None = None,
+        log_interval: float | None = None,
         native: bool | None = None,
         logger: Any = None,
         sockets: Sequence[socket.socket] = (),
@@ -78,21 +86,23 @@ class QueryServer:
         self._learned = on_address_learned
         self._extra_stats = stats
         self._wanted = (max_connections, max_connections_per_peer, reserved_descriptors)
-        self.limits = Limits(max_connections, max_connections_per_peer, 0, max_connections)  # until start()
+        self._given = limits  # the daemon's share of the descriptors for all listeners (limits.share_descriptors)
+        self.limits = limits or Limits(max_connections, max_connections_per_peer, 0, max_connections)  # until start()
         self._idle_timeout = idle_timeout
         self._request_timeout = request_timeout
+        self.policy = ListenerPolicy(max_connections, max_connections_per_peer, request_timeout, idle_timeout)
         self._log = logger if logger is not None else structlog.get_logger("inbox_daemon.lookup")
-        self._limit_log = LimitLog(self._log, log_interval)
-        self._hits: dict[str, int] = dict.fromkeys(_LIMIT_KINDS, 0)
+        self._limits_hit = Throttled(self._log, "query.limits_hit", log_interval)
+        self._hits_logged: dict[str, int] = dict.fromkeys(LIMIT_KINDS, 0)  # totals already reported
+        self._hits: dict[str, int] = dict.fromkeys(LIMIT_KINDS, 0)
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._native: NativeLoop | None = None
         self._connections: set[Connection] = set()
-        self._peers: dict[tuple[str, Any], int] = {}
+        self._peers = PeerCounts(self.limits)
         self._all_closed: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_interval = max(min(idle_timeout, request_timeout) / _SWEEPS, 0.005)
-        self._idle_sweeps = max(1, math.ceil(idle_timeout / self._sweep_interval))
         self._started = 0.0
         self._stopping = False
 
@@ -102,7 +112,8 @@ class QueryServer:
         self._started = time.monotonic()
         self._all_closed = asyncio.Event()
         self._stopping = False
-        self.limits = derive_limits(*self._wanted)
+        self.limits = self._given or derive_limits(*self._wanted)
+        self._peers = PeerCounts(self.limits)
         self._log.info(
             "query.limits", path=self.path, max_connections=self.limits.max_connections,
             max_connections_per_peer=self.limits.max_per_peer, descriptor_limit=self.limits.descriptor_limit,
@@ -119,6 +130,7 @@ class QueryServer:
                 sock.setblocking(False)
                 self._sockets.append(sock)
             await self._serve()
+            self._hits_logged = self.limit_counts()  # the C loop counts afresh at each start
         except BaseException:
             for sock in self._sockets:
                 sock.close()
@@ -170,6 +182,9 @@ class QueryServer:
             self._sweeper.cancel()
             self._sweeper = None
         self._stopping = True
+        if self._started:
+            self._report_limits()
+            self._limits_hit.flush()  # what was suppressed is still told
         if self._native is not None:
             await self._native.stop()
             self._native = None
@@ -237,7 +252,7 @@ class QueryServer:
         """How often each limit was hit since start: refusals, timeouts, over-long lines."""
         if self._native is not None:
             figures = self._native.counters()
-            return {kind: figures.get(kind, 0) for kind in _LIMIT_KINDS}
+            return {kind: figures.get(kind, 0) for kind in LIMIT_KINDS}
         return dict(self._hits)
 
     # -- per connection (the asyncio path) ---------------------------------------------------
@@ -249,17 +264,16 @@ class QueryServer:
         """None to serve the connection, else what to tell it before closing."""
         if self._stopping:
             return b""
-        if len(self._connections) >= self.limits.max_connections:
+        if self._peers.total >= self.limits.max_connections:  # before asking the kernel who it is
             self._hit("refused_global")
             return ERR_TOO_MANY_CONNECTIONS
         transport = connection._transport
         assert transport is not None
         key = peer_identity(transport.get_extra_info("socket"), transport.get_extra_info("peername"))
-        held = self._peers.get(key, 0)
-        if held >= self.limits.max_per_peer:
-            self._hit("refused_peer")
+        refused = self._peers.admit(key)
+        if refused is not None:
+            self._hit(refused)
             return ERR_TOO_MANY_CONNECTIONS
-        self._peers[key] = held + 1
         connection.peer_key = key
         connection.client = f"{key[0]} {key[1]}"
         self._connections.add(connection)
@@ -271,11 +285,8 @@ class QueryServer:
         if connection not in self._connections:
             return  # turned away at the door
         self._connections.discard(connection)
-        key = connection.peer_key
-        if key is not None:
-            held = self._peers.pop(key) - 1
-            if held:
-                self._peers[key] = held
+        if connection.peer_key is not None:
+            self._peers.release(connection.peer_key)
         if not self._connections and self._all_closed is not None:
             self._all_closed.set()
 
@@ -305,24 +316,31 @@ class QueryServer:
         self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval, self._sweep)
 
     def _sweep(self) -> None:
-        # A client that completed no request for _idle_sweeps sweeps has been idle between 1 and
+        # A client that completed no request for idle_timeout / interval sweeps has been idle between 1 and
         # 1 + 1/_SWEEPS times idle_timeout; the hot path only zeroes a counter. A line begun more
         # than request_timeout ago is closed whatever trickled in since (slow-byte clients).
         # The C loop runs its own sweep; here it only feeds the rate-limited log.
         now = time.monotonic()
-        late, idle = [], []
+        closing = []
         for connection in self._connections:
             connection.quiet_sweeps += 1
-            if connection.line_started and now - connection.line_started > self._request_timeout:
-                late.append(connection)
-            elif connection.quiet_sweeps > self._idle_sweeps:
-                idle.append(connection)
-        for connection in late + idle:
+            progressed = now - connection.quiet_sweeps * self._sweep_interval
+            kind = over_limit(connection.line_started, progressed, now, self.policy)
+            if kind is not None:
+                closing.append((connection, kind))
+        for connection, kind in closing:
             connection.close()
-        self._hits["closed_deadline"] += len(late)
-        self._hits["closed_idle"] += len(idle)
-        self._limit_log.maybe_log(self.limit_counts())
+            self._hits[kind] += 1
+        self._report_limits()
         self._schedule_sweep()
+
+    def _report_limits(self) -> None:
+        """Each limit hit since the last sweep, whichever loop counted it, as a throttled warning."""
+        for kind, total in self.limit_counts().items():
+            grown = total - self._hits_logged[kind]
+            if grown > 0:
+                self._limits_hit(kind, count=grown, limit=kind)
+                self._hits_logged[kind] = total
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:

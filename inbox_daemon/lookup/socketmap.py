@@ -64,6 +64,11 @@ class NetstringDecoder:
         self._skip = 0  # bytes still to drop of a too-long netstring (its comma included)
         self._failed = False
 
+    @property
+    def pending(self) -> bool:
+        """True while a netstring has begun and not ended (its request deadline runs)."""
+        return bool(self._buffer) or self._length is not None or self._skip > 0
+
     def feed(self, data: bytes) -> list[Query | Refusal]:
         if self._failed:
             return []
@@ -143,6 +148,10 @@ class SocketmapSession:
         self._index, self._action, self._counters = index, action, counters
         self.problems: list[str] = []  # refused requests since the last look; the server logs them
         self.closing = False
+
+    @property
+    def pending(self) -> bool:
+        return self._decoder.pending
 
     def feed(self, data: bytes) -> bytes:
         replies = []

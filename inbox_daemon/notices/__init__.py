@@ -1,7 +1,9 @@
 """Pure parsing of Amazon buyer opt-out notices: raw bytes in, one ``ParseResult`` out.
 
-Data flow inside: ``mime`` (bounded MIME walk, charset sniffing, HTML to text through
-``htmltext``) -> ``unwrap`` (candidate messages out of attachments, and out of body text through
+Data flow inside: ``mime`` (bounded MIME walk over the tree ``mimesplit`` cuts, or FeedParser
+for irregular mail; charsets read as mail clients read them through ``charsets`` with the
+WHATWG label table ``encoding_labels`` and Windows' Japanese variants in ``jis``; HTML to text
+through ``htmltext``) -> ``unwrap`` (candidate messages out of attachments, and out of body text through
 ``quoting``: forward header blocks, reply attributions, citations) -> ``classify`` (a notice
 sender from ``senders``, the reason from the ``languages`` tables read by ``languages.matcher``,
 buyers) -> ``parser`` (one result per mail, buyers merged and bounded, with the forwarding
@@ -28,4 +30,4 @@ __all__ = [
 ]
 
 # Bump when a change alters any result for the same input (stored results can be re-derived).
-PARSER_VERSION = "2.0"
+PARSER_VERSION = "2.1"

@@ -12,30 +12,50 @@ import re
 
 import charset_normalizer
 
+from .encoding_labels import CODEC_OF_ENCODING, ENCODING_OF_LABEL, REPLACEMENT_CODECS
+from .jis import decode_euc_jp_ms, decode_iso2022_jp_ms
+
 __all__ = ["decode_bytes", "lookup"]
 
-# Declared names mapped to the codec that actually reads such mail: Japanese mailers write
-# Microsoft's extensions (cp932) under "Shift_JIS", and Western mailers write windows-1252
-# under "ISO-8859-1" (the WHATWG encoding standard maps them the same way).
-_ALIASES = {
-    "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932",
-    "windows-31j": "cp932", "ms_kanji": "cp932", "csshiftjis": "cp932",
-    "iso-2022-jp": "iso2022_jp_ext", "csiso2022jp": "iso2022_jp_ext",
-    "euc-jp": "euc_jp", "x-euc-jp": "euc_jp",
-    "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "ascii",
-    "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
-}
+_GBK_ERRORS = "inbox-daemon-gbk-euro"
+
+
+def _gbk_euro(exc: UnicodeError) -> tuple[str, int]:
+    """Error handler for gb18030: a lone 0x80 is the euro sign in GBK (cp936; the WHATWG GBK
+    decoder reads it so), though not in GB18030 itself."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return ("\u20ac" if exc.object[exc.start] == 0x80 else "\ufffd"), exc.start + 1
+
+
+codecs.register_error(_GBK_ERRORS, _gbk_euro)
+
+
+def _decode_gbk(data: bytes) -> str:
+    return data.decode("gb18030", errors=_GBK_ERRORS)
+
+
+# Decoders that are functions of this package, not Python codecs (``jis``), by the name
+# ``encoding_labels.CODEC_OF_ENCODING`` gives them.
+_OWN_DECODERS = {"iso-2022-jp-ms": decode_iso2022_jp_ms, "euc-jp-ms": decode_euc_jp_ms, "gbk-ms": _decode_gbk}
 _SINGLE_BYTE_WESTERN = frozenset({"cp1252", "latin_1", "iso8859_15", "ascii"})
 
 
 def lookup(declared: str | None) -> str | None:
-    """The Python codec for a declared charset, or None when unknown (e.g. x-user-defined)."""
+    """The decoder for a declared charset, as mail clients resolve it (the WHATWG label table,
+    ``encoding_labels``; Python's codec names for labels outside it), or None when unknown or
+    useless (x-user-defined)."""
     if not declared:
         return None
-    name = declared.strip().strip('"').lower()
-    name = _ALIASES.get(name, name)
+    label = declared.strip().strip('"').strip().lower()
+    encoding = ENCODING_OF_LABEL.get(label)
+    if encoding is not None:
+        codec = CODEC_OF_ENCODING[encoding]
+        if encoding == "replacement":
+            codec = REPLACEMENT_CODECS.get(label)
+        return codec if codec is None or codec in _OWN_DECODERS else codecs.lookup(codec).name
     try:
-        return codecs.lookup(name).name
+        return codecs.lookup(label).name
     except (LookupError, ValueError):
         return None
 
@@ -61,33 +81,56 @@ def _kana_share(text: str) -> float:
 
 
 
-# ISO-2022-JP is 7-bit: its escape sequences (RFC 1468) identify it whatever the label says.
-_ISO2022JP_ESCAPES = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b(B")
+# ISO-2022-JP is 7-bit: its escape sequences (RFC 1468; ESC ( I of CP50221) identify it
+# whatever the label says.
+_ISO2022JP_ESCAPES = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b(B", b"\x1b(I")
+_ISO2022JP = "iso-2022-jp-ms"
 
 
 def _strict(data: bytes, codec: str) -> str | None:
+    """The text when every byte decodes, else None."""
+    own = _OWN_DECODERS.get(codec)
+    if own is not None:
+        text = own(data)
+        return None if "\ufffd" in text else text
     try:
         return data.decode(codec)
     except (UnicodeDecodeError, LookupError):
         return None
 
 
+def _lenient(data: bytes, codec: str) -> str | None:
+    """The text with the bytes that cannot be decoded as U+FFFD, when they are few: a wrong
+    label fails on most of its non-ASCII bytes, a damaged part on a handful (a mail client shows
+    the rest, and so does this)."""
+    own = _OWN_DECODERS.get(codec)
+    text = own(data) if own is not None else data.decode(codec, errors="replace")
+    lost = text.count("\ufffd")
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    return text if lost <= max(2, high // 20) else None
+
+
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
 def _guess(data: bytes) -> tuple[str, str]:
     """Decode bytes with no usable declaration: ISO-2022-JP, UTF-8, Japanese, then cp1252."""
     if b"\x1b$" in data or b"\x1b(" in data:
-        text = _strict(data, "iso2022_jp_ext")
+        text = _strict(data, _ISO2022JP)
         if text is not None:
-            return text, "iso2022_jp_ext"
+            return text, _ISO2022JP
     if data.isascii():
         return data.decode("ascii"), "ascii"
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8"
-    east_asian = _east_asian(data)
+    # Only double-byte-looking bytes are sniffed: charset-normalizer's East Asian answers are
+    # the only ones used, and Western text (accents alone between letters) never gives one.
+    east_asian = _east_asian(data) if _mostly_byte_runs(data) else None
     if east_asian is not None:
         return east_asian
     best: tuple[float, str, str] | None = None
-    for codec in ("cp932", "euc_jp"):
+    for codec in ("cp932", "euc-jp-ms"):
         text = _strict(data, codec)
         if text is not None:
             share = _kana_share(text)
@@ -106,6 +149,9 @@ _EAST_ASIAN = frozenset({
     "gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "euc_jp", "cp932", "shift_jis",
     "euc_jis_2004", "shift_jis_2004", "euc_kr", "cp949", "johab", "hz",
 })
+# A sniffed East Asian codec is read as the Windows superset a mail client would use (WHATWG).
+_SUPERSET = {"euc_jp": "euc-jp-ms", "shift_jis": "cp932", "gb2312": "gbk-ms", "gbk": "gbk-ms", "gb18030": "gbk-ms",
+             "big5": "big5hkscs", "cp950": "big5hkscs", "euc_kr": "cp949"}
 _SNIFF_BYTES = 64 * 1024  # charset-normalizer reads samples of the bytes; more adds nothing
 
 
@@ -126,8 +172,9 @@ def _east_asian(data: bytes) -> tuple[str, str] | None:
     best = charset_normalizer.from_bytes(data[:_SNIFF_BYTES]).best()
     if best is None or best.encoding not in _EAST_ASIAN:
         return None
-    text = _strict(data, best.encoding)
-    return (text, best.encoding) if text is not None else None
+    codec = _SUPERSET.get(best.encoding, best.encoding)
+    text = _strict(data, codec)
+    return (text, codec) if text is not None else None
 
 
 def decode_bytes(data: bytes, declared: str | None) -> tuple[str, bool]:
@@ -137,11 +184,11 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, bool]:
     utf16 = _utf16_codec(data)
     if utf16 is not None:
         return data.decode(utf16, errors="replace"), True
-    if b"\x1b" in data and any(e in data for e in _ISO2022JP_ESCAPES):
-        text = _strict(data, "iso2022_jp_ext")
-        if text is not None:
-            return text, lookup(declared) != "iso2022_jp_ext"
     codec = lookup(declared)
+    if b"\x1b" in data and any(e in data for e in _ISO2022JP_ESCAPES):
+        text = _lenient(data, _ISO2022JP)
+        if text is not None:
+            return text, codec != _ISO2022JP
     if codec is not None:
         if codec in _SINGLE_BYTE_WESTERN and not data.isascii():
             # Declared Latin but valid UTF-8 multi-byte sequences: UTF-8 mislabelled.
@@ -153,6 +200,9 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, bool]:
                 if found is not None:
                     return found[0], True
         text = _strict(data, codec)
+        if text is not None:
+            return text, False
+        text = _lenient(data, codec)
         if text is not None:
             return text, False
     text, _ = _guess(data)

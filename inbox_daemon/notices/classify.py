@@ -14,14 +14,23 @@ from dataclasses import dataclass
 
 from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
 from .bulk import is_amazon_bulk_mail
-from .languages import OPT_OUT, LookAlike, first_reason, is_notice_subject, normalise
+from .languages import (
+    OPT_OUT,
+    LookAlike,
+    cause_sentence,
+    first_reason,
+    is_notice_subject,
+    mentions_opt_out,
+    normalise,
+)
 from .result import Buyer, Kind
 from .senders import is_notice_sender, what_it_sends
 from .unwrap import Candidate
 
-__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "Verdict", "classify"]
+__all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "UNKNOWN_REJECTION", "Verdict", "classify", "is_notice"]
 
 NOT_A_NOTICE = "not an Amazon notice"
+UNKNOWN_REJECTION = "rejection for a reason not recognised"
 # A notice is about one message to one buyer (an address, an order, at most a few orders of that
 # buyer). A "notice" naming more is not one Amazon wrote, and must not block a crowd.
 MAX_BUYERS = 50
@@ -36,6 +45,17 @@ class Verdict:
     buyers: tuple[Buyer, ...] = ()
     is_notice: bool = False  # sent from an Amazon marketplace domain
     has_opt_out_wording: bool = False
+
+
+def is_notice(candidate: Candidate) -> bool:
+    """Whether ``classify`` will call the candidate an Amazon notice (``Verdict.is_notice``):
+    its own text, from one of Amazon's notice senders, outside Amazon's bulk mail. Cheap: it
+    reads headers only, so the parser can leave the other candidates unread when one is."""
+    if candidate.inside_relay or sender_kind(candidate.sender) != "amazon":
+        return False
+    if candidate.own_node is not None and is_amazon_bulk_mail(candidate.own_node.headers):
+        return False
+    return is_notice_sender(candidate.sender)
 
 
 def classify(candidate: Candidate) -> Verdict:
@@ -96,9 +116,20 @@ def _no_reason(candidate: Candidate, norm: str) -> Verdict:
     if not norm.strip():
         return Verdict(Kind.MALFORMED, "Amazon message with no readable text", is_notice=True)
     if is_notice_subject(candidate.subject):
-        why = "Amazon delivery notice whose reason is not recognised (unknown language or layout)"
-        return Verdict(Kind.MALFORMED, why, is_notice=True)
+        return _unknown_rejection(candidate)
     return Verdict(Kind.NOT_OPT_OUT, "Amazon message that is not a delivery notice", is_notice=True)
+
+
+def _unknown_rejection(candidate: Candidate) -> Verdict:
+    """Amazon's rejection subject over a readable sentence giving a cause no table holds (a
+    daily message limit, a file format, a closed buyer account: charsets_alternatives_rejections/)
+    is a rejection, never an opt-out. Without such a sentence, or with one that names the buyer
+    opting out in words the tables miss, the notice is kept for review as malformed."""
+    sentence = cause_sentence(candidate.text)
+    if sentence is not None and not mentions_opt_out(normalise(sentence)):
+        return Verdict(Kind.NOT_OPT_OUT, f"{UNKNOWN_REJECTION}: {sentence}", is_notice=True)
+    why = "Amazon delivery notice whose reason is not recognised (unknown language or layout)"
+    return Verdict(Kind.MALFORMED, why, is_notice=True)
 
 
 def _opt_out(candidate: Candidate) -> Verdict:

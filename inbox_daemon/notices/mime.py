@@ -23,9 +23,10 @@ from urllib.parse import unquote
 
 from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
+from .mimesplit import split
 
 __all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
-           "read_message"]
+           "has_alternatives", "read_message", "read_unread_html"]
 
 MAX_BYTES = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay well below
 MAX_PARTS = 500  # MIME parts visited per message, all levels together
@@ -50,12 +51,15 @@ _HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparat
 
 
 class Headers:
-    """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read)."""
+    """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read).
+    Each name is decoded once: the parse asks for From and Subject several times."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_by_name", "_decoded")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._raw = items
+        self._by_name: dict[str, list[str]] | None = None  # raw values by name, built when first asked
+        self._decoded: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, msg: Message) -> Headers:
@@ -63,15 +67,22 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
-        name = name.lower()
-        for key, value in self._raw:
-            if key == name:
-                return _decode_header(value)
-        return None
+        values = self._values(name)
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
+        return list(self._values(name))
+
+    def _values(self, name: str) -> list[str]:
         name = name.lower()
-        return [_decode_header(value) for key, value in self._raw if key == name]
+        values = self._decoded.get(name)
+        if values is None:
+            if self._by_name is None:
+                self._by_name = {}
+                for key, value in self._raw:
+                    self._by_name.setdefault(key, []).append(value)
+            values = self._decoded[name] = [_decode_header(v) for v in self._by_name.get(name, ())]
+        return values
 
 
 # A header value is read up to this many characters: the stdlib's RFC 2047 decoder is
@@ -106,6 +117,9 @@ class Body:
     plain: str | None = None
     html: str | None = None
     links: tuple[str, ...] = ()  # targets of links to Amazon's sites in the HTML view
+    # HTML alternatives left unread because the plain view seemed to say it all (``_alternative``);
+    # ``read_unread_html`` reads them when the plain view yields no notice.
+    unread: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -150,7 +164,7 @@ def _bound_param_fields(raw: bytes) -> bytes:
 def read_message(raw: bytes) -> MailNode:
     """Parse raw bytes into a ``MailNode`` tree within the bounds above."""
     truncated = len(raw) > MAX_BYTES
-    msg = email.message_from_bytes(_bound_param_fields(raw[:MAX_BYTES]), policy=compat32)
+    msg = _parse_bytes(_bound_param_fields(raw[:MAX_BYTES]))
     budget = _Budget()
     node = _walk(msg, 0, budget)
     node.bounded = budget.exhausted
@@ -158,6 +172,13 @@ def read_message(raw: bytes) -> MailNode:
     if truncated:
         node.notes.append(f"message larger than {MAX_BYTES} bytes; only the start was read")
     return node
+
+
+def _parse_bytes(data: bytes) -> Message:
+    """compat32's message tree: ``mimesplit`` for well-formed mail, FeedParser for the rest
+    (``email.message_from_bytes`` decodes the bytes the same way first)."""
+    text = data.decode("ascii", "surrogateescape")
+    return split(text) or email.message_from_string(text, policy=compat32)
 
 
 def _walk(msg: Message, level: int, budget: _Budget) -> MailNode:
@@ -213,7 +234,7 @@ def _collect(part: Message, node: MailNode, level: int, nesting: int, budget: _B
     elif maintype == "application" and _is_eml_attachment(part):
         data = part.get_payload(decode=True)
         if isinstance(data, bytes) and data:
-            inner = email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
+            inner = _parse_bytes(data[:MAX_BYTES])
             node.children.append(_walk(inner, level + 1, budget))
 
 
@@ -254,7 +275,7 @@ def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
     except (binascii.Error, ValueError):
         node.defects.append(f"attached message's {cte} encoding damaged")
         return inner
-    return email.message_from_bytes(data[:MAX_BYTES], policy=compat32)
+    return _parse_bytes(data[:MAX_BYTES])
 
 
 def _alternative(
@@ -273,16 +294,44 @@ def _alternative(
         else:
             _collect(sub, scratch, level, nesting + 1, budget)
     plain = "\n".join(b.plain for b in scratch.bodies if b.plain) or None
+    unread: list[str] = []
     for source in deferred:
         if _html_adds_to(plain, source):
             page = read_html(source)
             scratch.bodies.append(Body(html=page.text, links=page.links))
+        else:
+            unread.append(source)
     node.children.extend(scratch.children)
     node.defects.extend(scratch.defects)
     node.notes.extend(scratch.notes)
     markup = "\n".join(b.html for b in scratch.bodies if b.html) or None
     links = tuple(link for b in scratch.bodies for link in b.links)
-    return Body(plain=plain, html=markup, links=links)
+    return Body(plain=plain, html=markup, links=links, unread=tuple(unread))
+
+
+def read_unread_html(node: MailNode) -> bool:
+    """Read the HTML alternatives ``_alternative`` skipped, in the whole tree; whether any was.
+    A view the plain text seemed to cover may still be the only one whose forward header
+    block can be read (Yahoo Mail runs the fields together on one line in its text part:
+    charsets_alternatives_rejections/yahoo_fwd_runon_header_fields_en.eml)."""
+    found = False
+    for body in node.bodies:
+        for source in body.unread:
+            page = read_html(source)
+            body.html = "\n".join(t for t in (body.html, page.text) if t) or None
+            body.links += page.links
+            found = True
+        body.unread = ()
+    for child in node.children:
+        found = read_unread_html(child) or found
+    return found
+
+
+def has_alternatives(node: MailNode) -> bool:
+    """Whether any body in the tree has two views (multipart/alternative), read or not."""
+    if any(b.plain is not None and (b.html is not None or b.unread) for b in node.bodies):
+        return True
+    return any(has_alternatives(child) for child in node.children)
 
 
 # Link targets in markup; possessive, so a run of blanks after "href" is scanned once.
@@ -322,17 +371,51 @@ def _text(part: Message, node: MailNode) -> str:
     if len(part.defects) > before:
         # Base64 that could not be decoded whole (corpus s25): the text may be cut short.
         node.defects.append("transfer encoding damaged (" + _defect_names(part.defects[before:]) + ")")
-    declared = part.get_content_charset()
+    declared = _charset(part)
     text, guessed = decode_bytes(data, declared)
     if guessed:
         node.notes.append(f"charset {declared!r} overruled by sniffing")
     return text[:MAX_TEXT]
 
 
+# A quoted parameter value holding ";" or an escape, or an RFC 2231 parameter: compat32's own
+# parameter parser reads those.
+_HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
+
+
+def _param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
+    """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
+    at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
+    value = part.get("content-type")
+    if not isinstance(value, str) or _HARD_PARAMS.search(value):
+        return part.get_param(name, default)  # type: ignore[return-value]
+    wanted = name.lower()
+    for piece in value.split(";")[1:]:
+        key, sep, found = piece.partition("=")
+        if key.strip().lower() != wanted:
+            continue
+        found = found.strip()
+        if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
+            found = found[1:-1]
+        return found if sep else ""
+    return default
+
+
+def _charset(part: Message) -> str | None:
+    """``part.get_content_charset()`` (see ``_param``)."""
+    found = _param(part, "charset", _MISSING)
+    if not isinstance(found, str):
+        return part.get_content_charset()
+    return found.lower() if found is not _MISSING and found.isascii() else None
+
+
+_MISSING = "\0missing"  # a default no header value can be (str identity tells it apart)
+
+
 def _plain(part: Message, text: str) -> str:
     """A text/plain body with RFC 3676 soft breaks joined and line ends made "\n"."""
-    if str(part.get_param("format", "")).lower() == "flowed":
-        text = _unflow(text, str(part.get_param("delsp", "no")).lower() == "yes")
+    if str(_param(part, "format", "")).lower() == "flowed":
+        text = _unflow(text, str(_param(part, "delsp", "no")).lower() == "yes")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

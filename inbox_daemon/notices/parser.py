@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .classify import NOT_A_NOTICE, Verdict, classify
+from .classify import NOT_A_NOTICE, Verdict, classify, is_notice
 from .forwarder import identify
-from .mime import MailNode, read_message
+from .mime import MailNode, has_alternatives, read_message, read_unread_html
 from .result import Buyer, Kind, ParseResult
-from .unwrap import Candidate, candidates
+from .unwrap import Candidate, View, candidates
 
 __all__ = ["MAX_BUYERS_PER_MESSAGE", "parse_notice", "merge_buyers"]
 
@@ -28,9 +28,7 @@ def _parse(raw: bytes) -> ParseResult:
     if not raw.strip():
         return ParseResult(Kind.MALFORMED, reason="empty message")
     root = read_message(raw)
-    found = candidates(root)
-    verdicts = [classify(c) for c in found]
-    pairs = list(zip(found, verdicts))
+    pairs = _read(root)
     notices = [(c, v) for c, v in pairs if v.is_notice]
     opt_outs = [(c, v) for c, v in notices if v.kind is Kind.OPT_OUT]
     chosen = opt_outs or notices or [(c, v) for c, v in pairs if v.has_opt_out_wording] or pairs[:1]
@@ -54,6 +52,35 @@ def _parse(raw: bytes) -> ParseResult:
         return ParseResult(Kind.OPT_OUT, buyers=buyers, **common)  # type: ignore[arg-type]
     kind, reason = _verdict_without_opt_out(root, pairs, notices)
     return ParseResult(kind, reason=reason, **common)  # type: ignore[arg-type]
+
+
+def _read(root: MailNode) -> list[tuple[Candidate, Verdict]]:
+    """Candidates with their verdicts. When the views of an alternative body, read together,
+    yield no Amazon notice, each view is read alone and the first that yields one is used:
+    a forward's header block may be readable in one view only
+    (charsets_alternatives_rejections/yahoo_fwd_runon_header_fields_en.eml)."""
+    pairs = _classified(candidates(root))
+    if any(v.is_notice for _, v in pairs) or not has_alternatives(root):
+        return pairs
+    views: tuple[View, ...] = ("both", "html", "plain") if read_unread_html(root) else ("html", "plain")
+    for view in views:
+        tried = _classified(candidates(root, view))
+        if any(v.is_notice for _, v in tried):
+            return tried
+    return pairs
+
+
+# What a candidate that is not a notice contributes when the mail holds a notice: nothing (the
+# result is drawn from the notices alone, see ``_parse`` and ``_verdict_without_opt_out``).
+_UNREAD = Verdict(Kind.NOT_OPT_OUT, "not read: the message holds an Amazon notice")
+
+
+def _classified(found: list[Candidate]) -> list[tuple[Candidate, Verdict]]:
+    """Each candidate with its verdict. When some are Amazon notices, only those are read:
+    the others' verdicts would not change the result (reading them was a third of a parse)."""
+    if any(is_notice(c) for c in found):
+        return [(c, classify(c) if is_notice(c) else _UNREAD) for c in found]
+    return [(c, classify(c)) for c in found]
 
 
 def _verdict_without_opt_out(

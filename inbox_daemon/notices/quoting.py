@@ -66,7 +66,14 @@ def _unquote(lines: list[str]) -> tuple[list[str], list[int]]:
 def split_forwards(text: str) -> tuple[str, list[Block]]:
     """Split body text at forward header blocks and reply attributions: (the text before the
     first, which is the message's own, and the blocks in reading order)."""
-    lines, depths = _unquote(text.split("\n"))
+    if ">" in text:
+        lines, depths = _unquote(text.split("\n"))
+    else:  # no quote marks: every line as it is, at depth 0
+        lines = text.split("\n")
+        depths = [0] * len(lines)
+    # Lines ending in a colon, where an attribution ends (one line or two): the others are not
+    # asked (a C-level pass instead of a check per line).
+    colon = [line.rstrip().endswith((":", "\uff1a")) for line in lines] + [False]
     head = _Segment(0, 0)
     stack = [head]
     found: list[tuple[Block, _Segment]] = []
@@ -81,7 +88,7 @@ def split_forwards(text: str) -> tuple[str, list[Block]]:
                 started, i = Block(fields, ""), run_end
             else:
                 plain_until = run_end  # a suffix of a run holds no more labels than the run
-        if started is None:
+        if started is None and (colon[i] or colon[i + 1]):
             taken = _attribution(lines, i)
             if taken:
                 attribution = " ".join(lines[i:i + taken])

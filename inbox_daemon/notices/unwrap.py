@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .addresses import first_address, sender_kind
 from .mime import Body, Headers, MailNode
 from .quoting import Block, split_forwards
 
-__all__ = ["Candidate", "candidates"]
+__all__ = ["Candidate", "View", "candidates"]
 
 # Lists that rewrite From for DMARC name the author in a header of their own. Google Groups:
 # From "'Amazon.com' via Opt-out desk" <group@…> plus X-Original-Sender
@@ -52,10 +53,15 @@ class Candidate:
     subjects: tuple[str, ...] = ()
 
 
-def _views(body: Body) -> tuple[str, list[Block]]:
-    """Split a body's views; when plain and HTML agree on the blocks, join them block by block."""
-    plain = split_forwards(body.plain) if body.plain else None
-    markup = split_forwards(body.html) if body.html else None
+# Which view of a multipart/alternative body to read: both joined, or one alone.
+View = Literal["both", "plain", "html"]
+
+
+def _views(body: Body, view: View) -> tuple[str, list[Block]]:
+    """Split a body's views; when plain and HTML agree on the blocks, join them block by block.
+    ``view`` keeps one view alone where the body has it (RFC 2046 5.1.4: either stands for all)."""
+    plain = split_forwards(body.plain) if body.plain and (view != "html" or not body.html) else None
+    markup = split_forwards(body.html) if body.html and (view != "plain" or not body.plain) else None
     if plain is None or markup is None:
         only = plain or markup
         return only if only is not None else ("", [])
@@ -68,23 +74,23 @@ def _views(body: Body) -> tuple[str, list[Block]]:
     return plain[0] + "\n" + markup[0], blocks
 
 
-def candidates(root: MailNode) -> list[Candidate]:
+def candidates(root: MailNode, view: View = "both") -> list[Candidate]:
     """Every candidate notice in the mail, outermost first, in document order."""
     found: list[Candidate] = []
-    _gather(root, "direct", found, False, ())
+    _gather(root, "direct", found, False, (), view)
     for candidate in found:
         candidate.cut_short = root.cut_short
     return found
 
 
 def _gather(
-    node: MailNode, via: str, found: list[Candidate], inside_relay: bool, outer: tuple[str, ...]
+    node: MailNode, via: str, found: list[Candidate], inside_relay: bool, outer: tuple[str, ...], view: View
 ) -> None:
     """Candidates of one message (``outer``: the subjects of the messages around it)."""
     heads: list[str] = []
     blocks: list[Block] = []
     for body in node.bodies:
-        head, more = _views(body)
+        head, more = _views(body, view)
         heads.append(head)
         blocks.extend(more)
     links = tuple(link for body in node.bodies for link in body.links)
@@ -115,7 +121,7 @@ def _gather(
     block_links = links if len(blocks) == 1 else ()
     _gather_blocks(blocks, via, node, found, inside_relay, (block_links, subjects))
     for child in node.children:
-        _gather(child, "attachment", found, inside_relay, subjects)
+        _gather(child, "attachment", found, inside_relay, subjects, view)
 
 
 def _gather_blocks(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from .. import keys
 from ..config import SecurityConfig
+from ..errors import ConfigError
 from ..notices import Kind, ParseResult
 from ..store import Admission, AdmissionView, Admit
 from ..trust import Assessment, Gatekeeper, Policy, Registry, decide, pinned_keys
@@ -22,7 +23,8 @@ __all__ = ["gatekeeper", "admitter"]
 
 
 def gatekeeper(security: SecurityConfig) -> Gatekeeper:
-    """The policy and DKIM key lookup of ``[security]``."""
+    """The policy and DKIM key lookup of ``[security]``; ConfigError naming the key when the
+    pinned keys file cannot be read (at start: exit 78; at a reload: nothing changes)."""
     policy = Policy(
         require_registered_forwarder=security.require_registered_forwarder,
         require_dkim=security.require_dkim,
@@ -30,7 +32,11 @@ def gatekeeper(security: SecurityConfig) -> Gatekeeper:
         rate_per_hour=security.forwarder_rate_per_hour,
         max_buyers=security.max_buyers_per_notice,
     )
-    dnsfunc = pinned_keys(security.dkim_keys_file) if security.dkim_keys_file else None
+    try:
+        dnsfunc = pinned_keys(security.dkim_keys_file) if security.dkim_keys_file else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"security.dkim_keys_file {security.dkim_keys_file}: cannot read: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
     return Gatekeeper(policy, dkim_domains=security.dkim_domains, dnsfunc=dnsfunc,
                       trusted_relays=security.trusted_relays, trusted_arc_sealers=security.trusted_arc_sealers)
 

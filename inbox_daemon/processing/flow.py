@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from ..config import Config, IntakeConfig
 from ..errors import Busy, StoreUnavailable
@@ -22,6 +23,7 @@ from .processor import RECOVER_BATCH, Processed, Processor
 
 __all__ = ["Flow", "build_flow"]
 
+STOP_FLOOR_S = 0.1  # the least time processing gets at a stop, however late the writer ended
 RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pause before asking again
 
 
@@ -53,15 +55,18 @@ class Flow:
             self._tasks.append(asyncio.create_task(self._recover_loop(), name="recover"))
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Finish what was accepted (queued writes and processing), then stop."""
+        """Finish what was accepted (queued writes and processing) within ``timeout`` seconds in
+        all, then stop; past it the writer and the processor are stopped anyway (what was not
+        committed gets a 451, what was not processed stays pending for the next start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(self._writer.stop(), timeout)
-        except TimeoutError:
+        if not await self._writer.stop(timeout):
             self._log.warning("intake_stop_timeout")
-        await self.processor.stop(timeout)
+        # A moment at least: with none, an idle processor would be reported as stuck.
+        await self.processor.stop(max(STOP_FLOOR_S, deadline - loop.time()))
 
     @property
     def backlog(self) -> int:
@@ -97,6 +102,30 @@ class Flow:
         while self.busy():
             self.processor.progress.clear()
             await self.processor.progress.wait()
+
+    @asynccontextmanager
+    async def room_for(self, sizes: Sequence[int]) -> AsyncIterator[int]:
+        """Wait for room, then hold one reservation for as many of ``sizes`` (in order, one at
+        least) as fit in the byte budget left; yields how many. For a caller that knows sizes
+        before it has the bytes (IMAP's RFC822.SIZE): the bytes are counted before they are
+        fetched, once per batch rather than once per message."""
+        await self.room()
+        left = self.limits.bytes_in_flight - self.bytes_in_flight
+        count = total = 0
+        for size in sizes:
+            if count and total + size > left:
+                break
+            count, total = count + 1, total + size
+        self.bytes_in_flight += total
+        try:
+            yield count
+        finally:
+            self.release(total)
+
+    async def accept_reserved(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+        """Commit a batch whose bytes the caller holds a reservation for (``room_for``); on
+        return each new message is queued for processing."""
+        return await self._writer.accept_many(deliveries)
 
     # -- the durable write -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ reprocess``) and so that tests can install a parser variant without patching the
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import importlib
 import multiprocessing
 import os
@@ -57,9 +58,56 @@ def _warm(module: str) -> None:
     importlib.import_module(module)
 
 
-def _parse_many(module: str, raws: Sequence[bytes]) -> list[ParseResult | ParseFailed]:
+def _parse_many(module: str, raws: Sequence[bytes], timeout: float) -> tuple[list[ParseResult | ParseFailed], bool]:
+    """In a worker: each message under its own deadline (SIGALRM), so one runaway costs one
+    ``timeout`` and the rest of the batch goes on. Returns the results and whether a parse ran
+    away (the worker is then replaced: a parse cut mid-way may leave the parser's state odd)."""
     parse = importlib.import_module(module).parse_notice
-    return [_parse_one(parse, raw) for raw in raws]
+    results: list[ParseResult | ParseFailed] = []
+    ran_away = False
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for raw in raws:
+            result, cut = _parse_by(parse, raw, timeout)
+            results.append(result)
+            ran_away = ran_away or cut
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return results, ran_away
+
+
+class _Runaway(BaseException):
+    """Raised at a message's deadline: a BaseException, so a parser's ``except Exception``
+    cannot swallow it."""
+
+
+_armed = False  # a late SIGALRM (delivered after the parse returned) is ignored
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    if _armed:
+        raise _Runaway
+
+
+def _parse_by(parse: Callable[[bytes], ParseResult], raw: bytes, timeout: float) -> tuple[ParseResult | ParseFailed, bool]:
+    """One parse under ``timeout``. SIGALRM interrupts Python code (and ``re``, which checks
+    for signals); a parse stuck in C code that never returns to the interpreter is ended by
+    faulthandler's watchdog thread, which exits the worker (the pool then finds it broken)."""
+    global _armed
+    result: ParseResult | ParseFailed = PARSE_TIMEOUT
+    faulthandler.dump_traceback_later(timeout + HARD_STOP_GRACE_S, exit=True)
+    try:
+        _armed = True
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        result = _parse_one(parse, raw)
+        _armed = False
+    except _Runaway:
+        return result, True
+    finally:
+        _armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        faulthandler.cancel_dump_traceback_later()
+    return result, False
 
 
 def _parse_one(parse: Callable[[bytes], ParseResult], raw: bytes) -> ParseResult | ParseFailed:
@@ -77,19 +125,23 @@ class ParseFailed:
 
 
 PARSE_TIMEOUT = ParseFailed("parse timeout")
+WORKER_DIED = ParseFailed("parser worker died")
 START_LIMIT_S = 120.0  # a worker process that cannot even start and import the parser is broken
+HARD_STOP_GRACE_S = 5.0  # past the deadline, a worker whose parse ignores SIGALRM ends itself
 
 
 class ParsePool:
     """Runs the parser beside the event loop, with a wall-clock limit per message.
 
-    ``workers > 0``: worker processes, a batch per call. A batch that overruns its limit
-    (``timeout`` per message) has its workers killed; each of its messages is then parsed
-    alone in a fresh worker, and the one that overruns alone gets ``PARSE_TIMEOUT``: never
-    parsed again in a loop (its outcome becomes ``error``). ``workers == 0``: a thread of this
-    process, one message at a time; an overrunning parse cannot be stopped there (threads
-    cannot be killed): its message gets ``PARSE_TIMEOUT`` and the thread finishes in the
-    background.
+    ``workers > 0``: worker processes, a batch per call; inside the worker each message has
+    its own deadline (``timeout``), so a runaway costs one timeout, gets ``PARSE_TIMEOUT`` and
+    the rest of its batch is parsed on; the worker it ran in is then replaced. A worker that
+    dies (or a call past even the whole batch's limit) has each message of its batch parsed
+    alone in a fresh worker; the one that fails alone gets ``PARSE_TIMEOUT`` or
+    ``WORKER_DIED``: never parsed again in a loop (its outcome becomes ``error``).
+    ``workers == 0``: a thread of this process, one message at a time; an overrunning parse
+    cannot be stopped there (threads cannot be killed): its message gets ``PARSE_TIMEOUT``
+    and the thread finishes in the background.
     """
 
     def __init__(self, parser: Parser, workers: int, timeout: float = 30.0) -> None:
@@ -97,6 +149,7 @@ class ParsePool:
         self.timeout = timeout
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self.replaced = 0  # workers killed and replaced after a runaway (tests, metrics)
 
     async def _executor(self) -> ProcessPoolExecutor:
         """The pool, started and with the parser imported: a worker's start is not parse time."""
@@ -114,25 +167,40 @@ class ParsePool:
         if self._workers == 0:
             return [await self._in_thread(raw) for raw in raws]
         try:
-            return await self._in_worker(list(raws))
-        except TimeoutError:
-            self.close(kill=True)
-        results: list[ParseResult | ParseFailed] = []
-        for raw in raws:  # alone, each under its own limit
-            try:
-                results.extend(await self._in_worker([raw]))
-            except TimeoutError:
-                self.close(kill=True)
-                results.append(PARSE_TIMEOUT)
+            results, ran_away = await self._in_worker(list(raws))
+        except (TimeoutError, BrokenProcessPool):
+            self._replace()
+            return [await self._alone(raw) for raw in raws]
+        if ran_away:
+            self._replace()
         return results
 
-    async def _in_worker(self, raws: list[bytes]) -> list[ParseResult | ParseFailed]:
-        """One call in a worker. TimeoutError past the limit; a broken pool (a worker killed
-        from outside) is replaced and the call made once more."""
+    async def _alone(self, raw: bytes) -> ParseResult | ParseFailed:
+        try:
+            (result,), ran_away = await self._in_worker([raw])
+        except TimeoutError:
+            self._replace()
+            return PARSE_TIMEOUT
+        except BrokenProcessPool:
+            self._replace()
+            return WORKER_DIED
+        if ran_away:
+            self._replace()
+        return result
+
+    def _replace(self) -> None:
+        """Kill the workers; the next call starts fresh ones."""
+        self.replaced += 1
+        self.close(kill=True)
+
+    async def _in_worker(self, raws: list[bytes]) -> tuple[list[ParseResult | ParseFailed], bool]:
+        """One call in a worker. The worker keeps each message's deadline; the limit here is
+        only the backstop for a worker that does not answer at all. TimeoutError past it; a
+        broken pool (a worker killed from outside) is replaced and the call made once more."""
         loop = asyncio.get_running_loop()
-        limit = self.timeout * len(raws)
+        limit = (self.timeout + HARD_STOP_GRACE_S) * len(raws) + HARD_STOP_GRACE_S
         for attempt in (1, 2):
-            call = loop.run_in_executor(await self._executor(), _parse_many, self.parser.module, raws)
+            call = loop.run_in_executor(await self._executor(), _parse_many, self.parser.module, raws, self.timeout)
             try:
                 return await asyncio.wait_for(call, limit)
             except BrokenProcessPool:

@@ -28,6 +28,7 @@ from ..store import Applied, IndexEntry, PendingRow, RawRecord, Store
 from ..store.engine import is_transient
 from ..trust import Gatekeeper
 from .admission import admitter
+from .confirmations import annotate
 from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
 
 __all__ = ["Processed", "Processor", "MAX_BATCH", "RECOVER_BATCH"]
@@ -278,7 +279,7 @@ class Processor:
         records = await self._claim(claims) if claims else []
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
-        results = await self._parsing.parse_many([r.data for r in records])
+        results = annotate(records, await self._parsing.parse_many([r.data for r in records]), self._log)
         return [_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x) for r, x in zip(records, results)]
 
     async def _finish(self, batch: list[tuple[int, bool]], parsing: asyncio.Task[list[_Parsed | _Unparsed]]) -> None:

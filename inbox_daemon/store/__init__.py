@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from .admission import AdmissionView
 from .records import (
+    ApiTokenRow,
+    WebUserRow,
     Admission,
     Applied,
     AuditEntry,
@@ -32,6 +34,8 @@ from .records import (
 from .store import Admit, Store
 
 __all__ = [
+    "ApiTokenRow",
+    "WebUserRow",
     "Admission",
     "AdmissionView",
     "Admit",

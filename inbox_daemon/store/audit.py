@@ -22,12 +22,19 @@ async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: date
         await session.execute(insert(AuditRow), [{"at": now, **r} for r in rows])
 
 
-async def audit_rows(session: AsyncSession, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
-    """The newest audit rows, or those of some opt-outs (oldest first then)."""
+async def audit_rows(
+    session: AsyncSession, *, opt_out_ids: Sequence[int] = (), limit: int = 100, offset: int = 0,
+    actor: str | None = None, action: str | None = None,
+) -> list[AuditEntry]:
+    """The newest audit rows (of one actor, one action), or those of some opt-outs (oldest first then)."""
     columns = [c for c in AuditRow.__table__.columns]
     statement = select(*columns)
+    if actor is not None:
+        statement = statement.where(AuditRow.actor == actor)
+    if action is not None:
+        statement = statement.where(AuditRow.action == action)
     if opt_out_ids:
         statement = statement.where(AuditRow.opt_out_id.in_(list(opt_out_ids))).order_by(AuditRow.id)
     else:
         statement = statement.order_by(AuditRow.id.desc())
-    return [AuditEntry(**m) for m in (await session.execute(statement.limit(limit))).mappings()]
+    return [AuditEntry(**m) for m in (await session.execute(statement.limit(limit).offset(offset))).mappings()]

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from inbox_daemon.errors import StoreUnavailable
+from inbox_daemon.errors import StoreRefused, StoreUnavailable
 
 __all__ = [
     "WRITE",
@@ -29,6 +29,8 @@ __all__ = [
     "unavailable",
     "retrying",
     "is_transient",
+    "is_refused",
+    "driver_message",
     "chunks",
     "utcnow",
 ]
@@ -165,16 +167,39 @@ def is_transient(error: BaseException) -> bool:
     return type(error).__module__.startswith("asyncpg") and "Connection" in type(error).__name__
 
 
+# The server answered and refused who we are or what we asked for: class 28 invalid
+# authorization (28P01 wrong password, 28000 no such role), 3D000 no such database.
+REFUSED_CLASSES = frozenset({"28"})
+REFUSED_STATES = frozenset({"3D000"})
+
+
+def is_refused(error: BaseException) -> bool:
+    """True when the database refused the connection for a reason of the configuration."""
+    state = _sqlstate(error)
+    return state is not None and (state[:2] in REFUSED_CLASSES or state in REFUSED_STATES)
+
+
+def driver_message(error: BaseException) -> str:
+    """The driver's own one-line reason, without SQLAlchemy's statement, parameters and link
+    (a line for a log or a terminal; the drivers never put a password in it)."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    text = str(orig).strip().splitlines()
+    return (text[0] if text else type(orig).__name__)[:300]
+
+
 @asynccontextmanager
 async def unavailable() -> AsyncIterator[None]:
-    """Turn "cannot reach or commit to the database" into StoreUnavailable; let bugs through."""
+    """Turn "cannot reach or commit to the database" into StoreUnavailable and "the database
+    refuses these credentials" into StoreRefused; let bugs through."""
     try:
         yield
     except StoreUnavailable:
         raise
     except Exception as error:
         if is_transient(error):
-            raise StoreUnavailable(f"database unavailable: {error}") from error
+            raise StoreUnavailable(f"database unavailable: {driver_message(error)}") from error
+        if is_refused(error):
+            raise StoreRefused(f"database refused the connection: {driver_message(error)}") from None
         raise
 
 

@@ -48,7 +48,7 @@ def config(url: str, keyring: Pseudonyms | None = None) -> Config:
 def upgrade(url: str, revision: str = "head", *, keyring: Pseudonyms | None = None) -> None:
     """Upgrade the schema (creating it on an empty database). Runs its own event loop: from
     async code call it through ``asyncio.to_thread``. ``keyring``: the privacy key the
-    database's keys are pseudonymised with (revision 0009 needs it where rows hold plain keys)."""
+    database's keys are pseudonymised with (revision 0010 needs it where rows hold plain keys)."""
     command.upgrade(config(url, keyring), revision)
 
 

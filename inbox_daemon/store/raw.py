@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -221,6 +221,27 @@ async def list_rows(session: AsyncSession, outcome: str | None, limit: int) -> l
         statement = statement.where(RawMessage.outcome == outcome)
     rows = (await session.execute(statement)).mappings()
     return [RawRow(**_decoded(m)) for m in rows]
+
+
+async def by_reason(
+    session: AsyncSession, prefix: str, outcome: str, skip_action: str, limit: int
+) -> list[int]:
+    """Ids of messages of ``outcome`` whose reason starts with ``prefix`` and that no audit row of
+    ``skip_action`` names, newest first."""
+    from .schema import AuditRow
+
+    done = select(AuditRow.raw_message_id).where(AuditRow.action == skip_action, AuditRow.raw_message_id.is_not(None))
+    statement = (select(RawMessage.id).where(RawMessage.outcome == outcome, RawMessage.reason.startswith(prefix, autoescape=True),
+                                             RawMessage.id.not_in(done))
+                 .order_by(RawMessage.id.desc()).limit(limit))
+    return list((await session.scalars(statement)).all())
+
+
+async def outcome_counts(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Messages received since ``since``, counted by outcome (the web overview)."""
+    statement = (select(RawMessage.outcome, func.count()).where(RawMessage.received_at >= since)
+                 .group_by(RawMessage.outcome))
+    return {outcome: count for outcome, count in await session.execute(statement)}
 
 
 async def find(session: AsyncSession, ref: str) -> RawRecord | None:

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Literal
 
 __all__ = [
+    "WebUserRow",
+    "ApiTokenRow",
     "Delivery",
     "SavedRaw",
     "PendingRow",
@@ -267,3 +269,21 @@ class Lease:
     expires_at: datetime  # by the database's clock
     last_success: datetime | None  # when the holder last drained the mailbox
     previous: str | None = None  # set when this claim took the mailbox from a holder whose lease ran out
+
+
+@dataclass(frozen=True, slots=True)
+class WebUserRow:
+    """A web user: the stored hash travels only to the code that verifies it."""
+
+    name: str
+    role: str
+    password_hash: str = field(repr=False)
+    created_at: datetime | None = None
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTokenRow:
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None

@@ -47,14 +47,16 @@ def _held_query() -> object:
     )
 
 
-async def held_rows(session: AsyncSession, outcomes: Sequence[str], limit: int, raw_id: int | None = None) -> list[HeldRow]:
-    """Unapplied messages of these outcomes, newest first (or the one ``raw_id``)."""
+async def held_rows(
+    session: AsyncSession, outcomes: Sequence[str], limit: int, raw_id: int | None = None, offset: int = 0
+) -> list[HeldRow]:
+    """Unapplied messages of these outcomes, newest first, skipping ``offset`` (or the one ``raw_id``)."""
     statement = _held_query()
     if raw_id is not None:
         statement = statement.where(RawMessage.id == raw_id)  # type: ignore[attr-defined]
     else:
         statement = statement.where(RawMessage.outcome.in_(list(outcomes)))  # type: ignore[attr-defined]
-    statement = statement.order_by(RawMessage.id.desc()).limit(limit)
+    statement = statement.order_by(RawMessage.id.desc()).limit(limit).offset(offset)
     return [HeldRow(**m) for m in (await session.execute(statement)).mappings()]
 
 
@@ -80,7 +82,8 @@ async def _held_message(session: AsyncSession, raw_id: int) -> RawMessage:
 
 
 async def approve(
-    session: AsyncSession, raw_id: int, result: ParseResult, parser_version: str, who: str, now: datetime
+    session: AsyncSession, raw_id: int, result: ParseResult, parser_version: str, who: str, now: datetime,
+    note: str = "",
 ) -> Applied:
     """Apply a held notice as the operator vouches for it; later passes keep the approval."""
     await _held_message(session, raw_id)
@@ -91,7 +94,8 @@ async def approve(
         trust.approved_by, trust.approved_at, trust.held = who, now, None
     (applied,) = await applying.apply_batch(session, [(raw_id, result)], parser_version, now, actor=who)
     await audit(session, [{"actor": who, "action": "approve", "raw_message_id": raw_id,
-                           "detail": f"{applied.buyers_new} new, {applied.buyers_updated} updated"}], now)
+                           "detail": f"{applied.buyers_new} new, {applied.buyers_updated} updated"
+                           + (f": {note}" if note else "")}], now)
     return applied
 
 

@@ -49,10 +49,14 @@ __all__ = [
     "AuditRow",
     "ImapState",
     "ImapLease",
+    "WebUser",
+    "ApiToken",
+    "ROLES",
 ]
 
 OUTCOMES = ("pending", "opt_out", "not_opt_out", "malformed", "error", "quarantined", "discarded")
 DKIM_STATES = ("verified", "failed", "absent")
+ROLES = ("viewer", "operator")  # web users: viewers read, operators also decide and change
 
 # Deterministic constraint names: SQLite batch migrations and downgrades need to name them.
 NAMING = {
@@ -321,3 +325,29 @@ class ImapLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_success: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the holder's last drained round
+
+
+class WebUser(Base):
+    """Who may use the web pages (migration 0007): a name, an Argon2 hash of the password (never
+    the password) and a role. ``disabled_at`` set: the user can no longer log in."""
+
+    __tablename__ = "web_users"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'operator')", name="role"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(400))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API (migration 0007): only the SHA-256 of the token is kept
+    (a token is 32 random bytes, so a fast hash is enough), with a name to revoke it by."""
+
+    __tablename__ = "api_tokens"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -18,7 +18,7 @@ from .engine import chunks
 from .records import SellerRow
 from .schema import Forwarder, Seller
 
-__all__ = ["registry", "add_seller", "remove_seller", "sellers", "add_forwarder", "remove_forwarder"]
+__all__ = ["registry", "add_seller", "remove_seller", "rotate_token", "sellers", "add_forwarder", "remove_forwarder"]
 
 
 async def registry(session: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
@@ -59,6 +59,16 @@ async def remove_seller(session: AsyncSession, name: str, who: str, now: datetim
     for fwd in await session.scalars(select(Forwarder).where(Forwarder.seller_id == seller.id)):
         await session.delete(fwd)
     await audit(session, [{"actor": who, "action": "seller_remove", "subject": name}], now)
+
+
+async def rotate_token(session: AsyncSession, name: str, who: str, now: datetime) -> SellerRow:
+    """A fresh token: the seller's old per-seller address stops counting for it at once (the
+    registry is read in each applying transaction)."""
+    seller = await _seller(session, name)
+    seller.token = secrets.token_hex(5)
+    await audit(session, [{"actor": who, "action": "seller_rotate", "subject": name}], now)
+    await session.flush()
+    return (await sellers(session, name))[0]
 
 
 async def sellers(session: AsyncSession, name: str | None = None) -> list[SellerRow]:

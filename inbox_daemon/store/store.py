@@ -9,7 +9,7 @@ opening a store never creates it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -21,11 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from inbox_daemon.notices.result import Buyer, ParseResult
 from inbox_daemon.privacy import KeyRing
 
-from . import admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, review, sellers
+from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, review, sellers
 from .admission import AdmissionView
-from .audit import audit_rows
+from .audit import audit, audit_rows
 from .engine import WRITE, make_engine, retrying, unavailable, utcnow
 from .records import (
+    ApiTokenRow,
+    WebUserRow,
     Admission,
     Applied,
     AuditEntry,
@@ -162,6 +164,27 @@ class Store:
         """Kept messages, newest first, optionally of one outcome."""
         return await self._reading(lambda s: raw.list_rows(s, outcome, limit))
 
+    async def messages_by_reason(
+        self, prefix: str, *, outcome: str, skip_action: str, limit: int = 50
+    ) -> list[RawRecord]:
+        """Messages of ``outcome`` whose reason starts with ``prefix``, with their bytes, newest
+        first, leaving out those an audit row of ``skip_action`` names."""
+
+        async def work(session: AsyncSession) -> list[RawRecord]:
+            return await raw.load_many(session, await raw.by_reason(session, prefix, outcome, skip_action, limit))
+
+        return await self._reading(work)
+
+    async def add_audit(self, *, who: str, action: str, raw_message_id: int | None = None, subject: str | None = None,
+                        detail: str | None = None) -> None:
+        """One audit row on its own (an operator's acknowledgement that changes nothing else)."""
+        row = {"actor": who, "action": action, "raw_message_id": raw_message_id, "subject": subject, "detail": detail}
+        await self._transaction(lambda s: audit(s, [row], utcnow()))
+
+    async def outcome_counts(self, since: datetime) -> dict[str, int]:
+        """Messages received since ``since``, by outcome."""
+        return await self._reading(lambda s: raw.outcome_counts(s, since))
+
     async def get_message(self, ref: str) -> RawRecord | None:
         """By id or by a sha256 prefix of 4+ hex digits (ValueError when ambiguous)."""
         return await self._reading(lambda s: raw.find(s, ref))
@@ -197,7 +220,7 @@ class Store:
 
     # -- the index -------------------------------------------------------------------------------
 
-    async def iter_index(self) -> AsyncIterator[IndexEntry]:
+    async def iter_index(self) -> AsyncGenerator[IndexEntry, None]:
         """Every blocked key: order keys, then email keys, streamed from the server.
 
         Consume it to the end or close it (``contextlib.aclosing``): it holds a connection.
@@ -289,8 +312,18 @@ class Store:
         """Which seller reported an opt-out in which message, when, with what DKIM verdict."""
         return await self._reading(lambda s: review.evidence_details(s, opt_out_id))
 
-    async def audit_log(self, *, opt_out_ids: Sequence[int] = (), limit: int = 100) -> list[AuditEntry]:
-        return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit))
+    async def record_refused(self, source: str, subject: str, reason: str) -> None:
+        """Mail intake did not take (too large, or never given by its source): an audit row
+        with the reason, since there are no bytes to keep."""
+        row = {"actor": f"intake:{source}"[:200], "action": "refused", "subject": subject[:400], "detail": reason}
+        await self._transaction(lambda s: audit(s, [row], utcnow()))
+
+    async def audit_log(
+        self, *, opt_out_ids: Sequence[int] = (), limit: int = 100, offset: int = 0,
+        actor: str | None = None, action: str | None = None,
+    ) -> list[AuditEntry]:
+        return await self._reading(lambda s: audit_rows(s, opt_out_ids=opt_out_ids, limit=limit, offset=offset,
+                                                        actor=actor, action=action))
 
     async def import_buyers(
         self, data: bytes, name: str, buyers: list[Buyer], skipped: list[str], *, who: str
@@ -303,6 +336,10 @@ class Store:
     async def add_seller(self, name: str, forwarders: Sequence[str] = (), *, who: str) -> SellerRow:
         """A seller with a fresh token and its forwarders (ValueError if it exists)."""
         return await self._transaction(lambda s: sellers.add_seller(s, name, forwarders, who, utcnow()))
+
+    async def rotate_seller_token(self, name: str, *, who: str) -> SellerRow:
+        """Give the seller a new per-seller address (LookupError: no such live seller)."""
+        return await self._transaction(lambda s: sellers.rotate_token(s, name, who, utcnow()))
 
     async def remove_seller(self, name: str, *, who: str) -> None:
         await self._transaction(lambda s: sellers.remove_seller(s, name, who, utcnow()))
@@ -325,8 +362,10 @@ class Store:
 
     # -- quarantine --------------------------------------------------------------------------------
 
-    async def list_held(self, outcomes: Sequence[str] = review.UNAPPLIED, limit: int = 50) -> list[HeldRow]:
-        return await self._reading(lambda s: review.held_rows(s, outcomes, limit))
+    async def list_held(
+        self, outcomes: Sequence[str] = review.UNAPPLIED, limit: int = 50, *, offset: int = 0
+    ) -> list[HeldRow]:
+        return await self._reading(lambda s: review.held_rows(s, outcomes, limit, offset=offset))
 
     async def get_held(self, raw_id: int) -> HeldRow | None:
         rows = await self._reading(lambda s: review.held_rows(s, (), 1, raw_id))
@@ -346,10 +385,12 @@ class Store:
     async def reprocess_ids(self, parser_version: str, *, every: bool = False, after: int = 0, limit: int = 1000) -> list[int]:
         return await self._reading(lambda s: review.reprocess_ids(s, parser_version, every, after, limit))
 
-    async def approve(self, raw_id: int, result: ParseResult, *, parser_version: str, who: str) -> Applied:
+    async def approve(
+        self, raw_id: int, result: ParseResult, *, parser_version: str, who: str, note: str = ""
+    ) -> Applied:
         """Apply a held notice (LookupError: no such message; ValueError: not held, or it no
-        longer parses as an opt-out)."""
-        return await self._transaction(lambda s: review.approve(s, raw_id, result, parser_version, who, utcnow()))
+        longer parses as an opt-out). ``note`` joins the audit row."""
+        return await self._transaction(lambda s: review.approve(s, raw_id, result, parser_version, who, utcnow(), note))
 
     async def discard(self, raw_id: int, *, who: str, reason: str) -> None:
         await self._transaction(lambda s: review.discard(s, raw_id, who, reason, utcnow()))
@@ -391,3 +432,31 @@ class Store:
 
     async def imap_lease(self, account: str, mailbox: str) -> Lease | None:
         return await self._reading(lambda s: leases.read(s, account, mailbox))
+
+    # -- web users and API tokens (hashed by the caller) --------------------------------------------
+
+    async def set_user(self, name: str, role: str, password_hash: str, *, who: str) -> bool:
+        """Add a web user or replace its password and role; True when new."""
+        return await self._transaction(lambda s: accounts.set_user(s, name, role, password_hash, who, utcnow()))
+
+    async def get_user(self, name: str) -> WebUserRow | None:
+        return await self._reading(lambda s: accounts.user(s, name))
+
+    async def list_users(self) -> list[WebUserRow]:
+        return await self._reading(accounts.users)
+
+    async def disable_user(self, name: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.disable_user(s, name, who, utcnow()))
+
+    async def add_token(self, name: str, token_sha256: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.add_token(s, name, token_sha256, who, utcnow()))
+
+    async def token_name(self, token_sha256: str) -> str | None:
+        """The live API token with this hash, by name; None when there is none."""
+        return await self._reading(lambda s: accounts.token_name(s, token_sha256))
+
+    async def list_tokens(self) -> list[ApiTokenRow]:
+        return await self._reading(accounts.tokens)
+
+    async def revoke_token(self, name: str, *, who: str) -> None:
+        await self._transaction(lambda s: accounts.revoke_token(s, name, who, utcnow()))

@@ -43,12 +43,22 @@ class RawWriter:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="raw-writer")
 
-    async def stop(self) -> None:
-        """Write what was queued, then stop."""
-        await self._queue.join()
+    async def stop(self, timeout: float | None = None) -> bool:
+        """Write what was queued (within ``timeout`` seconds), then stop; False when the time ran
+        out. Either way the task has ended on return, and a delivery not committed has its
+        caller told StoreUnavailable (SMTP answers 451: the sender tries again)."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+            finished = True
+        except TimeoutError:
+            finished = False
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            self._fail([self._queue.get_nowait()], StoreUnavailable("shutting down"))
+            self._queue.task_done()
+        return finished
 
     @property
     def queued(self) -> int:
@@ -86,7 +96,8 @@ class RawWriter:
             size += len(batch[-1][0].raw)
         try:
             await self._write(batch)
-        finally:
+        finally:  # cancelled mid-write (a stop past its deadline): its callers must not wait on
+            self._fail(batch, StoreUnavailable("shutting down"))
             for _ in batch:
                 self._queue.task_done()
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
-from inbox_daemon.config import ImapAccount
+from inbox_daemon.config import ImapAccount, IntakeConfig
 from inbox_daemon.intake.imap import ImapPoller, ImapTuning
 from inbox_daemon.processing import Flow, Processor
 from inbox_daemon.log import get_logger
@@ -38,10 +38,12 @@ def account(server: Dovecot, **overrides: Any) -> ImapAccount:
 
 
 @asynccontextmanager
-async def running_flow(db: Path, parse_workers: int = 0) -> AsyncIterator[tuple[Store, Flow]]:
+async def running_flow(
+    db: Path, parse_workers: int = 0, limits: IntakeConfig | None = None,
+) -> AsyncIterator[tuple[Store, Flow]]:
     """The built-in parser, no admission step, recovery of pending mail on."""
     store = await Store.open(f"sqlite:///{db}")
-    flow = Flow(store, Processor(store, lambda _entries: None, workers=parse_workers), recover=True)
+    flow = Flow(store, Processor(store, lambda _entries: None, workers=parse_workers), recover=True, limits=limits)
     await flow.start()
     try:
         yield store, flow
@@ -51,9 +53,14 @@ async def running_flow(db: Path, parse_workers: int = 0) -> AsyncIterator[tuple[
 
 
 @asynccontextmanager
-async def running_poller(db: Path, acct: ImapAccount, tuning: ImapTuning = FAST) -> AsyncIterator[ImapPoller]:
-    async with running_flow(db) as (store, flow):
-        poller = ImapPoller(acct, flow, store, logger=get_logger(), tuning=tuning)
+async def running_poller(
+    db: Path, acct: ImapAccount, tuning: ImapTuning = FAST, *,
+    limits: IntakeConfig | None = None, max_message_bytes: int | None = None,
+) -> AsyncIterator[ImapPoller]:
+    """``max_message_bytes`` None: the poller's default (the SMTP default)."""
+    capped = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
+    async with running_flow(db, limits=limits) as (store, flow):
+        poller = ImapPoller(acct, flow, store, logger=get_logger(), tuning=tuning, **capped)
         await poller.start()
         try:
             yield poller

@@ -150,6 +150,7 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == name]
 
 
+@pytest.mark.slow
 def test_keeper_renews_refuses_a_second_and_hands_over_on_release(pg: str, run: Run) -> None:
     account, box = mailbox()
 
@@ -182,6 +183,7 @@ def via(url: str, proxy: CuttableProxy) -> str:
     return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failure", ["cut", "freeze"])
 def test_holder_cut_off_from_the_database_stops_before_the_other_takes_over(
     pg: str, run: Run, failure: str
@@ -221,6 +223,7 @@ def test_holder_cut_off_from_the_database_stops_before_the_other_takes_over(
     assert len(events(logs, "imap_lease_taken_over")) == 1
 
 
+@pytest.mark.slow
 def test_holder_whose_event_loop_stalls_finds_the_lease_gone_when_it_wakes(pg: str, run: Run) -> None:
     """The holder's loop is blocked (as by a blocking call or a paused VM) while another
     daemon, in another thread with its own loop, takes the mailbox over."""

@@ -14,6 +14,7 @@ from inbox_daemon.config import load_config
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.lookup import BlocklistIndex
 from inbox_daemon.lookup.mta_server import MtaServer, postfix_servers
+from inbox_daemon.lookup.limits import ListenerPolicy
 from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
 from inbox_daemon.lookup.protocol import Counters
 from inbox_daemon.lookup.socketmap import encode
@@ -100,7 +101,7 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout() -> None:
         path = os.path.join(directory, "policy")
         counters = Counters()
         server = MtaServer("policy", path, lambda: PolicySession(index(), PolicySettings(), counters),
-                           counters=counters, idle_timeout=0.2)
+                           counters=counters, policy=ListenerPolicy(256, 192, request_seconds=0.2, idle_seconds=0.2))
         await server.start()
         try:
             reader, writer = await asyncio.open_unix_connection(path)

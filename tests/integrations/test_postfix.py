@@ -41,7 +41,7 @@ class Rig:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_postfix()
     tmp = tmp_path_factory.mktemp("postfix")
-    sections: dict[str, dict[str, Any]] = {"query": {"sync_seconds": 0.2},
+    sections: dict[str, dict[str, Any]] = {"query": {"sync_seconds": 0.2}, "log": {"repeat_seconds": 1},
                 "postfix": {"policy": "127.0.0.1:0", "socketmap": "127.0.0.1:0", "exempt_senders": [EXEMPT]}}
     daemon = DaemonProcess(tmp / "home", write_config(tmp / "c.toml", sections))
     postfix: PostfixInstance | None = None
@@ -136,8 +136,10 @@ def test_malformed_policy_blocks_are_deferred_and_logged(rig: Rig) -> None:
     replies = got.split(b"\n\n")
     assert replies[0].startswith(b"action=DEFER_IF_PERMIT") and replies[1].startswith(b"action=DEFER_IF_PERMIT")
     assert replies[2].startswith(b"action=REJECT 5.7.1")
-    logged = rig.daemon.wait_count("policy.malformed", 2)
-    assert "not name=value" in logged[0]["reason"] and "attribute line over" in logged[1]["reason"]
+    first = rig.daemon.wait_event("policy.malformed", suppressed=0)  # then throttled: the second is in a summary
+    summary = rig.daemon.wait_event("policy.malformed", summary=True)
+    assert "not name=value" in first["reason"] and "attribute line over" in summary["reason"]
+    assert summary["suppressed"] == 1
 
 
 def test_socketmap_query_of_100000_bytes_is_refused_cleanly(rig: Rig) -> None:
@@ -169,3 +171,22 @@ def test_daemon_restart_while_postfix_holds_a_policy_connection(rig: Rig) -> Non
         code, text = client.rcpt(blocked)  # the same smtpd, its policy connection gone stale
         assert code // 100 == 5 and b"opted out" in text, (code, text, rig.postfix.log()[-2000:])
         assert client.rcpt(unknown)[0] == 250
+
+
+def test_256_idle_connections_from_another_local_user_do_not_lock_postfix_out(rig: Rig) -> None:
+    """Every local user reaches the policy service from 127.0.0.1, so there a peer is the user
+    that owns the other end (lookup/limits.py): this test's 256 idle connections are one peer,
+    held to max_connections_per_peer (192 of the 256), and Postfix's smtpd (user postfix) still
+    gets its own."""
+    assert rig.daemon.stop() == 0  # Postfix's kept policy connections go: it must connect anew
+    rig.daemon.start()
+    held = [socket.create_connection(("127.0.0.1", rig.policy), timeout=10) for _ in range(256)]
+    try:
+        code, text = rcpt(rig.outbound, rig.rows[0][1])
+        assert code // 100 == 5 and "5.7.1" in text, text  # answered, not deferred for want of a slot
+        assert rcpt(rig.outbound, "someone-else@marketplace.amazon.com")[0] == 250
+        refused = rig.daemon.wait_event("policy.too_many_connections")
+        assert refused["limit"] == "refused_peer" and refused["max_connections_per_peer"] == 192
+    finally:
+        for sock in held:
+            sock.close()

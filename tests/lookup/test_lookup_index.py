@@ -268,6 +268,7 @@ class IndexAgainstDict(RuleBasedStateMachine):
 
 TestIndexAgainstDict = IndexAgainstDict.TestCase
 TestIndexAgainstDict.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestIndexAgainstDict.pytestmark = [pytest.mark.slow]  # 150 stateful runs
 
 
 def test_many_random_operations_with_merges() -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
+
 import pytest
 
+from inbox_daemon.notices import Kind, parse_notice
 from inbox_daemon.notices.charsets import decode_bytes, lookup
+from inbox_daemon.notices.encoding_labels import CODEC_OF_ENCODING, ENCODING_OF_LABEL
+
+from .windows_writers import encode_cp50221, encode_cp936, encode_euc_jp_ms
 
 JA = "購入者が出品者からの未承諾広告メールを受信しないように設定しているため"
 DE = "weil der Käufer den Erhalt unerwünschter Nachrichten deaktiviert hat – „so“"
@@ -70,3 +77,80 @@ def test_east_asian_text_without_a_usable_label(text: str, codec: str, declared:
 def test_western_single_byte_text_is_not_read_as_east_asian(codec: str) -> None:
     text = "Der Käufer möchte keine unerwünschten Nachrichten von Verkäufern erhalten: Größe, Straße, Café."
     assert decode_bytes(text.encode(codec), None) == (text, True)
+
+
+# Every label of the WHATWG table (and the Windows names mail adds), each fed a notice written
+# the way Windows writes that encoding, with the characters only the Windows variant has.
+ORDER = "503-2468013-5792468"
+NOTICES = {
+    "ja": ("amazon.co.jp", "w3k8zq1mv6xp0ld@marketplace.amazon.co.jp",
+           "出品者様\n\n購入者が出品者からの未承諾広告メールを受信しないように設定しているため、"
+           "注文 {order} に関するメッセージを送信できませんでした。\n\n宛先: {address}\n\n"),
+    "zh": ("amazon.cn", "w3k8zq1mv6xp0ld@marketplace.amazon.cn",
+           "您好，\n\n由于买家已选择不接收来自卖家的未经请求的消息，我们无法递送您就订单 {order} 发送的消息。\n\n"
+           "收件人：{address}\n\n"),
+    "en": ("amazon.com", "w3k8zq1mv6xp0ld@marketplace.amazon.com",
+           "Dear Seller,\n\nWe were unable to deliver the message you sent to {address} for order {order} "
+           "because the buyer has chosen to opt out of receiving unsolicited messages from sellers.\n\n"),
+}
+JA_EXTRAS = "① ② ⑳ ㈱ ㈲ Ⅰ Ⅲ Ⅹ ⅰ № ℡ ∵ ≒ 髙 﨑 ｶﾌﾞｼｷｶﾞｲｼｬ"
+WRITERS: dict[str, tuple[Callable[[str], bytes], str, str]] = {
+    "ISO-2022-JP": (encode_cp50221, "ja", JA_EXTRAS),
+    "EUC-JP": (encode_euc_jp_ms, "ja", JA_EXTRAS),
+    "Shift_JIS": (lambda text: text.encode("cp932"), "ja", JA_EXTRAS),
+    "GBK": (encode_cp936, "zh", "镕 喆 堃 € 囧"),
+    "gb18030": (lambda text: text.encode("gb18030"), "zh", "镕 喆 堃 𠀀 €"),
+    "Big5": (lambda text: text.encode("big5hkscs"), "en", "碁 銹 裏 墻 恒 粧 嫺 嘅 冇"),
+    "EUC-KR": (lambda text: text.encode("cp949"), "en", "똠 똡 꽹 각하"),
+    "UTF-8": (lambda text: text.encode("utf-8"), "ja", JA_EXTRAS + " € 镕 똠"),
+    "UTF-16LE": (lambda text: text.encode("utf-16-le"), "ja", JA_EXTRAS + " € 镕 똠"),
+    "UTF-16BE": (lambda text: text.encode("utf-16-be"), "ja", JA_EXTRAS + " € 镕 똠"),
+    # Python has no ISO-2022-CN codec and x-user-defined holds no text: ASCII is what is read.
+    "replacement": (lambda text: text.encode("ascii"), "en", ""),
+    "x-user-defined": (lambda text: text.encode("ascii"), "en", ""),
+}
+REPLACEMENT_WRITERS = {"hz-gb-2312": ("hz", "zh", "买家 卖家"), "iso-2022-kr": ("iso2022_kr", "en", "각하"),
+                       "csiso2022kr": ("iso2022_kr", "en", "각하")}
+
+
+def _writer(label: str) -> tuple[Callable[[str], bytes], str, str]:
+    """How Windows writes text under ``label``, the notice language, and the extension text."""
+    encoding = ENCODING_OF_LABEL[label]
+    if label in REPLACEMENT_WRITERS:
+        codec, language, extras = REPLACEMENT_WRITERS[label]
+        return (lambda text: text.encode(codec)), language, extras
+    if encoding in WRITERS:
+        return WRITERS[encoding]
+    codec = CODEC_OF_ENCODING[encoding]
+    assert codec is not None
+    # A single-byte code page: every printable character above ASCII, spaced out as in prose.
+    chars = bytes(range(0x80, 0x100)).decode(codec, errors="ignore")
+    extras = " ".join(c for c in chars if c.isprintable() and not c.isspace())
+    return (lambda text: text.encode(codec)), "en", extras
+
+
+@pytest.mark.parametrize("label", sorted(ENCODING_OF_LABEL))
+def test_every_label_reads_windows_text_and_finds_the_notice(label: str) -> None:
+    write, language, extras = _writer(label)
+    domain, address, notice = NOTICES[language]
+    # The extension characters stand in the seller's note after the notice, as a signature does.
+    text = notice.format(order=ORDER, address=address) + "P.S. " + extras + "\n"
+    data = write(text)
+    assert decode_bytes(data, label)[0] == text
+    raw = (
+        f"From: Amazon <auto-communication@{domain}>\r\nTo: shop@seller.example\r\n"
+        f"Subject: notice\r\nDate: Mon, 06 May 2024 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: text/plain; charset="{label}"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    ).encode("ascii") + base64.encodebytes(data)
+    result = parse_notice(raw)
+    assert result.kind is Kind.OPT_OUT, result.reason
+    assert [(b.email, b.order_id) for b in result.buyers] == [(address, ORDER)]
+
+
+def test_one_undecodable_pair_costs_one_character_not_the_part() -> None:
+    """A byte pair no table holds becomes one U+FFFD; the rest of the part is read."""
+    data = encode_cp50221("購入者①") + b"\x1b$B\x2f\x21\x1b(B" + encode_cp50221("㈱ end")  # row 15: empty
+    assert decode_bytes(data, "iso-2022-jp")[0] == "購入者①\ufffd㈱ end"
+    text = "購入者①㈱ 設定"
+    broken = text.encode("cp932") + b"\x85" + text.encode("cp932")  # 0x85: no cp932 lead byte
+    assert decode_bytes(broken, "shift_jis")[0] == text + "\ufffd" + text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inbox_daemon.notices.languages import (
     LANGUAGES,
@@ -105,3 +107,12 @@ def test_within_one_sentence_a_rejection_beats_an_opt_out() -> None:
     text = "The buyer opted out of unsolicited messages and your attachment exceeds the size limit."
     found = first_reason(normalise(text))
     assert found is not None and found[0] is LookAlike.ATTACHMENT_SIZE
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2000\u2028\u3000\u200bab.購")), max_size=12))
+def test_one_space_is_the_whitespace_regex(text: str) -> None:
+    """normalise's whitespace collapse (str.split) gives what re's \\s+ -> " " gives."""
+    from inbox_daemon.notices.languages import _SPACE, _one_space
+
+    assert _one_space(text) == _SPACE.sub(" ", text)

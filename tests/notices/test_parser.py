@@ -78,6 +78,7 @@ def test_junk_is_malformed_or_not_opt_out_never_an_exception(raw: bytes) -> None
     assert result.kind in (Kind.MALFORMED, Kind.NOT_OPT_OUT) and result.reason and not result.buyers
 
 
+@pytest.mark.slow
 def test_ten_thousand_parts_are_bounded_and_an_early_notice_still_reads() -> None:
     part = "--b\r\nContent-Type: text/plain\r\n\r\nfiller\r\n"
     first = f"--b\r\nContent-Type: text/plain\r\n\r\n{SENTENCE}\r\n"
@@ -144,6 +145,7 @@ def _html(markup: bytes) -> bytes:
     ids=["lone-angles", "unclosed-anchors", "unclosed-comments", "unclosed-scripts", "encoded-words",
          "long-mailto", "blank-run-in-tag", "many-params", "qp-blank-run"],
 )
+@pytest.mark.slow
 def test_hostile_markup_and_headers_stay_linear(raw: bytes) -> None:
     result = parse_notice(raw)
     assert result.kind is not Kind.OPT_OUT and result.buyers == () and result.reason
@@ -185,6 +187,7 @@ _SMALL_BUYERS = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_SMALL_BUYERS)
 def test_merge_buyers_means_what_the_scan_means(buyers: list[Buyer]) -> None:
@@ -207,6 +210,7 @@ def test_seven_megabytes_of_order_ids_in_one_notice_name_nobody() -> None:
     assert "buyers or orders (more than 50)" in (result.reason or "")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_seven_megabytes_of_forwarded_notices_name_nobody() -> None:
     """19,800 inline-forwarded notices (7 MB), one order each, spread over many parts: every
@@ -225,3 +229,21 @@ def test_seven_megabytes_of_forwarded_notices_name_nobody() -> None:
     assert 7_000_000 < len(raw) < MAX_BYTES and count == 19_800
     result = parse_notice(raw)
     assert result.kind is not Kind.OPT_OUT and result.buyers == () and result.reason
+
+
+def test_is_notice_foretells_classify_on_every_candidate_of_every_sample() -> None:
+    """The parser reads only the notices of a mail that holds one, trusting ``is_notice`` to
+    say which candidates ``classify`` calls notices: it must agree on every candidate."""
+    from pathlib import Path
+
+    from inbox_daemon.notices.classify import classify, is_notice
+    from inbox_daemon.notices.mime import read_message
+    from inbox_daemon.notices.unwrap import candidates
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "notices"
+    checked = 0
+    for path in sorted(samples.rglob("*.eml")):
+        for candidate in candidates(read_message(path.read_bytes())):
+            assert is_notice(candidate) == classify(candidate).is_notice, path.name
+            checked += 1
+    assert checked > 300

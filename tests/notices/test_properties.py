@@ -103,6 +103,7 @@ def test_mutated_samples_never_raise(raw: bytes) -> None:
     _check(parse_notice(raw))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(mutated(NOT_OPT_OUT, body_only=True))
 def test_mutated_non_notices_never_yield_buyers(raw: bytes) -> None:
@@ -121,6 +122,7 @@ def test_header_soup_never_raises(chunks: list[bytes]) -> None:
     _check(parse_notice(b"".join(chunks)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["read_message", "candidates", "classify"])
 def test_the_property_checks_fail_when_a_stage_raises(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The checks above can fail: break one stage of the parser and they report it."""

@@ -14,9 +14,10 @@ from .expectations import OWN_SAMPLES, check_case, load_cases
 # marketplaces, look-alikes and damage; replies, MIME oddities and Amazon's bulk mail; the
 # structure of a message (replies, subjects, links, forwarding depth); mail that quotes or
 # imitates a notice and must never block anybody; notices paraphrased in every language and
-# rejections for other reasons.
+# rejections for other reasons; Windows charsets, one-line forward headers and rejections for
+# reasons no table holds.
 FOLDERS = ("", "wrappings_marketplaces_lookalikes", "replies_mime_oddities_bulk_mail", "structure",
-           "false_opt_outs", "paraphrases_and_rejections")
+           "false_opt_outs", "paraphrases_and_rejections", "charsets_alternatives_rejections")
 TABLES = {name: OWN_SAMPLES / name for name in FOLDERS}
 CASES = [(folder, case) for folder in TABLES.values() for case in load_cases(folder)]
 

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from inbox_daemon.processing import Flow, Processor
 from inbox_daemon.processing.parsers import BUILTIN, Parser
 from inbox_daemon.store import Delivery, Store
@@ -164,6 +166,7 @@ def test_an_owner_that_stalls_past_its_lease_is_fenced_and_the_message_decided_o
     with_store(body)
 
 
+@pytest.mark.slow
 def test_a_renewed_claim_is_not_taken_over_however_long_the_work(with_store: Any) -> None:
     """Both owners use a 1.5 s lease; the first is at work for three leases, renewing every
     half second, and the second, asking all the while, never gets the message."""

@@ -66,3 +66,25 @@ def test_sigterm_during_a_runaway_parse_stops_promptly(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15  # the drain gives up after 10 s; the worker is killed
     finally:
         daemon.ensure_stopped()
+
+
+def test_one_runaway_in_a_batch_costs_one_timeout_and_the_rest_is_decided(tmp_path: Path) -> None:
+    """40 notices in one import batch, one of them a runaway: the batch is decided in about one
+    ``timeout_seconds`` (a limit per batch would hold it for 40 of them), the runaway is kept as
+    ``error: parse timeout`` and each of the others has its own outcome."""
+    rng = random.Random(94)
+    orders = [order_id(rng) for _ in range(40)]
+    maildir = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for i, order in enumerate(orders):
+        (maildir / "new" / f"{i:03}.host").write_bytes(hanging(order) if i == 20 else opt_out_notice(order, None))
+    daemon = make(tmp_path, 1)
+    started = time.monotonic()
+    done = daemon.cli("import", str(maildir))
+    elapsed = time.monotonic() - started
+    assert "opt-out notices: 39" in done.stdout, done.stdout + done.stderr
+    assert elapsed < 15, f"the batch took {elapsed:.1f} s for a 1 s parse deadline"
+    kept = daemon.cli("messages", "list", "--outcome", "error").stdout
+    assert kept.count("parse timeout") == 1
+    assert "pending" not in daemon.cli("messages", "list", "--limit", "100").stdout

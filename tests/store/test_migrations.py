@@ -39,6 +39,7 @@ def test_revisions_form_one_line() -> None:
     assert scripts.get_heads() == [revisions()[-1]]
 
 
+@pytest.mark.slow
 def test_walk_every_revision_up_down_up(empty_url: str) -> None:
     assert migrate.current(empty_url) is None
     previous = "base"
@@ -122,7 +123,7 @@ def test_buyer_keys_upgrade_drops_relay_tags_and_merges_one_buyers_rows(empty_ur
 
 
 def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..., Any]) -> None:
-    """Rows, audit subjects and audit details written in plain text before revision 0009 hold
+    """Rows, audit subjects and audit details written in plain text before revision 0010 hold
     pseudonyms after it, and every key still finds its row; without the key ring the upgrade
     is refused and changes nothing."""
     from sqlalchemy import text
@@ -130,7 +131,7 @@ def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..
     from inbox_daemon.store import Store
 
     relay, order, odd = "abcdefghijklmno@marketplace.amazon.com", "113-5663737-4342765", "not-an-order"
-    migrate.upgrade(empty_url, "0008")
+    migrate.upgrade(empty_url, "0009")
 
     async def before() -> None:
         async with await Store.open(empty_url) as store, store.engine.begin() as conn:
@@ -156,7 +157,7 @@ def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..
     plain = run(dump())
     with pytest.raises(RuntimeError, match="no privacy key"):
         migrate.upgrade(empty_url)
-    assert run(dump()) == plain and migrate.current(empty_url) == "0008"
+    assert run(dump()) == plain and migrate.current(empty_url) == "0009"
     migrate.upgrade(empty_url, keyring=TEST_KEYRING)
     converted = run(dump())
     assert relay not in converted and order not in converted and odd not in converted

@@ -48,12 +48,14 @@ class DaemonProcess:
         self.pass_fds: tuple[int, ...] = ()  # sockets handed over as systemd does (tests/test_systemd.py)
         self.config = config
         self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
+                    "INBOX_DAEMON_WEB_LISTEN": "127.0.0.1:0",
                     "INBOX_DAEMON_LOG_FORMAT": "json", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.events: list[dict[str, Any]] = []
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.smtp: tuple[str, int] = ("", 0)
         self.socket_path = ""
+        self.web: tuple[str, int] | None = None  # the web pages' address, when they are on
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         args = [self.exe, "serve"] + (["--config", str(self.config)] if self.config else [])
@@ -67,6 +69,8 @@ class DaemonProcess:
         host, port = ready["smtp"].rsplit(":", 1)
         self.smtp = (host, int(port))
         self.socket_path = ready["query_socket"]
+        web = ready.get("web", "off")
+        self.web = None if web == "off" else (web.rsplit(":", 1)[0], int(web.rsplit(":", 1)[1]))
         return self
 
     def _read(self, proc: subprocess.Popen[bytes], out: queue.Queue[dict[str, Any] | None]) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import venv
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,10 @@ def smoke(exe: str, work: Path) -> str:
         code, reply = daemon.send(EXAMPLE.read_bytes())
         assert code == 250, (code, reply)
         daemon.wait_event("intake_decision", outcome="opt_out")
+        assert daemon.web is not None  # the templates and stylesheet came with the wheel
+        for path, expected in (("/login", b"Log in"), ("/static/style.css", b"focus-visible")):
+            with urllib.request.urlopen("http://%s:%d%s" % (*daemon.web, path), timeout=30) as page:
+                assert page.status == 200 and expected in page.read(), path
         checked = daemon.cli("check", *EXAMPLE_KEYS)
         assert checked.returncode == 1, (checked.returncode, checked.stdout, checked.stderr)
         assert checked.stdout.count("BLOCKED") == len(EXAMPLE_KEYS), checked.stdout

@@ -3,8 +3,10 @@ and one that holds a client's command, so that a test can act (SIGKILL) at that 
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
+import time
 
 
 class CuttableProxy:
@@ -116,3 +118,79 @@ class HoldingProxy(CuttableProxy):
         finally:
             for s in (src, dst):
                 s.close()
+
+
+class MeddlingProxy(CuttableProxy):
+    """Forwards like ``CuttableProxy``; each chunk the server sends takes the next armed action
+    (``arm``), and ``inject`` sends bytes of its own to every client at once: a stream out of
+    step the way a buggy server, a cancelled caller or a hostile middlebox leaves one.
+
+    Actions: ``garbage_before``/``garbage_after`` (bytes glued to the reply, no LF after),
+    ``extra_before``/``extra_after`` (an ``OK`` line glued to it), ``delay`` (held ``delay``
+    seconds), ``trickle`` (one byte every ``pace`` seconds).
+    """
+
+    ACTIONS = ("garbage_before", "garbage_after", "extra_before", "extra_after", "delay", "trickle")
+
+    def __init__(self, target: tuple[str, int], *, delay: float = 0.5, pace: float = 0.25) -> None:
+        self.delay, self.pace = delay, pace
+        self._armed: collections.deque[str] = collections.deque()
+        self._clients: set[socket.socket] = set()
+        super().__init__(target)
+
+    def arm(self, *actions: str) -> None:
+        assert set(actions) <= set(self.ACTIONS), actions
+        self._armed.extend(actions)
+
+    def disarm(self) -> None:
+        self._armed.clear()
+
+    def inject(self, data: bytes) -> None:
+        """Send ``data`` to every client now (returns once the kernel has it)."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                client.sendall(data)
+            except OSError:
+                pass
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            from_server = src.getpeername()[1] == self.target[1]
+        except OSError:
+            from_server = False
+        if not from_server:
+            super()._pipe(src, dst)
+            return
+        # No Nagle towards the client: an injected line must be in the client's socket when
+        # inject() returns, not held back until the previous reply is acknowledged.
+        with self._lock:
+            self._clients.add(dst)
+        try:
+            dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while data := src.recv(65536):
+                self._forward(data, dst)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._clients.discard(dst)
+            for s in (src, dst):
+                s.close()
+
+    def _forward(self, data: bytes, dst: socket.socket) -> None:
+        try:
+            action = self._armed.popleft()
+        except IndexError:
+            action = ""
+        if action == "delay":
+            time.sleep(self.delay)
+        if action == "trickle":
+            for i in range(len(data)):
+                dst.sendall(data[i : i + 1])
+                time.sleep(self.pace)
+            return
+        glued = {"garbage_before": b"\x00garbage" + data, "garbage_after": data + b"garbage",
+                 "extra_before": b"OK\n" + data, "extra_after": data + b"OK\n"}
+        dst.sendall(glued.get(action, data))

@@ -21,6 +21,8 @@ __all__ = [
     "Language",
     "LANGUAGES",
     "OPT_OUT",
+    "cause_sentence",
+    "mentions_opt_out",
     "first_reason",
     "is_attribution",
     "is_notice_subject",
@@ -80,6 +82,10 @@ class Language:
     # (Turkish "almama... seçti", chose not to receive; "seçmedi", did not choose): such a word counts
     # anywhere after the buyer, not only before the opt-out term.
     verb_final: bool = False
+    # Words that introduce the cause in a rejection's sentence ("because", "weil", "ため"): a
+    # rejection whose reason no table holds is quoted from the first sentence holding one
+    # (charsets_alternatives_rejections/en_rejection_daily_message_limit.eml).
+    causes: tuple[str, ...] = ()
 
 
 _MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
@@ -94,7 +100,9 @@ def _load() -> tuple[Language, ...]:
 LANGUAGES: tuple[Language, ...] = _load()
 
 _CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
-_CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+# The space first: a literal lets the regex engine skip to candidates (a leading lookbehind
+# was tried at every position).
+_CJK_GAP = re.compile(f" (?<=[{_CJK}] )(?=[{_CJK}])")
 _SPACE = re.compile(r"\s+")
 # Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
 # NON-BREAKING HYPHEN becomes U+2010, not "-": replies_mime_oddities_bulk_mail/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
@@ -111,9 +119,22 @@ _TYPOGRAPHY = str.maketrans(
 def normalise(text: str) -> str:
     """Lower-case, NFKC, straight quotes and hyphens, no invisible characters, one space for any
     whitespace run, CJK joined."""
-    text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower()
-    text = _SPACE.sub(" ", text)
-    return _CJK_GAP.sub("", text)
+    if text.isascii():  # NFKC, the typography table and the CJK joins change nothing in ASCII
+        return _one_space(text.lower())
+    text = _one_space(unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower())
+    return _CJK_GAP.sub("", text) if " " in text else text
+
+
+def _one_space(text: str) -> str:
+    """Each whitespace run as one space, as ``_SPACE.sub(" ", text)`` but in C-level passes
+    (str.split and re's \\s agree on what is whitespace; the regex cost ~15 us a notice)."""
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    joined = " ".join(words)
+    if text[0].isspace():
+        joined = " " + joined
+    return joined + " " if text[-1].isspace() else joined
 
 
 _SUBJECTS = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)
@@ -166,6 +187,40 @@ def is_attribution(line: str) -> bool:
     return len(line) <= MAX_ATTRIBUTION and _ATTRIBUTION.search(line.lower()) is not None
 
 
+def _causes() -> re.Pattern[str]:
+    words = [c for lang in LANGUAGES for c in lang.causes if c[0] < _CJK_START]
+    cjk = [c for lang in LANGUAGES for c in lang.causes if c[0] >= _CJK_START]
+    latin = r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)"
+    return re.compile(latin + "|" + "|".join(map(re.escape, cjk)))
+
+
+_CJK_START = "\u2e80"
+_CAUSES = _causes()
+# Sentence ends: Latin stops before blanks, CJK stops anywhere, and blank lines (a greeting).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n[ \t]*\n")
+MAX_CAUSE = 300  # characters of the sentence kept in a reason
+
+
+def cause_sentence(text: str) -> str | None:
+    """The first sentence of ``text`` that gives a cause in any language ("… because …"),
+    whitespace collapsed and cut to ``MAX_CAUSE``, or None. A sentence with undecodable bytes
+    (U+FFFD) is not read: damaged text states nothing."""
+    for sentence in _SENTENCE_END.split(text[:MAX_TEXT_FOR_CAUSE]):
+        if _CAUSES.search(normalise(sentence)) is not None:
+            if "\ufffd" in sentence:
+                return None
+            return _REDACT.sub("…", _SPACE.sub(" ", sentence)).strip()[:MAX_CAUSE]
+    return None
+
+
+# Addresses and long numbers (orders, phone numbers) in a quoted sentence: the reason is stored
+# and shown to operators, and names no buyer.
+_REDACT = re.compile(r"[^\s<>()\[\]]+@[^\s<>()\[\]]+|\d[\d-]{5,}\d")
+
+
+MAX_TEXT_FOR_CAUSE = 8 * 1024  # Amazon states the cause up front
+
+
 def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The reason the text states first: ``OPT_OUT`` or a ``LookAlike``, and where.
 
@@ -176,4 +231,4 @@ def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     return find_reason(normalised)
 
 
-from .matcher import find_reason  # noqa: E402  (reads LANGUAGES, defined above)
+from .matcher import find_reason, mentions_opt_out  # noqa: E402  (reads LANGUAGES, defined above)

@@ -33,6 +33,8 @@ LANGUAGE = Language(
         'policy': ('إرشادات', 'سياسات', 'السياسات', 'الإرشادات', 'قواعد'),
         'violate': ('يخالف', 'مخالفة', 'تنتهك', 'انتهاك', 'لا تتوافق', 'غير مسموح'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('لأن', 'بسبب', 'نظرا لأن', 'نظرًا لأن'),
     hedges=('إذا', 'عندما', 'لو'),
     modal=('يمكن', 'يمكنه'),
     negation=('لم', 'لا'),

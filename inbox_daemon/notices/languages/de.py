@@ -52,6 +52,8 @@ LANGUAGE = Language(
         'policy': ('richtlinie', 'richtlinien', 'kommunikationsrichtlinien', 'regeln', 'bestimmungen'),
         'violate': ('verstößt', 'verstoßen', 'verstoß', 'entspricht nicht', 'entsprach nicht', 'nicht zulässig', 'nicht erlaubt', 'unzulässig', 'unzulässige', 'unzulässigen'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('weil', 'da der', 'da die', 'da das', 'da sie', 'da ihr', 'da ihre', 'aufgrund', 'wegen'),
     hedges=('wenn', 'falls', 'sofern', 'ob'),
     modal=('kann', 'könnte', 'können', 'darf', 'dürfen'),
     negation=('nicht', 'nie', 'niemals'),

@@ -96,6 +96,8 @@ LANGUAGE = Language(
         'policy': ('policy', 'policies', 'guideline', 'guidelines', 'rules'),
         'violate': ('violates', 'violate', 'violated', 'violating', 'violation', 'breach', 'breaches', 'prohibited', 'not permitted', 'not allowed', 'does not comply', 'did not comply', 'does not meet', 'did not meet', 'not compliant'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('because', 'due to', 'as you', 'as the', 'since you', 'since the'),
     hedges=('if', 'when', 'whenever', 'unless', 'once'),
     # "a buyer who has chosen … will": a rule about buyers (false_opt_outs/policy_update_mentions_opt_out_choice.eml).
     modal=('can', 'could', 'may', 'might', 'should', 'would', 'who', 'will'),

@@ -44,6 +44,8 @@ LANGUAGE = Language(
         'policy': ('directrices', 'pautas', 'normas', 'políticas', 'política'),
         'violate': ('infringe', 'incumple', 'viola', 'no cumple', 'no permitido', 'prohibido'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('porque', 'debido a', 'ya que', 'dado que'),
     hedges=('si', 'cuando'),
     modal=('puede', 'pueden', 'podría'),
     negation=('no', 'nunca'),

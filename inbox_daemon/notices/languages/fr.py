@@ -49,6 +49,8 @@ LANGUAGE = Language(
         'policy': ('règles', 'consignes', 'directives', 'politique', 'politiques', 'règlement'),
         'violate': ('enfreint', 'enfreignent', 'ne respecte pas', 'ne respectait pas', 'viole', 'violation', 'non autorisé', 'pas autorisé', 'interdit'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('car', 'parce que', "parce qu'", 'en raison', 'puisque'),
     hedges=('si', "s'il", 'lorsque', "lorsqu'un", "lorsqu'il", 'quand'),
     modal=('peut', 'peuvent', 'pourrait', 'pourraient'),
     negation=('pas', 'jamais', "n'a", "n'est"),

@@ -37,6 +37,8 @@ LANGUAGE = Language(
         'policy': ('linee guida', 'politiche', 'norme', 'regole'),
         'violate': ('viola', 'violano', 'violazione', 'non rispetta', 'non rispettava', 'non consentito', 'non consentiti', 'vietato'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('perché', 'poiché', 'in quanto', 'a causa'),
     hedges=('se', 'quando', 'qualora'),
     modal=('può', 'possono', 'potrebbe'),
     negation=('non', 'mai'),

@@ -42,6 +42,8 @@ LANGUAGE = Language(
         'policy': ('ガイドライン', 'ポリシー', '規約', '規定'),
         'violate': ('違反', '準拠していない', '許可されていない', '禁止'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('ため', 'ので', 'により', 'によって'),
     hedges=('場合', 'もし'),
     modal=(),
     negation=(),

@@ -20,12 +20,14 @@ for all languages; the phrase scan then covers only the text up to that sentence
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import defaultdict
+from typing import Any
 
 from . import LANGUAGES, OPT_OUT, LookAlike
 
-__all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "find_reason"]
+__all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "find_reason", "mentions_opt_out"]
 
 OPT_OUT_RULE = frozenset({"buyer", "out", "unsolicited", "messages"})
 # Rejections understood from their terms in every language, checked before the opt-out rule.
@@ -71,6 +73,8 @@ def _tables() -> tuple[dict[str, set[Label]], dict[str, list[tuple[tuple[str, ..
 
 
 _SINGLE, _MULTI, _CJK_TERMS, _CJK_LANGUAGES = _tables()
+# Words worth reading one by one: terms (or the last word of one) and sentence ends.
+_SIFT = frozenset(_SINGLE) | frozenset(_MULTI) | _ENDS
 _VERB_FINAL = frozenset(lang.code for lang in LANGUAGES if lang.verb_final)
 # Japanese and Chinese terms are found inside a run of characters, longest first.
 _CJK = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
@@ -96,17 +100,39 @@ class _Quotes:
         return self.odd
 
 
-def _phrases() -> re.Pattern[str]:
-    """The tables' whole-sentence phrases in one alternation, a named group per verdict."""
-    groups: dict[str, list[str]] = {OPT_OUT: []}
+Phrase = tuple[str, re.Pattern[str], "str | LookAlike"]  # (required literal, pattern, verdict)
+
+
+def _required_literal(pattern: str) -> str:
+    """The longest run of plain characters every match of ``pattern`` contains ("" if none)."""
+    parser: Any = importlib.import_module("re._parser")  # the stdlib's own regex parser
+    literal = parser.LITERAL
+    best, run = "", ""
+    for op, arg in parser.parse(pattern):
+        if op is literal:
+            run += chr(arg)
+            continue
+        best, run = max(best, run, key=len), ""
+    return max(best, run, key=len)
+
+
+def _phrases() -> tuple[Phrase, ...]:
+    """The tables' whole-sentence phrases in verdict order (opt-out first, as in the tables), each
+    with a literal it requires. Searched one by one after a substring test: one alternation of
+    them all cost ~150 us per candidate (no literal prefix lets the regex engine skip ahead),
+    the filtered search a few."""
+    groups: dict[str | LookAlike, list[str]] = {OPT_OUT: []}
     for lang in LANGUAGES:
         groups[OPT_OUT].extend(lang.opt_out)
         for look_alike, patterns in lang.look_alikes.items():
-            groups.setdefault(look_alike.name, []).extend(patterns)
-    return re.compile("|".join(f"(?P<{name}>{'|'.join(p)})" for name, p in groups.items()))
+            groups.setdefault(look_alike, []).extend(patterns)
+    return tuple((_required_literal(p), re.compile(p), verdict) for verdict, ps in groups.items() for p in ps)
 
 
 _PHRASES = _phrases()
+_LITERALS = tuple(literal for literal, _, _ in _PHRASES)
+# ASCII text holds none of the phrases whose literal is not ASCII (accents, CJK, Arabic).
+_ASCII_LITERALS = tuple((n, literal) for n, literal in enumerate(_LITERALS) if literal.isascii())
 _CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
 _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
@@ -127,32 +153,46 @@ def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
 
 
 def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
-    quotes = _Quotes(text)
-    for found in _PHRASES.finditer(text, 0, end):
-        name = found.lastgroup
-        if name is None:
+    """The earliest phrase match before ``end`` that states a reason (the first in table order
+    where two start together); an opt-out phrase under a condition or in quotes does not."""
+    found: list[tuple[int, int, str | LookAlike]] = []
+    window = text[:end]  # a match before ``end`` holds its literal before ``end``
+    if window.isascii():
+        present = [n for n, literal in _ASCII_LITERALS if literal in window]
+    else:
+        present = [n for n, literal in enumerate(_LITERALS) if literal in window]
+    for order in present:
+        _, pattern, verdict = _PHRASES[order]
+        if verdict != OPT_OUT:
+            match = pattern.search(text, 0, end)
+            if match is not None:
+                found.append((match.start(), order, verdict))
             continue
-        if name != OPT_OUT:
-            return LookAlike[name], found.start()
-        start = found.start()
+        found.extend((match.start(), order, verdict) for match in pattern.finditer(text, 0, end))
+    quotes = _Quotes(text)
+    for start, _, verdict in sorted(found):
+        if verdict != OPT_OUT:
+            return verdict, start
         if _CONDITIONAL.search(text, max(0, start - _CONDITIONAL_REACH), start) is None and not quotes.inside(start):
             return OPT_OUT, start
     return None
 
 
 def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
-    """(start, end, reason) of the first sentence whose terms state a reason."""
-    tokens: list[tuple[int, str]] = []
+    """(start, end, reason) of the first sentence whose terms state a reason. The words are
+    split and sifted in C-level passes; only the few that are terms or sentence ends are read
+    one by one."""
+    tokens = list(_TOKEN.finditer(text))
+    words = [found.group() for found in tokens]
     quotes = _Quotes(text)
     seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
     sentence = 0
-    for found in _TOKEN.finditer(text):
-        i, word = len(tokens), found.group()
-        tokens.append((found.start(), word))
+    for i in [n for n, word in enumerate(words) if word in _SIFT or "'" in word or word[0] >= _CJK_START]:
+        word = words[i]
         if word in _ENDS:
             reason = _verdict(seen, tokens, quotes) if seen else None
             if reason is not None:
-                return tokens[sentence][0], found.end(), reason
+                return tokens[sentence].start(), tokens[i].end(), reason
             sentence, seen = i + 1, {}
             continue
         for label in _SINGLE.get(word, ()):
@@ -162,7 +202,7 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
                 seen.setdefault(label, []).append(i)
         for before, labels in _MULTI.get(word, ()):
             first = i - len(before)
-            if first >= sentence and tuple(w for _, w in tokens[first:i]) == before:
+            if first >= sentence and tuple(words[first:i]) == before:
                 for label in labels:
                     seen.setdefault(label, []).append(first)
         if word[0] >= _CJK_START:
@@ -170,10 +210,10 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
                 for label in _CJK_TERMS[term]:
                     seen.setdefault(label, []).append(i)
     reason = _verdict(seen, tokens, quotes) if seen else None
-    return (tokens[sentence][0], len(text), reason) if reason is not None else None
+    return (tokens[sentence].start(), len(text), reason) if reason is not None else None
 
 
-def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> str | LookAlike | None:
+def _verdict(seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> str | LookAlike | None:
     """The reason one sentence's terms state, in any language, or None."""
     concepts: dict[str, set[str]] = defaultdict(set)
     for code, concept in seen:
@@ -187,10 +227,10 @@ def _verdict(seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes
     return None
 
 
-def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str]], quotes: _Quotes) -> bool:
+def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> bool:
     """Whether the buyer's opting out is a condition, a possibility, negated or quoted."""
     buyer, out = min(seen[(code, "buyer")]), min(seen[(code, "out")])
-    if quotes.inside(tokens[buyer][0]):
+    if quotes.inside(tokens[buyer].start()):
         return True
     conditions = seen.get((code, _IF), [])
     if code in _CJK_LANGUAGES and conditions:
@@ -204,3 +244,23 @@ def _hedged(code: str, seen: dict[Label, list[int]], tokens: list[tuple[int, str
         return True
     low, high = min(buyer, out), max(buyer, out)
     return any(low < n < high for n in negation)
+
+
+def mentions_opt_out(normalised: str) -> bool:
+    """Whether a text names the buyer and opting out in one language, hedged or not: a
+    rejection whose reason is unknown but reads like an opt-out stays for review."""
+    words = [found.group() for found in _TOKEN.finditer(normalised)]
+    held: dict[str, set[str]] = defaultdict(set)
+    for i, word in enumerate(words):
+        labels = set(_SINGLE.get(word, ()))
+        if "'" in word:
+            labels |= _SINGLE.get(word.rsplit("'", 1)[1], set())
+        for before, more in _MULTI.get(word, ()):
+            if tuple(words[max(0, i - len(before)):i]) == before:
+                labels |= more
+        if word[0] >= _CJK_START:
+            for term in _CJK.findall(word):
+                labels |= _CJK_TERMS[term]
+        for code, concept in labels:
+            held[code].add(concept)
+    return any({"buyer", "out"} <= concepts for concepts in held.values())

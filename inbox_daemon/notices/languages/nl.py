@@ -34,6 +34,8 @@ LANGUAGE = Language(
         'policy': ('richtlijnen', 'beleid', 'regels', 'communicatierichtlijnen'),
         'violate': ('schendt', 'overtreedt', 'voldoet niet', 'voldeed niet', 'niet toegestaan', 'verboden'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('omdat', 'vanwege', 'aangezien', 'wegens'),
     hedges=('als', 'wanneer', 'indien'),
     modal=('kan', 'kunnen', 'mag', 'mogen', 'zou'),
     negation=('niet', 'nooit'),

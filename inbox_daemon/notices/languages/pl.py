@@ -31,6 +31,8 @@ LANGUAGE = Language(
         'policy': ('wytycznych', 'wytyczne', 'zasad', 'zasady', 'polityki'),
         'violate': ('narusza', 'naruszenie', 'nie spełnia', 'nie spełniała', 'niedozwolone', 'zabronione'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('ponieważ', 'gdyż', 'z powodu', 'ze względu'),
     hedges=('jeśli', 'jeżeli', 'gdy', 'kiedy'),
     modal=('może', 'mogą'),
     negation=('nie', 'nigdy'),

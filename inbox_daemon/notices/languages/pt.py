@@ -29,6 +29,8 @@ LANGUAGE = Language(
         'policy': ('diretrizes', 'políticas', 'política', 'normas', 'regras'),
         'violate': ('viola', 'violam', 'violação', 'não atende', 'não cumpre', 'não permitido', 'proibido'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('porque', 'pois', 'devido', 'já que'),
     hedges=('se', 'quando', 'caso'),
     modal=('pode', 'podem', 'poderia'),
     negation=('não', 'nunca'),

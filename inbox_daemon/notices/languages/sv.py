@@ -28,6 +28,8 @@ LANGUAGE = Language(
         'policy': ('riktlinjer', 'riktlinjerna', 'policy', 'regler'),
         'violate': ('bryter', 'uppfyllde inte', 'uppfyller inte', 'inte tillåtet', 'förbjudet'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('eftersom', 'på grund av'),
     hedges=('om', 'när'),
     modal=('kan', 'får', 'skulle'),
     negation=('inte', 'aldrig'),

@@ -28,6 +28,8 @@ LANGUAGE = Language(
         'policy': ('yönergeler', 'yönergelerine', 'yönergelerimize', 'politika', 'politikalarını', 'kurallar', 'kurallarına'),
         'violate': ('ihlal', 'uymuyor', 'uymadığı', 'uymadığından', 'izin verilmeyen', 'yasak'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('çünkü', 'nedeniyle', 'dolayı', 'sebebiyle'),
     hedges=('eğer',),
     # The choice verb with -ebil/-abil (can, may) and the words for "possible"; with -me/-ma
     # (not) and the free negations. "almama-" (not to receive) is the opt-out itself, so the

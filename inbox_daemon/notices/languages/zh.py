@@ -33,6 +33,8 @@ LANGUAGE = Language(
         'policy': ('政策', '准则', '指南', '规定'),
         'violate': ('违反', '不符合', '不允许', '禁止'),
     },
+    # What introduces the cause in a rejection's sentence (see ``cause_sentence``).
+    causes=('由于', '因为', '原因'),
     hedges=('如果', '若', '假如'),
     modal=(),
     negation=(),

@@ -8,8 +8,8 @@ The key ring comes from ``store.migrate.upgrade(..., keyring=...)`` (Alembic con
 attributes); a database with rows to convert and no key ring is refused, changing nothing.
 One-way: the plain text cannot be brought back, so the downgrade leaves the pseudonyms.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -24,8 +24,8 @@ from alembic import op
 from inbox_daemon import keys
 from inbox_daemon.store.pseudonyms import stored_raw
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
