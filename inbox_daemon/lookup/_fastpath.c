@@ -18,7 +18,6 @@
 
 #include "_tables.h"
 #include <string.h>
-#include <openssl/evp.h>
 
 static unsigned char plain[256]; /* 1 for [a-z0-9._-], 2 for "@", 0 otherwise */
 
@@ -344,7 +343,7 @@ Tables_dealloc(TablesObject *t)
     free(t->dlow);
     free(t->dvals);
     free(t->dstate);
-    EVP_MAC_CTX_free(t->mac);
+    pseudonym_free(t->mac);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 

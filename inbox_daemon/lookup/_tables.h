@@ -12,7 +12,7 @@
 #define MAX_ADDRESS 320 /* keys.MAX_ADDRESS */
 #define PSEUDONYM_BYTES 16 /* privacy.PSEUDONYM_BYTES: HMAC-SHA-256 truncated to 128 bits */
 
-typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+typedef struct pseudonym_key PseudonymKey; /* _pseudonym.c */
 
 /* A view of BlocklistIndex's lookups that a thread without the GIL may read, with the key that
  * digests a query into the index's pseudonyms (keys.digest: HMAC-SHA-256, 128 bits).
@@ -34,15 +34,16 @@ typedef struct {
     uint64_t *dhigh, *dlow, *dvals;
     unsigned char *dstate;  /* 0: empty, 1: used, 2: removed */
     size_t dcap, dused, dlive;
-    EVP_MAC_CTX *mac;  /* keyed once; each digest duplicates it (see _pseudonym.c) */
+    PseudonymKey *mac;  /* keyed once; each digest copies its states (see _pseudonym.c) */
 } TablesObject;
 
 extern PyTypeObject TablesType;
 extern PyTypeObject LoopType;
 extern PyTypeObject PseudonymiserType;
 
-int pseudonym_digest(EVP_MAC_CTX *keyed, const unsigned char *data, size_t size, unsigned char out[PSEUDONYM_BYTES]);
-EVP_MAC_CTX *pseudonym_context(const unsigned char *key, size_t size);
+int pseudonym_digest(const PseudonymKey *keyed, const unsigned char *data, size_t size, unsigned char out[PSEUDONYM_BYTES]);
+PseudonymKey *pseudonym_context(const unsigned char *key, size_t size);
+void pseudonym_free(PseudonymKey *keyed);
 
 int is_plain_check(const unsigned char *line, Py_ssize_t size);
 char *put_blocked(char *out, uint64_t packed);
