@@ -58,7 +58,7 @@ async def open_store(config: Config, *, migrate: bool = False) -> Store:
         keyring = _keyring(config, stored)
         if migrate:
             async with unavailable():
-                await asyncio.to_thread(upgrade, config.database_url)
+                await asyncio.to_thread(upgrade, config.database_url, keyring=keyring)
         if stored is None:
             recorded = await store.record_key_check(keyring.check_value())
             if recorded is not None:  # another process's first start may have recorded its key

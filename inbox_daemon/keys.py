@@ -26,6 +26,8 @@ The rules:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
@@ -33,6 +35,9 @@ from typing import Final, Literal, Protocol
 __all__ = [
     "BuyerKey",
     "Pseudonyms",
+    "digest",
+    "is_stored",
+    "PSEUDONYM_BYTES",
     "Kind",
     "address",
     "order_id",
@@ -52,6 +57,20 @@ RELAY_DOMAIN_PREFIX: Final = "marketplace.amazon."  # the relay domains: marketp
 ORDER_ID_PATTERN: Final = r"(?:[0-9]{3}|[Dd][0-9]{2})-[0-9]{7}-[0-9]{7}"
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 _NOT_IN_ADDRESS = frozenset('<>"()[],;:\\')
+PSEUDONYM_BYTES: Final = 16  # 128 bits of HMAC-SHA-256 kept (lookup/_tables.h PSEUDONYM_BYTES)
+_STORED = re.compile(r"[0-9a-f]{32}")
+
+
+def digest(secret: bytes, canonical: bytes) -> bytes:
+    """The keyed pseudonym of a canonical key: HMAC-SHA-256 under ``secret``, 128 bits kept.
+    The one definition: ``privacy.KeyRing``, the index and the C query loop (_pseudonym.c,
+    compared in tests/lookup/test_pseudonym.py) all compute this."""
+    return hmac.digest(secret, canonical, hashlib.sha256)[:PSEUDONYM_BYTES]
+
+
+def is_stored(text: str) -> bool:
+    """Whether ``text`` is a pseudonym as the blocklist stores it (32 lower-case hex digits)."""
+    return _STORED.fullmatch(text) is not None
 
 
 class Pseudonyms(Protocol):
@@ -84,6 +103,11 @@ class BuyerKey:
     def pseudonym(self, keyring: Pseudonyms) -> bytes:
         """The keyed digest that stands for this key where it is stored or logged."""
         return keyring.pseudonym(self.canonical)
+
+    def stored(self, keyring: Pseudonyms) -> str:
+        """What the blocklist rows, the change feed and the index hold for this key: the
+        pseudonym in hex. A dump of the database shows no buyer."""
+        return self.pseudonym(keyring).hex()
 
     def tag(self, keyring: Pseudonyms) -> str:
         """What a log line shows instead of the key: its kind and a short pseudonym prefix."""

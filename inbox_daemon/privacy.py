@@ -35,10 +35,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError
+from .keys import PSEUDONYM_BYTES, digest
 
 __all__ = ["KeyRing", "SecretBytes", "SealedDataError", "load_keyring", "PSEUDONYM_BYTES"]
 
-PSEUDONYM_BYTES = 16  # 128 bits of HMAC-SHA-256 kept
 _KEY_BYTES = 32
 _NONCE_BYTES = 12  # AES-GCM's 96-bit nonce (NIST SP 800-38D 8.2.2): random, never reused in practice
 _SEALED_VERSION = 1
@@ -93,7 +93,7 @@ class KeyRing:
 
     def pseudonym(self, canonical: bytes) -> bytes:
         """The keyed digest of a key's canonical form: HMAC-SHA-256, the first 128 bits."""
-        return hmac.digest(self.pseudonym_secret.reveal(), canonical, "sha256")[:PSEUDONYM_BYTES]
+        return digest(self.pseudonym_secret.reveal(), canonical)
 
     def check_value(self) -> str:
         """What the database keeps to tell whether a daemon holds the key it was written with.

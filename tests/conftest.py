@@ -28,6 +28,10 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
+from inbox_daemon import keys
+from inbox_daemon.privacy import new_keyring
+from inbox_daemon.store import Store
+
 T = TypeVar("T")
 
 ASYNC_TEST_TIMEOUT_S = 30.0
@@ -144,3 +148,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if isinstance(inner, types.FunctionType) and _reaches(inner.__code__, inner.__globals__, slow, seen):
                 item.add_marker(pytest.mark.slow)
                 break
+
+
+TEST_KEYRING = new_keyring()  # the privacy key of every Store a test opens by hand
+
+
+def stored(text: str) -> str:
+    """What the blocklist keeps for a key under ``TEST_KEYRING``: its pseudonym in hex."""
+    parsed = keys.parse(text)
+    assert parsed is not None, "not a key"
+    return parsed.stored(TEST_KEYRING)
+
+
+@pytest.fixture(autouse=True)
+def _store_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Store opened by hand (not through ``daemon.open_store``, which reads the key file) gets
+    ``TEST_KEYRING``: the blocklist stores keys only as pseudonyms."""
+    monkeypatch.setattr(Store, "keyring", TEST_KEYRING)

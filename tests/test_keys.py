@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,9 +14,10 @@ import pytest
 from inbox_daemon import keys
 from inbox_daemon.log import Throttled
 from inbox_daemon.lookup.follow import IndexFollower, load_index, usable
-from inbox_daemon.lookup.index import address_key
+from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.processing.csvfile import read_buyers
 from inbox_daemon.store import IndexEntry, Store
+from tests.conftest import TEST_KEYRING, stored
 from tests.support.daemon import DaemonProcess
 
 GOOD = "jxxvbothd0wtflh@marketplace.amazon.com"
@@ -29,7 +31,9 @@ def test_what_is_not_an_address(value: str) -> None:
 
 def test_an_address_is_stored_as_the_index_reads_it() -> None:
     assert keys.address(f"  <{GOOD.upper()}> ") == GOOD
-    assert address_key(GOOD) == address_key(GOOD.upper())
+    index = BlocklistIndex()
+    assert index.check(keys.BuyerKey.email(GOOD.upper()) or keys.BuyerKey("email", "")) is None
+    assert keys.parse(GOOD.upper()) == keys.parse(GOOD)
     assert keys.order_id(" 113-5663737-4342765 ") == "113-5663737-4342765"
     assert keys.order_id("113-5663737-434276") is None and keys.order_id("１１３-5663737-4342765") is None
 
@@ -40,11 +44,11 @@ def test_csv_import_skips_what_the_index_could_not_hold() -> None:
     assert skipped == ["line 2: bad address 'a@b@c.example'"]
 
 
-def _bad_rows(db: Path) -> None:
-    """Rows no path of the daemon writes any more, as an older version or a hand could."""
+def _bad_rows(db: Path, stored: Callable[[str], str] = stored) -> None:
+    """Rows no path of the daemon writes (plain keys, no pseudonym), as a hand could, and a good one."""
     with sqlite3.connect(db) as conn:
         now = datetime(2024, 1, 1, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        for order, email in ((None, "a@b@c.example"), ("12-34", None), ("113-5663737-4342765", GOOD)):
+        for order, email in ((None, "a@b@c.example"), ("12-34", None), (stored("113-5663737-4342765"), stored(GOOD))):
             conn.execute("INSERT INTO opt_outs (order_id, email, first_seen, last_seen, notice_count, active)"
                          " VALUES (?, ?, ?, ?, 1, 1)", (order, email, now, now))
             conn.execute("INSERT INTO blocklist_changes (opt_out_id, changed_at)"
@@ -60,7 +64,7 @@ def test_index_load_and_following_skip_an_unusable_row_and_keep_the_rest(db_path
             loaded = len(index)
             cursor = await store.change_cursor()
             cursor.seq = 0  # follow every change from the start
-            follower = IndexFollower(store, type(index)(), cursor)
+            follower = IndexFollower(store, type(index)(secret=TEST_KEYRING.pseudonym_key), cursor)
             followed = await follower.poll_once()
             return loaded, followed, follower._index
 
@@ -72,9 +76,9 @@ def test_index_load_and_following_skip_an_unusable_row_and_keep_the_rest(db_path
 def test_each_unusable_entry_is_reported() -> None:
     seen: list[dict[str, Any]] = []
     entries = [IndexEntry("email", "a@b@c.example", None, 1), IndexEntry("order", "12-34", None, 1),
-               IndexEntry("email", GOOD, None, 1)]
-    assert [e.value for e in usable(entries, warn=lambda **f: seen.append(f))] == [GOOD]
-    assert [f["kind"] for f in seen] == ["email", "order"]
+               IndexEntry("email", GOOD, None, 1), IndexEntry("email", stored(GOOD), None, 1)]
+    assert [e.value for e in usable(entries, warn=lambda **f: seen.append(f))] == [stored(GOOD)]
+    assert [f["kind"] for f in seen] == ["email", "order", "email"]  # a plain key is no stored key
     assert not [f for f in seen if "a@b@c.example" in repr(f) or "12-34" in repr(f)]  # never the value: buyer data
 
 
@@ -82,7 +86,7 @@ def test_serve_starts_with_an_unusable_row_in_the_database(tmp_path: Path) -> No
     daemon = DaemonProcess(tmp_path / "home")
     try:
         assert daemon.cli("db", "upgrade").returncode == 0
-        _bad_rows(tmp_path / "home" / "inbox-daemon.db")
+        _bad_rows(tmp_path / "home" / "inbox-daemon.db", daemon.stored)
         daemon.start()
         assert daemon.query(f"CHECK {GOOD}")[0].startswith("BLOCKED")
     finally:
@@ -100,3 +104,19 @@ def test_a_repeated_warning_is_one_line_with_a_count() -> None:
     for n in range(10_000):
         warn(order_id=str(n))
     assert lines == [{"event": "learn_queue_full", "suppressed": 0, "order_id": "0"}]
+
+
+def test_csv_import_takes_pseudonyms_made_with_the_same_key_only() -> None:
+    """``blocklist export`` writes pseudonyms with the key id: an import takes them back as they
+    are under that key, and skips them under another (they would name nobody), never echoing
+    the value as if it were a bad key."""
+    order, relay = "113-5663737-4342765", GOOD
+    row = f"{stored(order)},{stored(relay)},marketplace.amazon.com,{TEST_KEYRING.check_value()}"
+    data = f"order_id,email,marketplace,key_id\n{row}\n114-1111111-2222222,{relay},,other\n".encode()
+    buyers, skipped = read_buyers(data, TEST_KEYRING.check_value())
+    assert [(b.order_id, b.email, b.marketplace) for b in buyers] == [
+        (stored(order), stored(relay), "marketplace.amazon.com"), ("114-1111111-2222222", relay, "marketplace.amazon.com")]
+    assert skipped == []
+    buyers, skipped = read_buyers(data, "another key's check value")
+    assert [b.order_id for b in buyers] == ["114-1111111-2222222"]  # plain keys need no key id
+    assert skipped == ["line 2: order id is a pseudonym made with another privacy key (key_id differs)"]

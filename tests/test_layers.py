@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "systemd": set(),
     "progress": set(),
     "providers": set(),  # IMAP provider presets: data only
-    "privacy": {"errors"},  # the privacy key file: pseudonym and data keys
+    "privacy": {"errors", "keys"},  # the privacy key file: pseudonym and data keys (keys.digest)
     "config": {"errors", "providers"},
     "client": {"errors", "keys", "exchange"},  # the sender tools' library: the one key rule, nothing of the daemon
     "exchange": {"errors", "keys"},  # the client's sans-IO wire rules and connection state

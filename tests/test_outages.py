@@ -60,6 +60,7 @@ class Sender(threading.Thread):
 
 
 def blocked_orders(daemon: DaemonProcess) -> set[str]:
+    """The order ids ``blocklist export`` writes: pseudonyms (``DaemonProcess.stored``)."""
     out = daemon.cli("blocklist", "export", "--csv", check=True).stdout
     return {row["order_id"] for row in csv.DictReader(io.StringIO(out))}
 
@@ -87,7 +88,7 @@ def test_restart_shutdown_and_refusal_give_451_then_250_and_lose_nothing(cluster
         sender.join(120)
         assert not sender.is_alive() and not sender.todo
         assert sender.codes.count(451) >= 1 and sender.codes[-1] == 250
-        wait_until(lambda: set(sender.acked) <= blocked_orders(daemon), timeout=60)
+        wait_until(lambda: {daemon.stored(o) for o in sender.acked} <= blocked_orders(daemon), timeout=60)
         assert daemon.cli("messages", "list", "--outcome", "pending").stdout.strip() == ""
         assert daemon.query("PING") == ["PONG"]
     finally:

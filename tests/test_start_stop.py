@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from inbox_daemon.daemon import Daemon
 from inbox_daemon.lookup.follow import IndexFollower, load_index
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.store import Store
+from tests.conftest import TEST_KEYRING, stored
 from tests.support.daemon import EXE, DaemonProcess, write_config
 from tests.support.notices import opt_out_notice
 from tests.support.pgcluster import pg_bin, throwaway_cluster
@@ -30,12 +32,14 @@ GOOD = "jxxvbothd0wtflh@marketplace.amazon.com"
 STAMP = datetime(2024, 1, 1, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _rows(db: Path, rows: list[tuple[str | None, str | None, int]]) -> None:
-    """Active opt-outs and their change rows, written as a hand or an old bug could."""
+def _rows(db: Path, rows: list[tuple[str | None, str | None, int]], stored: Callable[[str], str] = stored) -> None:
+    """Active opt-outs and their change rows, written as a hand or an old bug could (keys as
+    the pseudonyms the database holds under ``stored``'s key)."""
     with sqlite3.connect(db) as conn:
         for order, email, count in rows:
             conn.execute("INSERT INTO opt_outs (order_id, email, first_seen, last_seen, notice_count, active)"
-                         " VALUES (?, ?, ?, ?, ?, 1)", (order, email, STAMP, STAMP, count))
+                         " VALUES (?, ?, ?, ?, ?, 1)",
+                         (order and stored(order), email and stored(email), STAMP, STAMP, count))
             conn.execute("INSERT INTO blocklist_changes (opt_out_id, changed_at)"
                          " VALUES ((SELECT max(id) FROM opt_outs), ?)", (STAMP,))
 
@@ -48,7 +52,8 @@ def test_serve_starts_with_a_negative_count_and_keeps_that_key_blocked(tmp_path:
     try:
         assert daemon.cli("db", "upgrade").returncode == 0
         _rows(tmp_path / "home" / "inbox-daemon.db",
-              [("113-5663737-4342765", None, -1), ("113-5663737-4342766", GOOD, 2), ("113-5663737-4342767", None, 0)])
+              [("113-5663737-4342765", None, -1), ("113-5663737-4342766", GOOD, 2), ("113-5663737-4342767", None, 0)],
+              daemon.stored)
         daemon.start()
         replies = daemon.query("ORDER 113-5663737-4342765", "ORDER 113-5663737-4342766", f"CHECK {GOOD}",
                                "ORDER 113-5663737-4342767")
@@ -111,7 +116,7 @@ def test_the_follower_never_moves_past_changes_it_did_not_apply(db_path: Path, r
         async with await Store.open(f"sqlite:///{db_path}") as store:
             cursor = await store.change_cursor()
             _rows(db_path, [("113-5663737-4342765", GOOD, 1)])
-            index = FailingOnce()
+            index = FailingOnce(secret=TEST_KEYRING.pseudonym_key)
             follower = IndexFollower(store, index, cursor)
             with pytest.raises(RuntimeError):
                 await follower.poll_once()
@@ -126,7 +131,7 @@ def test_a_bug_in_the_follower_ends_its_task_for_supervision(db_path: Path, run:
         async with await Store.open(f"sqlite:///{db_path}") as store:
             cursor = await store.change_cursor()
             _rows(db_path, [("113-5663737-4342765", None, 1)])
-            follower = IndexFollower(store, FailingOnce(), cursor, interval=0.01)
+            follower = IndexFollower(store, FailingOnce(secret=TEST_KEYRING.pseudonym_key), cursor, interval=0.01)
             await follower.start()
             (task,) = follower.tasks
             done, _ = await asyncio.wait([task], timeout=10)

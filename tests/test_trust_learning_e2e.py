@@ -63,21 +63,22 @@ def test_learning_is_narrow_audited_and_held_on_conflict(tmp_path: Path) -> None
         assert daemon.wait_event("address_learned", address=daemon.tag(via_tcp))["client"] == f"uid {os.getuid()}"
 
         trail = daemon.cli("audit", check=True).stdout
-        assert f"\tquery uid {os.getuid()}\tlearn\t{relay}\t" in trail
-        assert f"\tquery uid {os.getuid()}\tlearn_conflict\t{other}\t" in trail
-        assert f"\tquery uid {os.getuid()}\tlearn\t{via_tcp}\t" in trail
+        assert f"\tquery uid {os.getuid()}\tlearn\t{daemon.stored(relay)}\t" in trail  # pseudonyms, never the keys
+        assert f"\tquery uid {os.getuid()}\tlearn_conflict\t{daemon.stored(other)}\t" in trail
+        assert f"\tquery uid {os.getuid()}\tlearn\t{daemon.stored(via_tcp)}\t" in trail
+        assert not [key for key in (relay, other, via_tcp, first, second) if key in trail]
         assert "competitor.example" not in trail
         # message_id is the notice's own header, which tests/support/notices.py builds from the order
         logged = [json.dumps({k: v for k, v in e.items() if k != "message_id"})
                   for e in daemon.events if e.get("level") in ("info", "warning")]
         assert not [line for line in logged for key in (relay, other, via_tcp, first, second) if key in line]
         shown = daemon.cli("blocklist", "show", first, check=True).stdout
-        assert f"address: {relay} learned from CHECK by query uid {os.getuid()}" in shown
-        assert f"held for review: {other} named by CHECK from query uid {os.getuid()}" in shown
+        assert f"address: {daemon.stored(relay)} learned from CHECK by query uid {os.getuid()}" in shown
+        assert f"held for review: {daemon.stored(other)} named by CHECK from query uid {os.getuid()}" in shown
         noticed_order, noticed = order_id(rng), relay_address(rng)
         assert daemon.send(opt_out_notice(noticed_order, noticed))[0] == 250
         daemon.wait_event("intake_decision", outcome="opt_out", buyers_new=1)
-        assert f"address: {noticed} from notice evidence" in daemon.cli("blocklist", "show", noticed_order).stdout
+        assert f"address: {daemon.stored(noticed)} from notice evidence" in daemon.cli("blocklist", "show", noticed_order).stdout
     finally:
         daemon.ensure_stopped()
 

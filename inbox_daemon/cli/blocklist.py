@@ -110,12 +110,21 @@ async def blocklist_remove(store: Store, key: str, reason: str, who: str | None)
 @click.option("--csv", "as_csv", is_flag=True, required=True, help="CSV on standard output.")
 @with_store
 async def blocklist_export(store: Store, as_csv: bool) -> None:
-    """Export the blocklist, removed entries included."""
+    """Export the blocklist, removed entries included: keys as the pseudonyms the database holds,
+    with the key id of the privacy key they were made with (``import`` takes them back)."""
+    key_id = _key_id(store)
     out = csv.writer(sys.stdout)
-    out.writerow(["order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count"])
+    out.writerow(["order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "key_id"])
     async for row in store.export_rows():
         out.writerow([row.order_id or "", row.email or "", row.marketplace or "", iso(row.first_seen),
-                      iso(row.last_seen), row.notice_count])
+                      iso(row.last_seen), row.notice_count, key_id])
+
+
+def _key_id(store: Store) -> str:
+    """The privacy key's id: its check value, which the database keeps too (not a secret)."""
+    if store.keyring is None:
+        fail("the store has no privacy key")
+    return store.keyring.check_value()
 
 
 @blocklist.command("import")
@@ -123,7 +132,8 @@ async def blocklist_export(store: Store, as_csv: bool) -> None:
 @by_option
 @with_store
 async def blocklist_import(store: Store, file: str, who: str | None) -> None:
-    """Import FILE.csv (columns order_id, email[, marketplace]: as ``export`` writes them).
+    """Import FILE.csv (columns order_id, email[, marketplace, key_id]: as ``export`` writes
+    them): plain order ids and addresses, or pseudonyms made with this database's key.
     The file is kept as the evidence of its rows; the audit trail names it, who and when.
     Rows are read and applied in batches (one transaction each) with a progress bar."""
     import io
@@ -140,7 +150,7 @@ async def blocklist_import(store: Store, file: str, who: str | None) -> None:
     bar = ListProgress(len(data))
     try:
         done = await store.import_batches(
-            data, Path(file).name, batches(io.TextIOWrapper(source, encoding="utf-8-sig", newline="")),
+            data, Path(file).name, batches(io.TextIOWrapper(source, encoding="utf-8-sig", newline=""), key_id=_key_id(store)),
             who=login(who), progress=lambda _, so_far: bar.at(source.tell(), so_far.rows, so_far.new),
         )
     finally:

@@ -8,6 +8,7 @@ import click
 
 from ..config import Config
 from ..errors import ConfigError
+from ..privacy import KeyRing
 from .common import EX_CONFIG, config_option, load, run
 
 __all__ = ["db"]
@@ -30,8 +31,8 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
 
     secure_state(cfg)  # the state directory and a new SQLite file get their modes before Alembic
     try:
-        _bind_key(cfg)  # a database written with another key is refused before any change
-        upgrade(cfg.database_url, revision)
+        keyring = _bind_key(cfg)  # a database written with another key is refused before any change
+        upgrade(cfg.database_url, revision, keyring=keyring)  # 0010 pseudonymises plain keys with it
         _bind_key(cfg)  # creates the key file (0600) and records its check value when new
     except ConfigError as exc:  # the key does not match, or the database refused us (StoreRefused)
         click.echo(f"inbox-daemon: config error: {exc}", err=True)
@@ -47,16 +48,18 @@ def db_upgrade(revision: str, config_path: str | None) -> None:
         run(_seal_plain(cfg))
 
 
-def _bind_key(cfg: Config) -> None:
+def _bind_key(cfg: Config) -> KeyRing:
     """The privacy key matched to the database (``daemon.open_store``), once the schema can
     hold its check value; before that there is nothing to match."""
     from ..daemon import open_store
 
-    async def bind() -> None:
+    async def bind() -> KeyRing:
         store = await open_store(cfg)
         await store.close()
+        assert store.keyring is not None  # open_store sets it
+        return store.keyring
 
-    run(bind())
+    return run(bind())
 
 
 async def _seal_plain(cfg: Config) -> None:

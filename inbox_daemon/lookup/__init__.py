@@ -11,9 +11,6 @@ from inbox_daemon.lookup.index import (
     BlocklistIndex,
     Hit,
     IndexEntryLike,
-    address_key,
-    buyer_key,
-    order_key,
 )
 from inbox_daemon.lookup.server import QueryServer
 
@@ -24,7 +21,4 @@ __all__ = [
     "QueryClient",
     "QueryServer",
     "Reply",
-    "address_key",
-    "buyer_key",
-    "order_key",
 ]

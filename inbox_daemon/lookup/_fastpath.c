@@ -5,33 +5,21 @@
  *   lines   a list; lines[start:stop] are answered in order while each is a bytes object of the
  *           form ``CHECK <token>`` with the token of protocol._PLAIN_ADDRESS_BYTES plus exactly one
  *           "@", not at either end (the very condition of Responder.respond's fast path).
- *   tables  BlocklistIndex.lookup_tables(): (keys, values, directory, address_shift, delta).
+ *   tables  BlocklistIndex.shared_tables(): the index's arrays and its pseudonym key.
  *
  * It stops at the first line it does not handle and returns its position as ``next`` (``stop``
  * when it answered them all): Python answers that line, then calls again, so the order is kept.
  * ``replies`` is the concatenated reply lines, byte-identical to protocol.blocked_reply / OK;
  * ``lookups`` and ``hits`` are what Python adds to its Counters.
  *
- * The key is index.normalised_address_bytes_key's: (hash(token) & (2**63 - 1)) | 2**63, with
- * CPython's own bytes hash. Python only uses this module when that hash is the 64-bit SipHash
- * (index._FAST_HASH); it is the reference: tests/lookup/test_lookup_fastpath.py compares them.
- * No Python code runs during a call, so the index cannot change under the buffers held here.
+ * The key is index.address_bytes_key's: the token's pseudonym (keys.digest of "email:" + token,
+ * 128 bits). Python is the reference: tests/lookup/test_lookup_fastpath.py compares them.
  */
 
 #include "_tables.h"
 #include <string.h>
 
 static unsigned char plain[256]; /* 1 for [a-z0-9._-], 2 for "@", 0 otherwise */
-
-Py_hash_t
-hash_bytes(const char *data, Py_ssize_t size)
-{
-#if PY_VERSION_HEX >= 0x030E0000
-    return Py_HashBuffer(data, size);
-#else
-    return _Py_HashBytes(data, size);
-#endif
-}
 
 /* 1 when line is "CHECK " + a plain address: the fast-path condition of Responder.respond
  * (protocol._plain): an address keys.address leaves unchanged. */
@@ -116,23 +104,6 @@ put_blocked(char *out, uint64_t packed)
     return out;
 }
 
-/* packed value for key from the delta dict; 0 when absent, -1 (as error) on failure. */
-static int
-delta_lookup(PyObject *delta, uint64_t key, uint64_t *packed)
-{
-    PyObject *pykey = PyLong_FromUnsignedLongLong(key);
-    if (pykey == NULL)
-        return -1;
-    PyObject *value = PyDict_GetItemWithError(delta, pykey); /* borrowed */
-    Py_DECREF(pykey);
-    if (value == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    *packed = PyLong_AsUnsignedLongLong(value);
-    if (*packed == (uint64_t)-1 && PyErr_Occurred())
-        return -1;
-    return 1;
-}
-
 static int
 get_q_buffer(PyObject *array, Py_buffer *view, const char *name)
 {
@@ -146,75 +117,50 @@ get_q_buffer(PyObject *array, Py_buffer *view, const char *name)
     return 0;
 }
 
+/* tables_lookup from the thread holding the GIL: the mutex unless begin() holds it already. */
+static uint64_t
+lookup_with_gil(TablesObject *t, uint64_t high, uint64_t low)
+{
+    int locked = !t->held;
+    if (locked)
+        pthread_mutex_lock(&t->mu);
+    uint64_t packed = tables_lookup(t, high, low);
+    if (locked)
+        pthread_mutex_unlock(&t->mu);
+    return packed;
+}
+
 static PyObject *
 answer_lines(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *lines, *keys_obj, *values_obj, *directory_obj, *delta;
+    PyObject *lines;
+    TablesObject *t;
     Py_ssize_t start, stop;
-    int address_shift;
-    if (!PyArg_ParseTuple(args, "O!nn(OOOiO!):answer_lines", &PyList_Type, &lines, &start, &stop, &keys_obj,
-                          &values_obj, &directory_obj, &address_shift, &PyDict_Type, &delta))
+    if (!PyArg_ParseTuple(args, "O!nnO!:answer_lines", &PyList_Type, &lines, &start, &stop, &TablesType, &t))
         return NULL;
     if (start < 0 || stop > PyList_GET_SIZE(lines) || start > stop)
         return PyErr_Format(PyExc_IndexError, "answer_lines: bad range [%zd, %zd)", start, stop);
-    if (address_shift < 0 || address_shift > 63)
-        return PyErr_Format(PyExc_ValueError, "answer_lines: bad address shift %d", address_shift);
-
-    Py_buffer kview, vview, dview;
-    if (get_q_buffer(keys_obj, &kview, "keys") < 0)
-        return NULL;
-    if (get_q_buffer(values_obj, &vview, "values") < 0) {
-        PyBuffer_Release(&kview);
-        return NULL;
-    }
-    if (get_q_buffer(directory_obj, &dview, "directory") < 0) {
-        PyBuffer_Release(&kview);
-        PyBuffer_Release(&vview);
-        return NULL;
-    }
-    const uint64_t *keys = kview.buf, *values = vview.buf, *directory = dview.buf;
-    Py_ssize_t nkeys = kview.len / 8, nslots = dview.len / 8;
-    int has_delta = PyDict_GET_SIZE(delta) > 0;
-
-    PyObject *result = NULL;
+    if (t->mac == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "answer_lines: the tables have no pseudonym key");
     PyObject *out = PyBytes_FromStringAndSize(NULL, (stop - start) * MAX_REPLY);
     if (out == NULL)
-        goto done;
+        return NULL;
     char *write = PyBytes_AS_STRING(out);
     Py_ssize_t i = start, lookups = 0, hits = 0;
     for (; i < stop; i++) {
         PyObject *line = PyList_GET_ITEM(lines, i);
         if (!PyBytes_CheckExact(line))
             break;
-        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(line);
+        const char *data = PyBytes_AS_STRING(line);
         Py_ssize_t size = PyBytes_GET_SIZE(line);
-        if (!is_plain_check(data, size))
+        if (!is_plain_check((const unsigned char *)data, size))
             break;
-        Py_hash_t hash = hash_bytes((const char *)data + 6, size - 6);
-        if (hash == -1 && PyErr_Occurred())
-            goto fail;
-        uint64_t key = ((uint64_t)hash & (ADDRESS_TOP - 1)) | ADDRESS_TOP;
-        uint64_t packed = 0;
-        int found = has_delta ? delta_lookup(delta, key, &packed) : 0;
-        if (found < 0)
-            goto fail;
-        if (!found) {
-            Py_ssize_t slot = (Py_ssize_t)(key >> address_shift);
-            if (slot + 1 >= nslots)
-                break; /* not a directory this code understands: let Python answer */
-            Py_ssize_t lo = (Py_ssize_t)directory[slot], hi = (Py_ssize_t)directory[slot + 1];
-            if (lo > hi || hi > nkeys)
-                break;
-            while (lo < hi) { /* bisect_left */
-                Py_ssize_t mid = lo + (hi - lo) / 2;
-                if (keys[mid] < key)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo < (Py_ssize_t)directory[slot + 1] && keys[lo] == key)
-                packed = values[lo];
+        uint64_t high, low;
+        if (tables_digest_address(t, data + 6, (size_t)(size - 6), &high, &low) < 0) {
+            Py_DECREF(out);
+            return PyErr_Format(PyExc_RuntimeError, "OpenSSL HMAC failed");
         }
+        uint64_t packed = lookup_with_gil(t, high, low);
         lookups++;
         if (packed) {
             hits++;
@@ -226,18 +172,8 @@ answer_lines(PyObject *Py_UNUSED(module), PyObject *args)
         }
     }
     if (_PyBytes_Resize(&out, write - PyBytes_AS_STRING(out)) < 0)
-        goto done; /* out is NULL and the error set */
-    result = Py_BuildValue("(Nnnn)", out, i, lookups, hits);
-    out = NULL;
-    goto done;
-fail:
-    Py_CLEAR(out);
-done:
-    Py_XDECREF(out);
-    PyBuffer_Release(&kview);
-    PyBuffer_Release(&vview);
-    PyBuffer_Release(&dview);
-    return result;
+        return NULL; /* out is NULL and the error set */
+    return Py_BuildValue("(Nnnn)", out, i, lookups, hits);
 }
 
 
@@ -249,47 +185,57 @@ delta_resize(TablesObject *t, size_t live)
     size_t cap = 16;
     while (cap < live * 2 + 2)
         cap <<= 1;
-    uint64_t *keys = calloc(cap, 8), *vals = calloc(cap, 8);
-    if (keys == NULL || vals == NULL) {
-        free(keys);
+    uint64_t *high = calloc(cap, 8), *low = calloc(cap, 8), *vals = calloc(cap, 8);
+    unsigned char *state = calloc(cap, 1);
+    if (high == NULL || low == NULL || vals == NULL || state == NULL) {
+        free(high);
+        free(low);
         free(vals);
+        free(state);
         return -1;
     }
     for (size_t i = 0; i < t->dcap; i++) {
-        if (t->dkeys[i] <= 1)
+        if (t->dstate[i] != 1)
             continue;
-        size_t j = t->dkeys[i] & (cap - 1);
-        while (keys[j])
+        size_t j = t->dlow[i] & (cap - 1);
+        while (state[j])
             j = (j + 1) & (cap - 1);
-        keys[j] = t->dkeys[i];
+        high[j] = t->dhigh[i];
+        low[j] = t->dlow[i];
         vals[j] = t->dvals[i];
+        state[j] = 1;
     }
-    free(t->dkeys);
+    free(t->dhigh);
+    free(t->dlow);
     free(t->dvals);
-    t->dkeys = keys;
+    free(t->dstate);
+    t->dhigh = high;
+    t->dlow = low;
     t->dvals = vals;
+    t->dstate = state;
     t->dcap = cap;
     t->dused = t->dlive;
     return 0;
 }
 
-/* Set key to packed in the delta mirror; packed 0 removes it. -1 on memory failure. */
+/* Set a key to packed in the delta mirror; packed 0 removes it. -1 on memory failure.
+ * Pseudonyms are uniform, so the low half's bits place a key. */
 static int
-delta_put(TablesObject *t, uint64_t key, uint64_t packed)
+delta_put(TablesObject *t, uint64_t high, uint64_t low, uint64_t packed)
 {
-    size_t mask = t->dcap - 1, i = key & mask, free_slot = (size_t)-1;
+    size_t mask = t->dcap - 1, i = low & mask, free_slot = (size_t)-1;
     if (t->dcap) {
-        for (; t->dkeys[i]; i = (i + 1) & mask) {
-            if (t->dkeys[i] == key) {
+        for (; t->dstate[i]; i = (i + 1) & mask) {
+            if (t->dstate[i] == 1 && t->dhigh[i] == high && t->dlow[i] == low) {
                 if (packed)
                     t->dvals[i] = packed;
                 else {
-                    t->dkeys[i] = 1;
+                    t->dstate[i] = 2;
                     t->dlive--;
                 }
                 return 0;
             }
-            if (t->dkeys[i] == 1 && free_slot == (size_t)-1)
+            if (t->dstate[i] == 2 && free_slot == (size_t)-1)
                 free_slot = i;
         }
     }
@@ -300,28 +246,30 @@ delta_put(TablesObject *t, uint64_t key, uint64_t packed)
             if (delta_resize(t, t->dlive + 1) < 0)
                 return -1;
             mask = t->dcap - 1;
-            for (i = key & mask; t->dkeys[i]; i = (i + 1) & mask)
+            for (i = low & mask; t->dstate[i]; i = (i + 1) & mask)
                 ;
         }
         free_slot = i;
         t->dused++;
     }
-    t->dkeys[free_slot] = key;
+    t->dhigh[free_slot] = high;
+    t->dlow[free_slot] = low;
     t->dvals[free_slot] = packed;
+    t->dstate[free_slot] = 1;
     t->dlive++;
     return 0;
 }
 
 uint64_t
-tables_lookup(TablesObject *t, uint64_t key)
+tables_lookup(TablesObject *t, uint64_t high, uint64_t low)
 {
     if (t->dlive) {
         size_t mask = t->dcap - 1;
-        for (size_t i = key & mask; t->dkeys[i]; i = (i + 1) & mask)
-            if (t->dkeys[i] == key)
+        for (size_t i = low & mask; t->dstate[i]; i = (i + 1) & mask)
+            if (t->dstate[i] == 1 && t->dhigh[i] == high && t->dlow[i] == low)
                 return t->dvals[i];
     }
-    Py_ssize_t slot = (Py_ssize_t)(key >> t->shift);
+    Py_ssize_t slot = t->shift >= 64 ? 0 : (Py_ssize_t)(high >> t->shift);
     if (slot + 1 >= t->nslots)
         return 0;
     Py_ssize_t lo = (Py_ssize_t)t->directory[slot], hi = (Py_ssize_t)t->directory[slot + 1], end = hi;
@@ -329,12 +277,32 @@ tables_lookup(TablesObject *t, uint64_t key)
         return 0;
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (t->keys[mid] < key)
+        if (t->keys[mid] < high)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < end && t->keys[lo] == key ? t->values[lo] : 0;
+    return lo < end && t->keys[lo] == high && t->lows[lo] == low ? t->values[lo] : 0;
+}
+
+int
+tables_digest_address(TablesObject *t, const char *address, size_t size, uint64_t *high, uint64_t *low)
+{
+    unsigned char canonical[6 + MAX_ADDRESS], digest[PSEUDONYM_BYTES];
+    if (size > MAX_ADDRESS)
+        return -1;
+    memcpy(canonical, "email:", 6);
+    memcpy(canonical + 6, address, size);
+    if (pseudonym_digest(t->mac, canonical, 6 + size, digest) < 0)
+        return -1;
+    uint64_t h = 0, l = 0;
+    for (int i = 0; i < 8; i++) { /* big-endian, as int.from_bytes(digest, "big") */
+        h = h << 8 | digest[i];
+        l = l << 8 | digest[8 + i];
+    }
+    *high = h;
+    *low = l;
+    return 0;
 }
 
 static PyObject *
@@ -348,14 +316,34 @@ Tables_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw
     return (PyObject *)t;
 }
 
+static int
+Tables_init(TablesObject *t, PyObject *args, PyObject *kwds)
+{
+    Py_buffer key;
+    static char *names[] = {"key", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*:Tables", names, &key))
+        return -1;
+    if (key.len < 16 || t->mac != NULL) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, t->mac ? "Tables keyed twice" : "a pseudonym key has at least 16 bytes");
+        return -1;
+    }
+    t->mac = pseudonym_context(key.buf, (size_t)key.len);
+    PyBuffer_Release(&key);
+    return t->mac == NULL ? -1 : 0;
+}
+
 static void
 Tables_dealloc(TablesObject *t)
 {
     if (t->held)
         pthread_mutex_unlock(&t->mu);
     pthread_mutex_destroy(&t->mu);
-    free(t->dkeys);
+    free(t->dhigh);
+    free(t->dlow);
     free(t->dvals);
+    free(t->dstate);
+    pseudonym_free(t->mac);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -369,43 +357,80 @@ Tables_begin(TablesObject *t, PyObject *Py_UNUSED(arg))
     Py_RETURN_NONE;
 }
 
+/* A 128-bit Python int as its halves; -1 with an error set. */
+static int
+split_key(PyObject *key, uint64_t *high, uint64_t *low)
+{
+    static PyObject *sixty_four = NULL;
+    if (sixty_four == NULL && (sixty_four = PyLong_FromLong(64)) == NULL)
+        return -1;
+    *low = PyLong_AsUnsignedLongLongMask(key);
+    if (*low == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    PyObject *shifted = PyNumber_Rshift(key, sixty_four);
+    if (shifted == NULL)
+        return -1;
+    *high = PyLong_AsUnsignedLongLong(shifted);
+    Py_DECREF(shifted);
+    return *high == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Mirror every key of a dict {128-bit key: packed}; -1 with an error set. */
+static int
+mirror_dict(TablesObject *t, PyObject *dict)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        uint64_t high, low, v = PyLong_AsUnsignedLongLong(value);
+        if ((v == (uint64_t)-1 && PyErr_Occurred()) || split_key(key, &high, &low) < 0)
+            return -1;
+        if (delta_put(t, high, low, v) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 Tables_commit(TablesObject *t, PyObject *args)
 {
-    PyObject *arrays[3], *delta;
+    PyObject *arrays[4], *delta, *side;
     int shift;
-    if (!PyArg_ParseTuple(args, "OOOiO!:commit", &arrays[0], &arrays[1], &arrays[2], &shift, &PyDict_Type, &delta))
+    if (!PyArg_ParseTuple(args, "OOOOiO!O!:commit", &arrays[0], &arrays[1], &arrays[2], &arrays[3], &shift,
+                          &PyDict_Type, &delta, &PyDict_Type, &side))
         return NULL;
     if (!t->held) {
         pthread_mutex_lock(&t->mu);
         t->held = 1;
     }
-    Py_buffer views[3];
-    int got = 0, failed = shift < 0 || shift > 63;
-    for (; got < 3 && !failed; got++)
-        failed = get_q_buffer(arrays[got], &views[got], "tables") < 0;
+    Py_buffer views[4];
+    int got = 0, failed = shift < 0 || shift > 64;
     if (failed)
+        PyErr_SetString(PyExc_ValueError, "commit: bad shift");
+    for (; got < 4 && !failed; got++)
+        failed = get_q_buffer(arrays[got], &views[got], "tables") < 0;
+    if (failed && got)
         got--;
     for (int i = 0; i < got; i++)
         PyBuffer_Release(&views[i]); /* the index keeps the arrays alive and unresized until begin() */
+    if (!failed && (views[1].len != views[0].len || views[2].len != views[0].len)) {
+        failed = 1;
+        PyErr_SetString(PyExc_ValueError, "commit: keys, lows and values differ in length");
+    }
     if (!failed) {
         t->keys = views[0].buf;
-        t->values = views[1].buf;
-        t->directory = views[2].buf;
+        t->lows = views[1].buf;
+        t->values = views[2].buf;
+        t->directory = views[3].buf;
         t->nkeys = views[0].len / 8;
-        t->nslots = views[2].len / 8;
+        t->nslots = views[3].len / 8;
         t->shift = shift;
-        memset(t->dkeys, 0, t->dcap * 8);
+        if (t->dcap)
+            memset(t->dstate, 0, t->dcap);
         t->dused = t->dlive = 0;
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-        while (!failed && PyDict_Next(delta, &pos, &key, &value)) {
-            uint64_t k = PyLong_AsUnsignedLongLong(key), v = PyLong_AsUnsignedLongLong(value);
-            if (PyErr_Occurred())
-                failed = 1;
-            else if (k >= ADDRESS_TOP && delta_put(t, k, v) < 0)
-                failed = 1, PyErr_NoMemory();
-        }
+        failed = mirror_dict(t, delta) < 0 || mirror_dict(t, side) < 0;
     }
     if (failed) { /* answer nothing rather than from a half-published view */
         t->nslots = 0;
@@ -421,15 +446,15 @@ Tables_commit(TablesObject *t, PyObject *args)
 static PyObject *
 Tables_set(TablesObject *t, PyObject *args)
 {
-    unsigned long long key, packed;
-    if (!PyArg_ParseTuple(args, "KK:set", &key, &packed))
+    PyObject *key;
+    unsigned long long packed;
+    uint64_t high, low;
+    if (!PyArg_ParseTuple(args, "O!K:set", &PyLong_Type, &key, &packed) || split_key(key, &high, &low) < 0)
         return NULL;
-    if (key < ADDRESS_TOP)
-        Py_RETURN_NONE; /* order keys are answered by Python */
     int locked = !t->held;
     if (locked)
         pthread_mutex_lock(&t->mu);
-    int rc = delta_put(t, key, packed);
+    int rc = delta_put(t, high, low, packed);
     if (locked)
         pthread_mutex_unlock(&t->mu);
     if (rc < 0)
@@ -440,30 +465,32 @@ Tables_set(TablesObject *t, PyObject *args)
 static PyObject *
 Tables_lookup(TablesObject *t, PyObject *arg)
 {
-    uint64_t key = PyLong_AsUnsignedLongLong(arg);
-    if (key == (uint64_t)-1 && PyErr_Occurred())
+    uint64_t high, low;
+    if (!PyLong_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "lookup: a key is an int");
+    if (split_key(arg, &high, &low) < 0)
         return NULL;
-    int locked = !t->held;
-    if (locked)
-        pthread_mutex_lock(&t->mu);
-    uint64_t packed = tables_lookup(t, key);
-    if (locked)
-        pthread_mutex_unlock(&t->mu);
-    return PyLong_FromUnsignedLongLong(packed);
+    return PyLong_FromUnsignedLongLong(lookup_with_gil(t, high, low));
 }
 
 static PyObject *
 Tables_memory_bytes(TablesObject *t, PyObject *Py_UNUSED(arg))
 {
-    return PyLong_FromSize_t(sizeof(TablesObject) + t->dcap * 16);
+    return PyLong_FromSize_t(sizeof(TablesObject) + t->dcap * 25);
+}
+
+static PyObject *
+Tables_repr(TablesObject *Py_UNUSED(t))
+{
+    return PyUnicode_FromString("Tables(<key hidden>)");
 }
 
 static PyMethodDef Tables_methods[] = {
     {"begin", (PyCFunction)Tables_begin, METH_NOARGS, "Hold the tables before the index resizes its arrays."},
     {"commit", (PyCFunction)Tables_commit, METH_VARARGS,
-     "commit(keys, values, directory, address_shift, delta): publish the arrays, mirror the delta's "
-     "address keys, release."},
-    {"set", (PyCFunction)Tables_set, METH_VARARGS, "set(key, packed): mirror one delta change (0 removes)."},
+     "commit(keys, lows, values, directory, shift, delta, side): publish the arrays, mirror the delta's "
+     "and the side table's keys, release."},
+    {"set", (PyCFunction)Tables_set, METH_VARARGS, "set(key, packed): mirror one delta or side change (0 removes)."},
     {"lookup", (PyCFunction)Tables_lookup, METH_O, "lookup(key) -> packed, as the loop thread sees it."},
     {"memory_bytes", (PyCFunction)Tables_memory_bytes, METH_NOARGS, "Bytes held beside the index's arrays."},
     {NULL, NULL, 0, NULL},
@@ -474,9 +501,11 @@ PyTypeObject TablesType = {
     .tp_name = "inbox_daemon.lookup._fastpath.Tables",
     .tp_basicsize = sizeof(TablesObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The index's address lookups, published for the query loop thread.",
+    .tp_doc = "Tables(key): the index's lookups and pseudonym key, published for the query loop thread.",
     .tp_new = Tables_new,
+    .tp_init = (initproc)Tables_init,
     .tp_dealloc = (destructor)Tables_dealloc,
+    .tp_repr = (reprfunc)Tables_repr,
     .tp_methods = Tables_methods,
 };
 
@@ -499,16 +528,15 @@ fill_directory(PyObject *Py_UNUSED(module), PyObject *args)
     }
     const uint64_t *keys = kview.buf;
     uint64_t *directory = dview.buf;
-    Py_ssize_t nkeys = kview.len / 8, slots = (Py_ssize_t)2 << bits;
+    Py_ssize_t nkeys = kview.len / 8, slots = (Py_ssize_t)1 << bits;
     if (dview.len / 8 != slots + 1) {
         PyBuffer_Release(&kview);
         PyBuffer_Release(&dview);
         return PyErr_Format(PyExc_ValueError, "fill_directory: the directory needs %zd slots", slots + 1);
     }
-    int order_shift = 57 - bits, address_shift = 63 - bits;
     Py_ssize_t position = 0;
     for (Py_ssize_t slot = 0; slot < slots; slot++) {
-        uint64_t start = slot < ((Py_ssize_t)1 << bits) ? (uint64_t)slot << order_shift : (uint64_t)slot << address_shift;
+        uint64_t start = bits ? (uint64_t)slot << (64 - bits) : 0;
         Py_ssize_t lo = position, hi = nkeys;
         while (lo < hi) { /* bisect_left(keys, start, position) */
             Py_ssize_t mid = lo + (hi - lo) / 2;
@@ -612,79 +640,15 @@ compact(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 
-/* merge_into(keys, values, dead, new_keys, new_values, out_keys, out_values): the base without
- * the sorted positions dead, merged with the sorted new keys, written into the out arrays (their
- * size exactly that). Reads the base only: the query loop thread may read it meanwhile. */
-static PyObject *
-merge_into(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    PyObject *arrays[4], *dead, *new_keys, *new_values;
-    if (!PyArg_ParseTuple(args, "OOO!O!O!OO:merge_into", &arrays[0], &arrays[1], &PyList_Type, &dead, &PyList_Type,
-                          &new_keys, &PyList_Type, &new_values, &arrays[2], &arrays[3]))
-        return NULL;
-    Py_buffer views[4];
-    int got = 0;
-    for (; got < 4; got++)
-        if (get_q_buffer(arrays[got], &views[got], "merge_into") < 0)
-            break;
-    PyObject *result = NULL;
-    if (got < 4)
-        goto done;
-    const uint64_t *keys = views[0].buf, *values = views[1].buf;
-    uint64_t *out_keys = views[2].buf, *out_values = views[3].buf;
-    Py_ssize_t n = views[0].len / 8, ndead = PyList_GET_SIZE(dead), nnew = PyList_GET_SIZE(new_keys);
-    Py_ssize_t size = n - ndead + nnew;
-    if (views[1].len / 8 != n || PyList_GET_SIZE(new_values) != nnew || views[2].len / 8 != size ||
-        views[3].len / 8 != size) {
-        PyErr_SetString(PyExc_ValueError, "merge_into: sizes do not add up");
-        goto done;
-    }
-    Py_ssize_t i = 0, j = 0, d = 0, w = 0;
-    uint64_t next_dead = 0, new_key = 0, new_value = 0;
-    if (ndead && list_u64(dead, 0, &next_dead) < 0)
-        goto done;
-    if (nnew && (list_u64(new_keys, 0, &new_key) < 0 || list_u64(new_values, 0, &new_value) < 0))
-        goto done;
-    while (w < size) {
-        if (i < n && d < ndead && (uint64_t)i == next_dead) { /* skip a tombstone */
-            i++;
-            if (++d < ndead && list_u64(dead, d, &next_dead) < 0)
-                goto done;
-            continue;
-        }
-        if (j < nnew && (i >= n || new_key < keys[i])) {
-            out_keys[w] = new_key;
-            out_values[w++] = new_value;
-            if (++j < nnew && (list_u64(new_keys, j, &new_key) < 0 || list_u64(new_values, j, &new_value) < 0))
-                goto done;
-        }
-        else if (i < n) {
-            out_keys[w] = keys[i];
-            out_values[w++] = values[i++];
-        }
-        else {
-            PyErr_SetString(PyExc_ValueError, "merge_into: dead positions out of range");
-            goto done;
-        }
-    }
-    result = Py_NewRef(Py_None);
-done:
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&views[k]);
-    return result;
-}
-
 static PyMethodDef methods[] = {
     {"answer_lines", answer_lines, METH_VARARGS,
      "answer_lines(lines, start, stop, tables) -> (replies, next, lookups, hits)\n\n"
      "Answer lines[start:stop] while they take Responder.respond's fast path; stop at the first\n"
-     "that does not (next is its position). tables is BlocklistIndex.lookup_tables()."},
+     "that does not (next is its position). tables is BlocklistIndex.shared_tables()."},
     {"fill_directory", fill_directory, METH_VARARGS,
      "fill_directory(keys, directory, bits): BlocklistIndex._index_directory's loop, in C."},
     {"spread", spread, METH_VARARGS,
      "spread(column, end, positions, values): index._spread's moves, in C (column already extended)."},
-    {"merge_into", merge_into, METH_VARARGS,
-     "merge_into(keys, values, dead, new_keys, new_values, out_keys, out_values): a merge into new arrays."},
     {"compact", compact, METH_VARARGS,
      "compact(column, dead) -> new length: index._compact's moves, in C (the caller truncates)."},
     {NULL, NULL, 0, NULL},

@@ -349,11 +349,12 @@ static int
 answer_line(LoopObject *l, uint32_t slot, conn_t *c, const char *line, size_t len)
 {
     if (is_plain_check((const unsigned char *)line, (Py_ssize_t)len)) {
-        Py_hash_t hash = hash_bytes(line + 6, (Py_ssize_t)len - 6); /* SipHash: needs no GIL */
-        uint64_t key = ((uint64_t)hash & (ADDRESS_TOP - 1)) | ADDRESS_TOP;
         TablesObject *t = l->tables;
+        uint64_t high, low;
+        if (tables_digest_address(t, line + 6, len - 6, &high, &low) < 0) /* HMAC: needs no GIL */
+            return defer(l, slot, c, line, len); /* OpenSSL failed: Python answers (or fails closed) */
         pthread_mutex_lock(&t->mu);
-        uint64_t packed = tables_lookup(t, key);
+        uint64_t packed = tables_lookup(t, high, low);
         pthread_mutex_unlock(&t->mu);
         if (out_reserve(c, MAX_REPLY) < 0)
             return -1;
@@ -735,6 +736,10 @@ Loop_init(LoopObject *l, PyObject *args, PyObject *kwds)
     if (l->max_conns < 1 || l->max_per_peer < 1 || l->idle_ms < 1 || l->request_ms < 1 || high_water < 1 ||
         PyList_GET_SIZE(listeners) > MAX_LISTENERS) {
         PyErr_SetString(PyExc_ValueError, "Loop: limits must be positive, at most 8 listeners");
+        return -1;
+    }
+    if (((TablesObject *)tables)->mac == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Loop: the tables have no pseudonym key");
         return -1;
     }
     l->high_water = (size_t)high_water;

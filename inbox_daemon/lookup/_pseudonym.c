@@ -1,56 +1,81 @@
-/* Keyed pseudonyms in C: HMAC-SHA-256 truncated to 128 bits, as privacy.KeyRing.pseudonym.
+/* Keyed pseudonyms in C: HMAC-SHA-256 truncated to 128 bits, as keys.digest.
  *
- * Pseudonymiser(key) holds an HMAC context keyed once (OpenSSL 3's EVP_MAC); every digest
- * duplicates it, so the key schedule is not redone per lookup and no state is shared between
- * callers: pseudonym_digest() may run without the GIL (the query loop thread). The pure Python
+ * HMAC (RFC 2104) is SHA-256((K ^ opad) || SHA-256((K ^ ipad) || m)). The states after the
+ * two padded key blocks are computed once (pseudonym_context) and copied per digest, a struct
+ * copy with no allocation, so a digest is two SHA-256 compressions for a short key and needs
+ * no lock: pseudonym_digest() may run without the GIL (the query loop thread). The pure Python
  * path (hmac.digest) is the reference: tests/lookup/test_pseudonym.py compares them.
+ * OpenSSL's SHA256_* calls are deprecated in 3.0 in favour of EVP_Digest*, whose contexts
+ * allocate on every copy: at a lookup each that doubles the query loop's CPU (bench/lookup.py).
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "_tables.h"
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
+#include <string.h>
 
-/* 16 bytes of HMAC-SHA-256(template's key, data) into out; 0, or -1 when OpenSSL fails. */
+struct pseudonym_key {
+    SHA256_CTX inner, outer;  /* after (K ^ ipad) and (K ^ opad): one block each */
+};
+
+/* 16 bytes of HMAC-SHA-256(the context's key, data) into out; 0, or -1 when OpenSSL fails. */
 int
-pseudonym_digest(EVP_MAC_CTX *keyed, const unsigned char *data, size_t size, unsigned char out[PSEUDONYM_BYTES])
+pseudonym_digest(const PseudonymKey *keyed, const unsigned char *data, size_t size, unsigned char out[PSEUDONYM_BYTES])
 {
-    unsigned char full[32];
-    size_t length = 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(keyed);
-    if (ctx == NULL)
+    unsigned char inner_hash[SHA256_DIGEST_LENGTH], full[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx = keyed->inner;
+    if (!SHA256_Update(&ctx, data, size) || !SHA256_Final(inner_hash, &ctx))
         return -1;
-    int ok = EVP_MAC_update(ctx, data, size) && EVP_MAC_final(ctx, full, &length, sizeof(full)) && length == 32;
-    EVP_MAC_CTX_free(ctx);
-    if (!ok)
+    ctx = keyed->outer;
+    if (!SHA256_Update(&ctx, inner_hash, sizeof(inner_hash)) || !SHA256_Final(full, &ctx))
         return -1;
     memcpy(out, full, PSEUDONYM_BYTES);
     return 0;
 }
 
 /* A context keyed with key (HMAC-SHA-256), or NULL with a Python error set. */
-EVP_MAC_CTX *
+PseudonymKey *
 pseudonym_context(const unsigned char *key, size_t size)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (mac == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "OpenSSL has no HMAC");
+    unsigned char block[SHA256_CBLOCK], pad[SHA256_CBLOCK];
+    memset(block, 0, sizeof(block));
+    if (size > SHA256_CBLOCK) /* RFC 2104: a longer key is hashed first */
+        SHA256(key, size, block);
+    else
+        memcpy(block, key, size);
+    PseudonymKey *keyed = PyMem_RawMalloc(sizeof(PseudonymKey));
+    if (keyed == NULL) {
+        PyErr_NoMemory();
         return NULL;
     }
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac); /* the context keeps its own reference */
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-    if (ctx == NULL || !EVP_MAC_init(ctx, key, size, params)) {
-        EVP_MAC_CTX_free(ctx);
+    int ok = SHA256_Init(&keyed->inner) && SHA256_Init(&keyed->outer);
+    for (int i = 0; i < SHA256_CBLOCK; i++)
+        pad[i] = block[i] ^ 0x36;
+    ok = ok && SHA256_Update(&keyed->inner, pad, sizeof(pad));
+    for (int i = 0; i < SHA256_CBLOCK; i++)
+        pad[i] = block[i] ^ 0x5c;
+    ok = ok && SHA256_Update(&keyed->outer, pad, sizeof(pad));
+    memset(block, 0, sizeof(block));
+    memset(pad, 0, sizeof(pad));
+    if (!ok) {
+        pseudonym_free(keyed);
         PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not key HMAC-SHA-256");
         return NULL;
     }
-    return ctx;
+    return keyed;
+}
+
+void
+pseudonym_free(PseudonymKey *keyed)
+{
+    if (keyed == NULL)
+        return;
+    memset(keyed, 0, sizeof(*keyed)); /* key material */
+    PyMem_RawFree(keyed);
 }
 
 typedef struct {
     PyObject_HEAD
-    EVP_MAC_CTX *ctx;
+    PseudonymKey *ctx;
 } PseudonymiserObject;
 
 static int
@@ -65,11 +90,11 @@ Pseudonymiser_init(PseudonymiserObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "a pseudonym key has at least 16 bytes");
         return -1;
     }
-    EVP_MAC_CTX *ctx = pseudonym_context(key.buf, (size_t)key.len);
+    PseudonymKey *ctx = pseudonym_context(key.buf, (size_t)key.len);
     PyBuffer_Release(&key);
     if (ctx == NULL)
         return -1;
-    EVP_MAC_CTX_free(self->ctx);
+    pseudonym_free(self->ctx);
     self->ctx = ctx;
     return 0;
 }
@@ -77,7 +102,7 @@ Pseudonymiser_init(PseudonymiserObject *self, PyObject *args, PyObject *kwds)
 static void
 Pseudonymiser_dealloc(PseudonymiserObject *self)
 {
-    EVP_MAC_CTX_free(self->ctx);
+    pseudonym_free(self->ctx);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -41,14 +41,13 @@ Chunk = list[IndexEntry] | BaseException | Literal["end"]
 
 def usable(entries: Iterable[IndexEntry], warn: Callable[..., None] = _unusable,
            warn_count: Callable[..., None] = _miscounted) -> Iterator[IndexEntry]:
-    """The entries the index can hold; any other is logged and skipped, never the rows after it
-    (a key written before the store validated every key, or by hand). An entry of an active
+    """The entries the index can hold (a stored pseudonym); any other is logged and skipped,
+    never the rows after it (a value written by hand). An entry of an active
     opt-out whose notice count is not one (zero, negative: ``keys.notice_count``) stays
     blocked, counted as one notice, and is logged: a bad count must not unblock a buyer, nor
     stop the index loading. ``first_seen`` None with count 0 is a key no longer blocked."""
     for entry in entries:
-        parse = keys.BuyerKey.order if entry.kind == "order" else keys.BuyerKey.email
-        if entry.kind not in ("order", "email") or parse(entry.value) is None:
+        if entry.kind not in ("order", "email") or not keys.is_stored(entry.value):
             # the value may be buyer data: its length tells enough to find the row
             warn(kind=str(entry.kind)[:20], length=len(str(entry.value)))
             continue
@@ -65,8 +64,12 @@ async def load_index(store: Store, chunk: int = 10_000) -> BlocklistIndex:
     The rows are read on the loop (the store is async) and handed in chunks to
     ``BlocklistIndex.build`` running in a thread, which packs them as they come. Whichever
     side fails, the other is ended: a reader blocked on a full queue is cancelled, a builder
-    waiting for the next chunk is told the end.
+    waiting for the next chunk is told the end. The index is keyed with the store's privacy
+    key: its entries are pseudonyms made with it.
     """
+    if store.keyring is None:
+        raise RuntimeError("the store has no privacy key: its pseudonyms cannot be looked up")
+    secret: bytes = store.keyring.pseudonym_key
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=8)
 
@@ -99,7 +102,7 @@ async def load_index(store: Store, chunk: int = 10_000) -> BlocklistIndex:
 
     task = asyncio.create_task(pump(), name="index-load")
     try:
-        return await asyncio.to_thread(BlocklistIndex.build, entries())
+        return await asyncio.to_thread(lambda: BlocklistIndex.build(entries(), secret=secret))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

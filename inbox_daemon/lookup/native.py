@@ -15,7 +15,7 @@ import socket
 import sys
 from typing import Any
 
-from inbox_daemon.lookup.index import _FAST_HASH, BlocklistIndex
+from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.limits import Limits
 from inbox_daemon.lookup.protocol import Counters, Responder
 
@@ -26,8 +26,8 @@ except ImportError:  # not built: the pure Python server answers
 
 __all__ = ["AVAILABLE", "NativeLoop", "client_of"]
 
-# The thread keys addresses with CPython's bytes hash, as the index does only under _FAST_HASH.
-AVAILABLE = _fastpath is not None and _FAST_HASH
+# The thread digests each query into the index's pseudonym itself (Tables holds the key).
+AVAILABLE = _fastpath is not None
 
 
 class NativeLoop:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from inbox_daemon import keys
-from inbox_daemon.lookup.index import BlocklistIndex, buyer_key
+from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.protocol import Counters
 
 __all__ = [
@@ -137,7 +137,7 @@ def lookup(index: BlocklistIndex, key: str, counters: Counters | None = None) ->
     parsed = keys.parse(key)
     if parsed is None:
         return 0  # not an address or order id: nothing of ours (access(5) also asks for bare domains)
-    packed = index.lookup_key(buyer_key(parsed))
+    packed = index.lookup_key(index.key(parsed))
     if counters is not None:
         counters.lookups += 1
         counters.hits += bool(packed)

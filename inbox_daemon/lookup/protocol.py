@@ -16,13 +16,7 @@ from types import ModuleType
 from typing import Any, Final, NamedTuple, cast
 
 from inbox_daemon import keys
-from inbox_daemon.lookup.index import (
-    _FAST_HASH,
-    BlocklistIndex,
-    normalised_address_bytes_key,
-    normalised_address_key,
-    order_key,
-)
+from inbox_daemon.lookup.index import BlocklistIndex
 
 try:
     from inbox_daemon.lookup import _fastpath
@@ -114,22 +108,20 @@ class LineDecoder:
 
 
 class Check(NamedTuple):
-    """``CHECK <address> [<order-id>]``, with the keys computed once at parse time.
+    """``CHECK <address> [<order-id>]``, the keys parsed once (``keys.BuyerKey``); the index
+    digests them into its pseudonyms.
 
     Requests are NamedTuples: built on every query, they cost half a frozen dataclass.
     """
 
-    address: str  # canonical (inbox_daemon.keys)
-    address_key: int
-    order_id: str | None = None
-    order_key: int | None = None
+    address: keys.BuyerKey
+    order: keys.BuyerKey | None = None
 
 
 class Order(NamedTuple):
     """``ORDER <order-id>``."""
 
-    order_id: str
-    order_key: int
+    order: keys.BuyerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,23 +191,22 @@ def _parse_check(argument: str) -> Check | ErrorReply:
         if len(words) > 2:
             return _ERR_CHECK_ARGS
         address, order_id = words[0], (words[1] if len(words) == 2 else "")
-    normalised = keys.address(address)
-    if normalised is None:
+    parsed = keys.BuyerKey.email(address)
+    if parsed is None:
         return _ERR_BAD_ADDRESS
     if not order_id:
-        return Check(normalised, normalised_address_key(normalised))
-    canonical = keys.order_id(order_id)
-    if canonical is None:
+        return Check(parsed)
+    order = keys.BuyerKey.order(order_id)
+    if order is None:
         return _ERR_BAD_ORDER
-    return Check(normalised, normalised_address_key(normalised), canonical, order_key(canonical))
+    return Check(parsed, order)
 
 
 def _parse_order(argument: str) -> Order | ErrorReply:
     if not argument:
         return _ERR_ORDER_EMPTY
-    canonical = keys.order_id(argument)
-    key = None if canonical is None else order_key(canonical)
-    return _ERR_BAD_ORDER if canonical is None or key is None else Order(canonical, key)
+    order = keys.BuyerKey.order(argument)
+    return _ERR_BAD_ORDER if order is None else Order(order)
 
 
 @dataclass(slots=True)
@@ -251,7 +242,7 @@ def answer(
     if isinstance(request, Check):
         return _answer_check(request, index, counters, on_address_learned, client)
     if isinstance(request, Order):
-        return _count(index.lookup_key(request.order_key), counters)
+        return _count(index.lookup_key(index.key(request.order)), counters)
     if isinstance(request, Ping):
         return PONG
     if isinstance(request, Stats):
@@ -263,13 +254,13 @@ def _answer_check(
     request: Check, index: BlocklistIndex, counters: Counters | None, learned: AddressLearned | None,
     client: str | None = None,
 ) -> bytes:
-    packed = index.lookup_key(request.address_key)
-    if not packed and request.order_key is not None:
-        packed = index.lookup_key(request.order_key)
+    packed = index.lookup_key(index.key(request.address))
+    if not packed and request.order is not None:
+        packed = index.lookup_key(index.key(request.order))
         if packed and learned is not None:
             # The order is blocked and the address was not: the daemon records the address on
             # that opt-out and updates the index itself (docs/query-protocol.md, CHECK).
-            learned(request.address, request.order_id or "", client)
+            learned(request.address.value, request.order.value, client)
     return _count(packed, counters)
 
 
@@ -311,10 +302,12 @@ def _plain(token: bytes) -> bool:
     )
 
 
-# The C accelerator of the fast path for pipelined reads (lookup/_fastpath.c), or None for pure
-# Python. It keys addresses with CPython's bytes hash, so it is used only where that is the
-# index's key. Responder.respond is the reference; tests set this to None to compare the two.
-FASTPATH: ModuleType | None = _fastpath if _FAST_HASH else None
+
+
+# The C accelerator of pipelined reads (lookup/_fastpath.c answer_lines, which digests the
+# addresses itself), or None for pure Python throughout. Responder.respond is the reference;
+# tests set this to None to compare the two.
+FASTPATH: ModuleType | None = _fastpath
 
 
 class Responder:
@@ -325,7 +318,7 @@ class Responder:
     tests/lookup check that both paths give the same reply for every kind of line.
     """
 
-    __slots__ = ("index", "counters", "_learned", "_stats", "_lookup")
+    __slots__ = ("index", "counters", "_learned", "_stats", "_lookup", "_address_key")
 
     def __init__(
         self,
@@ -340,12 +333,13 @@ class Responder:
         self._learned = on_address_learned
         self._stats = stats
         self._lookup = index.lookup_key
+        self._address_key = index.address_bytes_key
 
     def respond(self, line: bytes, client: str | None = None) -> bytes:
         if line[:6] == b"CHECK ":
             token = line[6:]
             if _plain(token):
-                packed = self._lookup(normalised_address_bytes_key(token))
+                packed = self._lookup(self._address_key(token))
                 counters = self.counters
                 counters.lookups += 1
                 if packed:
@@ -366,16 +360,17 @@ class Responder:
 
         With the C accelerator, runs of fast-path lines are answered in C; each other line by
         ``respond``, in order. Either way the bytes and the counters are ``respond``'s.
+
         """
         if stop is None:
             stop = len(lines)
         fast, respond = FASTPATH, self.respond
         if fast is None:
             return b"".join([respond(line, client) for line in lines[start:stop]])
-        counters, index = self.counters, self.index
+        counters, tables = self.counters, self.index.shared_tables()
         replies: list[bytes] = []
         while start < stop:
-            run, start, lookups, hits = fast.answer_lines(lines, start, stop, index.lookup_tables())
+            run, start, lookups, hits = fast.answer_lines(lines, start, stop, tables)
             replies.append(run)
             counters.lookups += lookups
             counters.hits += hits

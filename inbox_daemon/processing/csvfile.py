@@ -1,5 +1,9 @@
 """Buyer lists in CSV (``blocklist import``): the columns ``blocklist export --csv`` writes,
-``order_id``, ``email`` and optionally ``marketplace``; one buyer per row.
+``order_id``, ``email`` and optionally ``marketplace`` and ``key_id``; one buyer per row.
+
+A key is given in plain text (an order id, a relay address) or as the pseudonym the blocklist
+stores (``keys.BuyerKey.stored``, as ``export`` writes it) with the ``key_id`` of the privacy key
+it was made with: a pseudonym made with another key names nobody here, so its row is skipped.
 
 Read as a stream, in batches of bounded size: a list of a million rows never has more than one
 batch of buyers in memory (``batches``)."""
@@ -9,7 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from .. import keys
@@ -21,33 +25,36 @@ BATCH_ROWS = 10_000  # buyers applied per transaction: bounded memory, a handful
 _PIECE = 1 << 20
 
 
-def rows(stream: IO[str]) -> Iterator[Buyer | str]:
+def rows(stream: IO[str], key_id: str | None = None) -> Iterator[Buyer | str]:
     """Each data row as a buyer, or why it was skipped (line numbers count the header as line 1).
-    ValueError before the first row when the file has neither column."""
+    ``key_id``: the check value of this database's privacy key, which a row's pseudonyms must
+    carry. ValueError before the first row when the file has neither key column."""
     reader = csv.DictReader(stream)
     if not reader.fieldnames or not {"order_id", "email"} & set(reader.fieldnames):
         raise ValueError("needs an order_id or email column")
     for line, row in enumerate(reader, start=2):
         given_order = (row.get("order_id") or "").strip()
         given_email = (row.get("email") or "").strip()
-        order = keys.order_id(given_order) if given_order else None
-        email = keys.address(given_email) if given_email else None
+        same_key = key_id is not None and (row.get("key_id") or "").strip() == key_id
+        order = _key(given_order, keys.order_id, same_key)
+        email = _key(given_email, keys.address, same_key)
         if given_order and order is None:
-            yield f"line {line}: bad order id {given_order!r}"
+            yield f"line {line}: {_why(given_order, 'order id')}"
         elif given_email and email is None:
-            yield f"line {line}: bad address {given_email!r}"
+            yield f"line {line}: {_why(given_email, 'address')}"
         elif not (order or email):
             yield f"line {line}: neither order id nor address"
         else:
-            market = (row.get("marketplace") or "").strip() or (email.rpartition("@")[2] if email else None)
+            plain = email if email and "@" in email else None
+            market = (row.get("marketplace") or "").strip() or (plain.rpartition("@")[2] if plain else None)
             yield Buyer(email, order, market)
 
 
-def batches(stream: IO[str], size: int = BATCH_ROWS) -> Iterator[tuple[list[Buyer], list[str]]]:
+def batches(stream: IO[str], size: int = BATCH_ROWS, key_id: str | None = None) -> Iterator[tuple[list[Buyer], list[str]]]:
     """``rows`` in batches of at most ``size`` buyers, each with the skips read alongside."""
     buyers: list[Buyer] = []
     skipped: list[str] = []
-    for item in rows(stream):
+    for item in rows(stream, key_id):
         if isinstance(item, str):
             skipped.append(item)
             continue
@@ -75,11 +82,26 @@ def text(data: bytes) -> IO[str]:
     return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
 
 
-def read_buyers(data: bytes) -> tuple[list[Buyer], list[str]]:
+def read_buyers(data: bytes, key_id: str | None = None) -> tuple[list[Buyer], list[str]]:
     """All buyers of a small file at once, and why each other row was skipped."""
     buyers: list[Buyer] = []
     skipped: list[str] = []
-    for batch, skips in batches(text(data), size=max(len(data), 1)):
+    for batch, skips in batches(text(data), size=max(len(data), 1), key_id=key_id):
         buyers += batch
         skipped += skips
     return buyers, skipped
+
+
+def _key(given: str, canonical: Callable[[str], str | None], same_key: bool) -> str | None:
+    """The canonical plain key, or a pseudonym made with this database's key, as it is."""
+    if not given:
+        return None
+    if keys.is_stored(given.lower()):
+        return given.lower() if same_key else None
+    return canonical(given)
+
+
+def _why(given: str, what: str) -> str:
+    if keys.is_stored(given.lower()):  # never echo a pseudonym's neighbours: it says enough as it is
+        return f"{what} is a pseudonym made with another privacy key (key_id differs)"
+    return f"bad {what} {given!r}"

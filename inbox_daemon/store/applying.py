@@ -41,8 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
-from .. import keys
-from . import changes
+from . import changes, pseudonyms
 from .audit import audit
 from .blocklist import entries_for
 from .engine import chunks
@@ -69,10 +68,11 @@ class _Outcome:
     updated: set[int] = field(default_factory=set)
 
 
-def _keys(buyer: Buyer) -> tuple[str | None, str | None]:
-    """(email, order id) as stored (``inbox_daemon.keys``); a key that is not one is left out."""
-    email = keys.address(buyer.email) if buyer.email else None
-    return email, keys.order_id(buyer.order_id) if buyer.order_id else None
+def _keys(session: AsyncSession, buyer: Buyer) -> tuple[str | None, str | None]:
+    """(email, order id) as stored: their pseudonyms (``pseudonyms.stored_given``); a key that
+    is not one is left out."""
+    return (pseudonyms.stored_given(session, "email", buyer.email),
+            pseudonyms.stored_given(session, "order", buyer.order_id))
 
 
 class _Batch:
@@ -137,7 +137,11 @@ class _Batch:
         return None
 
     def apply(self, buyer: Buyer, notice: _Notice, outcome: _Outcome) -> None:
-        email, order = _keys(buyer)
+        self.apply_keys(_keys(self.session, buyer), buyer.marketplace, notice, outcome)
+
+    def apply_keys(self, stored: tuple[str | None, str | None], marketplace: str | None, notice: _Notice,
+                   outcome: _Outcome) -> None:
+        email, order = stored
         if not email and not order:
             return
         row = self.locate(email, order)
@@ -145,7 +149,7 @@ class _Batch:
             row = OptOut(
                 order_id=order,
                 email=email,
-                marketplace=buyer.marketplace,
+                marketplace=marketplace,
                 first_seen=notice.received_at,
                 last_seen=notice.received_at,
                 notice_count=0,
@@ -155,11 +159,11 @@ class _Batch:
             self._index(row)
             outcome.new.add(id(row))
             self.audited.append((row, notice, "block"))
-        elif self._fill(row, email, order, buyer.marketplace):
+        elif self._fill(row, email, order, marketplace):
             outcome.updated.add(id(row))
         self._name(row, notice, outcome)
         if email and row.email != email:  # rule 1's other address: blocked on a row of its own
-            self.apply(Buyer(email, None, buyer.marketplace), notice, outcome)
+            self.apply_keys((email, None), marketplace, notice, outcome)
 
     def _name(self, row: OptOut, notice: _Notice, outcome: _Outcome) -> None:
         outcome.named.setdefault(id(row), row)  # constant time per buyer, however large the batch
@@ -277,7 +281,7 @@ async def apply_batch(
     notices = await _verdicts(session, items, parser_version, now, held)
     opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
     batch = _Batch(session, actor)
-    await batch.load({_keys(b) for _, r in opting for b in r.buyers}, [n for n, _ in opting])
+    await batch.load({_keys(session, b) for _, r in opting for b in r.buyers}, [n for n, _ in opting])
     outcomes: dict[int, _Outcome] = {}
     for notice, result in opting:
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())

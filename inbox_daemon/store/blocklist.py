@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import keys
-from . import changes
+from . import changes, pseudonyms
 from .audit import audit
 from .engine import chunks
 from .records import IndexEntry, OptOutRow
@@ -31,6 +31,7 @@ __all__ = [
     "email_index",
     "rows",
     "find",
+    "subject",
 ]
 
 IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
@@ -88,20 +89,30 @@ async def _stream(
         yield index_entry(kind, row)
 
 
-def _key_condition(key: str) -> Any:
-    """The rows a key names (``keys.parse``); a string that is no key matches only a row holding
-    it as it is (one written before every key was validated, so an operator can remove it)."""
-    parsed = keys.parse(key)
-    if parsed is None:
-        return OptOut.email == key.strip().lower() if "@" in key else OptOut.order_id == key.strip()
-    return OptOut.email == parsed.value if parsed.kind == "email" else OptOut.order_id == parsed.value
+def subject(session: AsyncSession, key: str) -> tuple[keys.Kind | None, str]:
+    """(kind, stored form) of a key an operator gave: an address or order id (``keys.parse``),
+    or a pseudonym as ``blocklist export`` writes it (kind None: it may be either). Audit rows
+    name this, never the text."""
+    text = key.strip()
+    if keys.is_stored(text.lower()):
+        return None, text.lower()
+    kind: keys.Kind = "email" if "@" in text else "order"
+    return kind, pseudonyms.stored_text(session, kind, text)
+
+
+def _key_condition(session: AsyncSession, key: str) -> Any:
+    """The rows a key names (``subject``)."""
+    kind, stored = subject(session, key)
+    if kind is None:
+        return or_(OptOut.email == stored, OptOut.order_id == stored)
+    return OptOut.email == stored if kind == "email" else OptOut.order_id == stored
 
 
 async def remove(
     session: AsyncSession, key: str, reason: str, who: str, now: datetime
 ) -> list[IndexEntry]:
     """Lift every active opt-out the key names, recording who, when and why."""
-    statement = select(OptOut).where(_key_condition(key), OptOut.active)
+    statement = select(OptOut).where(_key_condition(session, key), OptOut.active)
     statement = statement.with_for_update(key_share=True)
     removed = list((await session.scalars(statement)).all())
     for row in removed:
@@ -110,7 +121,7 @@ async def remove(
     ids = [row.id for row in removed]
     await session.flush()
     await changes.record(session, ids, now)
-    rows = [{"actor": who, "action": "remove", "subject": key.strip(), "opt_out_id": i, "detail": reason} for i in ids]
+    rows = [{"actor": who, "action": "remove", "subject": subject(session, key)[1], "opt_out_id": i, "detail": reason} for i in ids]
     await audit(session, rows, now)
     return await entries_for(session, ids)
 
@@ -128,9 +139,10 @@ async def learn_address(
     opt-out already has another address: nothing is merged, an audit row holds the claim for
     review (at most ``MAX_CONFLICTS`` per opt-out); ("none", []) otherwise.
     """
-    order, address = keys.order_id(order_id), keys.address(email)
-    if order is None or address is None:
+    order_key, address_key = keys.BuyerKey.order(order_id), keys.BuyerKey.email(email)
+    if order_key is None or address_key is None:
         return "none", []
+    order, address = pseudonyms.stored(session, order_key), pseudonyms.stored(session, address_key)
     statement = (
         select(OptOut)
         .where(OptOut.order_id == order, OptOut.active)
@@ -145,7 +157,7 @@ async def learn_address(
             AuditRow.opt_out_id == row.id, AuditRow.action == LEARN_CONFLICT))
         if (held or 0) >= MAX_CONFLICTS:
             return "conflict", []
-        detail = f"CHECK named {address} for order {row.order_id}, which has {row.email}: not merged, held for review"
+        detail = f"CHECK named the subject's address for order {row.order_id}, which has {row.email}: not merged, held for review"
         await audit(session, [{"actor": actor, "action": LEARN_CONFLICT, "subject": address, "opt_out_id": row.id,
                                "detail": detail}], now)
         return "conflict", []
@@ -153,7 +165,7 @@ async def learn_address(
     await session.flush()
     await changes.record(session, [row.id], now)
     await audit(session, [{"actor": actor, "action": LEARN, "subject": address, "opt_out_id": row.id,
-                           "detail": f"CHECK named {address} with blocked order {row.order_id}: recorded, "
+                           "detail": f"CHECK named the subject's address with blocked order {row.order_id}: recorded, "
                                      "no notice names it"}], now)
     return "learned", await entries_for(session, [row.id])
 
@@ -172,5 +184,5 @@ def opt_out_row(mapping: Any) -> OptOutRow:
 
 
 async def find(session: AsyncSession, key: str) -> list[OptOutRow]:
-    result = await session.execute(rows().where(_key_condition(key)))
+    result = await session.execute(rows().where(_key_condition(session, key)))
     return [opt_out_row(m) for m in result.mappings()]

@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.pool import NullPool
 
+from ..keys import Pseudonyms
 from .engine import make_engine, unavailable
 
 __all__ = ["migrations_dir", "config", "upgrade", "downgrade", "current", "head"]
@@ -33,19 +34,22 @@ def migrations_dir() -> Path:
     return root
 
 
-def config(url: str) -> Config:
+def config(url: str, keyring: Pseudonyms | None = None) -> Config:
     """An Alembic Config for this database. ``migrations/env.py`` reads ``url`` from
-    ``attributes`` (not from an ini option, where ``%`` in a password would be interpolated)."""
+    ``attributes`` (not from an ini option, where ``%`` in a password would be interpolated);
+    revisions that pseudonymise keys read ``keyring`` there (never written to any file)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["url"] = url
+    cfg.attributes["keyring"] = keyring
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, keyring: Pseudonyms | None = None) -> None:
     """Upgrade the schema (creating it on an empty database). Runs its own event loop: from
-    async code call it through ``asyncio.to_thread``."""
-    command.upgrade(config(url), revision)
+    async code call it through ``asyncio.to_thread``. ``keyring``: the privacy key the
+    database's keys are pseudonymised with (revision 0010 needs it where rows hold plain keys)."""
+    command.upgrade(config(url, keyring), revision)
 
 
 def downgrade(url: str, revision: str) -> None:

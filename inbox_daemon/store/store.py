@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from inbox_daemon.notices.result import Buyer, ParseResult
 from inbox_daemon.privacy import KeyRing
 
-from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, raw, retention, review, sealing, sellers
+from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, retention, review, sealing, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
 from .engine import WRITE, Listening, listen, make_engine, retrying, unavailable, utcnow
@@ -97,12 +97,14 @@ class Store:
 
         async def attempt() -> T:
             async with self._write() as session, session.begin():
+                session.info[pseudonyms.INFO] = self.keyring
                 return await work(session)
 
         return await retrying(attempt)
 
     async def _reading(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with unavailable(), self._read() as session, session.begin():
+            session.info[pseudonyms.INFO] = self.keyring
             return await work(session)
 
     async def ping(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from inbox_daemon.intake.files import ImportSummary, import_paths, iter_mbox
+from tests.conftest import stored
 from tests.intake.harness import query, running_flow
 from tests.support.samples import SAMPLES, Samples, shared_corpus
 
@@ -75,7 +76,7 @@ def check_import(db: Path, samples: Samples, first: ImportSummary, second: Impor
             allowed.add("not_opt_out")
         assert rows[sha] in allowed, (name, rows[sha])
         if rows[sha] == "opt_out" and case["kind"] == "opt_out":
-            orders.update(b["order_id"] for b in case["buyers"] if b["order_id"])
+            orders.update(stored(b["order_id"]) for b in case["buyers"] if b["order_id"])  # as the rows hold them
     outcomes = list(rows.values())
     assert first.opt_out_notices == outcomes.count("opt_out") > 0
     assert first.not_notices == outcomes.count("not_opt_out")

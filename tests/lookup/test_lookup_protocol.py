@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inbox_daemon import keys
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.lookup.protocol import (
     LINE_TOO_LONG,
@@ -130,7 +131,7 @@ def test_decoder_keeps_partial_lines() -> None:
 
 def test_parse_request_shapes() -> None:
     check = parse_request(f"CHECK Jane <{RELAY.upper()}> {ORDER}".encode())
-    assert isinstance(check, Check) and check.address == RELAY and check.order_id == ORDER
+    assert isinstance(check, Check) and check.address == keys.parse(RELAY) and check.order == keys.parse(ORDER)
     assert isinstance(parse_request(f"ORDER {ORDER}".encode()), Order)
     assert parse_request(b"PING") == Ping() and parse_request(b"STATS") == Stats()
     assert parse_request(b"NOPE") == ErrorReply("unknown command")

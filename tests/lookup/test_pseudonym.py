@@ -1,5 +1,5 @@
-"""Keyed pseudonyms: the C digest (OpenSSL's EVP_MAC, for the query loop) is the Python one
-(privacy.KeyRing.pseudonym, the reference) for every kind of input."""
+"""Keyed pseudonyms: the C digest (HMAC from OpenSSL's SHA-256, for the query loop) is the
+Python one (keys.digest, the reference) for every kind of input and key length."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def built() -> None:
 def test_c_and_python_digests_are_one(data: bytes) -> None:
     ring = new_keyring()
     assert Pseudonymiser(ring.pseudonym_key).digest(data) == ring.pseudonym(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(secret=st.binary(min_size=16, max_size=200), data=st.binary(max_size=200))
+def test_every_key_length_hashed_or_padded_as_rfc_2104_says(secret: bytes, data: bytes) -> None:
+    assert Pseudonymiser(secret).digest(data) == keys.digest(secret, data)
 
 
 def test_every_buyer_key_and_a_reused_context() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 from inbox_daemon.store import Applied, Delivery, SavedRaw, Store
 from inbox_daemon.store.schema import BlocklistChange
+from tests.conftest import stored
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MARKET = "marketplace.amazon.com"
@@ -18,6 +19,8 @@ E2 = "q2w3e4r5t6y7u8i@marketplace.amazon.com"
 O1 = "113-5663737-4342765"
 O2 = "114-1111111-2222222"
 O3 = "205-3333333-4444444"
+# What the store keeps for them: pseudonyms (tests/conftest.py TEST_KEYRING)
+SE1, SE2, SO1, SO2, SO3 = (stored(k) for k in (E1, E2, O1, O2, O3))
 
 
 def at(minutes: int) -> datetime:

@@ -16,6 +16,8 @@ from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.notices.result import Buyer
 from inbox_daemon.store import Store
 
+from tests.conftest import TEST_KEYRING
+
 from .store_builders import ingest, notice
 
 RELAY = "abcdefghijklmno@marketplace.amazon.com"
@@ -83,7 +85,7 @@ async def _follow(store: Store, cursor: Any) -> list[Any]:
 
 async def _run(store: Store, operations: list[tuple[str, str | None, str | None]]) -> None:
     await _empty(store)
-    live = BlocklistIndex()  # fed what each write returns, as the daemon does
+    live = BlocklistIndex(secret=TEST_KEYRING.pseudonym_key)  # fed what each write returns, as the daemon does
     cursor = await store.change_cursor()
     live_cursor = await store.change_cursor()  # an import is another process: the daemon follows it
     followed = await load_index(store)
@@ -132,7 +134,7 @@ def test_removing_the_untagged_address_lifts_the_tagged_one_too(with_store: Any)
     tagged = "abcdefghijklmno+x@marketplace.amazon.com"
 
     async def body(store: Store) -> None:
-        live = BlocklistIndex()
+        live = BlocklistIndex(secret=TEST_KEYRING.pseudonym_key)
         for n, (email, order) in enumerate(((tagged, "113-5663737-4342765"), (RELAY, "114-1111111-2222222"))):
             live.apply((await ingest(store, f"n{n}".encode(), notice(Buyer(email, order, None)), minutes=n)).entries)
         live.apply(await store.remove(RELAY, reason="asked", who="op"))

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from inbox_daemon.store import ChangeCursor, IndexEntry, Store
 from inbox_daemon.store.records import GAP_PATIENCE_S
 
-from .store_builders import E1, O1, O2, apply_result, at, buyer, ingest, keys, last_change_seq, notice, save_raw
+from .store_builders import E1, O1, O2, SE1, SO1, SO2, apply_result, at, buyer, ingest, keys, last_change_seq, notice, save_raw
 
 
 def test_cursor_tracks_gaps_until_they_arrive_or_expire() -> None:
@@ -37,8 +37,8 @@ def test_changes_by_another_process_reach_the_follower(db_url: str, run: Any) ->
             await ingest(cli, b"n2", notice(buyer(order=O2)), minutes=1)
             await cli.remove(O1, reason="asked", who="ops")
             got = await daemon.changes_since(cursor)
-            assert keys(got) == {("order", O1): 0, ("email", E1): 0, ("order", O2): 1}
-            assert IndexEntry("order", O2, at(1), 1) in got
+            assert keys(got) == {("order", SO1): 0, ("email", SE1): 0, ("order", SO2): 1}
+            assert IndexEntry("order", SO2, at(1), 1) in got
             assert await daemon.changes_since(cursor) == []
             assert not cursor.more and cursor.gaps == {}
 
@@ -49,7 +49,7 @@ def test_a_fresh_cursor_reads_everything(with_store: Any) -> None:
     async def body(store: Store) -> None:
         await ingest(store, b"n1", notice(buyer(order=O1)))
         got = await store.changes_since(ChangeCursor())
-        assert got == [IndexEntry("order", O1, at(0), 1)]
+        assert got == [IndexEntry("order", SO1, at(0), 1)]
 
     with_store(body)
 
@@ -67,11 +67,11 @@ def test_a_change_committed_late_is_not_skipped(pg_db_url: str, run: Any) -> Non
                     "INSERT INTO blocklist_changes (opt_out_id, changed_at) VALUES (1, now())"))
                 await store.remove(O2, reason="late test", who="t")  # seq 4 commits first
                 first = await store.changes_since(cursor)
-                assert keys(first) == {("order", O2): 0}
+                assert keys(first) == {("order", SO2): 0}
                 assert list(cursor.gaps) == [3]
                 await slow.commit()
             second = await store.changes_since(cursor)
-            assert second == [IndexEntry("order", O1, at(0), 1)]
+            assert second == [IndexEntry("order", SO1, at(0), 1)]
             assert cursor.gaps == {} and cursor.seq == 4
 
     run(body())
@@ -90,7 +90,7 @@ def test_a_cursor_taken_while_a_change_is_uncommitted_waits_for_it(
                 cursor = await store.change_cursor()
                 assert cursor.seq == 3 and list(cursor.gaps) == [2]
                 await slow.commit()
-            assert keys(await store.changes_since(cursor)) == {("order", O1): 0}
+            assert keys(await store.changes_since(cursor)) == {("order", SO1): 0}
             assert cursor.gaps == {}
 
     run(body())
@@ -117,7 +117,7 @@ def test_two_daemons_inserting_one_order_end_with_one_row(pg_db_url: str, run: A
             async with store.engine.connect() as other:
                 await other.execute(text(
                     "INSERT INTO opt_outs (order_id, first_seen, last_seen, notice_count, active)"
-                    f" VALUES ('{O1}', now(), now(), 1, true)"))
+                    f" VALUES ('{SO1}', now(), now(), 1, true)"))
                 applying = asyncio.create_task(
                     apply_result(store, saved.id, notice(buyer(order=O1)), parser_version="p"))
                 await _wait_for_a_lock_wait(store)

@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 from inbox_daemon.store import migrate
 from inbox_daemon.store.engine import make_engine
 from inbox_daemon.store.schema import Base
+from tests.conftest import TEST_KEYRING, stored
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -91,11 +92,13 @@ def test_buyer_keys_upgrade_drops_relay_tags_and_merges_one_buyers_rows(empty_ur
             for n, (email, order_id) in enumerate((("x1@marketplace.amazon.com", None), ("x2@marketplace.amazon.com", order))):
                 await ingest(store, f"n{n + 2}".encode(), notice(Buyer(email, order_id, None)), minutes=n)
             await store.remove("x1@marketplace.amazon.com", reason="asked", who="op")
-            async with store.engine.begin() as conn:  # as the earlier version stored them
-                await conn.execute(text("UPDATE opt_outs SET email = 'abcdefghijklmno+x@marketplace.amazon.com'"
-                                        " WHERE email = 'x1@marketplace.amazon.com'"))
-                await conn.execute(text("UPDATE opt_outs SET email = 'abcdefghijklmno+y@marketplace.amazon.com'"
-                                        " WHERE email = 'x2@marketplace.amazon.com'"))
+            async with store.engine.begin() as conn:  # as the earlier version stored them: plain
+                for was, plain in ((stored("x1@marketplace.amazon.com"), "abcdefghijklmno+x@marketplace.amazon.com"),
+                                   (stored("x2@marketplace.amazon.com"), "abcdefghijklmno+y@marketplace.amazon.com"),
+                                   (stored(relay), relay)):
+                    await conn.execute(text("UPDATE opt_outs SET email = :p WHERE email = :w"), {"p": plain, "w": was})
+                await conn.execute(text("UPDATE opt_outs SET order_id = :p WHERE order_id = :w"),
+                                   {"p": order, "w": stored(order)})
 
     async def after() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         async with await Store.open(empty_url) as store:
@@ -105,15 +108,58 @@ def test_buyer_keys_upgrade_drops_relay_tags_and_merges_one_buyers_rows(empty_ur
             return rows, evidence, trail, [e async for e in store.iter_index()]
 
     run(before())
-    migrate.upgrade(empty_url)
+    migrate.upgrade(empty_url, keyring=TEST_KEYRING)
     rows, evidence, trail, index = run(after())
     address_only = [r for r in rows if r.order_id is None]
     (merged,) = address_only
-    (with_order,) = [r for r in rows if r.order_id == order]
-    assert with_order.email == relay
+    (with_order,) = [r for r in rows if r.order_id == stored(order)]
+    assert with_order.email == stored(relay)
     assert (merged.first_seen, merged.last_seen, merged.notice_count, merged.active) == (at(0), at(5), 2, True)
     assert merged.removed_by == "op"  # the removal of the merged row stays on record
     merged_evidence = evidence[rows.index(merged)]
     assert len(merged_evidence) == 2
     assert {"remove", "merge"} <= {entry.action for entry in trail}
-    assert [(e.kind, e.value, e.count) for e in index if e.kind == "email"] == [("email", relay, 3)]
+    assert [(e.kind, e.value, e.count) for e in index if e.kind == "email"] == [("email", stored(relay), 3)]
+
+
+def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..., Any]) -> None:
+    """Rows, audit subjects and audit details written in plain text before revision 0011 hold
+    pseudonyms after it, and every key still finds its row; without the key ring the upgrade
+    is refused and changes nothing."""
+    from sqlalchemy import text
+
+    from inbox_daemon.store import Store
+
+    relay, order, odd = "abcdefghijklmno@marketplace.amazon.com", "113-5663737-4342765", "not-an-order"
+    migrate.upgrade(empty_url, "0010")
+
+    async def before() -> None:
+        async with await Store.open(empty_url) as store, store.engine.begin() as conn:
+            for order_id, email in ((order, relay), (odd, None)):
+                await conn.execute(text("INSERT INTO opt_outs (order_id, email, first_seen, last_seen, notice_count,"
+                                        " active) VALUES (:o, :e, '2024-01-01 00:00:00', '2024-01-01 00:00:00', 1, true)"),
+                                   {"o": order_id, "e": email})
+            await conn.execute(text("INSERT INTO audit_log (at, actor, action, subject, opt_out_id, detail) VALUES"
+                                    " ('2024-01-01 00:00:00', 'query uid 1', 'learn', :s, 1, :d)"),
+                               {"s": relay, "d": f"CHECK named {relay} with blocked order {order}: recorded"})
+
+    async def dump() -> str:
+        async with await Store.open(empty_url) as store, store.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT order_id, email FROM opt_outs"))).all()
+            rows += (await conn.execute(text("SELECT subject, detail FROM audit_log"))).all()
+            return repr(rows)
+
+    async def found() -> list[int]:
+        async with await Store.open(empty_url) as store:
+            return [len(await store.find_opt_outs(key)) for key in (relay, order, odd)]
+
+    run(before())
+    plain = run(dump())
+    with pytest.raises(RuntimeError, match="no privacy key"):
+        migrate.upgrade(empty_url)
+    assert run(dump()) == plain and migrate.current(empty_url) == "0010"
+    migrate.upgrade(empty_url, keyring=TEST_KEYRING)
+    converted = run(dump())
+    assert relay not in converted and order not in converted and odd not in converted
+    assert stored(relay) in converted and stored(order) in converted
+    assert run(found()) == [1, 1, 1]

@@ -7,6 +7,8 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from tests.conftest import stored
+
 from .store_builders import O1, T0, apply_result, buyer, notice, save_raw
 
 from inbox_daemon.notices.result import Kind, ParseResult
@@ -95,7 +97,7 @@ def test_listings_by_outcome(with_store: Any) -> None:
         await apply_result(store, saved.id, notice(buyer(order=O1)), parser_version="p")
         assert [r.id for r in await store.list_messages(outcome="pending")] == [pending.id]
         assert [r.id for r in await store.list_messages(outcome="opt_out")] == [saved.id]
-        assert [r.order_id for r in await store.list_opt_outs()] == [O1]
+        assert [r.order_id for r in await store.list_opt_outs()] == [stored(O1)]
         assert await store.list_opt_outs(active=False) == []
 
     with_store(body)

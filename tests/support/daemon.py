@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inbox_daemon import keys
-from inbox_daemon.privacy import load_keyring
+from inbox_daemon.privacy import KeyRing, load_keyring
 
 EXE = str(Path(sys.executable).with_name("inbox-daemon"))
 
@@ -179,15 +179,25 @@ class DaemonProcess:
         """Pipelined lines over the Unix socket; one reply each, in order."""
         return query_socket(self.socket_path, lines)
 
-    def tag(self, key: str) -> str:
-        """What this daemon's log lines show for a relay address or order id (``BuyerKey.tag``
-        under its privacy key)."""
+    def keyring(self) -> KeyRing:
+        """This daemon's privacy key (its key file, made by ``db upgrade`` or the first start)."""
         path = self.home / "privacy.key"
         if self.config is not None:
             path = Path(tomllib.loads(self.config.read_text()).get("privacy", {}).get("key_file", path))
+        return load_keyring(path, create=False)
+
+    def tag(self, key: str) -> str:
+        """What this daemon's log lines show for a relay address or order id (``BuyerKey.tag``
+        under its privacy key)."""
         parsed = keys.parse(key)
         assert parsed is not None, key
-        return parsed.tag(load_keyring(path, create=False))
+        return parsed.tag(self.keyring())
+
+    def stored(self, key: str) -> str:
+        """What this daemon's database holds for a relay address or order id (``BuyerKey.stored``)."""
+        parsed = keys.parse(key)
+        assert parsed is not None, key
+        return parsed.stored(self.keyring())
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         full = [self.exe, *args] + (["--config", str(self.config)] if self.config else [])
