@@ -165,3 +165,9 @@ def _store_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Store opened by hand (not through ``daemon.open_store``, which reads the key file) gets
     ``TEST_KEYRING``: the blocklist stores keys only as pseudonyms."""
     monkeypatch.setattr(Store, "keyring", TEST_KEYRING)
+    opened = Store.__init__
+
+    def with_test_keyring(self: Store, engine: Any, keyring: Any = None) -> None:
+        opened(self, engine, TEST_KEYRING if keyring is None else keyring)
+
+    monkeypatch.setattr(Store, "__init__", with_test_keyring)

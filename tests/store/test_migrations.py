@@ -81,10 +81,16 @@ def test_buyer_keys_upgrade_drops_relay_tags_and_merges_one_buyers_rows(empty_ur
     from inbox_daemon.notices.result import Buyer
     from inbox_daemon.store import Store
 
-    from .store_builders import at, ingest, notice
+    from .store_builders import apply_result, at, notice, save_raw
 
     relay, order = "abcdefghijklmno@marketplace.amazon.com", "113-5663737-4342765"
     migrate.upgrade(empty_url, "0006")
+
+    async def ingest(store: Store, body: bytes, result: Any, *, minutes: int) -> None:
+        ring, store.keyring = store.keyring, None  # raw bytes as revision 0006 kept them: unsealed
+        saved = await save_raw(store, body, source="smtp", received_at=at(minutes))
+        store.keyring = ring
+        await apply_result(store, saved.id, result, parser_version="test-1")
 
     async def before() -> None:
         async with await Store.open(empty_url) as store:
