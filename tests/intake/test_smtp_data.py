@@ -16,6 +16,8 @@ from inbox_daemon.intake.smtp import SmtpListener
 from inbox_daemon.intake.smtp_data import END, DataBody, Refusal
 from inbox_daemon.processing import Flow, Processor
 from inbox_daemon.store import Store
+from inbox_daemon.store.sealing import open_raw
+from tests.conftest import TEST_KEYRING
 from tests.intake.harness import query, until
 
 Run = Callable[..., Any]
@@ -116,7 +118,11 @@ def stuffed(content: bytes) -> bytes:
 
 
 async def stored(db: Path) -> list[bytes]:
-    return [bytes(r[0]) for r in await asyncio.to_thread(query, db, "SELECT data FROM raw_messages ORDER BY id")]
+    """The stored messages, opened from their seal under the tests' key ring."""
+    rows = await asyncio.to_thread(query, db, "SELECT data, key_id, sha256 FROM raw_messages ORDER BY id")
+    opened = [open_raw(TEST_KEYRING, bytes(data), key_id, sha256) for data, key_id, sha256 in rows]
+    assert all(why is None for _, why in opened), opened
+    return [data for data, _ in opened]
 
 
 def test_content_is_stored_byte_exact_whatever_the_tcp_writes(db_path: Path, run: Run) -> None:

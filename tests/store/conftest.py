@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 
-from inbox_daemon.privacy import new_keyring
 from inbox_daemon.store import Store, migrate
 from inbox_daemon.store.engine import make_engine
+from tests.conftest import TEST_KEYRING
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def with_store(db_url: str, run: Callable[..., Any]) -> Callable[[StoreBody[Any]
 
     def go(body: StoreBody[T]) -> T:
         async def main() -> T:
-            async with await Store.open(db_url, keyring=new_keyring()) as store:
+            async with await Store.open(db_url, keyring=TEST_KEYRING) as store:
                 return await body(store)
 
         return run(main())  # type: ignore[no-any-return]

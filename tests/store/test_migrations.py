@@ -17,6 +17,7 @@ from inbox_daemon.store import migrate
 from inbox_daemon.store.engine import make_engine
 from inbox_daemon.store.schema import Base
 from tests.conftest import TEST_KEYRING, stored
+from tests.store.conftest import _truncate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,7 +25,11 @@ def empty_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     url = str(request.getfixturevalue("pg_url"))
-    migrate.downgrade(url, "base")  # the session database may be at head already
+    # The session database may be at head already, holding sealed rows other tests left, which
+    # 0010 refuses to downgrade over: empty it at head first.
+    migrate.upgrade(url, keyring=TEST_KEYRING)
+    request.getfixturevalue("run")(_truncate(url))
+    migrate.downgrade(url, "base")
     return url
 
 
