@@ -3,14 +3,19 @@ the Origin a browser sends, and the source address chosen (the login throttle is
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import urllib.parse
+from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, write_config
+
+PASSWORD = "correct horse battery"
 
 
 class Page:
@@ -80,6 +85,21 @@ def add_user(daemon: DaemonProcess, name: str, role: str, password: str) -> None
 
     full = [daemon.exe, "users", "add", name, "--role", role] + (["--config", str(daemon.config)] if daemon.config else [])
     subprocess.run(full, env=daemon.env, input=password + "\n", text=True, check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def reviewing_daemon(tmp: Path, sections: dict[str, Any]) -> Iterator[DaemonProcess]:
+    """A running daemon with the review pages on, an operator ``alice`` and a viewer ``victor``
+    (both with ``PASSWORD``)."""
+    proc = DaemonProcess(tmp / "home", write_config(tmp / "c.toml", sections))
+    proc.cli("db", "upgrade", check=True)
+    add_user(proc, "alice", "operator", PASSWORD)
+    add_user(proc, "victor", "viewer", PASSWORD)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.ensure_stopped()
 
 
 def add_token(daemon: DaemonProcess, name: str) -> str:

@@ -20,29 +20,20 @@ from typing import Any
 import pytest
 
 from tests.support.browser import Recorder, chromium, require_browser, screenshot
-from tests.support.daemon import DaemonProcess, wait_until, write_config
+from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.notices import opt_out_notice, order_id
 from tests.support.trust import forwarded_inline
-from tests.support.web import WebUser, add_user, hostile_mail
-
-PASSWORD = "correct horse battery"
+from tests.support.web import PASSWORD, WebUser, hostile_mail, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     require_browser()
-    tmp = tmp_path_factory.mktemp("browser")
-    config = write_config(tmp / "c.toml", {
+    with reviewing_daemon(tmp_path_factory.mktemp("browser"), {
         "smtp": {"recipients": ["optout@sellers.example"]},
         "security": {"require_registered_forwarder": True},
-    })
-    proc = DaemonProcess(tmp / "home", config)
-    proc.cli("db", "upgrade", check=True)
-    add_user(proc, "alice", "operator", PASSWORD)
-    add_user(proc, "victor", "viewer", PASSWORD)
-    proc.start()
-    yield proc
-    proc.ensure_stopped()
+    }) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

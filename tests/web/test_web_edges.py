@@ -9,23 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, write_config
-from tests.support.web import WebUser, add_token, add_user
-
-PASSWORD = "correct horse battery"
+from tests.support.daemon import DaemonProcess
+from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    tmp = tmp_path_factory.mktemp("edges")
-    config = write_config(tmp / "c.toml", {"web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True}})
-    proc = DaemonProcess(tmp / "home", config)
-    proc.cli("db", "upgrade", check=True)
-    add_user(proc, "alice", "operator", PASSWORD)
-    add_user(proc, "victor", "viewer", PASSWORD)
-    proc.start()
-    yield proc
-    proc.ensure_stopped()
+    with reviewing_daemon(tmp_path_factory.mktemp("edges"), {"web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True}}) as proc:
+        yield proc
 
 
 def test_the_user_a_trusted_proxy_names_is_logged_in_with_that_users_role(daemon: DaemonProcess) -> None:

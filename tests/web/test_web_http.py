@@ -11,28 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, write_config
+from tests.support.daemon import DaemonProcess
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.trust import forwarded_inline
-from tests.support.web import WebUser, add_token, add_user
-
-PASSWORD = "correct horse battery"
+from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    tmp = tmp_path_factory.mktemp("web")
-    config = write_config(tmp / "c.toml", {
+    with reviewing_daemon(tmp_path_factory.mktemp("web"), {
         "smtp": {"recipients": ["optout@sellers.example"]},
         "security": {"require_registered_forwarder": True},
-    })
-    proc = DaemonProcess(tmp / "home", config)
-    proc.cli("db", "upgrade", check=True)
-    add_user(proc, "alice", "operator", PASSWORD)
-    add_user(proc, "victor", "viewer", PASSWORD)
-    proc.start()
-    yield proc
-    proc.ensure_stopped()
+    }) as proc:
+        yield proc
 
 
 def held_notice(daemon: DaemonProcess, seed: int) -> tuple[int, str]:
