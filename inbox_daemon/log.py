@@ -97,19 +97,21 @@ class Throttled:
     def interval(self) -> float:
         return self._interval if self._interval is not None else _repeat_seconds[0]
 
-    def __call__(self, kind: Hashable = None, *, count: int = 1, **fields: Any) -> None:
-        """``count`` occurrences of ``kind`` (a sweep may report many at once), with ``fields``."""
+    def __call__(self, kind: Hashable = None, /, *, occurrences: int = 1, **fields: Any) -> None:
+        """``occurrences`` of ``kind`` at once (a sweep may report many), with ``fields``; the
+        keyword is the one field name a caller cannot use (``kind`` is positional only, so a
+        ``kind=`` field is logged, not taken for the stream)."""
         state = self._kinds.get(kind)
         now = time.monotonic()
         if state is None or now - state.logged >= self.interval:
             suppressed = state.suppressed if state is not None else 0
             if state is not None and state.timer is not None:
                 state.timer.cancel()
-            extra = {"occurrences": count} if count != 1 else {}
+            extra = {"occurrences": occurrences} if occurrences != 1 else {}
             self._logger.warning(self._event, suppressed=suppressed, **extra, **fields)
             self._kinds[kind] = _Kind(now)
             return
-        state.suppressed += count
+        state.suppressed += occurrences
         state.fields = fields
         if state.timer is None:
             state.timer = _call_later(state.logged + self.interval - now, self._summary, kind)

@@ -33,7 +33,7 @@ def test_a_flood_is_one_line_then_one_summary_per_kind() -> None:
         for n in range(10_000):
             warn(reason="empty attribute block", n=n)
         warn("other-kind", reason="not name=value")
-        warn(count=500, reason="counted by a sweep")
+        warn(occurrences=500, reason="counted by a sweep")
         await asyncio.wait_for(log.until(3), 10)
         return log.lines
 
@@ -54,3 +54,14 @@ def test_flush_writes_what_is_pending_and_nothing_else() -> None:
         warn(peer="b")
     warn.flush()
     assert log.lines[1:] == [{"event": "smtp_deferred", "suppressed": 3, "summary": True, "peer": "b"}]
+
+
+def test_fields_named_count_and_kind_are_fields() -> None:
+    """A caller's own ``count`` (a stored notice count, say) and ``kind`` are logged as given;
+    only ``occurrences`` adds to the tally (a string there once crashed the index load) and only
+    the positional argument names a stream."""
+    log = Lines()
+    warn = Throttled(log, "index_count_invalid", interval=3600)
+    warn(count="-1", kind="order", length=19)
+    warn(count="-1", kind="order", length=19)
+    assert log.lines == [{"event": "index_count_invalid", "suppressed": 0, "count": "-1", "kind": "order", "length": 19}]

@@ -339,7 +339,7 @@ class QueryServer:
         for kind, total in self.limit_counts().items():
             grown = total - self._hits_logged[kind]
             if grown > 0:
-                self._limits_hit(kind, count=grown, limit=kind)
+                self._limits_hit(kind, occurrences=grown, limit=kind)
                 self._hits_logged[kind] = total
 
 
