@@ -71,7 +71,9 @@ def keyboard_login(driver: Any, daemon: DaemonProcess, user: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
     driver.get(base(daemon) + "/login")
-    assert driver.switch_to.active_element.get_attribute("id") == "user"
+    # HTML's autofocus runs at the next rendering update, which may come after the load
+    # event that get() waits for: wait for it rather than read focus once.
+    wait_until(lambda: driver.switch_to.active_element.get_attribute("id") == "user", 10)
     driver.switch_to.active_element.send_keys(user, Keys.TAB, PASSWORD, Keys.ENTER)
     wait_until(lambda: driver.current_url.rstrip("/") == base(daemon), 30)
 
