@@ -116,9 +116,9 @@ def buyers_of_run(rng: random.Random) -> list[Buyer]:
 def plain_buyer_data(blob: bytes, buyers: list[Buyer]) -> list[str]:
     """Which buyer data ``blob`` holds in plain text, in any case: "<what> of buyer <n>" each,
     with the bytes around it (never the plain value beyond what is already in the blob)."""
+    needles = [(f"{what} of buyer {n}", text) for n, b in enumerate(buyers) for what, text in b.needles().items()]
     folded = blob.lower()
-    found = [(f"{what} of buyer {n}", folded.find(needle.lower().encode()))
-             for n, buyer in enumerate(buyers) for what, needle in [*buyer.needles().items(), *zip(["text", "text"], TEXT)]]
+    found = [(label, folded.find(text.lower().encode())) for label, text in needles + [("message text", t) for t in TEXT]]
     return [f"{label}: ...{blob[max(0, at - 60):at + 60]!r}..." for label, at in found if at >= 0]
 
 
@@ -154,7 +154,7 @@ def test_no_buyer_data_in_plain_text_at_rest_or_in_logs_and_every_path_blocks(
         url = request.getfixturevalue("fresh_pg_url")
         sections["database"] = {"url": url}
     daemon = DaemonProcess(home, write_config(tmp_path / "c.toml", sections))
-    daemon.stdout = tmp_path / "daemon.stdout"
+    daemon.stdout = stdout = tmp_path / "daemon.stdout"
     cli: list[subprocess.CompletedProcess[str]] = []  # what the commands wrote counts as log lines too
     try:
         cli.append(daemon.cli("db", "upgrade", check=True))
@@ -166,8 +166,8 @@ def test_no_buyer_data_in_plain_text_at_rest_or_in_logs_and_every_path_blocks(
         csv_file = tmp_path / "buyers.csv"
         csv_file.write_text("order_id,email,buyer_name\n" + "".join(f"{b.order},{b.sent},{b.name}\n" for b in imported))
         cli.append(daemon.cli("blocklist", "import", str(csv_file), "--by", "ops", check=True))
-        wait_until(lambda: all(daemon.query(*[f"ORDER {b.order}" for b in imported])[n].startswith("BLOCKED")
-                               for n in range(len(imported))))  # the import reaches it by the change feed
+        imported_orders = [f"ORDER {b.order}" for b in imported]  # the import reaches it by the change feed
+        wait_until(lambda: all(r.startswith("BLOCKED") for r in daemon.query(*imported_orders)))
         assert lookups(daemon, policy, socketmap, buyers) == {path: [True] * n for path, n in
                                                                [("query socket", 12), ("client library", 12),
                                                                 ("postfix policy", 8), ("socketmap", 12)]}
@@ -179,7 +179,7 @@ def test_no_buyer_data_in_plain_text_at_rest_or_in_logs_and_every_path_blocks(
     at_rest += sqlite_bytes(home) if engine == "sqlite" else b""  # checkpointed at stop
     assert daemon.stored(by_imap.canonical).encode() in at_rest and b"raw_messages" in at_rest  # it reads the rows
     assert plain_buyer_data(at_rest, buyers) == []
-    logged = json.dumps(daemon.events, ensure_ascii=False).encode() + daemon.stdout.read_bytes()
+    logged = json.dumps(daemon.events, ensure_ascii=False).encode() + stdout.read_bytes()
     logged += "".join(out.stdout + out.stderr for out in cli).encode()
     assert len(daemon.events) > 10 and daemon.message_tag(notice_message_id(by_smtp.order)).encode() in logged
     assert plain_buyer_data(logged, buyers) == []
