@@ -3,6 +3,7 @@ at least 1,000/s on a 2-core machine).
 
 usage: python bench/import.py [--messages 100000] [--corpus DIR] [--whole-corpus] [--keep]
        python bench/import.py --csv 20000,80000,1000000
+       python bench/import.py --privacy-anchor [--rounds 2] [--messages 20000] [--csv 20000]
 
 Builds an mbox of distinct notices from the repository's own samples (tests/data/notices; with
 ``--corpus``, any folder with the same ``expected.json`` table, such as the shared corpus): the
@@ -19,6 +20,11 @@ synchronous=FULL) in batches of 1,000, and the ratio of the two.
 ``--csv`` times ``blocklist import`` instead (the store path the command takes: streamed in
 batches, one transaction each) of lists of each size into a fresh durable SQLite database and
 prints rows/s per size and the growth from the smallest to each larger one.
+
+``--privacy-anchor`` runs the mbox import (and with ``--csv`` the list import of each size)
+with a key ring and with one that seals nothing and digests without a key (bench/_privacy.py),
+alternating for ``--rounds`` each, and prints the privacy-on rates as a ratio of the
+privacy-off ones.
 """
 
 from __future__ import annotations
@@ -172,6 +178,43 @@ def csv_bench(sizes: list[int]) -> None:
         work.rmdir()
 
 
+def privacy_anchor(args: argparse.Namespace) -> None:
+    """The imports with a key ring and with ``PlainRing``, alternating, the same input."""
+    import contextlib
+
+    from bench._privacy import PlainRing, ratio_line, stores_with
+    from inbox_daemon.privacy import new_keyring
+
+    work = Path(tempfile.mkdtemp(prefix="bench-import-anchor-"))
+    mbox, ring = work / "notices.mbox", new_keyring()
+    build_mbox(mbox, args.messages, templates(args.corpus, args.whole_corpus))
+    rings = {"on": ring, "off": PlainRing.of(ring)}
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    csv_rates: dict[str, list[list[float]]] = {"on": [], "off": []}
+    for n in range(args.rounds):
+        for mode in ("on", "off") if n % 2 == 0 else ("off", "on"):
+            db = work / f"{mode}-{n}.db"
+            migrate.upgrade(f"sqlite:///{db}")
+            with stores_with(rings[mode]):
+                s, elapsed = asyncio.run(run_import(db, mbox))
+                rates[mode].append(s.messages_read / elapsed)
+                if args.csv:  # csv_bench as it is: its printed rows/s per size
+                    with contextlib.redirect_stdout(io.StringIO()) as printed:
+                        csv_bench(args.csv)
+                    found = [float(f.replace(",", "")) for f in re.findall(r"([\d,]+) rows/s", printed.getvalue())]
+                    assert len(found) == len(args.csv), printed.getvalue()
+                    csv_rates[mode].append(found)
+    print(f"import, privacy on vs off (bench/_privacy.py): {args.messages:,} messages, {args.rounds} rounds each, "
+          "durable SQLite")
+    print(ratio_line("mbox import", rates["on"], rates["off"], "messages/s"))
+    for i, rows in enumerate(args.csv or []):
+        print(ratio_line(f"blocklist import of {rows:,} rows", [r[i] for r in csv_rates["on"]],
+                         [r[i] for r in csv_rates["off"]], "rows/s"))
+    for p in work.iterdir():
+        p.unlink()
+    work.rmdir()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", type=lambda v: [int(x) for x in v.split(",")], default=None,
@@ -180,8 +223,13 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--whole-corpus", action="store_true", help="not only the opt-out samples")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--privacy-anchor", action="store_true", help="privacy on vs a key ring that protects nothing")
+    ap.add_argument("--rounds", type=int, default=2, help="with --privacy-anchor: runs of each")
     args = ap.parse_args()
     configure_logging("warning")  # as `inbox-daemon import` does
+    if args.privacy_anchor:
+        privacy_anchor(args)
+        return
     if args.csv:
         csv_bench(args.csv)
         return

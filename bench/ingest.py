@@ -1,6 +1,7 @@
 """Notices per second acknowledged (SMTP 250) and applied, through a real daemon on durable SQLite.
 
 usage: python bench/ingest.py [--messages 5000] [--connections 32] [--processes 2]
+       python bench/ingest.py --privacy-anchor [--rounds 2] [--messages ...]
 
 Starts `inbox-daemon serve` on the embedded defaults in a temporary directory and sends
 distinct opt-out notices over SMTP from a lean asyncio client (each connection sends many
@@ -13,6 +14,10 @@ The anchor, from the same run with the same client and the same notices: a bare 
 (its own process) that INSERTs each message into SQLite (WAL, synchronous=FULL, one commit per
 message) before its 250, and nothing else; the daemon's acknowledged rate is printed as a ratio
 of it.
+
+``--privacy-anchor`` runs the daemon instead with its key ring and with one that seals nothing and
+digests without a key (bench/_privacy.py), alternating for ``--rounds`` each, and prints the
+privacy-on rates as a ratio of the privacy-off ones.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import EXE, DaemonProcess
 from tests.support.notices import opt_out_notice, order_id, relay_address
 
 
@@ -142,14 +147,54 @@ def bare_rate(notices: list[tuple[str, str]], args: argparse.Namespace, tmp: str
     return acked / elapsed
 
 
+def daemon_rates(notices: list[tuple[str, str]], args: argparse.Namespace, home: Path, exe: str) -> tuple[float, float]:
+    """(acknowledged, applied) notices/s of one daemon run with ``exe`` (the privacy anchor)."""
+    daemon = DaemonProcess(home, exe=exe)
+    daemon.start()
+    try:
+        per = max(1, args.connections // args.processes)
+        chunks = [(daemon.smtp, notices[i::args.processes], per) for i in range(args.processes)]
+        with mp.get_context("spawn").Pool(args.processes) as pool:
+            t0 = time.perf_counter()
+            acked = sum(pool.map(_client, chunks))
+            t_ack = time.perf_counter() - t0
+            while json.loads(daemon.query("STATS")[0].split(" ", 1)[1]).get("notices", 0) < acked:
+                time.sleep(0.02)
+            t_applied = time.perf_counter() - t0
+    finally:
+        daemon.stop()
+    return acked / t_ack, acked / t_applied
+
+
+def privacy_anchor(notices: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    """The daemon with its key ring and with ``PlainRing``, alternating, the same notices."""
+    from bench._privacy import plain_daemon_exe, ratio_line
+
+    rates: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        exes = {"on": EXE, "off": plain_daemon_exe(Path(tmp))}
+        for n in range(args.rounds):
+            for mode in ("on", "off") if n % 2 == 0 else ("off", "on"):
+                rates[mode].append(daemon_rates(notices, args, Path(tmp) / f"{mode}-{n}", exes[mode]))
+    print(f"ingest, privacy on vs off (bench/_privacy.py): {len(notices)} notices over SMTP, {args.connections} "
+          f"connections from {args.processes} client processes, {args.rounds} rounds each, SQLite durable")
+    for i, what in enumerate(("acknowledged (250)", "applied (indexed)")):
+        print(ratio_line(what, [r[i] for r in rates["on"]], [r[i] for r in rates["off"]], "notices/s"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--privacy-anchor", action="store_true", help="privacy on vs a key ring that protects nothing")
+    ap.add_argument("--rounds", type=int, default=2, help="with --privacy-anchor: daemon runs of each")
     args = ap.parse_args()
     rng = random.Random(42)
     notices = [(order_id(rng), relay_address(rng)) for _ in range(args.messages)]
+    if args.privacy_anchor:
+        privacy_anchor(notices, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         daemon = DaemonProcess(Path(tmp))
         daemon.start()

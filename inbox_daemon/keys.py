@@ -22,6 +22,12 @@ The rules:
 
 ``BuyerKey`` carries one parsed key; its ``repr`` and ``str`` never show the plain value
 (relay addresses and order ids are buyer data), only its kind.
+
+A notice's Message-ID is no key, but it may quote one: its left part is whatever the sending
+client chose, an order id among them (tests/support/notices.py builds Amazon-like ids that way),
+and a forwarding seller's client may put anything there. The evidence only compares it (one
+Amazon notice counts once) and a log line only needs to tell two apart, so both hold its keyed
+digest under the same rule as a key's: ``message_id_stored`` and ``message_id_tag``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = [
     "order_id",
     "notice_count",
     "parse",
+    "message_id_stored",
+    "message_id_tag",
     "MAX_ADDRESS",
     "ORDER_ID_PATTERN",
     "RELAY_DOMAIN_PREFIX",
@@ -59,6 +67,8 @@ _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 _NOT_IN_ADDRESS = frozenset('<>"()[],;:\\')
 PSEUDONYM_BYTES: Final = 16  # 128 bits of HMAC-SHA-256 kept (lookup/_tables.h PSEUDONYM_BYTES)
 _STORED = re.compile(r"[0-9a-f]{32}")
+_MESSAGE_ID: Final = b"message-id:"  # apart from every key's canonical "email:…" and "order:…"
+_TAG_BYTES: Final = 4  # what a log line shows of a pseudonym: enough to tell a run's apart
 
 
 def digest(secret: bytes, canonical: bytes) -> bytes:
@@ -111,7 +121,7 @@ class BuyerKey:
 
     def tag(self, keyring: Pseudonyms) -> str:
         """What a log line shows instead of the key: its kind and a short pseudonym prefix."""
-        return f"{self.kind}:{self.pseudonym(keyring)[:4].hex()}"
+        return f"{self.kind}:{self.pseudonym(keyring)[:_TAG_BYTES].hex()}"
 
     @classmethod
     def email(cls, text: str) -> BuyerKey | None:
@@ -131,6 +141,17 @@ def parse(text: str) -> BuyerKey | None:
     if "@" in text:
         return BuyerKey.email(text)
     return BuyerKey.order(text)
+
+
+def message_id_stored(keyring: Pseudonyms, message_id: str) -> str:
+    """What the evidence keeps for a Message-ID (see the module's note): its keyed digest in
+    hex, as a key's ``stored``. Any text is taken as given (no parsing: it is only compared)."""
+    return keyring.pseudonym(_MESSAGE_ID + message_id.encode("utf-8", "surrogatepass")).hex()
+
+
+def message_id_tag(keyring: Pseudonyms, message_id: str) -> str:
+    """What a log line shows instead of a Message-ID: a short prefix of its stored digest."""
+    return message_id_stored(keyring, message_id)[:2 * _TAG_BYTES]
 
 
 def address(value: str) -> str | None:

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from inbox_daemon import keys
 from inbox_daemon.privacy import new_keyring
 from inbox_daemon.store import Store
+from tests.intake.dovecot import Dovecot, dovecot_binary
 
 T = TypeVar("T")
 
@@ -109,9 +110,32 @@ def fresh_pg_url() -> Iterator[str]:
         yield url
 
 
+def _need_dovecot() -> None:
+    """Dovecot must run, not skip, under CI."""
+    if dovecot_binary() is None:
+        message = "dovecot is not installed (bash .ci/install-dovecot.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A real Dovecot on a loopback port with one account (``tests/intake/dovecot.py``)."""
+    _need_dovecot()
+    with Dovecot.running() as server:
+        yield server
+
+
+@pytest.fixture
+def dovecot_factory() -> Iterator[type[Dovecot]]:
+    """For tests that need a Dovecot with other capabilities (``Dovecot.running(capability=…)``)."""
+    _need_dovecot()
+    yield Dovecot
+
+
 def _slow_helpers() -> list[Any]:
     """What makes a test slow when its code (or a fixture's, or a helper's) reaches it."""
-    from tests.intake.dovecot import Dovecot
     from tests.support import daemon, installed, pgcluster, postfix
 
     return [daemon.DaemonProcess, daemon.EXE, Dovecot, postfix.PostfixInstance, pgcluster.PgCluster,

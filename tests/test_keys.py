@@ -13,6 +13,7 @@ import pytest
 
 from inbox_daemon import keys
 from inbox_daemon.log import Throttled
+from inbox_daemon.privacy import new_keyring
 from inbox_daemon.lookup.follow import IndexFollower, load_index, usable
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.processing.csvfile import read_buyers
@@ -36,6 +37,18 @@ def test_an_address_is_stored_as_the_index_reads_it() -> None:
     assert keys.parse(GOOD.upper()) == keys.parse(GOOD)
     assert keys.order_id(" 113-5663737-4342765 ") == "113-5663737-4342765"
     assert keys.order_id("113-5663737-434276") is None and keys.order_id("１１３-5663737-4342765") is None
+
+
+def test_a_message_id_is_kept_and_logged_as_its_keyed_digest_apart_from_every_key() -> None:
+    order = "113-5663737-4342765"
+    message_id = f"notice-{order}-0@email.amazonses.com"
+    kept, tag = keys.message_id_stored(TEST_KEYRING, message_id), keys.message_id_tag(TEST_KEYRING, message_id)
+    assert keys.is_stored(kept) and tag == kept[:8] and order not in kept + tag
+    assert keys.message_id_stored(TEST_KEYRING, message_id) == kept  # compared: one notice counts once
+    assert kept != keys.message_id_stored(TEST_KEYRING, message_id.upper())  # taken as given, never parsed
+    assert kept != keys.message_id_stored(new_keyring(), message_id)  # keyed: no dictionary of ids
+    assert keys.message_id_stored(TEST_KEYRING, order) != stored(order)  # never an order's pseudonym
+    assert keys.message_id_stored(TEST_KEYRING, "\udcff@x")  # undecodable header bytes do not raise
 
 
 def test_csv_import_skips_what_the_index_could_not_hold() -> None:

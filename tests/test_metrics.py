@@ -4,34 +4,22 @@ listeners), scraped with urllib and read with prometheus_client's own parser."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inbox_daemon.lookup.socketmap import encode
-from tests.intake.dovecot import Dovecot, dovecot_binary
+from tests.intake.dovecot import Dovecot
 from tests.support.daemon import DaemonProcess
 from tests.support.notices import opt_out_notice, order_id, relay_address
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    if dovecot_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("dovecot is not installed (bash .ci/install-dovecot.sh)")
-        pytest.skip("dovecot is not installed (bash .ci/install-dovecot.sh)")
-    with Dovecot.running() as server:
-        yield server
 
 
 def scrape(port: int, path: str = "/metrics") -> Samples:

@@ -1,13 +1,15 @@
-"""Buyer data at rest, end to end with real processes: after notices over SMTP (smtplib to a
-running daemon) and a CSV import, neither the database files (SQLite, its WAL included) nor a
-``pg_dump`` nor the daemon's log lines hold a buyer's name or the run's message text in plain
-text, and the buyers still answer BLOCKED. Rotating the data key seals everything again and the old key can be retired;
-a purge removes the bytes and ``messages show`` says when; a purge killed with SIGKILL
-half way leaves every row whole or purged, never between; a daemon that meets a message sealed
-under a key it lacks keeps it with the reason and goes on.
+"""Buyer data at rest, end to end with real processes.
 
-Relay addresses and order ids are not scanned for here: they are the blocklist's keys
-(pseudonymised by the blocklist, not by the sealing of evidence)."""
+One run per engine takes notices over SMTP (smtplib to a running daemon) and from an IMAP
+mailbox on a real Dovecot, and a CSV import; then no database byte (SQLite's file with its WAL
+and shared memory, or a ``pg_dump`` of the whole database) and no line the daemon or the CLI
+wrote holds a relay address (in any case, with or without its ``+tag``), a buyer's name, an
+order id or the message text, and every buyer answers BLOCKED on every lookup path.
+
+Rotating the data key seals everything again and the old key can be retired; a purge removes
+the bytes and ``messages show`` says when; a purge killed with SIGKILL half way leaves every row
+whole or purged, never between; a daemon that meets a message sealed under a key it lacks keeps
+it with the reason and goes on."""
 
 from __future__ import annotations
 
@@ -17,19 +19,23 @@ import random
 import signal
 import sqlite3
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from inbox_daemon.client import Client
+from inbox_daemon.lookup.socketmap import encode
 from inbox_daemon.privacy import load_keyring
 from inbox_daemon.store import Delivery, Store
 from tests.conftest import run_async
-from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
-from tests.support.notices import opt_out_notice, order_id, relay_address
+from tests.intake.dovecot import Dovecot
+from tests.support.daemon import EXE, DaemonProcess, ask_unix, wait_until, write_config
+from tests.support.notices import notice_message_id, opt_out_notice, order_id, relay_address
 
-NAMES = ["Henrietta Vollmar-Quisling", "Bartholomew Oyelaran", "Ximena Zapatero-Lindqvist"]
+NAMES = ["Henrietta Vollmar-Quisling", "Bartholomew Oyelaran", "Ximena Zapatero-Lindqvist", "Ottilie Brennan-Achebe"]
 TEXT = ["the kettle arrived dented, reference zebra-umbrella-7731", "please stop writing to me, marigold"]
 
 
@@ -75,6 +81,108 @@ def sqlite_bytes(home: Path) -> bytes:
 
 def pg_dump(url: str) -> bytes:
     return subprocess.run(["pg_dump", "--dbname", url], capture_output=True, check=True, timeout=120).stdout
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """One buyer of the run: a name, an order id, and a relay address as Amazon made it
+    (``canonical``) and as the notice or the CSV row wrote it (``sent``: another case, a +tag)."""
+
+    name: str
+    order: str
+    local: str
+    sent: str
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.local}@marketplace.amazon.com"
+
+    def needles(self) -> dict[str, str]:
+        """What must not be found, by what it is; the local part stands for every form of the
+        address (any case, with or without a tag, with another relay domain)."""
+        return {"name": self.name, "surname": self.name.rpartition(" ")[2], "order id": self.order,
+                "relay address": self.local}
+
+
+SENT_FORMS = ["{}+Gift@Marketplace.Amazon.COM", "{}@MARKETPLACE.amazon.com", "{}+x7@marketplace.amazon.com", "{}@marketplace.amazon.com"]
+
+
+def buyers_of_run(rng: random.Random) -> list[Buyer]:
+    locals_ = [relay_address(rng).partition("@")[0] for _ in NAMES]
+    return [Buyer(name, order_id(rng), local, form.format(local.upper() if n % 2 == 0 else local))
+            for n, (name, local, form) in enumerate(zip(NAMES, locals_, SENT_FORMS))]
+
+
+def plain_buyer_data(blob: bytes, buyers: list[Buyer]) -> list[str]:
+    """Which buyer data ``blob`` holds in plain text, in any case: "<what> of buyer <n>" each,
+    with the bytes around it (never the plain value beyond what is already in the blob)."""
+    needles = [(f"{what} of buyer {n}", text) for n, b in enumerate(buyers) for what, text in b.needles().items()]
+    folded = blob.lower()
+    found = [(label, folded.find(text.lower().encode())) for label, text in needles + [("message text", t) for t in TEXT]]
+    return [f"{label}: ...{blob[max(0, at - 60):at + 60]!r}..." for label, at in found if at >= 0]
+
+
+def lookups(daemon: DaemonProcess, policy: str, socketmap: str, buyers: list[Buyer]) -> dict[str, list[bool]]:
+    """Whether each buyer's address (canonical and as sent) and order id is blocked, per path."""
+    addresses = [a for b in buyers for a in (b.canonical, b.sent)]
+    orders = [b.order for b in buyers]
+    with Client(daemon.socket_path) as client:
+        library = [client.check(a).blocked for a in addresses] + [client.order(o).blocked for o in orders]
+    query = daemon.query(*[f"CHECK {a}" for a in addresses], *[f"ORDER {o}" for o in orders])
+    rcpt = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={}\n\n"
+    return {
+        "query socket": [reply.startswith("BLOCKED ") for reply in query],
+        "client library": library,
+        "postfix policy": [ask_unix(policy, rcpt.format(a).encode()).startswith(b"action=REJECT ") for a in addresses],
+        "socketmap": [b":OK " in ask_unix(socketmap, encode(f"blocklist {k}")) for k in addresses + orders],
+    }
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_no_buyer_data_in_plain_text_at_rest_or_in_logs_and_every_path_blocks(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest, dovecot: Dovecot
+) -> None:
+    buyers = buyers_of_run(random.Random(1919))
+    by_smtp, by_imap, *imported = buyers
+    home, policy, socketmap = tmp_path / "home", str(tmp_path / "policy"), str(tmp_path / "map")
+    account = {"name": "shop", "host": "127.0.0.1", "port": dovecot.port, "tls": "none",
+               "username": dovecot.user, "password": dovecot.password, "poll_seconds": 0.2}
+    sections: dict[str, dict[str, Any]] = {"query": {"sync_seconds": 0.2}, "imap": {"accounts": [account]},
+                                           "postfix": {"policy": policy, "socketmap": socketmap}}
+    url = ""
+    if engine == "postgresql":
+        url = request.getfixturevalue("fresh_pg_url")
+        sections["database"] = {"url": url}
+    daemon = DaemonProcess(home, write_config(tmp_path / "c.toml", sections))
+    daemon.stdout = stdout = tmp_path / "daemon.stdout"
+    cli: list[subprocess.CompletedProcess[str]] = []  # what the commands wrote counts as log lines too
+    try:
+        cli.append(daemon.cli("db", "upgrade", check=True))
+        dovecot.append(notice_with_buyer_data(by_imap.order, by_imap.sent, by_imap.name, TEXT[1], 1))
+        daemon.start()
+        assert daemon.send(notice_with_buyer_data(by_smtp.order, by_smtp.sent, by_smtp.name, TEXT[0], 0))[0] == 250
+        decided = daemon.wait_count("intake_decision", 2)
+        assert sorted((e["source"], e["outcome"]) for e in decided) == [("imap:shop", "opt_out"), ("smtp", "opt_out")]
+        csv_file = tmp_path / "buyers.csv"
+        csv_file.write_text("order_id,email,buyer_name\n" + "".join(f"{b.order},{b.sent},{b.name}\n" for b in imported))
+        cli.append(daemon.cli("blocklist", "import", str(csv_file), "--by", "ops", check=True))
+        imported_orders = [f"ORDER {b.order}" for b in imported]  # the import reaches it by the change feed
+        wait_until(lambda: all(r.startswith("BLOCKED") for r in daemon.query(*imported_orders)))
+        assert lookups(daemon, policy, socketmap, buyers) == {path: [True] * n for path, n in
+                                                               [("query socket", 12), ("client library", 12),
+                                                                ("postfix policy", 8), ("socketmap", 12)]}
+        at_rest = sqlite_bytes(home) if engine == "sqlite" else pg_dump(url)  # SQLite: with its -wal, -shm
+        assert engine == "postgresql" or (home / "inbox-daemon.db-wal").exists()
+        daemon.stop()
+    finally:
+        daemon.ensure_stopped()
+    at_rest += sqlite_bytes(home) if engine == "sqlite" else b""  # checkpointed at stop
+    assert daemon.stored(by_imap.canonical).encode() in at_rest and b"raw_messages" in at_rest  # it reads the rows
+    assert plain_buyer_data(at_rest, buyers) == []
+    logged = json.dumps(daemon.events, ensure_ascii=False).encode() + stdout.read_bytes()
+    logged += "".join(out.stdout + out.stderr for out in cli).encode()
+    assert len(daemon.events) > 10 and daemon.message_tag(notice_message_id(by_smtp.order)).encode() in logged
+    assert plain_buyer_data(logged, buyers) == []
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])

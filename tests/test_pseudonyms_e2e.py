@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -27,7 +26,7 @@ from inbox_daemon.lookup import QueryServer
 from inbox_daemon.lookup.follow import load_index
 from inbox_daemon.lookup.socketmap import encode
 from inbox_daemon.store import Store
-from tests.support.daemon import DaemonProcess, wait_until, write_config
+from tests.support.daemon import DaemonProcess, ask_unix, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
 
 TABLES = ("opt_outs", "blocklist_changes", "audit_log")
@@ -45,14 +44,6 @@ def _pg_rows(url: str) -> bytes:
     args = ["pg_dump", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres",
             "--data-only", *[f"--table={t}" for t in TABLES], parsed.database or ""]
     return subprocess.run(args, capture_output=True, check=True, timeout=60).stdout
-
-
-def _ask(path: str, data: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(data)
-        return sock.recv(4096)
 
 
 def _python_path(config_url: str, key_file: Path, keys_: list[str], sock: str) -> list[str]:
@@ -112,8 +103,8 @@ def test_no_plain_key_at_rest_and_every_path_blocks(engine: str, tmp_path: Path,
         for key in plain:
             block = f"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient={key if '@' in key else ''}\n\n"
             if "@" in key:
-                assert _ask(policy, block.encode()).startswith(b"action=") and b"DUNNO" not in _ask(policy, block.encode())
-            assert b":OK " in _ask(socketmap, encode(f"blocklist {key}")), key
+                assert ask_unix(policy, block.encode()).startswith(b"action=") and b"DUNNO" not in ask_unix(policy, block.encode())
+            assert b":OK " in ask_unix(socketmap, encode(f"blocklist {key}")), key
         assert daemon.query("CHECK nobody123456789@marketplace.amazon.com") == ["OK"]
 
         exported = daemon.cli("blocklist", "export", "--csv", check=True).stdout

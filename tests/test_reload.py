@@ -18,7 +18,7 @@ import pytest
 from inbox_daemon.config import SecurityConfig
 from inbox_daemon.reload import weakened
 from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
-from tests.support.notices import opt_out_notice
+from tests.support.notices import notice_message_id, opt_out_notice
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARDED = {"log": {"level": "info"}, "smtp": {"recipients": ["optout@sellers.example"]},
@@ -51,8 +51,7 @@ def reload_outcome(daemon: DaemonProcess, seen: int) -> dict[str, Any]:
 def forged_is_held(daemon: DaemonProcess, order: str) -> None:
     """A notice from an unregistered forwarder: held while only sellers' notices apply."""
     assert daemon.send(opt_out_notice(order, None), sender="attacker@evil.example")[0] == 250
-    (decision,) = daemon._wait(lambda e: e.get("event") == "intake_decision" and order in (e.get("message_id") or ""),
-                               1, 30, f"decision on {order}")
+    decision = daemon.wait_event("intake_decision", message_id=daemon.message_tag(notice_message_id(order)))
     assert decision["outcome"] == "quarantined", decision
     assert daemon.query(f"ORDER {order}") == ["OK"]
 

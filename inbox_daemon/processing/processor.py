@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from .. import keys
 from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..notices import ParseResult
@@ -398,10 +399,12 @@ class Processor:
     def _decided(self, one: _Parsed | _Unparsed, outcome: str, reason: str | None, buyers_new: int) -> None:
         record = one.record
         message_id = one.result.message_id if isinstance(one, _Parsed) else None
+        ring = self._store.keyring
+        tag = None if message_id is None or ring is None else keys.message_id_tag(ring, message_id)
         self.counters[outcome] += 1
         self.outcomes[(record.source.partition(":")[0], outcome)] += 1
         self._log.info(
-            "intake_decision", sha256=record.sha256, message_id=message_id, source=record.source,
+            "intake_decision", sha256=record.sha256, message_id=tag, source=record.source,
             raw_id=record.id, outcome=outcome, reason=reason, buyers_new=buyers_new,
         )
         self._done(record.id, Processed(record.id, False, outcome, reason, buyers_new))

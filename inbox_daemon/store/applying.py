@@ -39,6 +39,7 @@ from datetime import datetime
 from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inbox_daemon import keys
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
 from . import changes, pseudonyms
@@ -55,7 +56,7 @@ __all__ = ["apply_batch"]
 class _Notice:
     raw_id: int
     received_at: datetime
-    message_id: str | None
+    message_id: str | None  # as the evidence keeps it: keys.message_id_stored
     forwarder: str | None
 
 
@@ -263,7 +264,8 @@ async def _verdicts(
         if (raw.outcome, raw.reason, raw.parser_version, raw.forwarder) != verdict:
             raw.outcome, raw.reason, raw.parser_version, raw.forwarder = verdict
             raw.processed_at = now
-        notices.append(_Notice(raw_id, raw.received_at, result.message_id, result.forwarder))
+        message_id = None if result.message_id is None else keys.message_id_stored(pseudonyms.ring(session), result.message_id)
+        notices.append(_Notice(raw_id, raw.received_at, message_id, result.forwarder))
     return notices
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inbox_daemon.keys import message_id_stored
 from inbox_daemon.privacy import KeyRing
 
 from .engine import chunks, database_clock
@@ -86,7 +87,7 @@ def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyR
         "envelope_from": item.envelope_from,
         "envelope_to": json.dumps(list(item.envelope_to)),
         "peer": item.peer,
-        "message_id": item.message_id,
+        "message_id": item.message_id if ring is None or item.message_id is None else message_id_stored(ring, item.message_id),
         "received_at": item.received_at or now,
         "times_received": repeats,
         "outcome": "pending",

@@ -41,7 +41,7 @@ class Delivery:
     envelope_from: str | None = None
     envelope_to: tuple[str, ...] = ()
     peer: str | None = None
-    message_id: str | None = None
+    message_id: str | None = None  # kept as its keyed digest (keys.message_id_stored)
     received_at: datetime | None = None  # None: now; an import may give the original time
 
 

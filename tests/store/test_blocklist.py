@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from inbox_daemon.keys import message_id_stored
 from inbox_daemon.store import Delivery, IndexEntry, Store
-from tests.conftest import stored
+from tests.conftest import TEST_KEYRING, stored
 
 from .store_builders import E1, E2, O1, O2, O3, SE1, SE2, SO1, SO2, SO3, apply_result, at, buyer, ingest, keys, last_change_seq, notice, save_raw
 
@@ -38,8 +39,8 @@ def test_first_notice_inserts_and_applying_again_changes_nothing(with_store: Any
         assert (row.notice_count, row.email, row.marketplace) == (1, SE1, "marketplace.amazon.com")
         (evidence,) = await store.evidence_details(row.id)
         assert (evidence.raw_message_id, evidence.source, evidence.dkim) == (saved.id, "smtp", None)
-        assert (evidence.forwarder, evidence.notice_message_id) == (
-            "seller@x.com", "amz-1@amazon.com")
+        assert (evidence.forwarder, evidence.notice_message_id) == (  # the Message-ID as its digest
+            "seller@x.com", message_id_stored(TEST_KEYRING, "amz-1@amazon.com"))
 
     with_store(body)
 

@@ -174,3 +174,42 @@ def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..
     assert relay not in converted and order not in converted and odd not in converted
     assert stored(relay) in converted and stored(order) in converted
     assert run(found()) == [1, 1, 1]
+
+
+def test_message_ids_upgrade_keeps_only_their_digests(empty_url: str, run: Callable[..., Any]) -> None:
+    """Message-IDs written in plain text before revision 0012 (they may quote an order id) hold
+    their keyed digests after it; without the key ring the upgrade is refused and changes nothing."""
+    from sqlalchemy import text
+
+    from inbox_daemon.keys import message_id_stored
+    from inbox_daemon.store import Store
+
+    notice_id, own_id = "notice-113-5663737-4342765-0@email.amazonses.com", "<abc-113-5663737-4342765@seller.example>"
+    migrate.upgrade(empty_url, "0011")
+
+    async def before() -> None:
+        async with await Store.open(empty_url) as store, store.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO raw_messages (sha256, data, size, source, envelope_to, received_at,"
+                                    " times_received, outcome, message_id) VALUES ('ab', :d, 1, 'smtp', '[]',"
+                                    " '2024-01-01 00:00:00', 1, 'opt_out', :m)"), {"d": b"x", "m": own_id})
+            await conn.execute(text("INSERT INTO opt_outs (order_id, first_seen, last_seen, notice_count, active)"
+                                    " VALUES (:o, '2024-01-01 00:00:00', '2024-01-01 00:00:00', 1, true)"),
+                               {"o": stored("113-5663737-4342765")})
+            await conn.execute(text("INSERT INTO evidence (raw_message_id, opt_out_id, notice_message_id, seen_at)"
+                                    " VALUES (1, 1, :n, '2024-01-01 00:00:00')"), {"n": notice_id})
+
+    async def dump() -> list[Any]:
+        async with await Store.open(empty_url) as store, store.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT notice_message_id FROM evidence"))).all()
+            return [*rows, *(await conn.execute(text("SELECT message_id FROM raw_messages"))).all()]
+
+    run(before())
+    plain = run(dump())
+    with pytest.raises(RuntimeError, match="no privacy key"):
+        migrate.upgrade(empty_url)
+    assert run(dump()) == plain and migrate.current(empty_url) == "0011"
+    migrate.upgrade(empty_url, keyring=TEST_KEYRING)
+    assert [tuple(r) for r in run(dump())] == [(message_id_stored(TEST_KEYRING, m),) for m in (notice_id, own_id)]
+    migrate.downgrade(empty_url, "0011")
+    migrate.upgrade(empty_url)  # digests are left as they are: no key ring needed
+    assert migrate.current(empty_url) == migrate.head()

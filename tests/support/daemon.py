@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -23,7 +24,8 @@ EXE = str(Path(sys.executable).with_name("inbox-daemon"))
 
 
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML config from nested dicts (strings, numbers, bools, lists of strings).
+    """A TOML config from nested dicts (strings, numbers, bools, lists of strings; a list of
+    dicts is an array of tables, as ``[[imap.accounts]]``).
 
     A config naming a database gets a privacy key file beside it unless it names one: every
     daemon started with it shares the database, so they share the key, as deployments do."""
@@ -32,8 +34,12 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value)}")
+        tables = {k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items() if key not in tables)
+        for key, rows in tables.items():
+            for row in rows:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{name} = {json.dumps(value)}" for name, value in row.items())
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -46,6 +52,7 @@ class DaemonProcess:
         self.home = home
         self.exe, self.cwd = exe, cwd  # another install (tests/support/installed.py) and where it runs
         self.pass_fds: tuple[int, ...] = ()  # sockets handed over as systemd does (tests/test_systemd.py)
+        self.stdout: Path | None = None  # where its standard output goes (appended); discarded when None
         self.config = config
         self.env = {**os.environ, "INBOX_DAEMON_HOME": str(home), "INBOX_DAEMON_SMTP_PORT": "0",
                     "INBOX_DAEMON_WEB_LISTEN": "127.0.0.1:0",
@@ -61,8 +68,10 @@ class DaemonProcess:
         args = [self.exe, "serve"] + (["--config", str(self.config)] if self.config else [])
         self.events.clear()
         self._lines = queue.Queue()
-        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, pass_fds=self.pass_fds,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with contextlib.ExitStack() as files:  # the child keeps its own copy of the file
+            out = files.enter_context(self.stdout.open("ab")) if self.stdout else subprocess.DEVNULL
+            self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, pass_fds=self.pass_fds,
+                                         stdout=out, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, args=(self.proc, self._lines), daemon=True)
         self._reader.start()
         ready = self.wait_event("ready", timeout)
@@ -193,6 +202,10 @@ class DaemonProcess:
         assert parsed is not None, key
         return parsed.tag(self.keyring())
 
+    def message_tag(self, message_id: str) -> str:
+        """What this daemon's log lines show for a Message-ID (``keys.message_id_tag``)."""
+        return keys.message_id_tag(self.keyring(), message_id)
+
     def stored(self, key: str) -> str:
         """What this daemon's database holds for a relay address or order id (``BuyerKey.stored``)."""
         parsed = keys.parse(key)
@@ -217,6 +230,16 @@ def query_socket(path: str, lines: Any, timeout: float = 10.0) -> list[str]:
                 break
             buf += chunk
     return buf.decode().splitlines()
+
+
+def ask_unix(path: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """One request on a Unix stream socket and the first reply read (the Postfix policy service
+    and socketmap answer each request in one write)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(request)
+        return sock.recv(4096)
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05, explain: Any = None) -> Any:

@@ -16,6 +16,12 @@ def relay_address(rng: random.Random, tld: str = "com") -> str:
     return "".join(rng.choice(_ALNUM) for _ in range(15)) + f"@marketplace.amazon.{tld}"
 
 
+def notice_message_id(order: str, seq: int = 0) -> str:
+    """The Message-ID of ``opt_out_notice`` (without brackets): it quotes the order id, as a
+    Message-ID may quote buyer data (inbox_daemon/keys.py keeps and logs only its digest)."""
+    return f"notice-{order}-{seq}@email.amazonses.com"
+
+
 def opt_out_notice(order: str, buyer: str | None, tld: str = "com", seq: int = 0) -> bytes:
     """An Amazon opt-out notice as sent directly (the layout of the US notice since 2019)."""
     to = f" to {buyer}" if buyer else ""
@@ -24,7 +30,7 @@ def opt_out_notice(order: str, buyer: str | None, tld: str = "com", seq: int = 0
         f"To: seller{seq}@seller.example\r\n"
         f"Subject: Your message to a buyer could not be delivered\r\n"
         f"Date: Tue, 11 Jun 2024 14:22:05 -0700\r\n"
-        f"Message-ID: <notice-{order}-{seq}@email.amazonses.com>\r\n"
+        f"Message-ID: <{notice_message_id(order, seq)}>\r\n"
         f"MIME-Version: 1.0\r\n"
         f"Content-Type: text/plain; charset=UTF-8\r\n"
         f"Content-Transfer-Encoding: 7bit\r\n"
