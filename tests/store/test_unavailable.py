@@ -27,11 +27,13 @@ def closed_port() -> int:
 @pytest.mark.parametrize(
     "url",
     [
-        f"postgresql://postgres@127.0.0.1:{closed_port()}/test",
+        "postgresql://postgres@127.0.0.1:{closed_port}/test",
         "sqlite:////nonexistent-dir/inbox.db",
     ],
 )
 def test_unreachable_database(url: str, run: Any) -> None:
+    url = url.format(closed_port=closed_port())  # picked at run time: collection is the same in every worker
+
     async def body() -> None:
         async with await Store.open(url) as store:
             with pytest.raises(StoreUnavailable):
