@@ -45,6 +45,15 @@ MAX_TEXT = 256 * 1024  # characters of text kept per part: notices put the reaso
 # Only at the start of a run, and possessive: a long run of blanks mid-line is scanned once,
 # not once per blank (200,000 spaces in a QP line hung the parser).
 _QP_TRAILING_BLANKS = re.compile(r"(?<![ \t])[ \t]++(?=\r?$)", re.MULTILINE)
+# Where such a blank can stand: before a line end, or at the very end. Looked for first, in C-level
+# substring scans: the regex above tries its lookbehind at every position of the text.
+_BLANK_AT_LINE_END = (" \n", "\t\n", " \r\n", "\t\r\n")
+_BLANK_AT_END = (" ", "\t", " \r", "\t\r")
+
+
+def _has_trailing_blanks(text: str) -> bool:
+    """Whether ``_QP_TRAILING_BLANKS`` can match in ``text``."""
+    return text.endswith(_BLANK_AT_END) or any(blank in text for blank in _BLANK_AT_LINE_END)
 
 # Defects that keep the text readable: a missing closing boundary (corpus s15) is harmless.
 _HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
@@ -254,7 +263,8 @@ def _tidy_transfer_encoding(part: Message) -> None:
         payload = part.get_payload()
     except (TypeError, LookupError):  # 8-bit text under an RFC 2231 charset (see _collect)
         return
-    if isinstance(payload, str) and payload.isascii():  # raw 8-bit is left as it came
+    # Raw 8-bit is left as it came.
+    if isinstance(payload, str) and payload.isascii() and _has_trailing_blanks(payload):
         part.set_payload(_QP_TRAILING_BLANKS.sub("", payload))
 
 
