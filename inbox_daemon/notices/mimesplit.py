@@ -64,9 +64,25 @@ class _Message(Message):
         value = fetched[name]
         return failobj if value is None else value
 
+    def get_content_type(self) -> str:
+        """``Message.get_content_type``, worked out once while the fields stay as they are
+        (asked for about five times per part)."""
+        if self.get("content-type") is None:  # the default type, which a caller may set
+            return super().get_content_type()
+        fetched = self._fetched if self._fetched is not None else {}  # just validated by ``get``
+        found = fetched.get(_CONTENT_TYPE)
+        if found is None:
+            found = fetched[_CONTENT_TYPE] = super().get_content_type()
+        return str(found)
+
     def replace_header(self, name: str, value: Any) -> None:
         self._index = None
         super().replace_header(name, value)
+
+
+# The key ``_Message`` keeps its content type under, beside the fields it fetched: no field
+# name holds a NUL.
+_CONTENT_TYPE = "\0content-type"
 
 
 class _Irregular(Exception):
@@ -108,10 +124,12 @@ def _cut(text: str) -> tuple[str, str]:
     """Header block and body, at the first empty line (RFC 5322 section 2.1)."""
     if text.startswith(("\n", "\r\n")):
         return "", text[text.index("\n") + 1:]
-    ends = [at for at in (text.find("\n\n"), text.find("\n\r\n")) if at >= 0]
-    if not ends:
+    lf = text.find("\n\n")
+    # A CRLF blank line only counts before the first LF one: not looked for in the body.
+    crlf = text.find("\n\r\n", 0, len(text) if lf < 0 else lf + 2)
+    if lf < 0 and crlf < 0:
         raise _Irregular  # no header/body separator: FeedParser's defects apply
-    at = min(ends) + 1
+    at = (crlf if crlf >= 0 else lf) + 1
     return text[:at], text[text.index("\n", at) + 1:]
 
 

@@ -133,17 +133,44 @@ def _phrases() -> tuple[Phrase, ...]:
 
 _PHRASES = _phrases()
 _LITERALS = tuple(literal for literal, _, _ in _PHRASES)
+# A word with a blank or a stop on both sides inside a literal is one of the words (``_TOKEN``)
+# of any text holding that literal.
+_WHOLE_WORD = re.compile(r"(?<![\w'])\w+(?![\w'])")
+
+
+def _key_word(literal: str) -> str | None:
+    """The longest whole word of ``literal`` (see ``_WHOLE_WORD``), or None."""
+    inside = [m.group() for m in _WHOLE_WORD.finditer(literal) if 0 < m.start() and m.end() < len(literal)]
+    return max(inside, key=len, default=None)
+
+
+def _by_key_word() -> dict[str, tuple[int, ...]]:
+    keyed: dict[str, list[int]] = defaultdict(list)
+    for n, literal in enumerate(_LITERALS):
+        key = _key_word(literal)
+        if key is not None:
+            keyed[key].append(n)
+    return {key: tuple(ns) for key, ns in keyed.items()}
+
+
+# Phrases by a word their literal holds whole: a text's words rule most of them out at once
+# (a set intersection), and only the rest are looked for as substrings.
+_KEYED = _by_key_word()
+_KEYS = frozenset(_KEYED)
+_UNKEYED = tuple((n, literal) for n, literal in enumerate(_LITERALS) if _key_word(literal) is None)
 # ASCII text holds none of the phrases whose literal is not ASCII (accents, CJK, Arabic).
-_ASCII_LITERALS = tuple((n, literal) for n, literal in enumerate(_LITERALS) if literal.isascii())
+_UNKEYED_ASCII = tuple((n, literal) for n, literal in _UNKEYED if literal.isascii())
 _CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
 _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
 
 def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The reason of the earliest sentence that states one, and where that sentence starts."""
-    by_terms = _by_terms(normalised)
+    tokens = list(_TOKEN.finditer(normalised))
+    words = list(map(re.Match.group, tokens))
+    by_terms = _by_terms(normalised, tokens, words)
     end = by_terms[1] if by_terms else len(normalised)
-    by_phrase = _by_phrase(normalised, end)
+    by_phrase = _by_phrase(normalised, end, words)
     if by_phrase is None:
         return (by_terms[2], by_terms[0]) if by_terms else None
     if by_terms is None or by_phrase[1] < by_terms[0]:
@@ -154,15 +181,15 @@ def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     return by_phrase[0], by_terms[0]
 
 
-def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
+def _by_phrase(text: str, end: int, words: list[str]) -> tuple[str | LookAlike, int] | None:
     """The earliest phrase match before ``end`` that states a reason (the first in table order
-    where two start together); an opt-out phrase under a condition or in quotes does not."""
+    where two start together); an opt-out phrase under a condition or in quotes does not.
+    ``words``: the text's words (``_TOKEN``)."""
     found: list[tuple[int, int, str | LookAlike]] = []
     window = text[:end]  # a match before ``end`` holds its literal before ``end``
-    if window.isascii():
-        present = [n for n, literal in _ASCII_LITERALS if literal in window]
-    else:
-        present = [n for n, literal in enumerate(_LITERALS) if literal in window]
+    present = [n for n, literal in (_UNKEYED_ASCII if window.isascii() else _UNKEYED) if literal in window]
+    for key in _KEYS.intersection(words):
+        present.extend(n for n in _KEYED[key] if _LITERALS[n] in window)
     for order in present:
         _, pattern, verdict = _PHRASES[order]
         if verdict != OPT_OUT:
@@ -180,12 +207,10 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
     return None
 
 
-def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
-    """(start, end, reason) of the first sentence whose terms state a reason. The words are
-    split and sifted in C-level passes; only the few that are terms or sentence ends are read
-    one by one."""
-    tokens = list(_TOKEN.finditer(text))
-    words = list(map(re.Match.group, tokens))
+def _by_terms(text: str, tokens: list[re.Match[str]], words: list[str]) -> tuple[int, int, str | LookAlike] | None:
+    """(start, end, reason) of the first sentence whose terms state a reason; ``tokens``: the
+    ``_TOKEN`` matches of the text, ``words`` their text. The words are split and sifted in
+    C-level passes; only the few that are terms or sentence ends are read one by one."""
     quotes = _Quotes(text)
     seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
     sentence = 0
