@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import errors
+from operator import itemgetter
 from email.message import Message
 from email.policy import compat32
 from urllib.parse import unquote
@@ -72,11 +73,14 @@ class Headers:
 
     @classmethod
     def of(cls, msg: Message) -> Headers:
-        return cls([(name.lower(), value) for name, value in msg.raw_items()])
+        fields = list(msg.raw_items())
+        return cls(list(zip(map(str.lower, map(itemgetter(0), fields)), map(itemgetter(1), fields))))
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
-        values = self._values(name)
+        values = self._decoded.get(name)  # asked before, by this very name (callers use lower case)
+        if values is None:
+            values = self._values(name)
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:

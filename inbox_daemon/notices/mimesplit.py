@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from operator import itemgetter
 from typing import Any
 from itertools import pairwise
 from email.policy import compat32
@@ -51,9 +52,9 @@ class _Message(Message):
         fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
         if self._index is None or self._indexed is None or self._indexed[0] is not fields \
                 or self._indexed[1] != len(fields):
-            self._index, self._fetched = {}, {}
-            for key, value in fields:
-                self._index.setdefault(key.lower(), (key, value))
+            # The first field of each name: inserted last, reading the fields backwards.
+            self._index = dict(zip(map(str.lower, map(itemgetter(0), reversed(fields))), reversed(fields)))
+            self._fetched = {}
             self._indexed = (fields, len(fields))
         fetched = self._fetched if self._fetched is not None else {}
         self._fetched = fetched

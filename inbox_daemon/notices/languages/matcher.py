@@ -41,6 +41,8 @@ LOOK_ALIKE_RULES: tuple[tuple[LookAlike, frozenset[str]], ...] = (
 _RULES = (OPT_OUT_RULE, *(rule for _, rule in LOOK_ALIKE_RULES))
 _IF, _MAY, _NOT = "_if", "_may", "_not"
 _TOKEN = re.compile(r"\w+(?:'\w+)*|[.!?;](?= |$)|[。！？；]")
+# The same words in a text without an apostrophe: no group repeated after each word to try.
+_TOKEN_NO_ELISION = re.compile(r"\w+|[.!?;](?= |$)|[。！？；]")
 _ENDS = frozenset(".!?;。！？；")
 _CJK_START = "\u2e80"
 _IF_REACH = 4  # words before the buyer where a condition opens
@@ -166,7 +168,7 @@ _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
 def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The reason of the earliest sentence that states one, and where that sentence starts."""
-    tokens = list(_TOKEN.finditer(normalised))
+    tokens = list((_TOKEN if "'" in normalised else _TOKEN_NO_ELISION).finditer(normalised))
     words = list(map(re.Match.group, tokens))
     by_terms = _by_terms(normalised, tokens, words)
     end = by_terms[1] if by_terms else len(normalised)
@@ -253,13 +255,13 @@ def _sifted(text: str, words: list[str]) -> list[int] | compress[int]:
 def _verdict(seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> str | LookAlike | None:
     """The reason one sentence's terms state, in any language, or None."""
     anywhere = {concept for _, concept in seen}  # a rule one language holds, all languages hold
-    if not any(rule <= anywhere for rule in _RULES):
+    if not any(map(anywhere.issuperset, _RULES)):
         return None
     concepts: dict[str, set[str]] = defaultdict(set)
     for code, concept in seen:
         concepts[code].add(concept)
     for look_alike, rule in LOOK_ALIKE_RULES:
-        if any(rule <= held for held in concepts.values()):
+        if rule <= anywhere and any(map(rule.issubset, concepts.values())):
             return look_alike
     for code, held in concepts.items():
         if OPT_OUT_RULE <= held and not _hedged(code, seen, tokens, quotes):
