@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from functools import lru_cache
 
 import charset_normalizer
 
@@ -41,10 +42,11 @@ _OWN_DECODERS = {"iso-2022-jp-ms": decode_iso2022_jp_ms, "euc-jp-ms": decode_euc
 _SINGLE_BYTE_WESTERN = frozenset({"cp1252", "latin_1", "iso8859_15", "ascii"})
 
 
+@lru_cache(maxsize=512)
 def lookup(declared: str | None) -> str | None:
     """The decoder for a declared charset, as mail clients resolve it (the WHATWG label table,
     ``encoding_labels``; Python's codec names for labels outside it), or None when unknown or
-    useless (x-user-defined)."""
+    useless (x-user-defined). Kept per label: mail carries a few dozen labels, each part asks."""
     if not declared:
         return None
     label = declared.strip().strip('"').strip().lower()

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import errors
+from operator import itemgetter
 from email.message import Message
 from email.policy import compat32
 from urllib.parse import unquote
@@ -45,6 +46,15 @@ MAX_TEXT = 256 * 1024  # characters of text kept per part: notices put the reaso
 # Only at the start of a run, and possessive: a long run of blanks mid-line is scanned once,
 # not once per blank (200,000 spaces in a QP line hung the parser).
 _QP_TRAILING_BLANKS = re.compile(r"(?<![ \t])[ \t]++(?=\r?$)", re.MULTILINE)
+# Where such a blank can stand: before a line end, or at the very end. Looked for first, in C-level
+# substring scans: the regex above tries its lookbehind at every position of the text.
+_BLANK_AT_LINE_END = (" \n", "\t\n", " \r\n", "\t\r\n")
+_BLANK_AT_END = (" ", "\t", " \r", "\t\r")
+
+
+def _has_trailing_blanks(text: str) -> bool:
+    """Whether ``_QP_TRAILING_BLANKS`` can match in ``text``."""
+    return text.endswith(_BLANK_AT_END) or any(blank in text for blank in _BLANK_AT_LINE_END)
 
 # Defects that keep the text readable: a missing closing boundary (corpus s15) is harmless.
 _HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
@@ -63,11 +73,14 @@ class Headers:
 
     @classmethod
     def of(cls, msg: Message) -> Headers:
-        return cls([(name.lower(), value) for name, value in msg.raw_items()])
+        fields = list(msg.raw_items())
+        return cls(list(zip(map(str.lower, map(itemgetter(0), fields)), map(itemgetter(1), fields))))
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
-        values = self._values(name)
+        values = self._decoded.get(name)  # asked before, by this very name (callers use lower case)
+        if values is None:
+            values = self._values(name)
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
@@ -254,7 +267,8 @@ def _tidy_transfer_encoding(part: Message) -> None:
         payload = part.get_payload()
     except (TypeError, LookupError):  # 8-bit text under an RFC 2231 charset (see _collect)
         return
-    if isinstance(payload, str) and payload.isascii():  # raw 8-bit is left as it came
+    # Raw 8-bit is left as it came.
+    if isinstance(payload, str) and payload.isascii() and _has_trailing_blanks(payload):
         part.set_payload(_QP_TRAILING_BLANKS.sub("", payload))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from operator import itemgetter
 from typing import Any
 from itertools import pairwise
 from email.policy import compat32
@@ -51,9 +52,9 @@ class _Message(Message):
         fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
         if self._index is None or self._indexed is None or self._indexed[0] is not fields \
                 or self._indexed[1] != len(fields):
-            self._index, self._fetched = {}, {}
-            for key, value in fields:
-                self._index.setdefault(key.lower(), (key, value))
+            # The first field of each name: inserted last, reading the fields backwards.
+            self._index = dict(zip(map(str.lower, map(itemgetter(0), reversed(fields))), reversed(fields)))
+            self._fetched = {}
             self._indexed = (fields, len(fields))
         fetched = self._fetched if self._fetched is not None else {}
         self._fetched = fetched
@@ -64,9 +65,25 @@ class _Message(Message):
         value = fetched[name]
         return failobj if value is None else value
 
+    def get_content_type(self) -> str:
+        """``Message.get_content_type``, worked out once while the fields stay as they are
+        (asked for about five times per part)."""
+        if self.get("content-type") is None:  # the default type, which a caller may set
+            return super().get_content_type()
+        fetched = self._fetched if self._fetched is not None else {}  # just validated by ``get``
+        found = fetched.get(_CONTENT_TYPE)
+        if found is None:
+            found = fetched[_CONTENT_TYPE] = super().get_content_type()
+        return str(found)
+
     def replace_header(self, name: str, value: Any) -> None:
         self._index = None
         super().replace_header(name, value)
+
+
+# The key ``_Message`` keeps its content type under, beside the fields it fetched: no field
+# name holds a NUL.
+_CONTENT_TYPE = "\0content-type"
 
 
 class _Irregular(Exception):
@@ -108,10 +125,12 @@ def _cut(text: str) -> tuple[str, str]:
     """Header block and body, at the first empty line (RFC 5322 section 2.1)."""
     if text.startswith(("\n", "\r\n")):
         return "", text[text.index("\n") + 1:]
-    ends = [at for at in (text.find("\n\n"), text.find("\n\r\n")) if at >= 0]
-    if not ends:
+    lf = text.find("\n\n")
+    # A CRLF blank line only counts before the first LF one: not looked for in the body.
+    crlf = text.find("\n\r\n", 0, len(text) if lf < 0 else lf + 2)
+    if lf < 0 and crlf < 0:
         raise _Irregular  # no header/body separator: FeedParser's defects apply
-    at = min(ends) + 1
+    at = (crlf if crlf >= 0 else lf) + 1
     return text[:at], text[text.index("\n", at) + 1:]
 
 

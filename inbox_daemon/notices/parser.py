@@ -78,8 +78,9 @@ _UNREAD = Verdict(Kind.NOT_OPT_OUT, "not read: the message holds an Amazon notic
 def _classified(found: list[Candidate]) -> list[tuple[Candidate, Verdict]]:
     """Each candidate with its verdict. When some are Amazon notices, only those are read:
     the others' verdicts would not change the result (reading them was a third of a parse)."""
-    if any(is_notice(c) for c in found):
-        return [(c, classify(c) if is_notice(c) else _UNREAD) for c in found]
+    notice = [is_notice(c) for c in found]
+    if any(notice):
+        return [(c, classify(c) if n else _UNREAD) for c, n in zip(found, notice)]
     return [(c, classify(c)) for c in found]
 
 

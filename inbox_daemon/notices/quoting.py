@@ -18,6 +18,7 @@ replying message's reason (tests/data/notices/false_opt_outs/). One pass over th
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from .languages import is_attribution, label_kind
@@ -66,7 +67,8 @@ def _unquote(lines: list[str]) -> tuple[list[str], list[int]]:
 def split_forwards(text: str) -> tuple[str, list[Block]]:
     """Split body text at forward header blocks and reply attributions: (the text before the
     first, which is the message's own, and the blocks in reading order)."""
-    if ">" in text:
+    quoted = ">" in text
+    if quoted:
         lines, depths = _unquote(text.split("\n"))
     else:  # no quote marks: every line as it is, at depth 0
         lines = text.split("\n")
@@ -74,12 +76,21 @@ def split_forwards(text: str) -> tuple[str, list[Block]]:
     # Lines ending in a colon, where an attribution ends (one line or two): the others are not
     # asked (a C-level pass instead of a check per line).
     colon = [line.rstrip().endswith((":", "\uff1a")) for line in lines] + [False]
+    # Lines where a header block or an attribution may start; the others are only placed, and
+    # without quote marks a run of them goes to one message at once (``_place_run``).
+    starts = [n for n, line in enumerate(lines) if colon[n] or colon[n + 1] or ":" in line or "\uff1a" in line]
+    starts.append(len(lines))
     head = _Segment(0, 0)
     stack = [head]
     found: list[tuple[Block, _Segment]] = []
     plain_until = 0  # lines before this are known not to start a header block
     i = 0
     while i < len(lines):
+        upto = i if quoted else starts[bisect_left(starts, i)]
+        if upto > i:
+            _place_run(stack[-1], lines[i:upto])
+            i = upto
+            continue
         line, depth = lines[i], depths[i]
         started = None
         if i >= plain_until and (":" in line or "\uff1a" in line):
@@ -108,6 +119,15 @@ def split_forwards(text: str) -> tuple[str, list[Block]]:
 
 def _level(segment: _Segment) -> int:
     return segment.own if segment.own is not None else segment.depth
+
+
+def _place_run(top: _Segment, run: list[str]) -> None:
+    """``_place`` for lines of text without quote marks: each goes to the innermost message
+    (every message there stands at depth 0), blank lines as empty ones."""
+    placed = [line if line.strip() else "" for line in run]
+    if top.own is None and any(placed):
+        top.own = 0
+    top.lines.extend(placed)
 
 
 def _place(stack: list[_Segment], line: str, depth: int) -> None:

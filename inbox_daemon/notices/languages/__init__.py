@@ -114,6 +114,9 @@ _TYPOGRAPHY = str.maketrans(
      "\u300e": '"', "\u300f": '"',
      "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None}
 )
+# Any character of that table: str.translate looks every character up one by one, a regex finds
+# in one C-level scan whether there is anything to translate at all.
+_TYPOGRAPHIC = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_TYPOGRAPHY)) + "]")
 
 
 def normalise(text: str) -> str:
@@ -121,7 +124,10 @@ def normalise(text: str) -> str:
     whitespace run, CJK joined."""
     if text.isascii():  # NFKC, the typography table and the CJK joins change nothing in ASCII
         return _one_space(text.lower())
-    text = _one_space(unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY).lower())
+    text = unicodedata.normalize("NFKC", text)
+    if _TYPOGRAPHIC.search(text) is not None:
+        text = text.translate(_TYPOGRAPHY)
+    text = _one_space(text.lower())
     return _CJK_GAP.sub("", text) if " " in text else text
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections import defaultdict
+from itertools import compress, count
 from typing import Any
 
 from . import LANGUAGES, OPT_OUT, LookAlike
@@ -37,8 +38,11 @@ LOOK_ALIKE_RULES: tuple[tuple[LookAlike, frozenset[str]], ...] = (
     (LookAlike.RESTRICTED_ACCOUNT, frozenset({"account", "restricted"})),
     (LookAlike.CONTENT_POLICY, frozenset({"policy", "violate"})),
 )
+_RULES = (OPT_OUT_RULE, *(rule for _, rule in LOOK_ALIKE_RULES))
 _IF, _MAY, _NOT = "_if", "_may", "_not"
 _TOKEN = re.compile(r"\w+(?:'\w+)*|[.!?;](?= |$)|[。！？；]")
+# The same words in a text without an apostrophe: no group repeated after each word to try.
+_TOKEN_NO_ELISION = re.compile(r"\w+|[.!?;](?= |$)|[。！？；]")
 _ENDS = frozenset(".!?;。！？；")
 _CJK_START = "\u2e80"
 _IF_REACH = 4  # words before the buyer where a condition opens
@@ -131,17 +135,44 @@ def _phrases() -> tuple[Phrase, ...]:
 
 _PHRASES = _phrases()
 _LITERALS = tuple(literal for literal, _, _ in _PHRASES)
+# A word with a blank or a stop on both sides inside a literal is one of the words (``_TOKEN``)
+# of any text holding that literal.
+_WHOLE_WORD = re.compile(r"(?<![\w'])\w+(?![\w'])")
+
+
+def _key_word(literal: str) -> str | None:
+    """The longest whole word of ``literal`` (see ``_WHOLE_WORD``), or None."""
+    inside = [m.group() for m in _WHOLE_WORD.finditer(literal) if 0 < m.start() and m.end() < len(literal)]
+    return max(inside, key=len, default=None)
+
+
+def _by_key_word() -> dict[str, tuple[int, ...]]:
+    keyed: dict[str, list[int]] = defaultdict(list)
+    for n, literal in enumerate(_LITERALS):
+        key = _key_word(literal)
+        if key is not None:
+            keyed[key].append(n)
+    return {key: tuple(ns) for key, ns in keyed.items()}
+
+
+# Phrases by a word their literal holds whole: a text's words rule most of them out at once
+# (a set intersection), and only the rest are looked for as substrings.
+_KEYED = _by_key_word()
+_KEYS = frozenset(_KEYED)
+_UNKEYED = tuple((n, literal) for n, literal in enumerate(_LITERALS) if _key_word(literal) is None)
 # ASCII text holds none of the phrases whose literal is not ASCII (accents, CJK, Arabic).
-_ASCII_LITERALS = tuple((n, literal) for n, literal in enumerate(_LITERALS) if literal.isascii())
+_UNKEYED_ASCII = tuple((n, literal) for n, literal in _UNKEYED if literal.isascii())
 _CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
 _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
 
 def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     """The reason of the earliest sentence that states one, and where that sentence starts."""
-    by_terms = _by_terms(normalised)
+    tokens = list((_TOKEN if "'" in normalised else _TOKEN_NO_ELISION).finditer(normalised))
+    words = list(map(re.Match.group, tokens))
+    by_terms = _by_terms(normalised, tokens, words)
     end = by_terms[1] if by_terms else len(normalised)
-    by_phrase = _by_phrase(normalised, end)
+    by_phrase = _by_phrase(normalised, end, words)
     if by_phrase is None:
         return (by_terms[2], by_terms[0]) if by_terms else None
     if by_terms is None or by_phrase[1] < by_terms[0]:
@@ -152,15 +183,15 @@ def find_reason(normalised: str) -> tuple[str | LookAlike, int] | None:
     return by_phrase[0], by_terms[0]
 
 
-def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
+def _by_phrase(text: str, end: int, words: list[str]) -> tuple[str | LookAlike, int] | None:
     """The earliest phrase match before ``end`` that states a reason (the first in table order
-    where two start together); an opt-out phrase under a condition or in quotes does not."""
+    where two start together); an opt-out phrase under a condition or in quotes does not.
+    ``words``: the text's words (``_TOKEN``)."""
     found: list[tuple[int, int, str | LookAlike]] = []
     window = text[:end]  # a match before ``end`` holds its literal before ``end``
-    if window.isascii():
-        present = [n for n, literal in _ASCII_LITERALS if literal in window]
-    else:
-        present = [n for n, literal in enumerate(_LITERALS) if literal in window]
+    present = [n for n, literal in (_UNKEYED_ASCII if window.isascii() else _UNKEYED) if literal in window]
+    for key in _KEYS.intersection(words):
+        present.extend(n for n in _KEYED[key] if _LITERALS[n] in window)
     for order in present:
         _, pattern, verdict = _PHRASES[order]
         if verdict != OPT_OUT:
@@ -178,19 +209,18 @@ def _by_phrase(text: str, end: int) -> tuple[str | LookAlike, int] | None:
     return None
 
 
-def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
-    """(start, end, reason) of the first sentence whose terms state a reason. The words are
-    split and sifted in C-level passes; only the few that are terms or sentence ends are read
-    one by one."""
-    tokens = list(_TOKEN.finditer(text))
-    words = [found.group() for found in tokens]
+def _by_terms(text: str, tokens: list[re.Match[str]], words: list[str]) -> tuple[int, int, str | LookAlike] | None:
+    """(start, end, reason) of the first sentence whose terms state a reason; ``tokens``: the
+    ``_TOKEN`` matches of the text, ``words`` their text. The words are split and sifted in
+    C-level passes; only the few that are terms or sentence ends are read one by one."""
     quotes = _Quotes(text)
     seen: dict[Label, list[int]] = {}  # label -> indexes of its words in this sentence
     sentence = 0
-    for i in [n for n, word in enumerate(words) if word in _SIFT or "'" in word or word[0] >= _CJK_START]:
+    for i in _sifted(text, words):
         word = words[i]
         if word in _ENDS:
-            reason = _verdict(seen, tokens, quotes) if seen else None
+            # A rule holds two concepts at least: a sentence with fewer labels states nothing.
+            reason = _verdict(seen, tokens, quotes) if len(seen) > 1 else None
             if reason is not None:
                 return tokens[sentence].start(), tokens[i].end(), reason
             sentence, seen = i + 1, {}
@@ -209,17 +239,29 @@ def _by_terms(text: str) -> tuple[int, int, str | LookAlike] | None:
             for term in _CJK.findall(word):
                 for label in _CJK_TERMS[term]:
                     seen.setdefault(label, []).append(i)
-    reason = _verdict(seen, tokens, quotes) if seen else None
+    reason = _verdict(seen, tokens, quotes) if len(seen) > 1 else None
     return (tokens[sentence].start(), len(text), reason) if reason is not None else None
+
+
+def _sifted(text: str, words: list[str]) -> list[int] | compress[int]:
+    """Indexes of the words ``_by_terms`` reads: terms (or the last word of one), sentence
+    ends, elisions and CJK runs. Without the last two (ASCII text, no apostrophe), membership
+    alone decides, tested in C."""
+    if text.isascii() and "'" not in text:
+        return compress(count(), map(_SIFT.__contains__, words))
+    return [n for n, word in enumerate(words) if word in _SIFT or "'" in word or word[0] >= _CJK_START]
 
 
 def _verdict(seen: dict[Label, list[int]], tokens: list[re.Match[str]], quotes: _Quotes) -> str | LookAlike | None:
     """The reason one sentence's terms state, in any language, or None."""
+    anywhere = {concept for _, concept in seen}  # a rule one language holds, all languages hold
+    if not any(map(anywhere.issuperset, _RULES)):
+        return None
     concepts: dict[str, set[str]] = defaultdict(set)
     for code, concept in seen:
         concepts[code].add(concept)
     for look_alike, rule in LOOK_ALIKE_RULES:
-        if any(rule <= held for held in concepts.values()):
+        if rule <= anywhere and any(map(rule.issubset, concepts.values())):
             return look_alike
     for code, held in concepts.items():
         if OPT_OUT_RULE <= held and not _hedged(code, seen, tokens, quotes):
