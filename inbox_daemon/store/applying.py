@@ -205,7 +205,7 @@ class _Batch:
             # (order id, email) tells the new rows of one batch apart: an order is unique, and
             # an email gets a row without an order at most once (rules 3 and 4 find it again).
             by_keys = {(r.order_id, r.email): r for r in chunk}
-            statement = insert(OptOut).returning(OptOut.id, OptOut.order_id, OptOut.email)
+            statement = _INSERT_OPT_OUT
             values = [{c: getattr(r, c) for c in _NEW_COLUMNS} for r in chunk]
             for new_id, order, email in await self.session.execute(statement, values):
                 by_keys[order, email].id = new_id
@@ -223,12 +223,17 @@ class _Batch:
                 }
                 for row, n in self.evidence
             ]
-            await self.session.execute(insert(Evidence), rows)
+            await self.session.execute(_INSERT_EVIDENCE, rows)
         await changes.record(self.session, [row.id for row in changed], now)
         await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
 
 
 _NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
+# Core statements on the tables, built once and given lists of rows (executemany): compiled
+# once and cached, without the ORM's bulk bookkeeping per row.
+_INSERT_OPT_OUT = insert(OptOut.__table__).returning(
+    OptOut.__table__.c.id, OptOut.__table__.c.order_id, OptOut.__table__.c.email)
+_INSERT_EVIDENCE = insert(Evidence.__table__)
 
 
 def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
@@ -291,10 +296,12 @@ async def apply_batch(
     changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
     entries = await entries_for(session, {r.id for r in named})
-    return [_applied(outcomes.get(raw_id), entries, held.get(raw_id)) for raw_id, _ in items]
+    at = {(e.kind, e.value): n for n, e in enumerate(entries)}  # one lookup per key, not a scan per message
+    return [_applied(outcomes.get(raw_id), entries, at, held.get(raw_id)) for raw_id, _ in items]
 
 
-def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | None) -> Applied:
+def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[str, str], int],
+             held: str | None) -> Applied:
     if outcome is None:
         return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)
     keys = {("order", r.order_id) for r in outcome.named.values() if r.order_id}
@@ -302,5 +309,5 @@ def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | No
     return Applied(
         buyers_new=len(outcome.new),
         buyers_updated=len(outcome.updated - outcome.new),
-        entries=[e for e in entries if (e.kind, e.value) in keys],
+        entries=[entries[n] for n in sorted(at[k] for k in keys if k in at)],
     )

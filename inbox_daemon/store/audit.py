@@ -15,11 +15,13 @@ from .schema import AuditRow
 
 __all__ = ["audit", "audit_rows"]
 
+_INSERT = insert(AuditRow.__table__)  # Core, built once: executemany of a cached statement
+
 
 async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """Write audit rows (dicts of AuditRow columns; ``at`` defaults to now)."""
     if rows:
-        await session.execute(insert(AuditRow), [{"at": now, **r} for r in rows])
+        await session.execute(_INSERT, [{"at": now, **r} for r in rows])
 
 
 async def audit_rows(
