@@ -26,7 +26,7 @@ from ..log import get_logger
 from ..notices import ParseResult
 from ..store import Applied, IndexEntry, PendingRow, RawRecord, Store
 from ..store.engine import is_transient
-from ..trust import Gatekeeper
+from ..trust import Claim, Gatekeeper, header_claims
 from .admission import admitter
 from .confirmations import annotate
 from .parsers import BUILTIN, ParseFailed, Parser, ParsePool
@@ -100,6 +100,7 @@ class Processed:
 class _Parsed:
     record: RawRecord
     result: ParseResult
+    claims: list[Claim] | None = None  # the headers' forwarding claims, read beside the parse
 
 
 @dataclass(frozen=True)
@@ -280,11 +281,15 @@ class Processor:
         records += await self._store.load_raw_many([i for i, claim in batch if not claim])
         self._since_trim += sum(r.size for r in records)
         readable = [r for r in records if r.unreadable is None]
-        parsed = iter(annotate(readable, await self._parsing.parse_many([r.data for r in readable]), self._log))
+        raws = [r.data for r in readable]
+        parsed = iter(annotate(readable, await self._parsing.parse_many(raws), self._log))
+        # The admission step's header reading, in the parser's worker too: off the event loop.
+        read = await self._parsing.beside(header_claims, raws) if self._gate is not None else None
+        found = iter(read if read is not None else [None] * len(raws))
         out: list[_Parsed | _Unparsed] = []
         for r in records:  # bytes this process cannot open are that message's error, kept with the reason
-            x = next(parsed) if r.unreadable is None else self._unreadable(r)
-            out.append(_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x))
+            x, c = (next(parsed), next(found)) if r.unreadable is None else (self._unreadable(r), None)
+            out.append(_Unparsed(r, x) if isinstance(x, ParseFailed) else _Parsed(r, x, c))
         return out
 
     def _unreadable(self, record: RawRecord) -> ParseFailed:
@@ -324,7 +329,7 @@ class Processor:
             return await self._store.apply_many(items, parser_version=version, owner=owner, claimed=claimed)
         assessed = [
             (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to,
-                                                             p.record.source, p.record.peer))
+                                                             p.record.source, p.record.peer, read=p.claims))
             for p in parsed
         ]
         # The forwarder recorded with the evidence is the one attribution read from the headers

@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,7 +47,7 @@ from .audit import audit
 from .blocklist import entries_for
 from .engine import chunks
 from .records import Applied, IndexEntry
-from .schema import Evidence, OptOut, RawMessage
+from .schema import Evidence, OptOut, RawMessage, table
 
 __all__ = ["apply_batch"]
 
@@ -229,11 +230,8 @@ class _Batch:
 
 
 _NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
-# Core statements on the tables, built once and given lists of rows (executemany): compiled
-# once and cached, without the ORM's bulk bookkeeping per row.
-_INSERT_OPT_OUT = insert(OptOut.__table__).returning(
-    OptOut.__table__.c.id, OptOut.__table__.c.order_id, OptOut.__table__.c.email)
-_INSERT_EVIDENCE = insert(Evidence.__table__)
+_INSERT_OPT_OUT = insert(table(OptOut)).returning(table(OptOut).c.id, table(OptOut).c.order_id, table(OptOut).c.email)
+_INSERT_EVIDENCE = insert(table(Evidence))
 
 
 def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
@@ -300,7 +298,7 @@ async def apply_batch(
     return [_applied(outcomes.get(raw_id), entries, at, held.get(raw_id)) for raw_id, _ in items]
 
 
-def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[str, str], int],
+def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[Any, str], int],
              held: str | None) -> Applied:
     if outcome is None:
         return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)

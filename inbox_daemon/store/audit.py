@@ -11,11 +11,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .records import AuditEntry
-from .schema import AuditRow
+from .schema import AuditRow, table
 
 __all__ = ["audit", "audit_rows"]
 
-_INSERT = insert(AuditRow.__table__)  # Core, built once: executemany of a cached statement
+_INSERT = insert(table(AuditRow))  # built once: see ``schema.table``
 
 
 async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .records import GAP_WINDOW, ChangeCursor
-from .schema import BlocklistChange
+from .schema import BlocklistChange, table
 
 __all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
 
@@ -18,7 +18,7 @@ __all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
 #: the followers read the sequence, so no key ever travels in a notification).
 CHANNEL = "inbox_daemon_changes"
 
-_INSERT = insert(BlocklistChange.__table__)  # Core, built once: executemany of a cached statement
+_INSERT = insert(table(BlocklistChange))  # built once: see ``schema.table``
 
 
 async def record(session: AsyncSession, opt_out_ids: Iterable[int], now: datetime) -> None:

@@ -22,6 +22,7 @@ from inbox_daemon.privacy import KeyRing
 from .engine import chunks, database_clock
 from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
+from .schema import table as schema_table
 from .sealing import open_raw, seal_raw
 
 __all__ = [
@@ -100,7 +101,7 @@ def _upsert(dialect: str) -> Any:
     """The upsert of one raw row, built once per dialect so that its compiled form is cached
     (a statement built per batch with multi-row ``.values()`` is compiled anew each time)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = RawMessage.__table__
+    table = schema_table(RawMessage)
     statement = insert(table)
     return statement.on_conflict_do_update(
         index_elements=[table.c.sha256],
