@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
@@ -136,9 +136,6 @@ class _Batch:
             if not order or row.order_id is None:
                 return row
         return None
-
-    def apply(self, buyer: Buyer, notice: _Notice, outcome: _Outcome) -> None:
-        self.apply_keys(_keys(self.session, buyer), buyer.marketplace, notice, outcome)
 
     def apply_keys(self, stored: tuple[str | None, str | None], marketplace: str | None, notice: _Notice,
                    outcome: _Outcome) -> None:
@@ -250,12 +247,11 @@ async def _verdicts(
     held: Mapping[int, str],
 ) -> list[_Notice]:
     """Lock the raw rows, record each verdict (when it differs), return the notices."""
-    raws: dict[int, RawMessage] = {}
+    raws: dict[int, Any] = {}
     for chunk in chunks({raw_id for raw_id, _ in items}):
-        statement = select(RawMessage).where(RawMessage.id.in_(chunk))
-        statement = statement.with_for_update(key_share=True)
-        raws.update((r.id, r) for r in await session.scalars(statement))
-    notices = []
+        statement = select(*_VERDICT_COLUMNS).where(_RAW.c.id.in_(chunk)).with_for_update(key_share=True)
+        raws.update((r.id, r) for r in await session.execute(statement))
+    notices, changed = [], []
     for raw_id, result in items:
         raw = raws.get(raw_id)
         if raw is None:
@@ -264,10 +260,20 @@ async def _verdicts(
         if raw_id in held:
             verdict = ("quarantined", held[raw_id], parser_version, result.forwarder)
         if (raw.outcome, raw.reason, raw.parser_version, raw.forwarder) != verdict:
-            raw.outcome, raw.reason, raw.parser_version, raw.forwarder = verdict
-            raw.processed_at = now
+            changed.append(dict(zip(("v_id", "v_outcome", "v_reason", "v_parser", "v_forwarder"), (raw_id, *verdict)),
+                               v_at=now))
         notices.append(_Notice(raw_id, raw.received_at, result.message_id, result.forwarder))
+    if changed:
+        await session.execute(_SET_VERDICT, changed)
     return notices
+
+
+_RAW = table(RawMessage)
+_VERDICT_COLUMNS = (_RAW.c.id, _RAW.c.outcome, _RAW.c.reason, _RAW.c.parser_version, _RAW.c.forwarder, _RAW.c.received_at)
+_SET_VERDICT = update(_RAW).where(_RAW.c.id == bindparam("v_id")).values(
+    outcome=bindparam("v_outcome"), reason=bindparam("v_reason"), parser_version=bindparam("v_parser"),
+    forwarder=bindparam("v_forwarder"), processed_at=bindparam("v_at"),
+)
 
 
 async def apply_batch(
@@ -284,12 +290,15 @@ async def apply_batch(
     notices = await _verdicts(session, items, parser_version, now, held)
     opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
     batch = _Batch(session, actor)
-    await batch.load({_keys(session, b) for _, r in opting for b in r.buyers}, [n for n, _ in opting])
+    # Each buyer's stored keys once per batch: parsing a key and its keyed digest are most of
+    # the per-buyer cost, and the load and the identity rules both need them.
+    stored = {b: _keys(session, b) for _, r in opting for b in r.buyers}
+    await batch.load(set(stored.values()), [n for n, _ in opting])
     outcomes: dict[int, _Outcome] = {}
     for notice, result in opting:
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
         for buyer in result.buyers:
-            batch.apply(buyer, notice, outcome)
+            batch.apply_keys(stored[buyer], buyer.marketplace, notice, outcome)
     named = [r for o in outcomes.values() for r in o.named.values()]
     changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
