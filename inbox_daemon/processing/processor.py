@@ -136,6 +136,7 @@ class Processor:
         # host or another. Renewed every third of it while held.
         self.claim_lease = timedelta(seconds=claim_seconds)
         self._held: set[int] = set()  # claimed by this process and not decided yet
+        self._stored_held: set[int] = set()  # queued, claimed by this process when it stored them
         self._dead: set[str] = set()  # owners on this host found dead: their claims are free
         self._since_trim = 0
         self._waiting: dict[int, asyncio.Future[Processed]] = {}  # queued or in progress
@@ -180,13 +181,17 @@ class Processor:
         """Messages queued and not yet processed."""
         return len(self._waiting)
 
-    def submit(self, raw_id: int, size: int = 0, *, claim: bool = True) -> asyncio.Future[Processed]:
+    def submit(self, raw_id: int, size: int = 0, *, claim: bool = True, held: bool = False) -> asyncio.Future[Processed]:
         """Queue a stored message; a message already queued is not queued twice. ``claim``:
         a pending message, processed only if this process claims it (exactly one owner);
-        False: a kept message run again on purpose (``quarantine reprocess``)."""
+        False: a kept message run again on purpose (``quarantine reprocess``). ``held``: this
+        process claimed it as it stored it (``Store.save_raw_many``), so it is only read, with
+        no claiming transaction; the apply's fence (``raw.lost``) still checks the claim."""
         waiting = self._waiting.get(raw_id)
         if waiting is None:
             waiting = self._waiting[raw_id] = asyncio.get_running_loop().create_future()
+            if held and claim:
+                self._stored_held.add(raw_id)
             self._queue.put_nowait((raw_id, size, claim))
         return waiting
 
@@ -276,9 +281,13 @@ class Processor:
         return records
 
     async def _parse(self, batch: list[tuple[int, bool]]) -> list[_Parsed | _Unparsed]:
-        claims = [i for i, claim in batch if claim]
+        ours = {i for i, claim in batch if claim and i in self._stored_held}
+        self._stored_held -= ours
+        claims = [i for i, claim in batch if claim and i not in ours]
         records = await self._claim(claims) if claims else []
-        records += await self._store.load_raw_many([i for i, claim in batch if not claim])
+        loaded = await self._store.load_raw_many([i for i, claim in batch if not claim or i in ours])
+        self._held.update(r.id for r in loaded if r.id in ours)
+        records += loaded
         self._since_trim += sum(r.size for r in records)
         readable = [r for r in records if r.unreadable is None]
         raws = [r.data for r in readable]
@@ -414,6 +423,7 @@ class Processor:
     def _done(self, raw_id: int, processed: Processed) -> None:
         self.progress.set()
         self._held.discard(raw_id)
+        self._stored_held.discard(raw_id)
         waiting = self._waiting.pop(raw_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(processed)
