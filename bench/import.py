@@ -44,6 +44,7 @@ from inbox_daemon.log import configure_logging
 from inbox_daemon.notices import parse_notice
 from inbox_daemon.privacy import new_keyring
 from inbox_daemon.processing import Flow, Processor, auto_workers
+from inbox_daemon.processing.processor import tune_collector
 from inbox_daemon.store import Store, migrate
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "notices"
@@ -104,7 +105,8 @@ def build_mbox(path: Path, count: int, samples: list[bytes]) -> int:
 
 async def run_import(db: Path, mbox: Path) -> tuple[ImportSummary, float]:
     """As ``inbox-daemon import`` runs it: a store with a privacy key (raw bytes sealed,
-    buyers kept as pseudonyms), one parser worker process."""
+    buyers kept as pseudonyms), one parser worker process, the collector tuned."""
+    tune_collector()
     store = await Store.open(f"sqlite:///{db}", keyring=new_keyring())
     flow = Flow(store, Processor(store, lambda _entries: None, workers=auto_workers(-1)), recover=True)
     await flow.start()
