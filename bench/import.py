@@ -48,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inbox_daemon.intake.files import ImportSummary, import_paths
 from inbox_daemon.log import configure_logging
 from inbox_daemon.notices import parse_notice
-from inbox_daemon.store import migrate
-from inbox_daemon.processing import auto_workers
-from tests.intake.harness import running_flow
+from inbox_daemon.privacy import new_keyring
+from inbox_daemon.processing import Flow, Processor, auto_workers
+from inbox_daemon.processing.processor import tune_collector
+from inbox_daemon.store import Store, migrate
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "notices"
 ORDER = re.compile(rb"\b\d{3}-\d{7}-\d{7}\b")
@@ -109,10 +110,19 @@ def build_mbox(path: Path, count: int, samples: list[bytes]) -> int:
 
 
 async def run_import(db: Path, mbox: Path) -> tuple[ImportSummary, float]:
-    async with running_flow(db, parse_workers=auto_workers(-1)) as (_store, flow):
+    """As ``inbox-daemon import`` runs it: a store with a privacy key (raw bytes sealed,
+    buyers kept as pseudonyms), one parser worker process, the collector tuned."""
+    tune_collector()
+    store = await Store.open(f"sqlite:///{db}", keyring=new_keyring())
+    flow = Flow(store, Processor(store, lambda _entries: None, workers=auto_workers(-1)), recover=True)
+    await flow.start()
+    try:
         started = time.perf_counter()
         summary = await import_paths([mbox], flow, progress=sys.stderr.isatty())
         return summary, time.perf_counter() - started
+    finally:
+        await flow.stop()
+        await store.close()
 
 
 def stdlib_floor(mbox: Path, db: Path) -> tuple[int, int, float]:

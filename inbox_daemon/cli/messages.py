@@ -80,6 +80,9 @@ def import_(paths: tuple[str, ...], config_path: str | None) -> None:
     configure_logging("warning", cfg.log.format)
     from ..intake.files import ImportSummary, import_paths
     from ..processing import build_flow
+    from ..processing.processor import tune_collector
+
+    tune_collector()
 
     async def body() -> ImportSummary:
         store = await open_store(cfg)

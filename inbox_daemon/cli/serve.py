@@ -26,9 +26,10 @@ def serve(config_path: str | None) -> None:
     cfg = load(config_path)
     configure_logging(cfg.log.level, cfg.log.format, repeat_seconds=cfg.log.repeat_seconds)
     from ..daemon import Daemon
-    from ..processing.processor import tune_allocator
+    from ..processing.processor import tune_allocator, tune_collector
 
     tune_allocator()
+    tune_collector()
 
     try:
         import uvloop  # the query socket's loop when available: ~2.5x lookups/s (bench/lookup.py)

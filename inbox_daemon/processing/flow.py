@@ -167,8 +167,8 @@ class Flow:
 
     def _stored(self, delivery: Delivery, saved: SavedRaw) -> None:
         self.counters["accepted"] += 1
-        if saved.is_new:
-            self.processor.submit(saved.id, len(delivery.raw))
+        if saved.is_new:  # the writer claimed it for this process as it stored it
+            self.processor.submit(saved.id, len(delivery.raw), held=True)
             return
         self.counters["duplicates"] += 1
         self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id,

@@ -17,9 +17,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import ConfigError
 from ..notices import PARSER_VERSION, ParseResult, parse_notice
+
+T = TypeVar("T")
 
 __all__ = ["Parser", "BUILTIN", "load_parser", "ParsePool", "ParseFailed", "PARSE_TIMEOUT", "auto_workers"]
 
@@ -174,6 +177,22 @@ class ParsePool:
         if ran_away:
             self._replace()
         return results
+
+    async def beside(self, work: Callable[[Sequence[bytes]], list[T]], raws: Sequence[bytes]) -> list[T] | None:
+        """``work(raws)`` where the parser runs (a worker process, or a thread), off the event
+        loop: for pure, bounded work on the same bytes (``work`` must be a module-level
+        function). None when the worker fails or does not answer in time: the caller then
+        does the work itself."""
+        if not raws:
+            return []
+        loop = asyncio.get_running_loop()
+        try:
+            if self._workers == 0:
+                return await asyncio.wait_for(asyncio.to_thread(work, raws), self.timeout)
+            call = loop.run_in_executor(await self._executor(), work, raws)
+            return await asyncio.wait_for(call, self.timeout + HARD_STOP_GRACE_S)
+        except (TimeoutError, BrokenProcessPool):
+            return None
 
     async def _alone(self, raw: bytes) -> ParseResult | ParseFailed:
         try:

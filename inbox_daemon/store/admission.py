@@ -12,7 +12,7 @@ Functions take an open session and never commit; ``Store`` owns the transactions
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import sellers
 from .engine import chunks
 from .records import Admission
-from .schema import MessageTrust, OptOut
+from .schema import MessageTrust, OptOut, table
 
 __all__ = ["AdmissionView", "record", "RATE_WINDOW"]
 
@@ -94,11 +94,14 @@ async def record(session: AsyncSession, decided: Sequence[Admission], now: datet
             for name, value in values.items():
                 setattr(before, name, value)
     if fresh:  # one bulk INSERT, not an ORM object per message
-        await session.execute(insert(MessageTrust), fresh)
+        await session.execute(_INSERT, fresh)
     await session.flush()
 
 
+_INSERT = insert(table(MessageTrust))  # built once: see ``schema.table``
+_COLUMNS = tuple(f.name for f in fields(Admission) if f.name != "raw_id")
+
+
 def _columns(admission: Admission, now: datetime) -> dict[str, object]:
-    values = asdict(admission)
-    del values["raw_id"]
-    return {**values, "decided_at": now}
+    """Its fields as columns (shallow: all are plain values, which ``asdict`` would copy)."""
+    return {**{name: getattr(admission, name) for name in _COLUMNS}, "decided_at": now}

@@ -35,8 +35,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon import keys
@@ -47,7 +48,7 @@ from .audit import audit
 from .blocklist import entries_for
 from .engine import chunks
 from .records import Applied, IndexEntry
-from .schema import Evidence, OptOut, RawMessage
+from .schema import Evidence, OptOut, RawMessage, table
 
 __all__ = ["apply_batch"]
 
@@ -137,9 +138,6 @@ class _Batch:
                 return row
         return None
 
-    def apply(self, buyer: Buyer, notice: _Notice, outcome: _Outcome) -> None:
-        self.apply_keys(_keys(self.session, buyer), buyer.marketplace, notice, outcome)
-
     def apply_keys(self, stored: tuple[str | None, str | None], marketplace: str | None, notice: _Notice,
                    outcome: _Outcome) -> None:
         email, order = stored
@@ -206,7 +204,7 @@ class _Batch:
             # (order id, email) tells the new rows of one batch apart: an order is unique, and
             # an email gets a row without an order at most once (rules 3 and 4 find it again).
             by_keys = {(r.order_id, r.email): r for r in chunk}
-            statement = insert(OptOut).returning(OptOut.id, OptOut.order_id, OptOut.email)
+            statement = _INSERT_OPT_OUT
             values = [{c: getattr(r, c) for c in _NEW_COLUMNS} for r in chunk]
             for new_id, order, email in await self.session.execute(statement, values):
                 by_keys[order, email].id = new_id
@@ -224,12 +222,14 @@ class _Batch:
                 }
                 for row, n in self.evidence
             ]
-            await self.session.execute(insert(Evidence), rows)
+            await self.session.execute(_INSERT_EVIDENCE, rows)
         await changes.record(self.session, [row.id for row in changed], now)
         await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
 
 
 _NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
+_INSERT_OPT_OUT = insert(table(OptOut)).returning(table(OptOut).c.id, table(OptOut).c.order_id, table(OptOut).c.email)
+_INSERT_EVIDENCE = insert(table(Evidence))
 
 
 def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
@@ -248,12 +248,12 @@ async def _verdicts(
     held: Mapping[int, str],
 ) -> list[_Notice]:
     """Lock the raw rows, record each verdict (when it differs), return the notices."""
-    raws: dict[int, RawMessage] = {}
+    raws: dict[int, Any] = {}
     for chunk in chunks({raw_id for raw_id, _ in items}):
-        statement = select(RawMessage).where(RawMessage.id.in_(chunk))
-        statement = statement.with_for_update(key_share=True)
-        raws.update((r.id, r) for r in await session.scalars(statement))
-    notices = []
+        statement = select(*_VERDICT_COLUMNS).where(_RAW.c.id.in_(chunk)).with_for_update(key_share=True)
+        raws.update((r.id, r) for r in await session.execute(statement))
+    notices, changed = [], []
+    ring = pseudonyms.ring(session)
     for raw_id, result in items:
         raw = raws.get(raw_id)
         if raw is None:
@@ -262,11 +262,21 @@ async def _verdicts(
         if raw_id in held:
             verdict = ("quarantined", held[raw_id], parser_version, result.forwarder)
         if (raw.outcome, raw.reason, raw.parser_version, raw.forwarder) != verdict:
-            raw.outcome, raw.reason, raw.parser_version, raw.forwarder = verdict
-            raw.processed_at = now
-        message_id = None if result.message_id is None else keys.message_id_stored(pseudonyms.ring(session), result.message_id)
+            changed.append(dict(zip(("v_id", "v_outcome", "v_reason", "v_parser", "v_forwarder"), (raw_id, *verdict)),
+                               v_at=now))
+        message_id = None if result.message_id is None else keys.message_id_stored(ring, result.message_id)
         notices.append(_Notice(raw_id, raw.received_at, message_id, result.forwarder))
+    if changed:
+        await session.execute(_SET_VERDICT, changed)
     return notices
+
+
+_RAW = table(RawMessage)
+_VERDICT_COLUMNS = (_RAW.c.id, _RAW.c.outcome, _RAW.c.reason, _RAW.c.parser_version, _RAW.c.forwarder, _RAW.c.received_at)
+_SET_VERDICT = update(_RAW).where(_RAW.c.id == bindparam("v_id")).values(
+    outcome=bindparam("v_outcome"), reason=bindparam("v_reason"), parser_version=bindparam("v_parser"),
+    forwarder=bindparam("v_forwarder"), processed_at=bindparam("v_at"),
+)
 
 
 async def apply_batch(
@@ -283,20 +293,25 @@ async def apply_batch(
     notices = await _verdicts(session, items, parser_version, now, held)
     opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
     batch = _Batch(session, actor)
-    await batch.load({_keys(session, b) for _, r in opting for b in r.buyers}, [n for n, _ in opting])
+    # Each buyer's stored keys once per batch: parsing a key and its keyed digest are most of
+    # the per-buyer cost, and the load and the identity rules both need them.
+    stored = {b: _keys(session, b) for _, r in opting for b in r.buyers}
+    await batch.load(set(stored.values()), [n for n, _ in opting])
     outcomes: dict[int, _Outcome] = {}
     for notice, result in opting:
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
         for buyer in result.buyers:
-            batch.apply(buyer, notice, outcome)
+            batch.apply_keys(stored[buyer], buyer.marketplace, notice, outcome)
     named = [r for o in outcomes.values() for r in o.named.values()]
     changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
     entries = await entries_for(session, {r.id for r in named})
-    return [_applied(outcomes.get(raw_id), entries, held.get(raw_id)) for raw_id, _ in items]
+    at = {(e.kind, e.value): n for n, e in enumerate(entries)}  # one lookup per key, not a scan per message
+    return [_applied(outcomes.get(raw_id), entries, at, held.get(raw_id)) for raw_id, _ in items]
 
 
-def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | None) -> Applied:
+def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[Any, str], int],
+             held: str | None) -> Applied:
     if outcome is None:
         return Applied(buyers_new=0, buyers_updated=0, entries=[], held=held)
     keys = {("order", r.order_id) for r in outcome.named.values() if r.order_id}
@@ -304,5 +319,5 @@ def _applied(outcome: _Outcome | None, entries: list[IndexEntry], held: str | No
     return Applied(
         buyers_new=len(outcome.new),
         buyers_updated=len(outcome.updated - outcome.new),
-        entries=[e for e in entries if (e.kind, e.value) in keys],
+        entries=[entries[n] for n in sorted(at[k] for k in keys if k in at)],
     )

@@ -11,15 +11,17 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .records import AuditEntry
-from .schema import AuditRow
+from .schema import AuditRow, table
 
 __all__ = ["audit", "audit_rows"]
+
+_INSERT = insert(table(AuditRow))  # built once: see ``schema.table``
 
 
 async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """Write audit rows (dicts of AuditRow columns; ``at`` defaults to now)."""
     if rows:
-        await session.execute(insert(AuditRow), [{"at": now, **r} for r in rows])
+        await session.execute(_INSERT, [{"at": now, **r} for r in rows])
 
 
 async def audit_rows(

@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .records import GAP_WINDOW, ChangeCursor
-from .schema import BlocklistChange
+from .schema import BlocklistChange, table
 
 __all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
 
@@ -18,13 +18,15 @@ __all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
 #: the followers read the sequence, so no key ever travels in a notification).
 CHANNEL = "inbox_daemon_changes"
 
+_INSERT = insert(table(BlocklistChange))  # built once: see ``schema.table``
+
 
 async def record(session: AsyncSession, opt_out_ids: Iterable[int], now: datetime) -> None:
     """One change row per opt-out changed in this transaction, and on PostgreSQL a NOTIFY that
     the other daemons receive when (and only if) the transaction commits."""
     rows = [{"opt_out_id": i, "changed_at": now} for i in sorted(set(opt_out_ids))]
     if rows:
-        await session.execute(insert(BlocklistChange), rows)
+        await session.execute(_INSERT, rows)
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(select(func.pg_notify(CHANNEL, "")))
 

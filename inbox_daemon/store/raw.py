@@ -5,6 +5,7 @@ Functions take an open session and never commit; ``Store`` owns the transactions
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -22,6 +23,7 @@ from inbox_daemon.privacy import KeyRing
 from .engine import chunks, database_clock
 from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
+from .schema import table as schema_table
 from .sealing import open_raw, seal_raw
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
 ]
 
 
-SAVE_CHUNK = 200  # rows per INSERT: 11 parameters each, well under every engine's limit
 
 
 async def save_many(
@@ -50,11 +51,12 @@ async def save_many(
     claimed by ``owner`` from the start (see ``claim``), so that it is never without an owner
     while it waits in that process's queue; bytes already stored keep their claim.
 
-    One ``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO UPDATE … RETURNING`` per chunk on
-    both engines: no race between two deliveries of the same bytes, one round trip for a
-    batch. Repeats within the batch are folded first (PostgreSQL refuses to update a row twice
-    in one statement); the first of them is the new one. The bytes are sealed under the
-    ring's current data key (``sealing``).
+    One ``INSERT … ON CONFLICT (sha256) DO UPDATE … RETURNING`` statement, compiled once per
+    engine and given the batch's rows as parameter sets (SQLAlchemy's "insertmanyvalues" sends
+    them as multi-row VALUES): no race between two deliveries of the same bytes, one round trip
+    for a batch, no SQL built per batch. Repeats within the batch are folded first (PostgreSQL
+    refuses to update a row twice in one statement); the first of them is the new one. The
+    bytes are sealed under the ring's current data key (``sealing``).
     """
     digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
     repeats = Counter(digests)
@@ -63,9 +65,10 @@ async def save_many(
         firsts.setdefault(digest, item)
     totals: dict[str, tuple[int, int, str]] = {}
     claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
-    for chunk in chunks(firsts):
-        rows = [{**_values(firsts[d], d, repeats[d], now, ring), **claim} for d in chunk]
-        totals.update({d: (i, t, o) for i, d, t, o in await session.execute(_upsert(session, rows))})
+    rows = [{**_values(firsts[d], d, repeats[d], now, ring), **claim} for d in firsts]
+    if rows:
+        found = await session.execute(_upsert(session.get_bind().dialect.name), rows)
+        totals.update({d: (i, t, o) for i, d, t, o in found})
     saved, seen = [], set()
     for digest in digests:
         raw_id, times, outcome = totals[digest]
@@ -94,14 +97,17 @@ def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyR
     }
 
 
-def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> Any:
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The upsert of one raw row, built once per dialect so that its compiled form is cached
+    (a statement built per batch with multi-row ``.values()`` is compiled anew each time)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(RawMessage).values(rows)
+    table = schema_table(RawMessage)
+    statement = insert(table)
     return statement.on_conflict_do_update(
-        index_elements=[RawMessage.sha256],
-        set_={"times_received": RawMessage.times_received + statement.excluded.times_received},
-    ).returning(RawMessage.id, RawMessage.sha256, RawMessage.times_received, RawMessage.outcome)
+        index_elements=[table.c.sha256],
+        set_={"times_received": table.c.times_received + statement.excluded.times_received},
+    ).returning(table.c.id, table.c.sha256, table.c.times_received, table.c.outcome)
 
 
 async def pending(session: AsyncSession, limit: int, lease: timedelta) -> list[PendingRow]:

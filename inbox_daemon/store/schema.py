@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "OUTCOMES",
     "DKIM_STATES",
     "Base",
+    "table",
     "BigIntKey",
     "UTCDateTime",
     "SafeString",
@@ -130,6 +132,14 @@ BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Table, for Core statements built once and run with lists of rows (executemany):
+    compiled once and cached, without the ORM's bulk bookkeeping per row."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found
 
 
 class RawMessage(Base):

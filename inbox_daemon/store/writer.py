@@ -66,8 +66,11 @@ class RawWriter:
         return self._queue.qsize()
 
     async def accept(self, delivery: Delivery) -> SavedRaw:
-        """Commit the raw bytes (with concurrent callers); StoreUnavailable if that fails."""
-        return (await self.accept_many([delivery]))[0]
+        """Commit the raw bytes (with concurrent callers); StoreUnavailable if that fails.
+        One future awaited directly: SMTP calls this once per message."""
+        done: asyncio.Future[SavedRaw] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((delivery, done))
+        return await done
 
     async def accept_many(self, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
         loop = asyncio.get_running_loop()

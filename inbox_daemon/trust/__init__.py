@@ -15,7 +15,7 @@ from .admission import RATE_LIMIT, Decision, Policy, decide
 from .attribution import Attribution, Registry, attribute, recipient_token, seller_address, unattributed
 from .dkim import ABSENT, FAILED, VERIFIED, DkimEvidence, check_dkim, pinned_keys
 from .gate import Assessment, Gatekeeper
-from .identity import Claim, Identify, aligned, is_trusted_relay
+from .identity import Claim, Identify, aligned, header_claims, is_trusted_relay
 
 __all__ = [
     "ABSENT",
@@ -25,6 +25,7 @@ __all__ = [
     "Assessment",
     "Attribution",
     "Claim",
+    "header_claims",
     "Identify",
     "Decision",
     "DkimEvidence",

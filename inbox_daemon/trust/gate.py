@@ -16,7 +16,7 @@ from ..notices.result import ParseResult
 from .admission import Policy
 from .attribution import Attribution, attribute
 from .dkim import ABSENT, FAILED, DkimEvidence, DnsFunc, check_dkim
-from .identity import Claim, Identify, claims_of
+from .identity import Claim, Identify, header_claims
 
 __all__ = ["Assessment", "Gatekeeper"]
 
@@ -69,18 +69,17 @@ class Gatekeeper:
         return self.claims(raw, peer, source), self.check(raw)
 
     async def assess(
-        self, raw: bytes, result: ParseResult, envelope_to: Sequence[str], source: str, peer: str | None = None
+        self, raw: bytes, result: ParseResult, envelope_to: Sequence[str], source: str, peer: str | None = None,
+        *, read: list[Claim] | None = None,
     ) -> Assessment:
+        """``read``: the message's ``header_claims`` when the caller has them already (processing
+        reads them in its parser worker); they stand only where nothing can authenticate a claim."""
         low = raw[:65536].lower()
         if b"dkim-signature" in low or b"arc-seal" in low or b"base64" in raw.lower():
             claims, evidence = await asyncio.to_thread(self._examine, raw, peer, source)
         elif self._relays and source == "smtp":
             claims, evidence = self.claims(raw, peer, source), DkimEvidence(ABSENT)
         else:  # nothing can authenticate a claim: the headers are read, nothing is verified
-            try:
-                claims = claims_of(raw)[1]
-            except Exception:
-                claims = []
-            evidence = DkimEvidence(ABSENT)
+            claims, evidence = read if read is not None else header_claims([raw])[0], DkimEvidence(ABSENT)
         who = attribute(envelope_to if source == "smtp" else (), claims)
         return Assessment(who, evidence, source, result.notices)

@@ -35,7 +35,7 @@ import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 from ..notices.addresses import is_amazon_host
 from .dkim import DNS_TIMEOUT_S, DnsFunc, cached_dns
 
-__all__ = ["Claim", "Identify", "claims_of", "aligned", "is_trusted_relay", "EVIDENCE_ONLY"]
+__all__ = ["Claim", "Identify", "claims_of", "header_claims", "aligned", "is_trusted_relay", "EVIDENCE_ONLY"]
 
 HEADER_BYTES = 64 * 1024  # the top header block is read from at most this much of the message
 #: Headers that name a forwarder but that nobody can authenticate: evidence only.
@@ -121,6 +121,19 @@ def claims_of(raw: bytes) -> tuple[Message, list[Claim]]:
         if address and not any(c.address == address for c in found) and not _is_ours(address, headers):
             found.append(Claim(address, name))
     return headers, found
+
+
+def header_claims(raws: Sequence[bytes]) -> list[list[Claim]]:
+    """``claims_of`` of each message, none for one whose headers defeat the parser. Pure and
+    picklable, so processing can run it in its parser worker beside the parse rather than on
+    the event loop (reading address headers is most of a plain message's trust cost)."""
+    found: list[list[Claim]] = []
+    for raw in raws:
+        try:
+            found.append(claims_of(raw)[1])
+        except Exception:  # a damaged message claims nothing
+            found.append([])
+    return found
 
 
 def _is_ours(address: str, headers: Message) -> bool:
