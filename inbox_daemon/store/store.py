@@ -9,7 +9,9 @@ opening a store never creates it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -352,7 +354,8 @@ class Store:
     ) -> Imported:
         """Apply a file's buyers batch by batch, one transaction each, keeping the file as their
         evidence (saved with the first batch) and auditing the whole import at the end.
-        ``batches`` is read lazily, so memory holds one batch; each transaction is short, so
+        ``batches`` is read lazily, one batch ahead (``_read_ahead``), so memory holds two
+        batches at most; each transaction is short, so
         intake on the same database never waits long behind an import. A failure part way
         leaves the batches before it applied; running the import again is harmless (the same
         file is the same message and a buyer counts once per message). ``progress`` gets the
@@ -360,23 +363,29 @@ class Store:
         saved: SavedRaw | None = None
         total = Imported(0, 0, 0, ())
         reasons: list[str] = []
-        for buyers, skipped in batches:
-            if saved is None:
-                saved, applied = await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
-            else:
-                applied = await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
-                                                          who=who, now=utcnow()))
-            reasons += skipped
-            total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
-                             total.updated + applied.buyers_updated, ())
-            if progress is not None:
-                progress(len(buyers) + len(skipped), total)
+        async with aclosing(_read_ahead(batches, self.keyring)) as ahead:
+            async for buyers, skipped in ahead:
+                saved, applied = await self._import_batch(saved, data, name, buyers, who)
+                reasons += skipped
+                total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
+                                 total.updated + applied.buyers_updated, ())
+                if progress is not None:
+                    progress(len(buyers) + len(skipped), total)
         if saved is None:  # an empty file is still kept and audited
             saved = (await self._transaction(partial(self._first_import_batch, data, name, (), who, self.keyring)))[0]
         done = partial(review.import_done, raw_id=saved.id, sha256=saved.sha256, name=name, rows=total.rows,
                        skipped=len(reasons), who=who, now=utcnow())
         await self._transaction(done)
         return Imported(total.rows, total.new, total.updated, tuple(reasons))
+
+    async def _import_batch(
+        self, saved: SavedRaw | None, data: bytes, name: str, buyers: Sequence[Buyer], who: str
+    ) -> tuple[SavedRaw, Applied]:
+        """One batch in its own transaction; the first one saves the file too."""
+        if saved is None:
+            return await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
+        return saved, await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
+                                                      who=who, now=utcnow()))
 
     @staticmethod
     async def _first_import_batch(
@@ -549,3 +558,26 @@ class Store:
 
     async def revoke_token(self, name: str, *, who: str) -> None:
         await self._transaction(lambda s: accounts.revoke_token(s, name, who, utcnow()))
+
+
+async def _read_ahead(
+    batches: Iterable[tuple[Sequence[Buyer], Sequence[str]]], keyring: KeyRing | None
+) -> AsyncGenerator[tuple[Sequence[Buyer], Sequence[str]], None]:
+    """``batches`` read, and their keys put in stored form (``pseudonyms.stored_buyers``), in a
+    thread one batch ahead of the batch being written: parsing a list and digesting its keys
+    overlaps the database's work instead of waiting for it. One read at a time, in order."""
+    source = iter(batches)
+
+    def next_batch() -> tuple[Sequence[Buyer], Sequence[str]] | None:
+        for buyers, skipped in source:
+            return (pseudonyms.stored_buyers(keyring, buyers) if keyring is not None else buyers), skipped
+        return None
+
+    loop = asyncio.get_running_loop()
+    coming = loop.run_in_executor(None, next_batch)
+    try:
+        while (batch := await coming) is not None:
+            coming = loop.run_in_executor(None, next_batch)
+            yield batch
+    finally:
+        await asyncio.gather(coming, return_exceptions=True)  # never two threads in ``source``
