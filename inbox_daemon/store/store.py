@@ -76,6 +76,10 @@ class Store:
         self.keyring = keyring
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(engine, expire_on_commit=False, execution_options={WRITE: True})
+        # The follower's reads on PostgreSQL: each statement on its own (no BEGIN and COMMIT
+        # round trips around them), so a change reaches the index as soon as it is read.
+        following = engine.execution_options(isolation_level="AUTOCOMMIT") if self.notifies else engine
+        self._follow = async_sessionmaker(following, expire_on_commit=False)
 
     @classmethod
     async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
@@ -109,8 +113,10 @@ class Store:
 
         return await retrying(attempt)
 
-    async def _reading(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with unavailable(), self._read() as session, session.begin():
+    async def _reading(
+        self, work: Callable[[AsyncSession], Awaitable[T]], sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> T:
+        async with unavailable(), (sessions or self._read)() as session, session.begin():
             session.info[pseudonyms.INFO] = self.keyring
             return await work(session)
 
@@ -271,7 +277,9 @@ class Store:
 
         before = (cursor.seq, dict(cursor.gaps))
         try:
-            return await self._reading(work)
+            # Each statement sees what was committed when it ran: the entries read after the
+            # change rows are as new as those or newer, and the index takes the latest anyway.
+            return await self._reading(work, self._follow)
         except BaseException:
             cursor.seq, cursor.gaps = before  # an entry lost to a failed read would stay lost
             raise
