@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from inbox_daemon.keys import order_id as _order_id
 from inbox_daemon.errors import QueryError
 from inbox_daemon.exchange import (
+    ATTEMPTS,
     READ_SIZE,
     Closed,
     Deadline,
@@ -43,6 +44,7 @@ from inbox_daemon.exchange import (
     parse_stats,
     parse_target,
     request_line,
+    retry_after_close,
     target_name,
 )
 
@@ -118,7 +120,7 @@ class Client:
         if not lines:
             return []
         deadline = Deadline(self._timeout)
-        for last in (False, True):
+        for last in ATTEMPTS:
             reused = self._usable()
             sock = self._connect(deadline)
             self.state = State.WAITING
@@ -126,8 +128,7 @@ class Client:
                 with discarding_on_failure(self.close, self._target()):
                     replies = self._pump(sock, payload, len(lines), deadline)
             except Closed:
-                if last or not reused:
-                    raise QueryError(f"{self._target()} closed the connection without a reply") from None
+                retry_after_close(self._target(), reused=reused, last=last)
                 continue
             self.state = State.IDLE
             return replies
@@ -334,7 +335,7 @@ class AsyncClient:
 
     async def _locked_exchange(self, payload: bytes, count: int) -> list[str]:
         async with self._lock:
-            for last in (False, True):
+            for last in ATTEMPTS:
                 reused = self._usable()
                 stream = await self._connect()
                 self.state = State.WAITING
@@ -342,8 +343,7 @@ class AsyncClient:
                     with discarding_on_failure(self._discard, self._target()):
                         replies = await self._exchange(stream, payload, count)
                 except Closed:
-                    if last or not reused:
-                        raise QueryError(f"{self._target()} closed the connection without a reply") from None
+                    retry_after_close(self._target(), reused=reused, last=last)
                     continue
                 self.state = State.IDLE
                 return replies

@@ -26,6 +26,7 @@ from inbox_daemon.keys import order_id as _order_id
 __all__ = [
     "Key", "Reply", "State", "Closed", "Replies", "Deadline", "request_line", "parse_target", "encode_requests",
     "parse_reply", "parse_replies", "parse_pong", "parse_stats", "discarding_on_failure", "target_name", "READ_SIZE",
+    "ATTEMPTS", "retry_after_close",
 ]
 
 _MAX_REPLY: Final = 64 * 1024  # a STATS line is the longest reply; anything longer is garbled
@@ -142,6 +143,17 @@ def parse_stats(lines: Sequence[str]) -> dict[str, Any]:
 
 class Closed(Exception):
     """The daemon closed the connection before any reply to this exchange arrived."""
+
+
+ATTEMPTS: Final = (False, True)
+"""Each exchange's tries, ``True`` for the last: one more only after a reused connection closed."""
+
+
+def retry_after_close(target: str, *, reused: bool, last: bool) -> None:
+    """A connection the daemon closed between calls (idle timeout, restart) is reopened once; a
+    fresh connection closed without a reply, or a second close, is the daemon's failure."""
+    if last or not reused:
+        raise QueryError(f"{target} closed the connection without a reply") from None
 
 
 class State(enum.Enum):

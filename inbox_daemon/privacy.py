@@ -13,14 +13,13 @@ The file is JSON, mode 0600, and the same on every daemon that shares a database
 
 The pseudonym key never changes: a blocklist entry cannot be digested again once its plain text
 is purged. Losing the file loses the blocklist's meaning and the evidence (docs/privacy.md).
-A leaf module: it imports only ``errors``.
+It imports only ``errors``, ``keys`` and ``secret``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import os
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError
 from .keys import PSEUDONYM_BYTES, digester
+from .secret import Secret
 
 __all__ = ["KeyRing", "SecretBytes", "SealedDataError", "load_keyring", "PSEUDONYM_BYTES"]
 
@@ -47,31 +47,11 @@ _CHECK_LABEL = b"inbox-daemon privacy key check v1"
 _FILE_VERSION = 1
 
 
+SecretBytes = Secret[bytes]  # key material
+
+
 class SealedDataError(Exception):
     """A sealed value that does not open: unknown key id, damaged bytes, or another key's."""
-
-
-class SecretBytes:
-    """Key material that never shows itself in a repr, a log line or an error message."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretBytes(***)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretBytes) and hmac.compare_digest(self._value, other._value)
-
-    def __hash__(self) -> int:
-        return hash(hashlib.sha256(self._value).digest())
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "inbox_daemon"
 
 EVERYTHING = {"notices", "trust", "store", "processing", "intake", "lookup", "web", "cli", "daemon", "config", "reload",
-              "state", "metrics", "client", "errors", "keys", "log", "systemd", "progress", "providers", "privacy", "exchange",
+              "state", "metrics", "client", "errors", "keys", "secret", "log", "systemd", "progress", "providers", "privacy", "exchange",
               "__init__"}
-LEAVES = {"errors", "keys"}  # the exception tree and the one key validator: anyone may use them
+LEAVES = {"errors", "keys", "secret"}  # the exception tree, the one key validator, the one secret wrapper: anyone may use them
 # What each folder and top-level module may import of the package (besides itself).
 ALLOWED: dict[str, set[str]] = {
     # folders, lowest first
@@ -36,11 +36,12 @@ ALLOWED: dict[str, set[str]] = {
     "__init__": set(),
     "errors": set(),
     "keys": set(),
+    "secret": set(),
     "log": set(),
     "systemd": set(),
     "progress": set(),
     "providers": set(),  # IMAP provider presets: data only
-    "privacy": {"errors", "keys"},  # the privacy key file: pseudonym and data keys (keys.digest)
+    "privacy": {"errors", "keys", "secret"},  # the privacy key file: pseudonym and data keys (keys.digest)
     "config": {"errors", "providers"},
     "client": {"errors", "keys", "exchange"},  # the sender tools' library: the one key rule, nothing of the daemon
     "exchange": {"errors", "keys"},  # the client's sans-IO wire rules and connection state

@@ -25,6 +25,7 @@ from authlib.integrations.base_client import OAuthError  # type: ignore[import-u
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 
 from ..config import ImapAccount
+from ..secret import Secret
 from .imap_client import ImapAuthError, ImapSessionError
 
 __all__ = [
@@ -39,32 +40,6 @@ REFRESH_AHEAD = 60.0  # seconds before expiry; a quarter of the lifetime for sho
 # not recognised: no retry helps, the operator must act.
 _PERMANENT = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type",
                         "invalid_scope", "access_denied", "expired_token"})
-
-
-class Secret:
-    """A token or client secret: ``repr``/``str`` never show it; ``reveal()`` where it is sent."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def authorize_command(account: ImapAccount) -> str:
@@ -89,7 +64,7 @@ class TokenUnavailable(ImapSessionError):
 # -- secrets on disk ---------------------------------------------------------------------------
 
 
-def read_secret(path: str = "", credential: str = "", what: str = "secret") -> Secret:
+def read_secret(path: str = "", credential: str = "", what: str = "secret") -> Secret[str]:
     """One secret from a file, or from a systemd credential (``$CREDENTIALS_DIRECTORY/NAME``),
     without its trailing newline. The error names the file, never its content."""
     if credential:
@@ -108,7 +83,7 @@ def read_secret(path: str = "", credential: str = "", what: str = "secret") -> S
     return Secret(value)
 
 
-def save_token(path: str, token: Secret) -> None:
+def save_token(path: str, token: Secret[str]) -> None:
     """Write a refresh token to ``path`` atomically (a 0600 temporary file, fsync, rename, fsync
     of the directory): a crash leaves the old token or the new one, never half of one."""
     directory = Path(path).parent
@@ -141,7 +116,7 @@ def save_token(path: str, token: Secret) -> None:
 # -- the token endpoint ------------------------------------------------------------------------
 
 
-def _client(account: ImapAccount, secret: Secret | None) -> AsyncOAuth2Client:
+def _client(account: ImapAccount, secret: Secret[str] | None) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
         client_id=account.client_id,
         client_secret=secret.reveal() if secret else None,
@@ -151,7 +126,7 @@ def _client(account: ImapAccount, secret: Secret | None) -> AsyncOAuth2Client:
     )
 
 
-def _client_secret(account: ImapAccount) -> Secret | None:
+def _client_secret(account: ImapAccount) -> Secret[str] | None:
     if not (account.client_secret_file or account.client_secret_credential):
         return None  # a public client (RFC 6749 2.1), as Microsoft's device flow allows
     return read_secret(account.client_secret_file, account.client_secret_credential, "client secret")
@@ -187,7 +162,7 @@ def _printable(text: Any) -> str:
 
 @dataclass
 class _Access:
-    token: Secret
+    token: Secret[str]
     expires_at: float  # monotonic
     refresh_at: float
 
@@ -204,7 +179,7 @@ class TokenSource:
         self._access: _Access | None = None
         self.refreshes = 0  # token endpoint calls that gave a token
 
-    async def token(self) -> Secret:
+    async def token(self) -> Secret[str]:
         async with self._lock:
             if self._access is None or self._clock() >= self._access.refresh_at:
                 self._access = await self._fetch()
@@ -253,7 +228,7 @@ def _lifetime(token: dict[str, Any]) -> float:
 class DeviceGrant:
     """What the device authorization endpoint answered (RFC 8628 3.2)."""
 
-    device_code: Secret
+    device_code: Secret[str]
     user_code: str
     verification_uri: str
     verification_uri_complete: str
@@ -293,7 +268,7 @@ async def device_authorize(account: ImapAccount) -> DeviceGrant:
 
 
 async def device_poll(account: ImapAccount, grant: DeviceGrant, *,
-                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Secret:
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Secret[str]:
     """Poll the token endpoint until the user has approved (RFC 8628 3.4, 3.5): wait
     ``interval`` between requests, 5 s more after each ``slow_down``; the refresh token."""
     interval = max(1.0, grant.interval)

@@ -207,7 +207,7 @@ def test_the_device_grant_respects_interval_and_slow_down(issuer: Issuer, secret
     refresh = asyncio.run(asyncio.wait_for(main(), 20))
     assert waits == [1.0, 6.0, 6.0]  # 1: slow_down; 6: authorization_pending; 6: approved
     assert refresh.reveal() in issuer.refresh
-    assert repr(refresh) == "Secret('***')" and refresh.reveal() not in f"{refresh} {refresh!r}"
+    assert repr(refresh) == "Secret(***)" and refresh.reveal() not in f"{refresh} {refresh!r}"
 
 
 def test_app_only_access_with_client_credentials_polls(
