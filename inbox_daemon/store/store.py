@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -19,7 +19,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import Buyer, ParseResult
 from inbox_daemon.privacy import KeyRing
@@ -57,8 +57,6 @@ __all__ = ["Store", "Admit"]
 T = TypeVar("T")
 STREAM_ROWS = 10_000  # rows per fetch when streaming the index or an export
 CHANGES_PER_READ = 10_000
-IMPORT_CACHE_KIB = 256 * 1024  # SQLite page cache of an import's connection, at most
-SQLITE_DEFAULT_CACHE = -2000  # SQLite's own default: 2,000 KiB (https://www.sqlite.org/pragma.html#pragma_cache_size)
 
 #: The admission decision, asked inside the applying transaction: one ``Admission`` per item.
 Admit = Callable[[AdmissionView], Awaitable[Sequence[Admission]]]
@@ -100,14 +98,11 @@ class Store:
     ) -> None:
         await self.close()
 
-    async def _transaction(
-        self, work: Callable[[AsyncSession], Awaitable[T]], sessions: async_sessionmaker[AsyncSession] | None = None
-    ) -> T:
-        """Run ``work`` in one write transaction, committed; retried on PostgreSQL conflicts.
-        ``sessions``: on a connection held for a run of transactions (``_held_writer``)."""
+    async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one write transaction, committed; retried on PostgreSQL conflicts."""
 
         async def attempt() -> T:
-            async with (sessions or self._write)() as session, session.begin():
+            async with self._write() as session, session.begin():
                 session.info[pseudonyms.INFO] = self.keyring
                 return await work(session)
 
@@ -376,9 +371,9 @@ class Store:
         saved: SavedRaw | None = None
         total = Imported(0, 0, 0, ())
         reasons: list[str] = []
-        async with self._held_writer() as sessions, aclosing(_read_ahead(batches, self.keyring)) as ahead:
+        async with aclosing(_read_ahead(batches, self.keyring)) as ahead:
             async for buyers, skipped in ahead:
-                saved, applied = await self._import_batch(sessions, saved, data, name, buyers, who)
+                saved, applied = await self._import_batch(saved, data, name, buyers, who)
                 reasons += skipped
                 total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
                                  total.updated + applied.buyers_updated, ())
@@ -392,34 +387,13 @@ class Store:
         return Imported(total.rows, total.new, total.updated, tuple(reasons))
 
     async def _import_batch(
-        self, sessions: async_sessionmaker[AsyncSession], saved: SavedRaw | None, data: bytes, name: str,
-        buyers: Sequence[Buyer], who: str,
+        self, saved: SavedRaw | None, data: bytes, name: str, buyers: Sequence[Buyer], who: str
     ) -> tuple[SavedRaw, Applied]:
         """One batch in its own transaction; the first one saves the file too."""
         if saved is None:
-            first = partial(self._first_import_batch, data, name, buyers, who, self.keyring)
-            return await self._transaction(first, sessions)
+            return await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
         return saved, await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
-                                                      who=who, now=utcnow()), sessions)
-
-    @asynccontextmanager
-    async def _held_writer(self) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-        """Sessions on one connection held for a run of write transactions (an import). On
-        SQLite its page cache is raised to ``IMPORT_CACHE_KIB`` for the run and put back after
-        (https://www.sqlite.org/pragma.html#pragma_cache_size): with the default 2 MiB, the
-        indexes of the keys a long list adds outgrow the cache, and every batch reads them back
-        and spills them page by page (bench/import.py --csv: a million rows took twice as long
-        per row as 80,000)."""
-        async with unavailable(), self.engine.connect() as connection:
-            sqlite = connection.dialect.name == "sqlite"
-            if sqlite:
-                await _pragma(connection, f"cache_size = -{IMPORT_CACHE_KIB}")
-            await connection.execution_options(**{WRITE: True})
-            try:
-                yield async_sessionmaker(connection, expire_on_commit=False)
-            finally:
-                if sqlite and not connection.invalidated:
-                    await _pragma(connection, f"cache_size = {SQLITE_DEFAULT_CACHE}")
+                                                      who=who, now=utcnow()))
 
     @staticmethod
     async def _first_import_batch(
@@ -592,14 +566,6 @@ class Store:
 
     async def revoke_token(self, name: str, *, who: str) -> None:
         await self._transaction(lambda s: accounts.revoke_token(s, name, who, utcnow()))
-
-
-async def _pragma(connection: AsyncConnection, setting: str) -> None:
-    """A SQLite PRAGMA on the driver's connection, outside any transaction (it sets the
-    connection, not the data: no BEGIN, no commit)."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None, "a checked-out connection has its driver's"
-    await (await driver.execute(f"PRAGMA {setting}")).close()
 
 
 async def _read_ahead(

@@ -13,7 +13,6 @@ from sqlalchemy import event
 from inbox_daemon.notices import Buyer
 from inbox_daemon.processing.csvfile import batches, check, read_buyers, text
 from inbox_daemon.store import Store, applying
-from inbox_daemon.store import store as store_module
 
 
 def _csv(rows: int, start: int = 0) -> bytes:
@@ -106,33 +105,3 @@ def test_a_list_is_checked_whole_before_anything_is_applied() -> None:
         check(good + b"111-1111111-1111111,\xff@marketplace.amazon.com\n")
     with pytest.raises(ValueError, match="order_id or email"):
         check(b"name,phone\nx,y\n")
-
-
-def test_an_import_writes_on_one_connection_and_leaves_its_cache_as_it_was(with_store: Any) -> None:
-    """Every batch of an import is written on one connection; on SQLite its page cache is raised
-    for the import (the keys' indexes outgrow the default) and put back afterwards, so the
-    connection the pool hands out next has SQLite's default again."""
-    data = _csv(250)
-
-    async def body(store: Store) -> None:
-        sqlite = store.engine.dialect.name == "sqlite"
-        began: list[tuple[int, object]] = []  # (connection, its cache size) at each transaction
-
-        def on_begin(conn: Any) -> None:
-            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar() if sqlite else None
-            began.append((id(conn.connection.dbapi_connection), cache))
-
-        event.listen(store.engine.sync_engine, "begin", on_begin)
-        async with store.engine.connect() as other, store.engine.connect():  # two pooled connections idle
-            await other.exec_driver_sql("SELECT 1")
-        began.clear()
-        await store.import_batches(data, "list.csv", batches(text(data), size=100), who="ana")
-        batches_began = began[:3]  # then the transaction that audits the whole import
-        assert len({conn for conn, _ in batches_began}) == 1, began
-        if sqlite:
-            assert {cache for _, cache in batches_began} == {-store_module.IMPORT_CACHE_KIB}
-            async with store.engine.connect() as a, store.engine.connect() as b, store.engine.connect() as c:
-                for conn in (a, b, c):  # the pool's connections, the import's among them
-                    assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar() == -2000
-
-    with_store(body)
