@@ -25,8 +25,9 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError
-from .keys import PSEUDONYM_BYTES, digest
+from .keys import PSEUDONYM_BYTES, digester
 from .secret import Secret
 
 __all__ = ["KeyRing", "SecretBytes", "SealedDataError", "load_keyring", "PSEUDONYM_BYTES"]
@@ -73,7 +74,11 @@ class KeyRing:
 
     def pseudonym(self, canonical: bytes) -> bytes:
         """The keyed digest of a key's canonical form: HMAC-SHA-256, the first 128 bits."""
-        return digest(self.pseudonym_secret.reveal(), canonical)
+        return self._digest(canonical)
+
+    @cached_property
+    def _digest(self) -> Callable[[bytes], bytes]:
+        return digester(self.pseudonym_secret.reveal())  # keys.digest, its pads made once
 
     def check_value(self) -> str:
         """What the database keeps to tell whether a daemon holds the key it was written with.

@@ -148,13 +148,16 @@ async def blocklist_import(store: Store, file: str, who: str | None) -> None:
         fail(f"{file}: {exc}")
     source = io.BytesIO(data)
     bar = ListProgress(len(data))
-    try:
-        done = await store.import_batches(
-            data, Path(file).name, batches(io.TextIOWrapper(source, encoding="utf-8-sig", newline=""), key_id=_key_id(store)),
-            who=login(who), progress=lambda _, so_far: bar.at(source.tell(), so_far.rows, so_far.new),
-        )
-    finally:
-        bar.finish()
+    # Held open here until the import returns: the batches are read ahead of the progress
+    # reports, and a text stream dropped by its finished reader closes the bytes under it.
+    with io.TextIOWrapper(source, encoding="utf-8-sig", newline="") as stream:
+        try:
+            done = await store.import_batches(
+                data, Path(file).name, batches(stream, key_id=_key_id(store)),
+                who=login(who), progress=lambda _, so_far: bar.at(source.tell(), so_far.rows, so_far.new),
+            )
+        finally:
+            bar.finish()
     for why in done.skipped:
         click.echo(f"skipped {why}", err=True)
     click.echo(f"imported {done.rows} rows from {file}: {done.new} new, {done.updated} updated, {len(done.skipped)} skipped")

@@ -26,7 +26,9 @@ row in the same transaction.
 A batch costs a fixed handful of statements — the raw rows, the candidate opt-outs, the
 evidence that matters, then bulk writes — instead of several round trips per buyer (durable
 SQLite fsyncs once per transaction; bench/ingest.py); the identity rules run in memory over
-what was loaded.
+what was loaded, on plain rows (``_Row``), not ORM objects: a CSV import applies hundreds of
+thousands of buyers, and the bulk writes (``bulk``) convert each value once, not per attribute
+event (bench/import.py --csv).
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon import keys
 from inbox_daemon.notices.result import Buyer, Kind, ParseResult
 
-from . import changes, pseudonyms
+from . import bulk, changes, pseudonyms
 from .audit import audit
 from .blocklist import entries_for
 from .engine import chunks
@@ -61,11 +63,37 @@ class _Notice:
     forwarder: str | None
 
 
+@dataclass(slots=True, eq=False)
+class _Row:
+    """An opt-out as the identity rules see it; ``id`` None until inserted, ``dirty`` when a
+    loaded row was changed (written back by ``_Batch.write``). Compared by identity."""
+
+    id: int | None
+    order_id: str | None
+    email: str | None
+    marketplace: str | None
+    first_seen: datetime
+    last_seen: datetime
+    notice_count: int
+    active: bool
+    dirty: bool = False
+
+
+_OPT_OUTS = table(OptOut)
+_EVIDENCE = table(Evidence)
+_ROW_COLUMNS = ("id", "order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
+_NEW_COLUMNS = _ROW_COLUMNS[1:]
+_EVIDENCE_COLUMNS = ("raw_message_id", "opt_out_id", "forwarder", "notice_message_id", "seen_at")
+# A changed opt-out written back: every column the rules may change, by id.
+_UPDATE = update(_OPT_OUTS).where(_OPT_OUTS.c.id == bindparam("row_id")).values(
+    {c: bindparam(f"new_{c}") for c in _NEW_COLUMNS})
+
+
 @dataclass
 class _Outcome:
     """What one raw message did: opt-outs it named, and which of them are new or changed."""
 
-    named: dict[int, OptOut] = field(default_factory=dict)  # by id() of the row, in naming order
+    named: dict[int, _Row] = field(default_factory=dict)  # by id() of the row, in naming order
     new: set[int] = field(default_factory=set)  # id() of the row objects
     updated: set[int] = field(default_factory=set)
 
@@ -83,28 +111,30 @@ class _Batch:
     def __init__(self, session: AsyncSession, actor: str = "intake") -> None:
         self.session = session
         self.actor = actor  # who the audit rows name
-        self.by_order: dict[str, OptOut] = {}
-        self.by_email: dict[str, list[OptOut]] = defaultdict(list)  # oldest first
+        self.by_order: dict[str, _Row] = {}
+        self.by_email: dict[str, list[_Row]] = defaultdict(list)  # oldest first
+        self.loaded: list[_Row] = []
         self.seen_raw: set[tuple[int, int]] = set()  # (id(row), raw id)
         self.seen_notice: set[tuple[int, str]] = set()  # (id(row), Amazon Message-ID)
-        self.evidence: list[tuple[OptOut, _Notice]] = []
-        self.created: list[OptOut] = []  # new rows, inserted in bulk by ``write``
-        self.audited: list[tuple[OptOut, _Notice, str]] = []  # (row, notice, block|reactivate)
+        self.evidence: list[tuple[_Row, _Notice]] = []
+        self.created: list[_Row] = []  # new rows, inserted in bulk by ``write``
+        self.audited: list[tuple[_Row, _Notice, str]] = []  # (row, notice, block|reactivate)
 
     async def load(self, keys: set[tuple[str | None, str | None]], notices: list[_Notice]) -> None:
         orders = {o for _, o in keys if o}
         emails = {e for e, _ in keys if e}
-        rows: dict[int, OptOut] = {}
-        for column, values in ((OptOut.order_id, orders), (OptOut.email, emails)):
-            for chunk in chunks(values):
-                statement = select(OptOut).where(column.in_(chunk))
-                statement = statement.with_for_update(key_share=True)
-                rows.update((r.id, r) for r in await self.session.scalars(statement))
-        for row in sorted(rows.values(), key=lambda r: r.id):
+        rows: dict[int, _Row] = {}
+        columns = [_OPT_OUTS.c[c] for c in _ROW_COLUMNS]
+        for column, values in ((_OPT_OUTS.c.order_id, orders), (_OPT_OUTS.c.email, emails)):
+            found = await bulk.select_matching(self.session, columns, column, values, lock=True)
+            rows.update((r.id, _Row(r.id, r.order_id, r.email, r.marketplace, r.first_seen, r.last_seen,
+                                     r.notice_count, r.active)) for r in found)
+        self.loaded = sorted(rows.values(), key=lambda r: r.id or 0)
+        for row in self.loaded:
             self._index(row)
         await self._load_evidence(rows, notices)
 
-    async def _load_evidence(self, rows: dict[int, OptOut], notices: list[_Notice]) -> None:
+    async def _load_evidence(self, rows: dict[int, _Row], notices: list[_Notice]) -> None:
         raw_ids = {n.raw_id for n in notices}
         message_ids = {n.message_id for n in notices if n.message_id}
         for chunk in chunks(rows):
@@ -123,13 +153,13 @@ class _Batch:
                 if message_id:
                     self.seen_notice.add((key, message_id))
 
-    def _index(self, row: OptOut) -> None:
+    def _index(self, row: _Row) -> None:
         if row.order_id:
             self.by_order[row.order_id] = row
         if row.email and row not in self.by_email[row.email]:
             self.by_email[row.email].append(row)
 
-    def locate(self, email: str | None, order: str | None) -> OptOut | None:
+    def locate(self, email: str | None, order: str | None) -> _Row | None:
         """The identity rules of the module docstring."""
         if order and order in self.by_order:
             return self.by_order[order]
@@ -145,15 +175,7 @@ class _Batch:
             return
         row = self.locate(email, order)
         if row is None:
-            row = OptOut(
-                order_id=order,
-                email=email,
-                marketplace=marketplace,
-                first_seen=notice.received_at,
-                last_seen=notice.received_at,
-                notice_count=0,
-                active=True,
-            )
+            row = _Row(None, order, email, marketplace, notice.received_at, notice.received_at, 0, True)
             self.created.append(row)
             self._index(row)
             outcome.new.add(id(row))
@@ -164,25 +186,25 @@ class _Batch:
         if email and row.email != email:  # rule 1's other address: blocked on a row of its own
             self.apply_keys((email, None), marketplace, notice, outcome)
 
-    def _name(self, row: OptOut, notice: _Notice, outcome: _Outcome) -> None:
+    def _name(self, row: _Row, notice: _Notice, outcome: _Outcome) -> None:
         outcome.named.setdefault(id(row), row)  # constant time per buyer, however large the batch
         if (id(row), notice.raw_id) not in self.seen_raw:
             self._count(row, notice)
             outcome.updated.add(id(row))
 
-    def _fill(self, row: OptOut, email: str | None, order: str | None, market: str | None) -> bool:
+    def _fill(self, row: _Row, email: str | None, order: str | None, market: str | None) -> bool:
         """Fill what the row lacks, never overwrite; True if a key was filled."""
         filled = False
         if email and row.email is None:
-            row.email, filled = email, True
+            row.email, filled, row.dirty = email, True, True
         if order and row.order_id is None:
-            row.order_id, filled = order, True
+            row.order_id, filled, row.dirty = order, True, True
         if market and row.marketplace is None:
-            row.marketplace = market  # not an index key: no change row on its own
+            row.marketplace, row.dirty = market, True  # not an index key: no change row on its own
         self._index(row)
         return filled
 
-    def _count(self, row: OptOut, notice: _Notice) -> None:
+    def _count(self, row: _Row, notice: _Notice) -> None:
         """New evidence: a notice more unless the same Amazon notice was seen; reactivates."""
         if notice.message_id is None or (id(row), notice.message_id) not in self.seen_notice:
             row.notice_count += 1
@@ -193,46 +215,33 @@ class _Batch:
         row.last_seen = max(row.last_seen, notice.received_at)
         if not row.active:
             self.audited.append((row, notice, "reactivate"))
-        row.active = True
+        row.active = row.dirty = True
         self.evidence.append((row, notice))
 
-    async def write(self, now: datetime, changed: Sequence[OptOut]) -> None:
-        """Insert the new rows in bulk (their ids come back in order), flush the changed ones,
-        then the evidence and change rows in bulk. New rows stay out of the unit of work: it
-        would INSERT them one statement each."""
-        for chunk in chunks(self.created):
-            # (order id, email) tells the new rows of one batch apart: an order is unique, and
-            # an email gets a row without an order at most once (rules 3 and 4 find it again).
-            by_keys = {(r.order_id, r.email): r for r in chunk}
-            statement = _INSERT_OPT_OUT
-            values = [{c: getattr(r, c) for c in _NEW_COLUMNS} for r in chunk]
-            for new_id, order, email in await self.session.execute(statement, values):
-                by_keys[order, email].id = new_id
-            if len(by_keys) != len(chunk) or any(r.id is None for r in chunk):
-                raise AssertionError("two new opt-outs with the same keys in one batch")
-        await self.session.flush()
-        if self.evidence:
-            rows = [
-                {
-                    "raw_message_id": n.raw_id,
-                    "opt_out_id": row.id,
-                    "forwarder": n.forwarder,
-                    "notice_message_id": n.message_id,
-                    "seen_at": n.received_at,
-                }
-                for row, n in self.evidence
-            ]
-            await self.session.execute(_INSERT_EVIDENCE, rows)
-        await changes.record(self.session, [row.id for row in changed], now)
+    async def write(self, now: datetime, changed: Sequence[_Row]) -> None:
+        """Insert the new rows in bulk (their ids come back with their keys), write the changed
+        ones back, then the evidence and change rows in bulk."""
+        # (order id, email) tells the new rows of one batch apart: an order is unique, and an
+        # email gets a row without an order at most once (rules 3 and 4 find it again).
+        by_keys = {(r.order_id, r.email): r for r in self.created}
+        values = [(r.order_id, r.email, r.marketplace, r.first_seen, r.last_seen, r.notice_count, r.active)
+                  for r in self.created]
+        for new_id, order, email in await bulk.insert_returning(
+                self.session, _OPT_OUTS, _NEW_COLUMNS, values, ("id", "order_id", "email")):
+            by_keys[order, email].id = new_id
+        if len(by_keys) != len(self.created) or any(r.id is None for r in self.created):
+            raise AssertionError("two new opt-outs with the same keys in one batch")
+        dirty = [{"row_id": r.id, **{f"new_{c}": getattr(r, c) for c in _NEW_COLUMNS}} for r in self.loaded if r.dirty]
+        if dirty:
+            await self.session.execute(_UPDATE, dirty)
+        evidence = [(n.raw_id, row.id, n.forwarder, n.message_id, n.received_at) for row, n in self.evidence]
+        await bulk.insert_rows(self.session, _EVIDENCE, _EVIDENCE_COLUMNS, evidence)
+        await changes.record(self.session, [row.id for row in changed if row.id is not None], now)
         await audit(self.session, [_audit_row(r, n, action, self.actor) for r, n, action in self.audited], now)
 
 
-_NEW_COLUMNS = ("order_id", "email", "marketplace", "first_seen", "last_seen", "notice_count", "active")
-_INSERT_OPT_OUT = insert(table(OptOut)).returning(table(OptOut).c.id, table(OptOut).c.order_id, table(OptOut).c.email)
-_INSERT_EVIDENCE = insert(table(Evidence))
 
-
-def _audit_row(row: OptOut, notice: _Notice, action: str, actor: str) -> dict[str, object]:
+def _audit_row(row: _Row, notice: _Notice, action: str, actor: str) -> dict[str, object]:
     by = f" forwarded by {notice.forwarder}" if notice.forwarder else ""
     return {
         "actor": actor, "action": action, "subject": row.order_id or row.email,
@@ -287,27 +296,28 @@ async def apply_batch(
     held: Mapping[int, str] | None = None,
     *,
     actor: str = "intake",
+    entries: bool = True,
 ) -> list[Applied]:
-    """Record each verdict and, for opt-outs not ``held``, their buyers. Idempotent."""
+    """Record each verdict and, for opt-outs not ``held``, their buyers. Idempotent.
+    ``entries`` False: the results carry no index entries (a CLI import: the daemons follow
+    the change rows), which saves reading them back."""
     held = held or {}
     notices = await _verdicts(session, items, parser_version, now, held)
-    opting = [(n, r) for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
+    opting = [(n, [(_keys(session, b), b.marketplace) for b in r.buyers])
+              for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
     batch = _Batch(session, actor)
-    # Each buyer's stored keys once per batch: parsing a key and its keyed digest are most of
-    # the per-buyer cost, and the load and the identity rules both need them.
-    stored = {b: _keys(session, b) for _, r in opting for b in r.buyers}
-    await batch.load(set(stored.values()), [n for n, _ in opting])
+    await batch.load({stored for _, buyers in opting for stored, _ in buyers}, [n for n, _ in opting])
     outcomes: dict[int, _Outcome] = {}
-    for notice, result in opting:
+    for notice, buyers in opting:
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
-        for buyer in result.buyers:
-            batch.apply_keys(stored[buyer], buyer.marketplace, notice, outcome)
+        for stored, marketplace in buyers:
+            batch.apply_keys(stored, marketplace, notice, outcome)
     named = [r for o in outcomes.values() for r in o.named.values()]
     changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
-    entries = await entries_for(session, {r.id for r in named})
-    at = {(e.kind, e.value): n for n, e in enumerate(entries)}  # one lookup per key, not a scan per message
-    return [_applied(outcomes.get(raw_id), entries, at, held.get(raw_id)) for raw_id, _ in items]
+    found = await entries_for(session, {r.id for r in named if r.id is not None}) if entries else []
+    at = {(e.kind, e.value): n for n, e in enumerate(found)}  # one lookup per key, not a scan per message
+    return [_applied(outcomes.get(raw_id), found, at, held.get(raw_id)) for raw_id, _ in items]
 
 
 def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[Any, str], int],

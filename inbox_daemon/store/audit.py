@@ -7,21 +7,24 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import bulk
 from .records import AuditEntry
 from .schema import AuditRow, table
 
 __all__ = ["audit", "audit_rows"]
 
-_INSERT = insert(table(AuditRow))  # built once: see ``schema.table``
+_TABLE = table(AuditRow)
 
 
 async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """Write audit rows (dicts of AuditRow columns; ``at`` defaults to now)."""
     if rows:
-        await session.execute(_INSERT, [{"at": now, **r} for r in rows])
+        names = ["at", *dict.fromkeys(k for r in rows for k in r if k != "at")]
+        values = [tuple(r.get(n, now) if n == "at" else r.get(n) for n in names) for r in rows]
+        await bulk.insert_rows(session, _TABLE, names, values)
 
 
 async def audit_rows(

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import keys
@@ -18,7 +18,7 @@ from . import changes, pseudonyms
 from .audit import audit
 from .engine import chunks
 from .records import IndexEntry, OptOutRow
-from .schema import AuditRow, OptOut
+from .schema import AuditRow, OptOut, UTCDateTime
 
 __all__ = [
     "entries_for",
@@ -38,27 +38,36 @@ IndexSelect = Select[str | None, datetime, int]  # (key, first_seen, count)
 
 
 async def entries_for(session: AsyncSession, opt_out_ids: Iterable[int]) -> list[IndexEntry]:
-    """The current index state of every email and order key of these opt-outs."""
-    emails: set[str] = set()
-    orders: set[str] = set()
-    for chunk in chunks(opt_out_ids):
-        statement = select(OptOut.email, OptOut.order_id).where(OptOut.id.in_(chunk))
-        for email, order in (await session.execute(statement)):
-            if email:
-                emails.add(email)
-            if order:
-                orders.add(order)
-    entries = [IndexEntry("order", order, None, 0) for order in sorted(orders)]
-    entries += [IndexEntry("email", email, None, 0) for email in sorted(emails)]
+    """The current index state of every email and order key of these opt-outs: one statement
+    per chunk of ids (their keys, and the index rows of those keys), not one per kind of key."""
+    unblocked: dict[tuple[str, str], IndexEntry] = {}
     blocked: dict[tuple[str, str], IndexEntry] = {}
-    for chunk in chunks(orders):
-        by_order = order_index().where(OptOut.order_id.in_(chunk))
-        async for entry in _stream(session, "order", by_order):
-            blocked[entry.kind, entry.value] = entry
-    for chunk in chunks(emails):
-        async for entry in _stream(session, "email", email_index(OptOut.email.in_(chunk))):
-            blocked[entry.kind, entry.value] = entry
-    return [blocked.get((e.kind, e.value), e) for e in entries]
+    for chunk in chunks(opt_out_ids):
+        async for entry in _stream_union(session, _entries_statement(chunk)):
+            if entry.first_seen is None:
+                unblocked[entry.kind, entry.value] = entry
+            else:
+                blocked[entry.kind, entry.value] = entry
+    ordered = sorted(unblocked, key=lambda k: (k[0] != "order", k[1]))
+    return [blocked.get(k, unblocked[k]) for k in ordered]
+
+
+def _entries_statement(ids: list[int]) -> Any:
+    """(key, first_seen, count, kind) of each key of the opt-outs ``ids`` as not blocked (first
+    seen NULL, count 0), and then as ``order_index``/``email_index`` give it where blocked."""
+    touched = select(OptOut.email, OptOut.order_id).where(OptOut.id.in_(ids)).cte("touched")
+    none, zero = cast(null(), UTCDateTime), literal(0)
+    return union_all(
+        select(touched.c.order_id, none, zero, literal("order")).where(touched.c.order_id.is_not(None)),
+        select(touched.c.email, none, zero, literal("email")).where(touched.c.email.is_not(None)),
+        order_index().where(OptOut.order_id.in_(select(touched.c.order_id))).add_columns(literal("order")),
+        email_index(OptOut.email.in_(select(touched.c.email))).add_columns(literal("email")),
+    )
+
+
+async def _stream_union(session: AsyncSession, statement: Any) -> AsyncIterator[IndexEntry]:
+    for row in (await session.execute(statement)):
+        yield index_entry(row[3], row)
 
 
 def order_index() -> IndexSelect:
@@ -80,13 +89,6 @@ def email_index(*conditions: Any) -> IndexSelect:
 def index_entry(kind: Literal["email", "order"], row: Sequence[Any]) -> IndexEntry:
     """A row of ``order_index()`` or ``email_index()`` as an IndexEntry."""
     return IndexEntry(kind, row[0], row[1], int(row[2]))
-
-
-async def _stream(
-    session: AsyncSession, kind: Literal["email", "order"], statement: IndexSelect
-) -> AsyncIterator[IndexEntry]:
-    for row in (await session.execute(statement)):
-        yield index_entry(kind, row)
 
 
 def subject(session: AsyncSession, key: str) -> tuple[keys.Kind | None, str]:

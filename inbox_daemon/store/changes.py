@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import bulk
 from .records import GAP_WINDOW, ChangeCursor
 from .schema import BlocklistChange, table
 
@@ -17,16 +18,15 @@ __all__ = ["CHANNEL", "record", "last_seq", "start_cursor", "read"]
 #: The PostgreSQL NOTIFY channel a transaction that adds change rows signals on (no payload:
 #: the followers read the sequence, so no key ever travels in a notification).
 CHANNEL = "inbox_daemon_changes"
-
-_INSERT = insert(table(BlocklistChange))  # built once: see ``schema.table``
+_TABLE = table(BlocklistChange)
 
 
 async def record(session: AsyncSession, opt_out_ids: Iterable[int], now: datetime) -> None:
     """One change row per opt-out changed in this transaction, and on PostgreSQL a NOTIFY that
     the other daemons receive when (and only if) the transaction commits."""
-    rows = [{"opt_out_id": i, "changed_at": now} for i in sorted(set(opt_out_ids))]
+    rows = [(i, now) for i in sorted(set(opt_out_ids))]
     if rows:
-        await session.execute(_INSERT, rows)
+        await bulk.insert_rows(session, _TABLE, ("opt_out_id", "changed_at"), rows)
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(select(func.pg_notify(CHANNEL, "")))
 

@@ -12,11 +12,15 @@ one refuses blocklist work rather than write a plain key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from inbox_daemon.notices.result import Buyer
 
 from .. import keys
 
-__all__ = ["INFO", "ring", "stored", "stored_given", "stored_text", "stored_raw"]
+__all__ = ["INFO", "ring", "stored", "stored_given", "given_form", "stored_buyers", "stored_text", "stored_raw"]
 
 INFO = "inbox_daemon.pseudonyms"
 
@@ -39,12 +43,24 @@ def stored_given(session: AsyncSession, kind: keys.Kind, given: str | None) -> s
     (``keys``), or a pseudonym already (an import of ``blocklist export``, whose key id the CSV
     reader checked); None when it is neither. A notice never yields 32 hex digits: an address has
     an "@", an order id dashes."""
+    return given_form(ring(session), kind, given)
+
+
+def given_form(keyring: keys.Pseudonyms, kind: keys.Kind, given: str | None) -> str | None:
+    """``stored_given`` with the key ring at hand (no session: an import digests its next batch
+    in a thread while the current one is written)."""
     if not given:
         return None
     if keys.is_stored(given):
         return given
     parsed = keys.BuyerKey.email(given) if kind == "email" else keys.BuyerKey.order(given)
-    return None if parsed is None else stored(session, parsed)
+    return None if parsed is None else parsed.stored(keyring)
+
+
+def stored_buyers(keyring: keys.Pseudonyms, buyers: Iterable[Buyer]) -> list[Buyer]:
+    """The buyers with their keys in stored form (``given_form``), marketplaces as they are."""
+    return [Buyer(given_form(keyring, "email", b.email), given_form(keyring, "order", b.order_id), b.marketplace)
+            for b in buyers]
 
 
 def stored_text(session: AsyncSession, kind: keys.Kind, text: str) -> str:

@@ -166,7 +166,7 @@ async def import_batch(session: AsyncSession, raw_id: int, buyers: Sequence[Buye
     evidence and audit rows point at it. Idempotent: a batch applied again (an import run again
     after a failure) adds no notice and no evidence."""
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
-    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who)
+    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who, entries=False)
     return applied
 
 

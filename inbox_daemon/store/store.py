@@ -9,7 +9,9 @@ opening a store never creates it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
@@ -72,6 +74,10 @@ class Store:
         self.keyring = keyring
         self._read = async_sessionmaker(engine, expire_on_commit=False)
         self._write = async_sessionmaker(engine, expire_on_commit=False, execution_options={WRITE: True})
+        # The follower's reads on PostgreSQL: each statement on its own (no BEGIN and COMMIT
+        # round trips around them), so a change reaches the index as soon as it is read.
+        following = engine.execution_options(isolation_level="AUTOCOMMIT") if self.notifies else engine
+        self._follow = async_sessionmaker(following, expire_on_commit=False)
 
     @classmethod
     async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
@@ -102,8 +108,10 @@ class Store:
 
         return await retrying(attempt)
 
-    async def _reading(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with unavailable(), self._read() as session, session.begin():
+    async def _reading(
+        self, work: Callable[[AsyncSession], Awaitable[T]], sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> T:
+        async with unavailable(), (sessions or self._read)() as session, session.begin():
             session.info[pseudonyms.INFO] = self.keyring
             return await work(session)
 
@@ -264,7 +272,9 @@ class Store:
 
         before = (cursor.seq, dict(cursor.gaps))
         try:
-            return await self._reading(work)
+            # Each statement sees what was committed when it ran: the entries read after the
+            # change rows are as new as those or newer, and the index takes the latest anyway.
+            return await self._reading(work, self._follow)
         except BaseException:
             cursor.seq, cursor.gaps = before  # an entry lost to a failed read would stay lost
             raise
@@ -352,7 +362,8 @@ class Store:
     ) -> Imported:
         """Apply a file's buyers batch by batch, one transaction each, keeping the file as their
         evidence (saved with the first batch) and auditing the whole import at the end.
-        ``batches`` is read lazily, so memory holds one batch; each transaction is short, so
+        ``batches`` is read lazily, one batch ahead (``_read_ahead``), so memory holds two
+        batches at most; each transaction is short, so
         intake on the same database never waits long behind an import. A failure part way
         leaves the batches before it applied; running the import again is harmless (the same
         file is the same message and a buyer counts once per message). ``progress`` gets the
@@ -360,23 +371,29 @@ class Store:
         saved: SavedRaw | None = None
         total = Imported(0, 0, 0, ())
         reasons: list[str] = []
-        for buyers, skipped in batches:
-            if saved is None:
-                saved, applied = await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
-            else:
-                applied = await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
-                                                          who=who, now=utcnow()))
-            reasons += skipped
-            total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
-                             total.updated + applied.buyers_updated, ())
-            if progress is not None:
-                progress(len(buyers) + len(skipped), total)
+        async with aclosing(_read_ahead(batches, self.keyring)) as ahead:
+            async for buyers, skipped in ahead:
+                saved, applied = await self._import_batch(saved, data, name, buyers, who)
+                reasons += skipped
+                total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
+                                 total.updated + applied.buyers_updated, ())
+                if progress is not None:
+                    progress(len(buyers) + len(skipped), total)
         if saved is None:  # an empty file is still kept and audited
             saved = (await self._transaction(partial(self._first_import_batch, data, name, (), who, self.keyring)))[0]
         done = partial(review.import_done, raw_id=saved.id, sha256=saved.sha256, name=name, rows=total.rows,
                        skipped=len(reasons), who=who, now=utcnow())
         await self._transaction(done)
         return Imported(total.rows, total.new, total.updated, tuple(reasons))
+
+    async def _import_batch(
+        self, saved: SavedRaw | None, data: bytes, name: str, buyers: Sequence[Buyer], who: str
+    ) -> tuple[SavedRaw, Applied]:
+        """One batch in its own transaction; the first one saves the file too."""
+        if saved is None:
+            return await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
+        return saved, await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
+                                                      who=who, now=utcnow()))
 
     @staticmethod
     async def _first_import_batch(
@@ -549,3 +566,26 @@ class Store:
 
     async def revoke_token(self, name: str, *, who: str) -> None:
         await self._transaction(lambda s: accounts.revoke_token(s, name, who, utcnow()))
+
+
+async def _read_ahead(
+    batches: Iterable[tuple[Sequence[Buyer], Sequence[str]]], keyring: KeyRing | None
+) -> AsyncGenerator[tuple[Sequence[Buyer], Sequence[str]], None]:
+    """``batches`` read, and their keys put in stored form (``pseudonyms.stored_buyers``), in a
+    thread one batch ahead of the batch being written: parsing a list and digesting its keys
+    overlaps the database's work instead of waiting for it. One read at a time, in order."""
+    source = iter(batches)
+
+    def next_batch() -> tuple[Sequence[Buyer], Sequence[str]] | None:
+        for buyers, skipped in source:
+            return (pseudonyms.stored_buyers(keyring, buyers) if keyring is not None else buyers), skipped
+        return None
+
+    loop = asyncio.get_running_loop()
+    coming = loop.run_in_executor(None, next_batch)
+    try:
+        while (batch := await coming) is not None:
+            coming = loop.run_in_executor(None, next_batch)
+            yield batch
+    finally:
+        await asyncio.gather(coming, return_exceptions=True)  # never two threads in ``source``

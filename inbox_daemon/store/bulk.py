@@ -1,0 +1,129 @@
+"""Many rows into one table in one statement or one driver-level ``executemany``, with each
+value converted by its column's own type (``SafeString`` cleaning, ``UTCDateTime``) as
+SQLAlchemy would, but once per distinct value in a run instead of once per row and column.
+
+SQLite: the driver's ``executemany`` (one prepared statement, bound in C) or, when ids must
+come back, multi-row ``INSERT ... VALUES ... RETURNING`` in pages under the variable limit.
+PostgreSQL: one ``INSERT ... SELECT * FROM unnest($1::type[], ...)`` per table and batch, one
+round trip however many rows (https://www.postgresql.org/docs/current/functions-array.html).
+Both run on the session's connection, inside its transaction. ``select_matching`` is the read
+side: the rows whose key is among many values, with the values bound as one parameter (a JSON
+array SQLite's ``json_each`` walks, https://www.sqlite.org/json1.html#jeach; an array for
+PostgreSQL's ``= ANY``), one statement however many values, each found through the column's index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from sqlalchemy import Column, Row, Table, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["insert_rows", "insert_returning", "select_matching"]
+
+# Rows per multi-row INSERT on SQLite: a page binds rows x columns variables, well under
+# SQLITE_MAX_VARIABLE_NUMBER (32,766 since SQLite 3.32; https://www.sqlite.org/limits.html).
+SQLITE_PAGE_VARIABLES = 16_000
+
+Processor = Callable[[Any], Any]
+
+
+def _processed(values: Sequence[Any], processor: Processor | None) -> list[Any]:
+    """``values`` through the column's bind processor; a value equal to the one before it is
+    converted once (a batch's timestamps, actor and source repeat row after row)."""
+    if processor is None:
+        return list(values)
+    out: list[Any] = []
+    last_in: Any = object()
+    last_out: Any = None
+    for value in values:
+        if value is not last_in and value != last_in:
+            last_in, last_out = value, processor(value)
+        out.append(last_out)
+    return out
+
+
+def _columns(dialect: Dialect, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """The rows' values column by column, converted for the database."""
+    by_column = list(zip(*rows)) if rows else [() for _ in names]
+    return [_processed(values, table.c[name].type.bind_processor(dialect)) for name, values in zip(names, by_column)]
+
+
+def _names(dialect: Dialect, table: Table, names: Sequence[str]) -> tuple[str, str]:
+    quote = dialect.identifier_preparer.quote
+    return dialect.identifier_preparer.format_table(table), ", ".join(quote(n) for n in names)
+
+
+def _unnest(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
+    """PostgreSQL: ``INSERT INTO t (a, b) SELECT * FROM unnest(CAST(:p0 AS type[]), ...)``."""
+    target, columns = _names(dialect, table, names)
+    arrays = ", ".join(f"CAST(:p{n} AS {table.c[name].type.compile(dialect=dialect)}[])" for n, name in enumerate(names))
+    return f"INSERT INTO {target} ({columns}) SELECT * FROM unnest({arrays})"
+
+
+async def insert_rows(session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT ``rows`` (tuples in the order of ``names``) into ``table``."""
+    if not rows:
+        return
+    await session.flush()  # as ``session.execute`` would: rows these point at are written first
+    connection = await session.connection()
+    dialect = connection.dialect
+    columns = _columns(dialect, table, names, rows)
+    if dialect.name == "postgresql":
+        await connection.execute(text(_unnest(dialect, table, names)), {f"p{n}": c for n, c in enumerate(columns)})
+        return
+    target, listed = _names(dialect, table, names)
+    marks = ", ".join("?" for _ in names)
+    await connection.exec_driver_sql(f"INSERT INTO {target} ({listed}) VALUES ({marks})", list(zip(*columns)))
+
+
+async def insert_returning(
+    session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """INSERT ``rows`` and return the ``returning`` columns of each new row, in no promised
+    order (SQLite documents none for RETURNING): callers match them by their values."""
+    if not rows:
+        return []
+    await session.flush()
+    connection = await session.connection()
+    dialect = connection.dialect
+    columns = _columns(dialect, table, names, rows)
+    _, back = _names(dialect, table, returning)
+    if dialect.name == "postgresql":
+        statement = text(f"{_unnest(dialect, table, names)} RETURNING {back}")
+        result = await connection.execute(statement, {f"p{n}": c for n, c in enumerate(columns)})
+        return [tuple(r) for r in result]
+    target, listed = _names(dialect, table, names)
+    one = "(" + ", ".join("?" for _ in names) + ")"
+    page = max(1, SQLITE_PAGE_VARIABLES // len(names))
+    values = list(zip(*columns))
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), page):
+        part = values[start : start + page]
+        sql = f"INSERT INTO {target} ({listed}) VALUES {', '.join([one] * len(part))} RETURNING {back}"
+        result = await connection.exec_driver_sql(sql, tuple(v for row in part for v in row))
+        found += [tuple(r) for r in result]
+    return found
+
+
+async def select_matching(
+    session: AsyncSession, columns: Sequence[Column[Any]], key: Column[Any], values: Collection[str], *, lock: bool = False
+) -> list[Row[Any]]:
+    """``columns`` of the rows of ``key``'s table whose ``key`` is one of ``values``;
+    ``lock``: locked against concurrent change of their keys (PostgreSQL FOR NO KEY UPDATE)."""
+    if not values:
+        return []
+    dialect = (await session.connection()).dialect
+    if dialect.name == "postgresql":
+        array = bindparam("matching", list(values), type_=ARRAY(key.type))
+        statement = select(*columns).where(key == any_(array))
+    else:
+        given = func.json_each(bindparam("matching", json.dumps(list(values)))).table_valued("value").alias("given")
+        statement = select(*columns).join_from(given, key.table, key == given.c.value)
+    if lock:
+        statement = statement.with_for_update(key_share=True)
+    return list(await session.execute(statement))
