@@ -14,10 +14,9 @@ import email
 import email.header
 import quopri
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email import errors
-from operator import itemgetter
 from email.message import Message
 from email.policy import compat32
 from urllib.parse import unquote
@@ -64,17 +63,22 @@ class Headers:
     """Decoded header values of one message (RFC 2047 words and raw 8-bit bytes both read).
     Each name is decoded once: the parse asks for From and Subject several times."""
 
-    __slots__ = ("_raw", "_by_name", "_decoded")
+    __slots__ = ("_by_name", "_decoded")
 
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._raw = items
-        self._by_name: dict[str, list[str]] | None = None  # raw values by name, built when first asked
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        by_name: dict[str, list[str]] = {}  # raw values by lower-case name, in order
+        for key, value in items:
+            key = key.lower()
+            if key in by_name:
+                by_name[key].append(value)
+            else:
+                by_name[key] = [value]
+        self._by_name = by_name
         self._decoded: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, msg: Message) -> Headers:
-        fields = list(msg.raw_items())
-        return cls(list(zip(map(str.lower, map(itemgetter(0), fields)), map(itemgetter(1), fields))))
+        return cls(msg.raw_items())
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
@@ -87,14 +91,10 @@ class Headers:
         return list(self._values(name))
 
     def _values(self, name: str) -> list[str]:
-        name = name.lower()
         values = self._decoded.get(name)
         if values is None:
-            if self._by_name is None:
-                self._by_name = {}
-                for key, value in self._raw:
-                    self._by_name.setdefault(key, []).append(value)
-            values = self._decoded[name] = [_decode_header(v) for v in self._by_name.get(name, ())]
+            raw = self._by_name.get(name.lower())
+            values = self._decoded[name] = [_decode_header(v) for v in raw] if raw else []
         return values
 
 

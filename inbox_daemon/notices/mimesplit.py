@@ -44,25 +44,24 @@ class _Message(Message):
     field list is replaced or changes length (every other ``Message`` method that changes
     fields does one or the other) or a field is replaced in place (``replace_header``)."""
 
-    _index: dict[str, tuple[str, str]] | None = None  # lower-case name -> its first field
-    _indexed: tuple[list[tuple[str, str]], int] | None = None  # the field list indexed, its length
-    _fetched: dict[str, Any] | None = None  # lower-case name -> what ``get`` returned
+    _indexed: list[tuple[str, str]] | None = None  # the field list indexed (None: index it again)
+    _length = 0  # its length when indexed
+    _index: dict[str, tuple[str, str]]  # lower-case name -> its first field
+    _fetched: dict[str, Any]  # name as asked -> what ``get`` returned (None for no field)
 
     def get(self, name: str, failobj: Any = None) -> Any:
         fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
-        if self._index is None or self._indexed is None or self._indexed[0] is not fields \
-                or self._indexed[1] != len(fields):
+        if self._indexed is not fields or self._length != len(fields):
             # The first field of each name: inserted last, reading the fields backwards.
             self._index = dict(zip(map(str.lower, map(itemgetter(0), reversed(fields))), reversed(fields)))
             self._fetched = {}
-            self._indexed = (fields, len(fields))
-        fetched = self._fetched if self._fetched is not None else {}
-        self._fetched = fetched
-        name = name.lower()
-        if name not in fetched:
-            found = self._index.get(name)
-            fetched[name] = None if found is None else self.policy.header_fetch_parse(*found)
-        value = fetched[name]
+            self._indexed, self._length = fields, len(fields)
+        fetched = self._fetched
+        if name in fetched:
+            value = fetched[name]
+        else:
+            found = self._index.get(name.lower())
+            value = fetched[name] = None if found is None else self.policy.header_fetch_parse(*found)
         return failobj if value is None else value
 
     def get_content_type(self) -> str:
@@ -70,14 +69,14 @@ class _Message(Message):
         (asked for about five times per part)."""
         if self.get("content-type") is None:  # the default type, which a caller may set
             return super().get_content_type()
-        fetched = self._fetched if self._fetched is not None else {}  # just validated by ``get``
+        fetched = self._fetched  # just validated by ``get``
         found = fetched.get(_CONTENT_TYPE)
         if found is None:
             found = fetched[_CONTENT_TYPE] = super().get_content_type()
         return str(found)
 
     def replace_header(self, name: str, value: Any) -> None:
-        self._index = None
+        self._indexed = None
         super().replace_header(name, value)
 
 

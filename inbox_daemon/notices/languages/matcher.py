@@ -162,6 +162,20 @@ _KEYS = frozenset(_KEYED)
 _UNKEYED = tuple((n, literal) for n, literal in enumerate(_LITERALS) if _key_word(literal) is None)
 # ASCII text holds none of the phrases whose literal is not ASCII (accents, CJK, Arabic).
 _UNKEYED_ASCII = tuple((n, literal) for n, literal in _UNKEYED if literal.isascii())
+
+
+def _guarded(literals: tuple[tuple[int, str], ...]) -> tuple[tuple[str, tuple[tuple[int, str], ...]], ...]:
+    """The literals grouped under the shortest of them each one holds (" link", "link " and
+    "external link" under "link"): a text without that one holds none of its group."""
+    groups: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for n, literal in literals:
+        guard = min((other for _, other in literals if other in literal), key=len)
+        groups[guard].append((n, literal))
+    return tuple((guard, tuple(members)) for guard, members in groups.items())
+
+
+_GUARDED = _guarded(_UNKEYED)
+_GUARDED_ASCII = _guarded(_UNKEYED_ASCII)
 _CONDITIONAL = re.compile("|".join(p for lang in LANGUAGES for p in lang.conditional))
 _CONDITIONAL_REACH = 24  # characters before a phrase where its condition opens
 
@@ -189,7 +203,10 @@ def _by_phrase(text: str, end: int, words: list[str]) -> tuple[str | LookAlike, 
     ``words``: the text's words (``_TOKEN``)."""
     found: list[tuple[int, int, str | LookAlike]] = []
     window = text[:end]  # a match before ``end`` holds its literal before ``end``
-    present = [n for n, literal in (_UNKEYED_ASCII if window.isascii() else _UNKEYED) if literal in window]
+    present: list[int] = []
+    for guard, members in _GUARDED_ASCII if window.isascii() else _GUARDED:
+        if guard in window:
+            present.extend(n for n, literal in members if literal in window)
     for key in _KEYS.intersection(words):
         present.extend(n for n in _KEYED[key] if _LITERALS[n] in window)
     for order in present:
