@@ -270,7 +270,8 @@ def privacy_anchor(args: argparse.Namespace) -> None:
                 if args.csv:  # csv_bench as it is: its printed rows/s per size
                     with contextlib.redirect_stdout(io.StringIO()) as printed:
                         csv_bench(args.csv)
-                    found = [float(f.replace(",", "")) for f in re.findall(r"([\d,]+) rows/s", printed.getvalue())]
+                    found = [float(f.replace(",", "")) for f in  # the import's lines, not the floor's
+                             re.findall(r"^blocklist import of .*?s, ([\d,]+) rows/s", printed.getvalue(), re.MULTILINE)]
                     assert len(found) == len(args.csv), printed.getvalue()
                     csv_rates[mode].append(found)
     print(f"import, privacy on vs off (bench/_privacy.py): {args.messages:,} messages, {args.rounds} rounds each, "
