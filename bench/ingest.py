@@ -147,20 +147,26 @@ def bare_rate(notices: list[tuple[str, str]], args: argparse.Namespace, tmp: str
     return acked / elapsed
 
 
+def drive(daemon: DaemonProcess, notices: list[tuple[str, str]], args: argparse.Namespace) -> tuple[int, float, float]:
+    """Send ``notices`` to a running daemon from the client processes: (notices acknowledged,
+    seconds until the last 250, seconds until the daemon reports them all applied)."""
+    per = max(1, args.connections // args.processes)
+    chunks = [(daemon.smtp, notices[i::args.processes], per) for i in range(args.processes)]
+    with mp.get_context("spawn").Pool(args.processes) as pool:
+        t0 = time.perf_counter()
+        acked = sum(pool.map(_client, chunks))
+        t_ack = time.perf_counter() - t0
+        while json.loads(daemon.query("STATS")[0].split(" ", 1)[1]).get("notices", 0) < acked:
+            time.sleep(0.02)
+        return acked, t_ack, time.perf_counter() - t0
+
+
 def daemon_rates(notices: list[tuple[str, str]], args: argparse.Namespace, home: Path, exe: str) -> tuple[float, float]:
     """(acknowledged, applied) notices/s of one daemon run with ``exe`` (the privacy anchor)."""
     daemon = DaemonProcess(home, exe=exe)
     daemon.start()
     try:
-        per = max(1, args.connections // args.processes)
-        chunks = [(daemon.smtp, notices[i::args.processes], per) for i in range(args.processes)]
-        with mp.get_context("spawn").Pool(args.processes) as pool:
-            t0 = time.perf_counter()
-            acked = sum(pool.map(_client, chunks))
-            t_ack = time.perf_counter() - t0
-            while json.loads(daemon.query("STATS")[0].split(" ", 1)[1]).get("notices", 0) < acked:
-                time.sleep(0.02)
-            t_applied = time.perf_counter() - t0
+        acked, t_ack, t_applied = drive(daemon, notices, args)
     finally:
         daemon.stop()
     return acked / t_ack, acked / t_applied
@@ -199,15 +205,7 @@ def main() -> None:
         daemon = DaemonProcess(Path(tmp))
         daemon.start()
         try:
-            per = max(1, args.connections // args.processes)
-            chunks = [(daemon.smtp, notices[i::args.processes], per) for i in range(args.processes)]
-            with mp.get_context("spawn").Pool(args.processes) as pool:
-                t0 = time.perf_counter()
-                acked = sum(pool.map(_client, chunks))
-                t_ack = time.perf_counter() - t0
-                while json.loads(daemon.query("STATS")[0].split(" ", 1)[1]).get("notices", 0) < acked:
-                    time.sleep(0.02)
-                t_applied = time.perf_counter() - t0
+            acked, t_ack, t_applied = drive(daemon, notices, args)
             last = daemon.query(f"ORDER {notices[-1][0]}")[0]
         finally:
             daemon.stop()
