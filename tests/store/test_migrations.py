@@ -133,6 +133,18 @@ def test_buyer_keys_upgrade_drops_relay_tags_and_merges_one_buyers_rows(empty_ur
     assert [(e.kind, e.value, e.count) for e in index if e.kind == "email"] == [("email", stored(relay), 3)]
 
 
+def upgraded_only_with_the_key(url: str, revision: str, dump: Callable[[], Any]) -> Any:
+    """A revision that digests or seals with the key ring: without one the upgrade is refused
+    and leaves ``dump()`` and the revision (``revision``) as they were; with it, it runs.
+    Returns ``dump()`` after."""
+    plain = dump()
+    with pytest.raises(RuntimeError, match="no privacy key"):
+        migrate.upgrade(url)
+    assert dump() == plain and migrate.current(url) == revision
+    migrate.upgrade(url, keyring=TEST_KEYRING)
+    return dump()
+
+
 def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..., Any]) -> None:
     """Rows, audit subjects and audit details written in plain text before revision 0011 hold
     pseudonyms after it, and every key still finds its row; without the key ring the upgrade
@@ -165,12 +177,7 @@ def test_pseudonyms_upgrade_leaves_no_plain_key(empty_url: str, run: Callable[..
             return [len(await store.find_opt_outs(key)) for key in (relay, order, odd)]
 
     run(before())
-    plain = run(dump())
-    with pytest.raises(RuntimeError, match="no privacy key"):
-        migrate.upgrade(empty_url)
-    assert run(dump()) == plain and migrate.current(empty_url) == "0010"
-    migrate.upgrade(empty_url, keyring=TEST_KEYRING)
-    converted = run(dump())
+    converted = upgraded_only_with_the_key(empty_url, "0010", lambda: run(dump()))
     assert relay not in converted and order not in converted and odd not in converted
     assert stored(relay) in converted and stored(order) in converted
     assert run(found()) == [1, 1, 1]
@@ -204,12 +211,8 @@ def test_message_ids_upgrade_keeps_only_their_digests(empty_url: str, run: Calla
             return [*rows, *(await conn.execute(text("SELECT message_id FROM raw_messages"))).all()]
 
     run(before())
-    plain = run(dump())
-    with pytest.raises(RuntimeError, match="no privacy key"):
-        migrate.upgrade(empty_url)
-    assert run(dump()) == plain and migrate.current(empty_url) == "0011"
-    migrate.upgrade(empty_url, keyring=TEST_KEYRING)
-    assert [tuple(r) for r in run(dump())] == [(message_id_stored(TEST_KEYRING, m),) for m in (notice_id, own_id)]
+    converted = upgraded_only_with_the_key(empty_url, "0011", lambda: run(dump()))
+    assert [tuple(r) for r in converted] == [(message_id_stored(TEST_KEYRING, m),) for m in (notice_id, own_id)]
     migrate.downgrade(empty_url, "0011")
     migrate.upgrade(empty_url)  # digests are left as they are: no key ring needed
     assert migrate.current(empty_url) == migrate.head()
