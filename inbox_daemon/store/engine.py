@@ -205,6 +205,8 @@ def is_transient(error: BaseException) -> bool:
     state = _sqlstate(error)
     if state is not None:
         return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
+    if _protocol_broken(error):
+        return True
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -216,6 +218,18 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, (exc.TimeoutError, OSError, asyncio.TimeoutError)):
         return True
     return type(error).__module__.startswith("asyncpg") and "Connection" in type(error).__name__
+
+
+def _protocol_broken(error: BaseException) -> bool:
+    """asyncpg's InternalClientError (raw or under SQLAlchemy's wrapper): the connection's
+    protocol state is not one a statement can start from. A server that is stopping sends
+    FATAL 57P01 unasked; a statement sent while asyncpg still consumes it fails with "cannot
+    switch to state 12; another operation (2) is in progress" (seen on LISTEN during a
+    PostgreSQL shutdown). A new connection is the cure, so it passes."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    return any(type(source).__name__ in ("InternalClientError", "ProtocolError")
+               and type(source).__module__.startswith("asyncpg")
+               for source in (orig, getattr(orig, "__cause__", None)))
 
 
 # The server answered and refused who we are or what we asked for: class 28 invalid

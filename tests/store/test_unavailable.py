@@ -4,6 +4,7 @@ and the store works again once it is back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from typing import Any
@@ -90,3 +91,78 @@ def test_postgresql_going_away_and_coming_back(pg_db_url: str, run: Any) -> None
         proxy.close()
 
 
+
+
+class StoppingPostgres:
+    """A loopback server that speaks just enough of PostgreSQL's protocol v3
+    (https://www.postgresql.org/docs/current/protocol-message-formats.html) to accept a
+    session and then do what a server being shut down does: send FATAL 57P01 unasked,
+    before the client's first statement, and keep the socket open."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # until close()
+            while True:
+                conn, _ = self._listener.accept()
+                threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            first = self._startup_packet(conn)
+            if first[4:8] == (80877103).to_bytes(4, "big"):  # SSLRequest: not here
+                conn.sendall(b"N")
+                self._startup_packet(conn)
+            # AuthenticationOk, the parameters asyncpg reads, BackendKeyData, ReadyForQuery,
+            # then the shutdown's ErrorResponse in the same write: the client reads it idle.
+            fatal = b"SFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
+            conn.sendall(self._message(b"R", (0).to_bytes(4, "big"))
+                         + self._message(b"S", b"server_version\x0016.0\0")
+                         + self._message(b"S", b"client_encoding\0UTF8\0")
+                         + self._message(b"S", b"integer_datetimes\0on\0")
+                         + self._message(b"K", (1).to_bytes(4, "big") * 2)
+                         + self._message(b"Z", b"I")
+                         + self._message(b"E", fatal))
+            while conn.recv(65536):  # until the client gives up on it
+                pass
+
+    @staticmethod
+    def _startup_packet(conn: socket.socket) -> bytes:
+        head = b""
+        while len(head) < 4:
+            head += conn.recv(4 - len(head))
+        size = int.from_bytes(head, "big")
+        body = b""
+        while len(body) < size - 4:
+            body += conn.recv(size - 4 - len(body))
+        return head + body
+
+    @staticmethod
+    def _message(kind: bytes, body: bytes) -> bytes:
+        return kind + (len(body) + 4).to_bytes(4, "big") + body
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_server_stopping_under_listen_is_unavailable_not_a_bug(run: Any) -> None:
+    """asyncpg answers the LISTEN with InternalClientError ("cannot switch to state 12;
+    another operation (2) is in progress"); it is the database going away, which the
+    follower waits out, not a bug that ends the daemon."""
+    server = StoppingPostgres()
+
+    async def body() -> None:
+        async with await Store.open(f"postgresql://postgres@127.0.0.1:{server.port}/test") as store:
+            with pytest.raises(StoreUnavailable, match="another operation"):
+                await store.listen_changes(lambda: None)
+            with pytest.raises(StoreUnavailable):  # the same through the pool and SQLAlchemy
+                await save_raw(store, b"during", source="smtp")
+
+    try:
+        run(body())
+    finally:
+        server.close()
