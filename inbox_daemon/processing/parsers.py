@@ -61,10 +61,13 @@ def _warm(module: str) -> None:
     importlib.import_module(module)
 
 
-def _parse_many(module: str, raws: Sequence[bytes], timeout: float) -> tuple[list[ParseResult | ParseFailed], bool]:
+def _parse_many(module: str, raws: Sequence[bytes], timeout: float,
+                also: Callable[[Sequence[bytes]], list[T]] | None = None) -> tuple[list[ParseResult | ParseFailed], bool, list[T] | None]:
     """In a worker: each message under its own deadline (SIGALRM), so one runaway costs one
-    ``timeout`` and the rest of the batch goes on. Returns the results and whether a parse ran
-    away (the worker is then replaced: a parse cut mid-way may leave the parser's state odd)."""
+    ``timeout`` and the rest of the batch goes on. Returns the results, whether a parse ran
+    away (the worker is then replaced: a parse cut mid-way may leave the parser's state odd),
+    and ``also(raws)`` (None without it, after a runaway, or when it fails): the same bytes,
+    one hand-off."""
     parse = importlib.import_module(module).parse_notice
     results: list[ParseResult | ParseFailed] = []
     ran_away = False
@@ -76,7 +79,15 @@ def _parse_many(module: str, raws: Sequence[bytes], timeout: float) -> tuple[lis
             ran_away = ran_away or cut
     finally:
         signal.signal(signal.SIGALRM, previous)
-    return results, ran_away
+    return results, ran_away, None if also is None or ran_away else _also(also, raws)
+
+
+def _also(also: Callable[[Sequence[bytes]], list[T]], raws: Sequence[bytes]) -> list[T] | None:
+    """The companion work on a batch, None when it fails: its caller then does it itself."""
+    try:
+        return also(raws)
+    except Exception:
+        return None
 
 
 class _Runaway(BaseException):
@@ -164,39 +175,34 @@ class ParsePool:
             self._pool = pool
         return self._pool
 
-    async def parse_many(self, raws: Sequence[bytes]) -> list[ParseResult | ParseFailed]:
+    async def parse_many(self, raws: Sequence[bytes], also: Callable[[Sequence[bytes]], list[T]] | None = None
+                         ) -> tuple[list[ParseResult | ParseFailed], list[T] | None]:
+        """Parse each of ``raws``; with ``also`` (pure, bounded, module-level work on the same
+        bytes), run ``also(raws)`` in the same worker call, off the event loop. Its result is
+        None when it could not run there (the caller then does the work itself)."""
         if not raws:
-            return []
+            return [], [] if also is not None else None
         if self._workers == 0:
-            return [await self._in_thread(raw) for raw in raws]
+            results = [await self._in_thread(raw) for raw in raws]
+            return results, None if also is None else await self._also_in_thread(also, raws)
         try:
-            results, ran_away = await self._in_worker(list(raws))
+            results, ran_away, extra = await self._in_worker(list(raws), also)
         except (TimeoutError, BrokenProcessPool):
             self._replace()
-            return [await self._alone(raw) for raw in raws]
+            return [await self._alone(raw) for raw in raws], None
         if ran_away:
             self._replace()
-        return results
+        return results, extra
 
-    async def beside(self, work: Callable[[Sequence[bytes]], list[T]], raws: Sequence[bytes]) -> list[T] | None:
-        """``work(raws)`` where the parser runs (a worker process, or a thread), off the event
-        loop: for pure, bounded work on the same bytes (``work`` must be a module-level
-        function). None when the worker fails or does not answer in time: the caller then
-        does the work itself."""
-        if not raws:
-            return []
-        loop = asyncio.get_running_loop()
+    async def _also_in_thread(self, also: Callable[[Sequence[bytes]], list[T]], raws: Sequence[bytes]) -> list[T] | None:
         try:
-            if self._workers == 0:
-                return await asyncio.wait_for(asyncio.to_thread(work, raws), self.timeout)
-            call = loop.run_in_executor(await self._executor(), work, raws)
-            return await asyncio.wait_for(call, self.timeout + HARD_STOP_GRACE_S)
-        except (TimeoutError, BrokenProcessPool):
+            return await asyncio.wait_for(asyncio.to_thread(_also, also, raws), self.timeout)
+        except TimeoutError:
             return None
 
     async def _alone(self, raw: bytes) -> ParseResult | ParseFailed:
         try:
-            (result,), ran_away = await self._in_worker([raw])
+            (result,), ran_away, _ = await self._in_worker([raw])
         except TimeoutError:
             self._replace()
             return PARSE_TIMEOUT
@@ -212,14 +218,15 @@ class ParsePool:
         self.replaced += 1
         self.close(kill=True)
 
-    async def _in_worker(self, raws: list[bytes]) -> tuple[list[ParseResult | ParseFailed], bool]:
+    async def _in_worker(self, raws: list[bytes], also: Callable[[Sequence[bytes]], list[T]] | None = None
+                         ) -> tuple[list[ParseResult | ParseFailed], bool, list[T] | None]:
         """One call in a worker. The worker keeps each message's deadline; the limit here is
         only the backstop for a worker that does not answer at all. TimeoutError past it; a
         broken pool (a worker killed from outside) is replaced and the call made once more."""
         loop = asyncio.get_running_loop()
         limit = (self.timeout + HARD_STOP_GRACE_S) * len(raws) + HARD_STOP_GRACE_S
         for attempt in (1, 2):
-            call = loop.run_in_executor(await self._executor(), _parse_many, self.parser.module, raws, self.timeout)
+            call = loop.run_in_executor(await self._executor(), _parse_many, self.parser.module, raws, self.timeout, also)
             try:
                 return await asyncio.wait_for(call, limit)
             except BrokenProcessPool:

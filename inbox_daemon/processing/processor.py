@@ -307,9 +307,9 @@ class Processor:
         self._since_trim += sum(r.size for r in records)
         readable = [r for r in records if r.unreadable is None]
         raws = [r.data for r in readable]
-        parsed = iter(annotate(readable, await self._parsing.parse_many(raws), self._log))
-        # The admission step's header reading, in the parser's worker too: off the event loop.
-        read = await self._parsing.beside(header_claims, raws) if self._gate is not None else None
+        # The admission step's header reading rides in the same worker call: off the event loop.
+        results, read = await self._parsing.parse_many(raws, header_claims if self._gate is not None else None)
+        parsed = iter(annotate(readable, results, self._log))
         found = iter(read if read is not None else [None] * len(raws))
         out: list[_Parsed | _Unparsed] = []
         for r in records:  # bytes this process cannot open are that message's error, kept with the reason

@@ -1,0 +1,62 @@
+"""The parser pool: a batch and its companion work (the headers' forwarding claims) go to a
+real worker process in one call, and a runaway or a failing companion costs only itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from inbox_daemon.notices import Kind
+from inbox_daemon.processing.parsers import PARSE_TIMEOUT, ParsePool, Parser
+from inbox_daemon.trust.identity import claims_of, header_claims
+from tests.support import slow_parser
+from tests.support.notices import opt_out_notice
+
+SLOW = Parser(slow_parser.parse_notice, slow_parser.PARSER_VERSION, module="tests.support.slow_parser")
+FORWARDED = (b"X-Forwarded-For: fwd@example.net\r\n"  # a redirect's trace: one forwarding claim
+             + opt_out_notice("111-2222222-3333333", "abcdefghij12345@marketplace.amazon.com"))
+HANG = b"X-Test-Hang: yes\r\n" + opt_out_notice("111-2222222-4444444", None)
+
+
+def sizes(raws: Sequence[bytes]) -> list[int]:
+    return [len(raw) for raw in raws]
+
+
+def fails(raws: Sequence[bytes]) -> list[int]:
+    raise ValueError("companion bug")
+
+
+def run_pool(workers: int, raws: list[bytes], also: object, timeout: float = 30.0) -> tuple[list[object], object, int]:
+    async def body() -> tuple[list[object], object, int]:
+        pool = ParsePool(SLOW, workers, timeout=timeout)
+        try:
+            results, extra = await pool.parse_many(raws, also)  # type: ignore[arg-type]
+            return list(results), extra, pool.replaced
+        finally:
+            pool.close(wait=True, kill=True)
+
+    return asyncio.run(body())
+
+
+@pytest.mark.parametrize("workers", [1, 0])
+def test_the_claims_come_back_with_the_parse_in_one_call(workers: int) -> None:
+    plain = opt_out_notice("111-2222222-5555555", "zyxwvutsrq54321@marketplace.amazon.com")
+    results, extra, _ = run_pool(workers, [FORWARDED, plain], header_claims)
+    assert [r.kind for r in results] == [Kind.OPT_OUT, Kind.OPT_OUT]  # type: ignore[attr-defined]
+    assert extra == [claims_of(FORWARDED)[1], claims_of(plain)[1]]
+    assert extra[0]  # type: ignore[index]  # the forwarding header is a claim: the check can fail
+
+
+def test_a_failing_companion_is_none_and_the_parse_stands() -> None:
+    results, extra, _ = run_pool(1, [FORWARDED], fails)
+    assert extra is None and results[0].kind is Kind.OPT_OUT  # type: ignore[attr-defined]
+    _, extra, _ = run_pool(1, [FORWARDED], sizes)
+    assert extra == [len(FORWARDED)]
+
+
+def test_a_runaway_leaves_the_companion_to_the_caller() -> None:
+    results, extra, replaced = run_pool(1, [FORWARDED, HANG], sizes, timeout=1.0)
+    assert results[1] == PARSE_TIMEOUT and results[0].kind is Kind.OPT_OUT  # type: ignore[attr-defined]
+    assert extra is None and replaced == 1
