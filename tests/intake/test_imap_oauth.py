@@ -23,7 +23,7 @@ from inbox_daemon.config import ImapAccount
 from inbox_daemon.intake.oauth import Secret, TokenSource, device_poll
 from tests.intake.dovecot import Dovecot, dovecot_binary, free_port
 from tests.intake.harness import flagged, processed, query, raw_counts, running_poller, until
-from tests.support.daemon import EXE, DaemonProcess, write_config
+from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.oauth_issuer import Issuer
 
@@ -355,6 +355,19 @@ def test_imap_test_reports_the_counts_and_takes_nothing(
     assert good.returncode == 0, good.stderr
     assert "INBOX: 3 messages; the next poll would take 3" in good.stdout
     assert all(not f for f in oauth_dovecot.flags().values())  # nothing flagged, nothing taken
+    daemon = DaemonProcess(tmp_path, config)  # the daemon takes those three and keeps its position
+    try:
+        daemon.start()
+        daemon.wait_count("imap_stored", 3)
+        wait_until(lambda: flagged(oauth_dovecot.flags()), timeout=30)  # the position is saved next
+        assert daemon.stop() == 0
+    finally:
+        daemon.ensure_stopped()
+    oauth_dovecot.append(*notices(10, 2))
+    later = _cli(config, tmp_path, "imap", "test", "seller-oauth")
+    assert later.returncode == 0, later.stderr
+    assert "INBOX: 5 messages; the next poll would take 2" in later.stdout  # past the daemon's position
+    assert [uid for uid, f in oauth_dovecot.flags().items() if not f] == [4, 5]
     (secrets_dir / "password").write_text("wrong horse")
     bad = _cli(config, tmp_path, "imap", "test", "seller-password")
     assert bad.returncode == 1
@@ -366,7 +379,8 @@ def test_imap_test_reports_the_counts_and_takes_nothing(
                       'username = "u@x"\npassword_file = "/nonexistent"\n')
     down = _cli(closed, tmp_path, "imap", "test", "gone")
     assert down.returncode == 2 and "gone" in down.stderr and "ConnectionRefused" in down.stderr
-    _no_secret_in(issuer, oauth_dovecot, [good.stdout, good.stderr, bad.stdout, bad.stderr])
+    _no_secret_in(issuer, oauth_dovecot, [good.stdout, good.stderr, later.stdout, later.stderr, bad.stdout, bad.stderr,
+                                          str(daemon.events)])
 
 
 def test_imap_authorize_runs_the_device_flow_and_stores_the_token_at_0600(
