@@ -27,6 +27,7 @@ def test_microsoft365_preset_fills_server_endpoints_and_scopes(tmp_path: Path) -
     acct = cfg.imap.accounts[0]
     assert (acct.host, acct.port, acct.tls, acct.auth) == ("outlook.office365.com", 993, "implicit", "xoauth2")
     assert acct.token_url == "https://login.microsoftonline.com/s.example/oauth2/v2.0/token"
+    assert acct.device_url == "https://login.microsoftonline.com/s.example/oauth2/v2.0/devicecode"
     assert acct.scopes == ("https://outlook.office365.com/IMAP.AccessAsUser.All", "offline_access")
     assert acct.name == "o@s.example@outlook.office365.com"
 
@@ -46,6 +47,21 @@ def test_gmail_preset(tmp_path: Path) -> None:
                                        'client_secret_file = "/etc/s"\ntoken_file = "/t"\n'), environ={})
     acct = cfg.imap.accounts[0]
     assert (acct.host, acct.scopes, acct.token_auth) == ("imap.gmail.com", ("https://mail.google.com/",), "client_secret_post")
+    assert (acct.port, acct.tls, acct.auth) == (993, "implicit", "xoauth2")
+    assert (acct.token_url, acct.device_url) == ("https://oauth2.googleapis.com/token",
+                                                 "https://oauth2.googleapis.com/device/code")
+
+
+def test_the_generic_provider_fills_nothing(tmp_path: Path) -> None:
+    """``generic``: an RFC 6749 server of the operator's; host and endpoints are theirs to give."""
+    base = 'provider = "generic"\nusername = "o@s.example"\nauth = "oauthbearer"\nclient_id = "c"\ntoken_file = "/t"\n'
+    with pytest.raises(ConfigError, match="token_url must be https"):
+        load_config(config(tmp_path, base + 'host = "imap.s.example"\n'), environ={})
+    cfg = load_config(config(tmp_path, base + 'host = "imap.s.example"\ntoken_url = "https://idp.s.example/token"\n'),
+                      environ={})
+    acct = cfg.imap.accounts[0]
+    assert (acct.host, acct.auth, acct.token_url, acct.device_url, acct.scopes) == (
+        "imap.s.example", "oauthbearer", "https://idp.s.example/token", "", ())
 
 
 @pytest.mark.parametrize(("extra", "message"), [
