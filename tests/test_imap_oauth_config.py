@@ -92,7 +92,7 @@ def test_secrets_come_from_files_or_systemd_credentials_and_never_show(tmp_path:
     with pytest.raises(GrantInvalid, match="cannot read"):
         read_secret(str(tmp_path / "missing"))
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
-    with pytest.raises(GrantInvalid, match="CREDENTIALS_DIRECTORY is not set .*systemd-run .*LoadCredential=ms-secret:"):
+    with pytest.raises(GrantInvalid, match=r"CREDENTIALS_DIRECTORY is not set .*systemd-run .*LoadCredential=ms-secret:"):
         read_secret(credential="ms-secret")  # outside the service: the error says how to run it
 
 
