@@ -106,6 +106,22 @@ def test_a_saved_token_replaces_the_old_one_whole_at_0600(tmp_path: Path) -> Non
     assert [p.name for p in path.parent.iterdir()] == ["a.token"]  # no temporary left behind
 
 
+def test_a_save_that_fails_leaves_the_old_token_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new token is written beside the old one and renamed over it: a disk that fills up
+    (or a crash) before the rename leaves the old token as it was, and no temporary file."""
+    path = tmp_path / "a.token"
+    save_token(str(path), Secret("rt-one"))
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_token(str(path), Secret("rt-two"))
+    assert path.read_text() == "rt-one\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.token"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
 def test_a_token_rotated_by_root_stays_the_daemon_users(tmp_path: Path) -> None:
     """An operator running ``imap test`` as root must not leave the daemon a token it cannot read."""
