@@ -27,6 +27,7 @@ def test_microsoft365_preset_fills_server_endpoints_and_scopes(tmp_path: Path) -
     acct = cfg.imap.accounts[0]
     assert (acct.host, acct.port, acct.tls, acct.auth) == ("outlook.office365.com", 993, "implicit", "xoauth2")
     assert acct.token_url == "https://login.microsoftonline.com/s.example/oauth2/v2.0/token"
+    assert acct.device_url == "https://login.microsoftonline.com/s.example/oauth2/v2.0/devicecode"
     assert acct.scopes == ("https://outlook.office365.com/IMAP.AccessAsUser.All", "offline_access")
     assert acct.name == "o@s.example@outlook.office365.com"
 
@@ -46,6 +47,21 @@ def test_gmail_preset(tmp_path: Path) -> None:
                                        'client_secret_file = "/etc/s"\ntoken_file = "/t"\n'), environ={})
     acct = cfg.imap.accounts[0]
     assert (acct.host, acct.scopes, acct.token_auth) == ("imap.gmail.com", ("https://mail.google.com/",), "client_secret_post")
+    assert (acct.port, acct.tls, acct.auth) == (993, "implicit", "xoauth2")
+    assert (acct.token_url, acct.device_url) == ("https://oauth2.googleapis.com/token",
+                                                 "https://oauth2.googleapis.com/device/code")
+
+
+def test_the_generic_provider_fills_nothing(tmp_path: Path) -> None:
+    """``generic``: an RFC 6749 server of the operator's; host and endpoints are theirs to give."""
+    base = 'provider = "generic"\nusername = "o@s.example"\nauth = "oauthbearer"\nclient_id = "c"\ntoken_file = "/t"\n'
+    with pytest.raises(ConfigError, match="token_url must be https"):
+        load_config(config(tmp_path, base + 'host = "imap.s.example"\n'), environ={})
+    cfg = load_config(config(tmp_path, base + 'host = "imap.s.example"\ntoken_url = "https://idp.s.example/token"\n'),
+                      environ={})
+    acct = cfg.imap.accounts[0]
+    assert (acct.host, acct.auth, acct.token_url, acct.device_url, acct.scopes) == (
+        "imap.s.example", "oauthbearer", "https://idp.s.example/token", "", ())
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -76,8 +92,8 @@ def test_secrets_come_from_files_or_systemd_credentials_and_never_show(tmp_path:
     with pytest.raises(GrantInvalid, match="cannot read"):
         read_secret(str(tmp_path / "missing"))
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
-    with pytest.raises(GrantInvalid, match="CREDENTIALS_DIRECTORY"):
-        read_secret(credential="ms-secret")
+    with pytest.raises(GrantInvalid, match=r"CREDENTIALS_DIRECTORY is not set .*systemd-run .*LoadCredential=ms-secret:"):
+        read_secret(credential="ms-secret")  # outside the service: the error says how to run it
 
 
 def test_a_saved_token_replaces_the_old_one_whole_at_0600(tmp_path: Path) -> None:
@@ -88,6 +104,22 @@ def test_a_saved_token_replaces_the_old_one_whole_at_0600(tmp_path: Path) -> Non
     assert path.read_text() == "rt-two\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["a.token"]  # no temporary left behind
+
+
+def test_a_save_that_fails_leaves_the_old_token_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new token is written beside the old one and renamed over it: a disk that fills up
+    (or a crash) before the rename leaves the old token as it was, and no temporary file."""
+    path = tmp_path / "a.token"
+    save_token(str(path), Secret("rt-one"))
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_token(str(path), Secret("rt-two"))
+    assert path.read_text() == "rt-one\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.token"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")

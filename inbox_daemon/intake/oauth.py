@@ -70,7 +70,10 @@ def read_secret(path: str = "", credential: str = "", what: str = "secret") -> S
     if credential:
         directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
         if not directory:
-            raise GrantInvalid(f"{what}: credential {credential!r} asked for but CREDENTIALS_DIRECTORY is not set")
+            # systemd sets it for the service only (systemd.exec(5) LoadCredential=); a command
+            # run by hand gets the credential from systemd-run.
+            raise GrantInvalid(f"{what}: credential {credential!r} asked for but CREDENTIALS_DIRECTORY is not set "
+                               f"(outside the service: systemd-run --pipe --wait -p LoadCredential={credential}:PATH ...)")
         path = str(Path(directory) / credential)
     try:
         with open(path, encoding="utf-8") as fh:

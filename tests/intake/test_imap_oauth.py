@@ -23,7 +23,7 @@ from inbox_daemon.config import ImapAccount
 from inbox_daemon.intake.oauth import Secret, TokenSource, device_poll
 from tests.intake.dovecot import Dovecot, dovecot_binary, free_port
 from tests.intake.harness import flagged, processed, query, raw_counts, running_poller, until
-from tests.support.daemon import EXE, DaemonProcess, write_config
+from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.oauth_issuer import Issuer
 
@@ -210,16 +210,27 @@ def test_the_device_grant_respects_interval_and_slow_down(issuer: Issuer, secret
     assert repr(refresh) == "Secret(***)" and refresh.reveal() not in f"{refresh} {refresh!r}"
 
 
+@pytest.mark.parametrize("source", ["file", "systemd-credential"])
 def test_app_only_access_with_client_credentials_polls(
-    oauth_dovecot: Dovecot, issuer: Issuer, secrets_dir: Path, db_path: Path,
+    oauth_dovecot: Dovecot, issuer: Issuer, secrets_dir: Path, db_path: Path, source: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Microsoft 365 app-only access: the service principal was given the mailbox; no refresh
-    token, a client_credentials grant at every expiry."""
+    token, a client_credentials grant at every expiry. The client secret is a file, or a
+    systemd credential (LoadCredential= puts it in $CREDENTIALS_DIRECTORY, systemd.exec(5))."""
     issuer.register("app-principal", "app-secret-Qw8", mailbox=oauth_dovecot.user)
-    (secrets_dir / "app_secret").write_text("app-secret-Qw8")
+    credentials = secrets_dir / "credentials"
+    credentials.mkdir()
+    (credentials / "app_secret").write_text("app-secret-Qw8")
+    if source == "file":
+        where = {"client_secret_file": str(credentials / "app_secret")}
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    else:
+        where = {"client_secret_file": "", "client_secret_credential": "app_secret"}
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     oauth_dovecot.append(*notices(9, 2))
     acct = oauth_account(oauth_dovecot, issuer, secrets_dir, "xoauth2", grant="client_credentials",
-                         client_id="app-principal", client_secret_file=str(secrets_dir / "app_secret"), token_file="")
+                         client_id="app-principal", token_file="", **where)
 
     async def main() -> None:
         async with running_poller(db_path, acct):
@@ -256,7 +267,8 @@ def test_a_token_source_refreshes_ahead_of_expiry(issuer: Issuer, secrets_dir: P
 
 
 def _config(home: Path, server: Dovecot, issuer: Issuer, secrets_dir: Path) -> Path:
-    """An OAuth account (INBOX) and a password account (its own folder) on one Dovecot."""
+    """An OAuth account (INBOX) and a password account (its own folder) on one Dovecot; logging
+    at debug level, so that the scans for secrets see every line the daemon can write."""
     server.create("Other")
     oauth = {
         "name": "seller-oauth", "host": "127.0.0.1", "port": server.port, "tls": "none", "username": server.user,
@@ -268,7 +280,8 @@ def _config(home: Path, server: Dovecot, issuer: Issuer, secrets_dir: Path) -> P
                 "username": server.user, "password_file": str(secrets_dir / "password"), "mailbox": "Other",
                 "idle": False, "poll_seconds": 0.2}
     (secrets_dir / "password").write_text(server.password)
-    path = write_config(home / "config.toml", {"smtp": {"recipients": ["optout@sellers.example"]}})
+    path = write_config(home / "config.toml", {"smtp": {"recipients": ["optout@sellers.example"]},
+                                               "log": {"level": "debug"}})
     with path.open("a") as fh:
         for acct in (oauth, password):
             fh.write("[[imap.accounts]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in acct.items()))
@@ -342,6 +355,19 @@ def test_imap_test_reports_the_counts_and_takes_nothing(
     assert good.returncode == 0, good.stderr
     assert "INBOX: 3 messages; the next poll would take 3" in good.stdout
     assert all(not f for f in oauth_dovecot.flags().values())  # nothing flagged, nothing taken
+    daemon = DaemonProcess(tmp_path, config)  # the daemon takes those three and keeps its position
+    try:
+        daemon.start()
+        daemon.wait_count("imap_stored", 3)
+        wait_until(lambda: flagged(oauth_dovecot.flags()), timeout=30)  # the position is saved next
+        assert daemon.stop() == 0
+    finally:
+        daemon.ensure_stopped()
+    oauth_dovecot.append(*notices(10, 2))
+    later = _cli(config, tmp_path, "imap", "test", "seller-oauth")
+    assert later.returncode == 0, later.stderr
+    assert "INBOX: 5 messages; the next poll would take 2" in later.stdout  # past the daemon's position
+    assert [uid for uid, f in oauth_dovecot.flags().items() if not f] == [4, 5]
     (secrets_dir / "password").write_text("wrong horse")
     bad = _cli(config, tmp_path, "imap", "test", "seller-password")
     assert bad.returncode == 1
@@ -353,7 +379,8 @@ def test_imap_test_reports_the_counts_and_takes_nothing(
                       'username = "u@x"\npassword_file = "/nonexistent"\n')
     down = _cli(closed, tmp_path, "imap", "test", "gone")
     assert down.returncode == 2 and "gone" in down.stderr and "ConnectionRefused" in down.stderr
-    _no_secret_in(issuer, oauth_dovecot, [good.stdout, good.stderr, bad.stdout, bad.stderr])
+    _no_secret_in(issuer, oauth_dovecot, [good.stdout, good.stderr, later.stdout, later.stderr, bad.stdout, bad.stderr,
+                                          str(daemon.events)])
 
 
 def test_imap_authorize_runs_the_device_flow_and_stores_the_token_at_0600(
@@ -369,6 +396,8 @@ def test_imap_authorize_runs_the_device_flow_and_stores_the_token_at_0600(
         assert proc.stdout is not None
         shown = proc.stdout.readline() + proc.stdout.readline()
         code = shown.split("enter the code ")[1].split()[0]
+        ps_waiting = subprocess.run(["ps", "axww", "-o", "pid,args"], capture_output=True, text=True).stdout
+        assert str(proc.pid) in [line.split()[0] for line in ps_waiting.splitlines()[1:]]  # it is listed
         assert f"{issuer.url}/activate" in shown
         issuer.approve(code, oauth_dovecot.user)
         out, err = proc.communicate(timeout=60)
@@ -379,7 +408,7 @@ def test_imap_authorize_runs_the_device_flow_and_stores_the_token_at_0600(
     assert proc.returncode == 0, err
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert token_file.read_text().strip() in issuer.refresh
-    _no_secret_in(issuer, oauth_dovecot, [shown, out, err])
+    _no_secret_in(issuer, oauth_dovecot, [shown, out, err, ps_waiting])
     good = _cli(config, tmp_path, "imap", "test", "seller-oauth")  # the stored token signs in
     assert good.returncode == 0, good.stderr
 
