@@ -180,6 +180,10 @@ class TokenSource:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._access: _Access | None = None
+        # A rotated refresh token the token file could not take (disk full): the old one is
+        # void at the issuer once it rotated (RFC 6749 6), so this is the only copy; it is
+        # used from memory and saved again at each refresh until a save succeeds.
+        self._unsaved: Secret[str] | None = None
         self.refreshes = 0  # token endpoint calls that gave a token
 
     async def token(self) -> Secret[str]:
@@ -198,19 +202,39 @@ class TokenSource:
         if acct.grant == "client_credentials":
             token = await _token_request(acct, lambda c: c.fetch_token(acct.token_url, grant_type="client_credentials"))
         else:
-            refresh = await asyncio.to_thread(read_secret, acct.token_file, "", "refresh token (token_file)")
+            refresh = self._unsaved
+            if refresh is None:
+                refresh = await asyncio.to_thread(read_secret, acct.token_file, "", "refresh token (token_file)")
             token = await _token_request(
                 acct, lambda c: c.refresh_token(acct.token_url, refresh_token=refresh.reveal()))
             new = token.get("refresh_token")
             if isinstance(new, str) and new and new != refresh.reveal():
-                await asyncio.to_thread(save_token, acct.token_file, Secret(new))
+                self._unsaved = Secret(new)
                 rotated = True
+            await self._save_unsaved()
         self.refreshes += 1
         now = self._clock()
         lifetime = _lifetime(token)
         if self._log is not None:
             self._log.info("imap_oauth_token", grant=acct.grant, expires_in=round(lifetime), rotated=rotated)
         return _Access(Secret(token["access_token"]), now + lifetime, now + lifetime - min(REFRESH_AHEAD, lifetime / 4))
+
+
+    async def _save_unsaved(self) -> None:
+        """Save a rotated refresh token held in memory; on failure keep holding it and say so
+        (the reason and the path, never the token): a restart before a save succeeds needs
+        ``imap authorize``."""
+        if self._unsaved is None:
+            return
+        try:
+            await asyncio.to_thread(save_token, self.account.token_file, self._unsaved)
+        except OSError as exc:
+            if self._log is not None:
+                self._log.error("imap_oauth_token_unsaved", account=self.account.name, path=self.account.token_file,
+                                error=exc.strerror or type(exc).__name__,
+                                hint="the rotated refresh token is held in memory and saved at the next refresh")
+            return
+        self._unsaved = None
 
 
 def _lifetime(token: dict[str, Any]) -> float:

@@ -263,6 +263,70 @@ def test_a_token_source_refreshes_ahead_of_expiry(issuer: Issuer, secrets_dir: P
     assert issuer.grants == ["refresh_token", "refresh_token"]
 
 
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A real 64 KiB tmpfs (mount(8); root, as CI runs): a disk that can be filled."""
+    path = Path(tempfile.mkdtemp(prefix="inbox-oauth-disk-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+        path.rmdir()
+
+
+class Events:
+    """A logger that keeps (event, fields) in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, _level: str) -> Any:
+        return lambda event, **fields: self.seen.append((event, fields))
+
+
+def test_a_rotated_token_the_disk_cannot_take_is_kept_in_memory_and_saved_later(
+        issuer: Issuer, secrets_dir: Path, small_disk: Path) -> None:
+    """The issuer voids the old refresh token as it rotates (RFC 6749 6), so the new one must
+    not be dropped when the token file cannot be written: refreshes go on with it from memory
+    and it is saved once there is room."""
+    issuer.rotate, issuer.access_seconds = True, 100.0
+    token_file = small_disk / "refresh.token"
+    token_file.write_text(issuer.refresh_token_for("u@x", CLIENT_ID) + "\n")
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as fh:  # the disk full, as a log or a mail spool fills it
+        with pytest.raises(OSError):
+            while True:
+                fh.write(b"x" * 4096)
+    acct = ImapAccount(name="shop", host="127.0.0.1", username="u@x", tls="none", auth="xoauth2", client_id=CLIENT_ID,
+                       client_secret_file=str(secrets_dir / "client_secret"), token_file=str(token_file),
+                       token_url=f"{issuer.url}/token")
+    now, events = [0.0], Events()
+    source = TokenSource(acct, logger=events, clock=lambda: now[0])
+
+    async def main() -> list[str]:
+        got = [(await source.token()).reveal()]  # rotated; the save fails
+        now[0] = 80.0
+        got.append((await source.token()).reveal())  # the void file token would be invalid_grant
+        filler.unlink()
+        now[0] = 160.0
+        got.append((await source.token()).reveal())  # rotated again, and saved
+        return got
+
+    tokens = asyncio.run(main())
+    assert len(set(tokens)) == 3 and issuer.grants == ["refresh_token"] * 3
+    unsaved = [fields for event, fields in events.seen if event == "imap_oauth_token_unsaved"]
+    assert len(unsaved) == 2 and all(f["account"] == "shop" and "space" in f["error"] for f in unsaved)
+    saved = token_file.read_text().strip()
+    assert saved in issuer.refresh and saved not in str(events.seen)  # the live token, never logged
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
 # -- the daemon and the command line, as operators run them ---------------------------------------
 
 
