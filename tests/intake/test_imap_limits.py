@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ import pytest
 import structlog
 
 from inbox_daemon.config import IntakeConfig
+from inbox_daemon.processing import Flow
+from inbox_daemon.store import Delivery, SavedRaw
 from tests.intake.dovecot import Dovecot
 from tests.intake.harness import FAST, account, flagged, processed, query, running_poller, until
 from tests.support.notices import opt_out_notice, order_id, relay_address
@@ -35,14 +37,26 @@ def refused_rows(db: Path) -> list[tuple[Any, ...]]:
     return query(db, "SELECT actor, subject, detail FROM audit_log WHERE action = 'refused' ORDER BY id")
 
 
-def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(dovecot: Dovecot, db_path: Path, run: Run) -> None:
+def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(
+    dovecot: Dovecot, db_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """More bytes than the budget in one batch: each is stored once, all flagged, the position
-    saved past the last (each message reserving on its own made every session fail Busy)."""
+    saved past the last (each message reserving on its own made every session fail Busy). The
+    bytes are reserved a part at a time, several messages to a part, and what is reserved
+    never passes the budget."""
     rng = random.Random(61)
     mails = [padded(rng, 3 * MB, i) for i in range(50)]
     for at in range(0, 50, 10):
         dovecot.append(*mails[at:at + 10])
     limits = IntakeConfig(bytes_in_flight=16 * MB)
+    parts: list[tuple[int, int]] = []  # (bytes in flight while a part is written, its messages)
+    accept_reserved = Flow.accept_reserved
+
+    async def counted(flow: Flow, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+        parts.append((flow.bytes_in_flight, len(deliveries)))
+        return await accept_reserved(flow, deliveries)
+
+    monkeypatch.setattr(Flow, "accept_reserved", counted)
 
     async def main() -> dict[str, int]:
         async with running_poller(db_path, account(dovecot), limits=limits) as poller:
@@ -54,6 +68,8 @@ def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(dovecot: Doveco
     stats = run(main(), 240)
     assert query(db_path, "SELECT max(times_received), count(*) FROM raw_messages") == [(1, 50)]
     assert stats["failures"] == 0 and stats["sessions"] == 1
+    assert sum(n for _, n in parts) == 50 and max(held for held, _ in parts) <= limits.bytes_in_flight, parts
+    assert all(n > 1 for _, n in parts[:-1]), parts  # one reservation per part, not per message
 
 
 def test_a_message_over_the_cap_is_refused_flagged_and_recorded_not_stored(
