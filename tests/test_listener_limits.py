@@ -80,6 +80,30 @@ def test_a_metrics_flood_leaves_descriptors_for_smtp_and_query(tmp_path: Path) -
         daemon.ensure_stopped()
 
 
+def test_the_listeners_share_what_the_descriptor_limit_leaves_after_smtp(tmp_path: Path) -> None:
+    """At 1,024 descriptors the four listeners want more than there is (query 1,024, Postfix
+    256 each, metrics 16): together they get at most what is left after SMTP's reserve, and
+    each enforces its own share."""
+    config = write_config(tmp_path / "c.toml", {
+        "metrics": {"listen": "127.0.0.1:0"}, "smtp": {"recipients": ["optout@sellers.example"]},
+        "postfix": {"policy": "127.0.0.1:0", "socketmap": "127.0.0.1:0"}})
+    daemon = DaemonProcess(tmp_path / "home", config, exe=limited_exe(tmp_path))
+    try:
+        daemon.start()
+        shares = daemon.wait_event("listener_limits")
+        listeners = ("query", "policy", "socketmap", "metrics")
+        assert shares["descriptor_limit"] == NOFILE and shares["reserved_for_smtp"] >= 256 + 128
+        assert sum(shares[name] for name in listeners) <= NOFILE - shares["reserved_for_smtp"], shares
+        assert all(shares[name] >= 4 for name in listeners), shares  # a small listener is not shut out
+        assert daemon.wait_event("query.limits")["max_connections"] == shares["query"]
+        for name in ("policy", "socketmap"):
+            listening = daemon.wait_event(f"{name}.listening")
+            assert listening["max_connections"] == shares[name]
+            assert listening["max_connections_per_peer"] <= shares[name] - shares[name] // 4
+    finally:
+        daemon.ensure_stopped()
+
+
 def test_a_trickled_policy_request_is_closed_at_its_deadline(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", {"postfix": {"policy": "127.0.0.1:0", "request_seconds": 0.5}})
     daemon = DaemonProcess(tmp_path / "home", config)
