@@ -4,6 +4,7 @@ trickled a byte at a time is closed at its deadline (more bytes do not extend it
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import stat
@@ -13,10 +14,12 @@ from pathlib import Path
 
 from inbox_daemon.client import Client
 from inbox_daemon.lookup.limits import raise_descriptor_limit
-from tests.support.daemon import EXE, DaemonProcess, write_config
+from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
 
 NOFILE = 1024  # systemd's default LimitNOFILE= soft limit, here the hard one too
+FLOOD_CONNECT_S = 6.0  # a dropped SYN is sent again after 1 s and 3 s
+DESCRIPTOR_SLACK = 8  # what the daemon opens meanwhile on its own (database, log), and refusals not yet closed
 
 
 def limited_exe(tmp_path: Path) -> str:
@@ -27,13 +30,22 @@ def limited_exe(tmp_path: Path) -> str:
     return str(wrapper)
 
 
+def descriptors(pid: int) -> int:
+    """How many descriptors the process holds now."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def flood(address: tuple[str, int], count: int) -> Iterator[socket.socket]:
-    """``count`` connections that send nothing and stay open (non-blocking connects)."""
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex(address)
-        yield sock
+    """``count`` connections that send nothing and stay open. Each connect completes before the
+    next begins, so the daemon has taken the flood in before the test asks anything of it
+    (connects left in flight would reach it only after the checks). One that does not
+    complete in time means the daemon no longer accepts."""
+    for n in range(count):
+        try:
+            yield socket.create_connection(address, timeout=FLOOD_CONNECT_S)
+        except TimeoutError:
+            raise AssertionError(f"connection {n + 1} of the flood was not accepted within {FLOOD_CONNECT_S} s: "
+                                 "the daemon has stopped accepting") from None
 
 
 def test_a_metrics_flood_leaves_descriptors_for_smtp_and_query(tmp_path: Path) -> None:
@@ -44,8 +56,16 @@ def test_a_metrics_flood_leaves_descriptors_for_smtp_and_query(tmp_path: Path) -
     try:
         daemon.start()
         host, port = daemon.wait_event("metrics.listening")["address"].rsplit(":", 1)
+        shares = daemon.wait_event("listener_limits")
+        assert shares["metrics"] <= 16 and shares["descriptor_limit"] == NOFILE
+        assert daemon.proc is not None
+        before = descriptors(daemon.proc.pid)
         raise_descriptor_limit()  # this process holds the flood's ends
-        held = list(flood((host, int(port)), 1500))  # more than the daemon's whole descriptor limit
+        held.extend(flood((host, int(port)), 1500))  # more than the daemon's whole descriptor limit
+        # The flood holds the metrics cap and no more (each refused connection's descriptor is
+        # given back at once); a listener without a cap keeps every one for its request deadline.
+        wait_until(lambda: descriptors(daemon.proc.pid) - before <= shares["metrics"] + DESCRIPTOR_SLACK, timeout=3,
+                   explain=lambda: f"the daemon holds {descriptors(daemon.proc.pid) - before} more descriptors")
         with Client(daemon.socket_path, timeout=20) as client:
             assert client.ping()
         rng = random.Random(7)
@@ -54,11 +74,33 @@ def test_a_metrics_flood_leaves_descriptors_for_smtp_and_query(tmp_path: Path) -
         daemon.wait_event("intake_decision", outcome="opt_out")
         with Client(daemon.socket_path, timeout=20) as client:
             assert client.order(order).blocked
-        shares = daemon.wait_event("listener_limits")
-        assert shares["metrics"] <= 16 and shares["descriptor_limit"] == NOFILE
     finally:
         for sock in held:
             sock.close()
+        daemon.ensure_stopped()
+
+
+def test_the_listeners_share_what_the_descriptor_limit_leaves_after_smtp(tmp_path: Path) -> None:
+    """At 1,024 descriptors the four listeners want more than there is (query 1,024, Postfix
+    256 each, metrics 16): together they get at most what is left after SMTP's reserve, and
+    each enforces its own share."""
+    config = write_config(tmp_path / "c.toml", {
+        "metrics": {"listen": "127.0.0.1:0"}, "smtp": {"recipients": ["optout@sellers.example"]},
+        "postfix": {"policy": "127.0.0.1:0", "socketmap": "127.0.0.1:0"}})
+    daemon = DaemonProcess(tmp_path / "home", config, exe=limited_exe(tmp_path))
+    try:
+        daemon.start()
+        shares = daemon.wait_event("listener_limits")
+        listeners = ("query", "policy", "socketmap", "metrics")
+        assert shares["descriptor_limit"] == NOFILE and shares["reserved_for_smtp"] >= 256 + 128
+        assert sum(shares[name] for name in listeners) <= NOFILE - shares["reserved_for_smtp"], shares
+        assert all(shares[name] >= 4 for name in listeners), shares  # a small listener is not shut out
+        assert daemon.wait_event("query.limits")["max_connections"] == shares["query"]
+        for name in ("policy", "socketmap"):
+            listening = daemon.wait_event(f"{name}.listening")
+            assert listening["max_connections"] == shares[name]
+            assert listening["max_connections_per_peer"] <= shares[name] - shares[name] // 4
+    finally:
         daemon.ensure_stopped()
 
 

@@ -1,19 +1,27 @@
 """Metrics from a real daemon (SMTP, a real Dovecot account, the query socket, the Postfix
-listeners), scraped with urllib and read with prometheus_client's own parser."""
+listeners), scraped with urllib and read with prometheus_client's own parser; the metrics
+listener under the listeners' limits policy."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import random
 import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from inbox_daemon import metrics
+from inbox_daemon.lookup.limits import ListenerPolicy
 from inbox_daemon.lookup.socketmap import encode
 from tests.intake.dovecot import Dovecot
 from tests.support.daemon import DaemonProcess
@@ -125,3 +133,41 @@ def test_metrics_server_answers_only_metrics(tmp_path: Path) -> None:
         assert value(scrape(port, "/metrics?x=1"), "inbox_daemon_blocklist_entries") == 0
     finally:
         daemon.ensure_stopped()
+
+
+class _NoMetrics(Collector):
+    def collect(self) -> Iterable[Metric]:
+        return []
+
+
+def test_a_scrape_request_trickled_a_byte_at_a_time_is_closed_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request head sent a byte every 50 ms, never complete: closed at the request deadline
+    of its first byte, not kept for as long as bytes keep coming (about 12 s here)."""
+    monkeypatch.setattr(metrics, "POLICY", ListenerPolicy(16, 12, request_seconds=0.3, idle_seconds=0.3))
+
+    async def main() -> float:
+        server = metrics.MetricsServer("127.0.0.1:0", _NoMetrics())
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection(*server.address)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 200:  # no blank line: never a whole head
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    try:
+                        if await asyncio.wait_for(reader.read(1), 0.05) == b"":
+                            return loop.time() - began
+                    except TimeoutError:
+                        continue  # the trickle's pace
+            except ConnectionError:
+                return loop.time() - began
+            finally:
+                writer.close()
+            return math.inf
+        finally:
+            await server.stop()
+
+    took = asyncio.run(asyncio.wait_for(main(), 60))
+    assert took < 3, f"a trickled request was kept {took:.1f} s past a 0.3 s deadline"

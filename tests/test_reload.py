@@ -5,6 +5,7 @@ each weakened ``[security]`` setting is logged; a SIGHUP during start-up is appl
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
-from inbox_daemon.config import SecurityConfig
+from inbox_daemon.config import SecurityConfig, load_config
+from inbox_daemon.daemon import Daemon
 from inbox_daemon.reload import weakened
 from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import notice_message_id, opt_out_notice
@@ -187,6 +190,45 @@ def test_a_sighup_during_start_up_is_applied_once_ready(tmp_path: Path, config: 
                 pass
         thread.join(30)
         daemon.ensure_stopped()
+
+
+def test_a_sighup_while_the_parts_start_waits_for_ready(
+    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch, run: Any
+) -> None:
+    """A SIGHUP that comes once the loop handles signals but before the parts it would reload
+    exist (here during the index load): deferred, then applied once, after ``ready``."""
+    for name, value in {"INBOX_DAEMON_HOME": str(tmp_path / "home"), "INBOX_DAEMON_SMTP_PORT": "0",
+                        "INBOX_DAEMON_WEB_LISTEN": "127.0.0.1:0"}.items():
+        monkeypatch.setenv(name, value)
+    write_config(config, {**GUARDED, "parser": {"workers": 0}})
+    load_index = Daemon._load_index
+
+    async def hup_while_loading(self: Daemon) -> Any:
+        write_config(config, {**GUARDED, "parser": {"workers": 0}, "log": {"level": "debug"}})
+        os.kill(os.getpid(), signal.SIGHUP)  # systemctl reload while the daemon starts
+        await until_logged(logs, "reload_deferred", "config_reloaded", "reload_failed")
+        return await load_index(self)
+
+    async def until_logged(logs: list[dict[str, Any]], *events: str) -> None:
+        while not any(e["event"] in events for e in logs):
+            await asyncio.sleep(0.01)  # the signal is taken on the loop's next turn
+
+    async def main() -> None:
+        daemon = Daemon(load_config(str(config)))
+        running = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(until_logged(logs, "config_reloaded", "reload_failed"), 15)
+        finally:
+            daemon.stop_event.set()
+            assert await running == 0
+
+    monkeypatch.setattr(Daemon, "_load_index", hup_while_loading)
+    with structlog.testing.capture_logs() as logs:
+        run(main(), 60)
+    events = [e["event"] for e in logs]
+    assert events.index("reload_deferred") < events.index("ready") < events.index("config_reloaded"), events
+    assert events.count("config_reloaded") == 1 and "reload_failed" not in events
+    assert [e["applied"] for e in logs if e["event"] == "config_reloaded"] == [["log.level"]]
 
 
 def test_which_changes_weaken_trust_and_which_do_not() -> None:

@@ -1,21 +1,25 @@
 """IMAP intake that whoever can mail the mailbox cannot stall, against a real Dovecot: many
 large messages are taken within the byte budget (one reservation per part of a batch), a
 message over the SMTP cap is refused, flagged and recorded without being stored, and a UID the
-server never gives is given up after a bounded number of fetches while later mail flows."""
+server never gives is given up after a bounded number of fetches while later mail flows
+(Dovecot ends the session at it; a scripted server answers OK and leaves it out)."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from inbox_daemon.config import IntakeConfig
+from inbox_daemon.config import ImapAccount, IntakeConfig
+from inbox_daemon.processing import Flow
+from inbox_daemon.store import Delivery, SavedRaw
 from tests.intake.dovecot import Dovecot
 from tests.intake.harness import FAST, account, flagged, processed, query, running_poller, until
 from tests.support.notices import opt_out_notice, order_id, relay_address
@@ -35,14 +39,26 @@ def refused_rows(db: Path) -> list[tuple[Any, ...]]:
     return query(db, "SELECT actor, subject, detail FROM audit_log WHERE action = 'refused' ORDER BY id")
 
 
-def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(dovecot: Dovecot, db_path: Path, run: Run) -> None:
+def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(
+    dovecot: Dovecot, db_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """More bytes than the budget in one batch: each is stored once, all flagged, the position
-    saved past the last (each message reserving on its own made every session fail Busy)."""
+    saved past the last (each message reserving on its own made every session fail Busy). The
+    bytes are reserved a part at a time, several messages to a part, and what is reserved
+    never passes the budget."""
     rng = random.Random(61)
     mails = [padded(rng, 3 * MB, i) for i in range(50)]
     for at in range(0, 50, 10):
         dovecot.append(*mails[at:at + 10])
     limits = IntakeConfig(bytes_in_flight=16 * MB)
+    parts: list[tuple[int, int]] = []  # (bytes in flight while a part is written, its messages)
+    accept_reserved = Flow.accept_reserved
+
+    async def counted(flow: Flow, deliveries: Sequence[Delivery]) -> list[SavedRaw]:
+        parts.append((flow.bytes_in_flight, len(deliveries)))
+        return await accept_reserved(flow, deliveries)
+
+    monkeypatch.setattr(Flow, "accept_reserved", counted)
 
     async def main() -> dict[str, int]:
         async with running_poller(db_path, account(dovecot), limits=limits) as poller:
@@ -54,6 +70,8 @@ def test_fifty_3mb_messages_are_all_taken_within_the_byte_budget(dovecot: Doveco
     stats = run(main(), 240)
     assert query(db_path, "SELECT max(times_received), count(*) FROM raw_messages") == [(1, 50)]
     assert stats["failures"] == 0 and stats["sessions"] == 1
+    assert sum(n for _, n in parts) == 50 and max(held for held, _ in parts) <= limits.bytes_in_flight, parts
+    assert all(n > 1 for _, n in parts[:-1]), parts  # one reservation per part, not per message
 
 
 def test_a_message_over_the_cap_is_refused_flagged_and_recorded_not_stored(
@@ -113,3 +131,82 @@ def test_a_uid_the_server_never_gives_is_given_up_and_later_mail_flows(
     attempts = [e["attempts"] for e in logs if e["event"] == "imap_fetch_failed" and e["uid"] == uid]
     assert attempts == list(range(1, FAST.fetch_attempts + 1))
     assert {"\\Seen", "$OptOutProcessed"} <= dovecot.flags()[uid]
+
+
+class OmittingServer:
+    """Just enough IMAP for a poll without IDLE over a mailbox of UIDs 1 to 3 (UIDVALIDITY 7),
+    whose ``UID FETCH`` of the bodies answers OK and leaves UID 2 out, every time (RFC 3501
+    6.4.5 lets a server omit a message it cannot give; some do)."""
+
+    def __init__(self, bodies: dict[int, bytes], omitted: int) -> None:
+        self.bodies, self.omitted = bodies, omitted
+        self.flagged: set[int] = set()
+
+    def uids(self, spec: str) -> list[int]:
+        """A sequence-set of UIDs (``2``, ``1:3``, ``4:*``, ``1,3``), as far as it exists."""
+        found = set()
+        for part in spec.split(","):
+            low, _, high = part.partition(":")
+            top = max(self.bodies) if high == "*" else int(high or low)
+            found |= {uid for uid in self.bodies if min(int(low), top) <= uid <= max(int(low), top)}
+        return sorted(found)
+
+    def answer(self, tag: str, words: list[str]) -> bytes:
+        command = words[0].upper()
+        if command == "CAPABILITY":
+            return f"* CAPABILITY IMAP4rev1 UIDPLUS\r\n{tag} OK done\r\n".encode()
+        if command == "SELECT":
+            return f"* 3 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n".encode()
+        if command != "UID":
+            return f"{tag} OK done\r\n".encode()  # LOGIN, NOOP, LOGOUT
+        verb, spec = words[1].upper(), words[3] if words[1].upper() == "SEARCH" else words[2]
+        out = b""
+        if verb == "SEARCH":
+            out = ("* SEARCH " + " ".join(map(str, self.uids(spec))) + "\r\n").encode()
+        elif verb == "FETCH" and "RFC822.SIZE" in " ".join(words[3:]).upper():
+            out = b"".join(b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (uid, uid, len(self.bodies[uid]))
+                           for uid in self.uids(spec))
+        elif verb == "FETCH":
+            out = b"".join(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (uid, uid, len(self.bodies[uid]), self.bodies[uid])
+                           for uid in self.uids(spec) if uid != self.omitted)
+        elif verb == "STORE":
+            self.flagged.update(self.uids(spec))
+        return out + f"{tag} OK done\r\n".encode()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] ready\r\n")
+        try:
+            while line := await reader.readline():
+                tag, *words = line.decode().split()
+                writer.write(self.answer(tag, words))
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def test_a_uid_the_server_answers_ok_without_is_given_up(db_path: Path, run: Run) -> None:
+    rng = random.Random(64)
+    script = OmittingServer({uid: padded(rng, 1000, uid) for uid in (1, 2, 3)}, omitted=2)
+
+    async def main() -> list[dict[str, Any]]:
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        acct = ImapAccount(name="shop", host="127.0.0.1", port=server.sockets[0].getsockname()[1], tls="none",
+                           username="u", password="p", poll_seconds=0.05, idle=False)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with running_poller(db_path, acct):
+                    await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(3,)], what="position")
+                    await until(lambda: processed(db_path) == 2, what="the other two processed")
+        finally:
+            server.close()
+        return logs
+
+    logs = run(main(), 60)
+    # UID 3 is taken again (a no-op: the same bytes) at each poll until UID 2 is given up: a bound, not for ever.
+    ((most, count),) = query(db_path, "SELECT max(times_received), count(*) FROM raw_messages")
+    assert count == 2 and most <= FAST.fetch_attempts + 1
+    ((_actor, subject, detail),) = refused_rows(db_path)
+    assert subject == "INBOX uid 2" and f"not given by the server in {FAST.fetch_attempts} fetches" in detail
+    attempts = [e["attempts"] for e in logs if e["event"] == "imap_fetch_failed" and e["uid"] == 2]
+    assert attempts == list(range(1, FAST.fetch_attempts + 1))
+    assert script.flagged == {1, 2, 3}
