@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from inbox_daemon.lookup.limits import Limits, ListenerPolicy, PeerCounts, peer_identity
+from inbox_daemon.lookup.limits import LISTEN_BACKLOG, Limits, ListenerPolicy, PeerCounts, peer_identity
 
 __all__ = ["DaemonCollector", "MetricsServer"]
 
@@ -107,7 +107,8 @@ class MetricsServer:
         self._log = structlog.get_logger("inbox_daemon.metrics")
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port, limit=_MAX_REQUEST)
+        self._server = await asyncio.start_server(self._serve, self._host, self._port, limit=_MAX_REQUEST,
+                                                  backlog=LISTEN_BACKLOG)
         self._log.info("metrics.listening", address="%s:%d" % self.address)
 
     @property

@@ -4,16 +4,18 @@ trickled a byte at a time is closed at its deadline (more bytes do not extend it
 
 from __future__ import annotations
 
+import ast
 import os
 import random
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from inbox_daemon.client import Client
-from inbox_daemon.lookup.limits import raise_descriptor_limit
+from inbox_daemon.lookup.limits import LISTEN_BACKLOG, raise_descriptor_limit
 from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.notices import opt_out_notice, order_id, relay_address
 
@@ -126,5 +128,41 @@ def test_a_trickled_policy_request_is_closed_at_its_deadline(tmp_path: Path) -> 
                     break
                 time.sleep(0.05)  # the trickle's pace, part of the attack
             assert closed_after is not None and closed_after < 200
+    finally:
+        daemon.ensure_stopped()
+
+
+def listen_backlogs(pid: int) -> dict[str, int]:
+    """The kernel's accept-queue limit of each socket ``pid`` listens on (ss(8): Send-Q of a
+    listening socket is its backlog), by local address."""
+    out = subprocess.run(["ss", "-ltnxpH"], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            fields = line.split()
+            local = fields[4] if fields[0] in ("tcp", "u_str") else fields[3]
+            found[local] = int(fields[3] if fields[0] in ("tcp", "u_str") else fields[2])
+    return found
+
+
+def test_every_lookup_listener_queues_a_flood_of_connects(tmp_path: Path) -> None:
+    """A listen queue of asyncio's default 100 lets one peer reconnecting in a loop fill it,
+    and then every other peer's SYN is dropped before any per-peer cap sees it: each lookup
+    listener asks the kernel for LISTEN_BACKLOG (within net.core.somaxconn)."""
+    config = write_config(tmp_path / "c.toml", {
+        "metrics": {"listen": "127.0.0.1:0"}, "smtp": {"recipients": ["optout@sellers.example"]},
+        "query": {"tcp": "127.0.0.1:0"}, "postfix": {"policy": "127.0.0.1:0", "socketmap": "127.0.0.1:0"}})
+    daemon = DaemonProcess(tmp_path / "home", config)
+    try:
+        daemon.start()
+        assert daemon.proc is not None
+        wanted = {daemon.wait_event(f"{name}.listening")["address"] for name in ("policy", "socketmap", "metrics")}
+        wanted.add(daemon.socket_path)
+        host, port = ast.literal_eval(next(e["tcp"] for e in daemon.events if e.get("event") == "query.listening" and "tcp" in e))
+        wanted.add(f"{host}:{port}")
+        backlogs = listen_backlogs(daemon.proc.pid)
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert wanted <= backlogs.keys(), (wanted, backlogs)
+        assert all(backlogs[address] == min(LISTEN_BACKLOG, somaxconn) for address in wanted), backlogs
     finally:
         daemon.ensure_stopped()

@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "LIMIT_KINDS", "Limits", "ListenerPolicy", "PeerCounts", "over_limit", "derive_limits", "share_descriptors", "raise_descriptor_limit",
+    "LISTEN_BACKLOG", "LIMIT_KINDS", "Limits", "ListenerPolicy", "PeerCounts", "over_limit", "derive_limits", "share_descriptors", "raise_descriptor_limit",
     "open_descriptors", "peer_identity", "loopback_uid",
 ]
+
+# Connections the kernel completes before the listener accepts them (listen(2); capped by
+# net.core.somaxconn). asyncio's default of 100 lets a peer reconnecting in a loop fill the
+# queue, and then every other peer's SYN is dropped before any per-peer cap can see it.
+LISTEN_BACKLOG = 1024
 
 # What a listener counts (and the metrics show): refusals at the door, closings by the sweep.
 LIMIT_KINDS = ("refused_global", "refused_peer", "refused_descriptors", "closed_idle", "closed_deadline", "line_too_long")

@@ -19,7 +19,7 @@ import structlog
 from inbox_daemon.config import PostfixConfig
 from inbox_daemon.log import Throttled
 from inbox_daemon.lookup.index import BlocklistIndex
-from inbox_daemon.lookup.limits import LIMIT_KINDS, Limits, ListenerPolicy, PeerCounts, over_limit, peer_identity
+from inbox_daemon.lookup.limits import LIMIT_KINDS, LISTEN_BACKLOG, Limits, ListenerPolicy, PeerCounts, over_limit, peer_identity
 from inbox_daemon.lookup.postfix_policy import PolicySession, PolicySettings
 from inbox_daemon.lookup.protocol import Counters
 from inbox_daemon.lookup.server import _remove_own_socket, _remove_stale_socket
@@ -141,12 +141,12 @@ class MtaServer:
         path, tcp = split_listen(self.listen)
         if path is not None:
             _remove_stale_socket(path)
-            self._server = await loop.create_unix_server(lambda: _Connection(self), path)
+            self._server = await loop.create_unix_server(lambda: _Connection(self), path, backlog=LISTEN_BACKLOG)
             os.chmod(path, 0o660)  # Postfix reaches it through the daemon's group
             self._unix_inode = os.stat(path).st_ino
         else:
             assert tcp is not None
-            self._server = await loop.create_server(lambda: _Connection(self), *tcp)
+            self._server = await loop.create_server(lambda: _Connection(self), *tcp, backlog=LISTEN_BACKLOG)
         self._log.info(f"{self.kind}.listening", address=self.address, max_connections=self.limits.max_connections,
                        max_connections_per_peer=self.limits.max_per_peer)
         self._schedule_sweep()

@@ -24,6 +24,7 @@ import structlog
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.log import Throttled
 from inbox_daemon.lookup.limits import (
+    LISTEN_BACKLOG,
     LIMIT_KINDS,
     Limits,
     ListenerPolicy,
@@ -39,7 +40,6 @@ from inbox_daemon.lookup.protocol import ERR_TOO_MANY_CONNECTIONS, Counters, Res
 
 __all__ = ["QueryServer"]
 
-_LISTEN_BACKLOG = 1024
 _SWEEPS = 4  # sweeps per shortest timeout
 _STOP_GRACE = 2.0  # seconds stop() lets connections flush before aborting them
 
@@ -157,9 +157,9 @@ class QueryServer:
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             if sock.family == socket.AF_UNIX:
-                self._servers.append(await loop.create_unix_server(self._connection, sock=sock))
+                self._servers.append(await loop.create_unix_server(self._connection, sock=sock, backlog=LISTEN_BACKLOG))
             else:
-                self._servers.append(await loop.create_server(self._connection, sock=sock))
+                self._servers.append(await loop.create_server(self._connection, sock=sock, backlog=LISTEN_BACKLOG))
 
     def _bind_unix(self, path: str) -> socket.socket:
         _remove_stale_socket(path)
@@ -169,7 +169,7 @@ class QueryServer:
             sock.bind(path)
             self._unix_inode = os.stat(path).st_ino
             os.chmod(path, 0o660)  # sender tools reach it through the group (docs/query-protocol.md)
-            sock.listen(_LISTEN_BACKLOG)
+            sock.listen(LISTEN_BACKLOG)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -346,7 +346,7 @@ class QueryServer:
 def _bind_tcp(host: str, port: int) -> socket.socket:
     """A listening, non-blocking TCP socket (SO_REUSEADDR, as asyncio's create_server sets)."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
+    sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
