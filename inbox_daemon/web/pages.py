@@ -205,8 +205,8 @@ async def reprocess(request: web.Request) -> web.StreamResponse:
     if processor is None:
         raise web.HTTPServiceUnavailable(text="no processor here\n")
 
-    async def act(raw_id: int, _who: str, _note: str) -> str:
-        done = await reprocess_one(request.app[CONTEXT].store, processor, raw_id)
+    async def act(raw_id: int, who: str, note: str) -> str:
+        done = await reprocess_one(request.app[CONTEXT].store, processor, raw_id, who=who, note=note)
         return f"Reprocessed: {done.outcome}" + (f" ({done.reason})" if done.reason else "")
 
     return await _decide(request, act)

@@ -56,6 +56,19 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     assert "known seller, checked by phone" in trail and f'href="/messages/{raw_id}"' in trail
 
 
+def test_an_operator_reprocesses_a_held_notice_with_a_note_and_the_trail_names_them(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 5)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    page = alice.get(f"/messages/{raw_id}")
+    assert 'id="reprocess-note"' in page.text
+    done = alice.post(f"/messages/{raw_id}/reprocess", {"csrf": page.csrf(), "note": "rules changed, try again"})
+    assert done.status == 200 and "Reprocessed: quarantined (unregistered forwarder" in done.text  # still held
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    trail = alice.get("/audit?actor=alice&action=reprocess").text
+    assert "quarantined -&gt; quarantined: rules changed, try again" in trail and f'href="/messages/{raw_id}"' in trail
+
+
 def test_a_viewer_sees_no_approve_button_and_a_forged_post_is_refused(daemon: DaemonProcess) -> None:
     raw_id, order = held_notice(daemon, 2)
     victor = WebUser(daemon.web)
