@@ -47,6 +47,8 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     assert f'href="/messages/{raw_id}"' in alice.get("/queue?outcome=quarantined").text
     page = alice.get(f"/messages/{raw_id}")
     assert "unregistered forwarder ops@stranger.example" in page.text and 'id="approve"' in page.text
+    buyers = page.text[page.text.index('id="buyers"'):page.text.index('id="original"')]
+    assert f'<td data-label="Order id">{order}</td>' in buyers  # what approving would apply, read before deciding
     done = alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf(), "note": "known seller, checked by phone"})
     assert done.status == 200 and "Approved: 1 new" in done.text
     assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")  # no wait: the index moved with the commit
