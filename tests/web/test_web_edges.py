@@ -9,14 +9,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.intake.dovecot import free_port
 from tests.support.daemon import DaemonProcess
 from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with reviewing_daemon(tmp_path_factory.mktemp("edges"), {"web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True}}) as proc:
+    closed = free_port()  # nothing listens: the IMAP account can only fail
+    with reviewing_daemon(tmp_path_factory.mktemp("edges"), {
+        "web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True},
+        "imap": {"accounts": [{"name": "shop", "host": "127.0.0.1", "port": closed, "tls": "none",
+                               "username": "seller@shop.example", "password": "not used"}]},
+    }) as proc:
         yield proc
+
+
+def test_the_overview_says_an_imap_account_is_failing_and_has_never_succeeded(daemon: DaemonProcess) -> None:
+    daemon.wait_event("imap_session_failed")
+    page = WebUser(daemon.web).request("GET", "/", headers={"X-Remote-User": "victor"})
+    row = next(line for line in page.text.splitlines() if '"row">imap:shop</th>' in line)
+    assert "failing (" in row and "ConnectionRefusedError" in row and "never" in row, row
 
 
 def test_the_user_a_trusted_proxy_names_is_logged_in_with_that_users_role(daemon: DaemonProcess) -> None:
