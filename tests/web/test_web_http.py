@@ -5,16 +5,17 @@ Origin check hold on the server; cookie flags; the login throttle; the API answe
 from __future__ import annotations
 
 import json
+import re
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.trust import forwarded_inline
-from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
+from tests.support.web import PASSWORD, WebUser, add_token, add_user, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,32 @@ def test_an_operator_reprocesses_a_held_notice_with_a_note_and_the_trail_names_t
     assert "quarantined -&gt; quarantined: rules changed, try again" in trail and f'href="/messages/{raw_id}"' in trail
 
 
+def _overview(user: WebUser) -> tuple[dict[str, tuple[int, int]], int]:
+    """The overview's counts by outcome (today, last 7 days) and its index size."""
+    text = user.get("/").text
+    rows = re.findall(r'<tr><th scope="row">(\w+)</th><td>(\d+)</td><td>(\d+)</td></tr>', text)
+    entries = re.search(r"<dt>Blocklist keys in the index</dt><dd>(\d+)</dd>", text)
+    assert entries, text
+    return {outcome: (int(today), int(week)) for outcome, today, week in rows}, int(entries.group(1))
+
+
+def test_the_overview_counts_outcomes_today_and_over_seven_days_and_the_index_size(daemon: DaemonProcess) -> None:
+    raw_id, _order = held_notice(daemon, 6)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    counts, entries = _overview(alice)
+    kept = [json.loads(line) for line in daemon.cli("messages", "list", "--json", "--limit", "10000", check=True).stdout.splitlines()]
+    expected: dict[str, int] = {}
+    for row in kept:  # every message of this module came today
+        expected[row["outcome"]] = expected.get(row["outcome"], 0) + 1
+    assert counts == {outcome: (n, n) for outcome, n in expected.items()} and counts["quarantined"][0] >= 1
+    alice.post(f"/messages/{raw_id}/approve", {"csrf": alice.get(f"/messages/{raw_id}").csrf()})
+    after, grown = _overview(alice)
+    assert grown == entries + 1  # the notice's order id, in the index with the commit
+    assert after.get("quarantined", (0, 0))[0] == counts["quarantined"][0] - 1  # a row only for what came
+    assert after["opt_out"][0] == counts.get("opt_out", (0, 0))[0] + 1
+
+
 def test_a_viewer_sees_no_approve_button_and_a_forged_post_is_refused(daemon: DaemonProcess) -> None:
     raw_id, order = held_notice(daemon, 2)
     victor = WebUser(daemon.web)
@@ -100,6 +127,12 @@ def test_session_cookies_are_httponly_samesite_strict_and_logout_ends_the_sessio
     replay = WebUser(daemon.web)
     replay.cookies = stolen
     assert replay.get("/").status == 303  # the old cookie is worth nothing
+    add_user(daemon, "dora", "viewer", PASSWORD)
+    dora = WebUser(daemon.web)
+    assert dora.login("dora", PASSWORD).status == 303 and dora.get("/").status == 200
+    daemon.cli("users", "disable", "dora", check=True)
+    assert dora.get("/").status == 303  # a disabled user's session ends at the next request
+    assert WebUser(daemon.web).login("dora", PASSWORD).status == 401
 
 
 def test_a_thousand_wrong_passwords_are_slowed_while_the_right_user_logs_in(daemon: DaemonProcess) -> None:
@@ -153,6 +186,8 @@ def test_the_api_answers_as_the_query_socket_does(daemon: DaemonProcess) -> None
     assert api.request("POST", "/v1/check", json.dumps(["a@b.example"] * 10_001).encode(), auth).status == 413
     spec = api.get("/v1/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/v1/check" in spec["paths"]
+    daemon.cli("tokens", "revoke", "shop", check=True)
+    assert api.request("GET", f"/v1/check?key={order}", headers=auth).status == 401  # from the next request on
 
 
 def _line(key: object) -> str | None:
@@ -240,3 +275,41 @@ def test_a_gmail_forwarding_confirmation_is_shown_until_dealt_with(daemon: Daemo
     assert alice.post(f"/confirmations/{raw_id}/dismiss", {"csrf": alice.get("/").csrf()}).status == 303
     assert daemon.cli("forwarders", "pending", check=True).stdout == ""
     assert "alice\tconfirmation_done" in daemon.cli("audit", check=True).stdout
+    daemon.recent()  # everything logged so far
+    warned = [e for e in daemon.events if e.get("event") == "forwarding_confirmation"]
+    assert [e["requester"] for e in warned] == ["ops.acme@gmail.com", "shop.two@gmail.com"]  # once each, however often shown
+
+
+def test_the_queue_filters_by_outcome_and_pages_fifty_at_a_time(daemon: DaemonProcess) -> None:
+    for i in range(51):
+        plain = (f"From: Someone <s{i}@else.example>\r\nTo: optout@sellers.example\r\nSubject: hello {i}\r\n"
+                 f"Message-ID: <queue-{i}@else.example>\r\n\r\nnot a notice {i}\r\n")
+        assert daemon.send(plain.encode())[0] == 250
+    held_id, _order = held_notice(daemon, 7)
+
+    def listed(outcome: str) -> set[int]:
+        out = daemon.cli("quarantine", "list", "--outcome", outcome, "--limit", "10000", check=True).stdout
+        return {int(line.split("\t")[0]) for line in out.splitlines()}
+
+    wait_until(lambda: len(listed("not_opt_out")) >= 51, 60)
+    alice = WebUser(daemon.web, source="127.0.0.4")  # not the source the password guesses came from
+    assert alice.login("alice", PASSWORD).status == 303
+
+    def shown(outcome: str, page: int) -> tuple[list[int], bool]:
+        text = alice.get(f"/queue?outcome={outcome}&page={page}").text
+        ids = [int(i) for i in re.findall(r'<td data-label="Id"><a href="/messages/(\d+)">', text)]
+        return ids, f"/queue?outcome={outcome}&amp;page={page + 1}" in text
+
+    first, older = shown("not_opt_out", 0)
+    assert len(first) == 50 and older and first == sorted(first, reverse=True)  # newest first
+    pages, page = [first], 0
+    while older:
+        page += 1
+        ids, older = shown("not_opt_out", page)
+        pages.append(ids)
+    every = [i for ids in pages for i in ids]
+    assert len(every) == len(set(every)) and set(every) == listed("not_opt_out") and held_id not in every
+    held, _ = shown("quarantined", 0)
+    assert held_id in held and not set(held) & set(every)
+    both, _ = shown("", 0)
+    assert held_id in both and first[0] in both
