@@ -5,13 +5,14 @@ Origin check hold on the server; cookie flags; the login throttle; the API answe
 from __future__ import annotations
 
 import json
-import re
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from inbox_daemon.web.mailview import BODY_CSP
 from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.trust import forwarded_inline
@@ -48,6 +49,9 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     assert f'href="/messages/{raw_id}"' in alice.get("/queue?outcome=quarantined").text
     page = alice.get(f"/messages/{raw_id}")
     assert "unregistered forwarder ops@stranger.example" in page.text and 'id="approve"' in page.text
+    policy = {d.strip() for d in page.headers["Content-Security-Policy"].split(";")}
+    assert {"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} <= policy  # no script-src: none runs
+    assert alice.get(f"/messages/{raw_id}/body.html").headers["Content-Security-Policy"] == BODY_CSP
     buyers = page.text[page.text.index('id="buyers"'):page.text.index('id="original"')]
     assert f'<td data-label="Order id">{order}</td>' in buyers  # what approving would apply, read before deciding
     done = alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf(), "note": "known seller, checked by phone"})
@@ -96,6 +100,19 @@ def test_the_overview_counts_outcomes_today_and_over_seven_days_and_the_index_si
     assert grown == entries + 1  # the notice's order id, in the index with the commit
     assert after.get("quarantined", (0, 0))[0] == counts["quarantined"][0] - 1  # a row only for what came
     assert after["opt_out"][0] == counts.get("opt_out", (0, 0))[0] + 1
+
+
+def test_an_operator_discards_a_held_notice_with_a_reason_and_the_trail_names_them(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 8)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    page = alice.get(f"/messages/{raw_id}")
+    done = alice.post(f"/messages/{raw_id}/discard", {"csrf": page.csrf(), "note": "not our seller's buyer"})
+    assert done.status == 200 and "Discarded." in done.text and 'id="approve"' not in done.text
+    assert alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf()}).status == 409  # decided for good
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    trail = alice.get("/audit?actor=alice&action=discard").text
+    assert "not our seller&#39;s buyer" in trail and f'href="/messages/{raw_id}"' in trail
 
 
 def test_a_viewer_sees_no_approve_button_and_a_forged_post_is_refused(daemon: DaemonProcess) -> None:
