@@ -82,6 +82,9 @@ def test_config_on_the_group_and_json_on_listings(tmp_path: Path) -> None:
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list", "--config", str(config)).returncode == 0
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list").returncode == 78
     assert cli("users", "list").stdout == ""  # without --config: the embedded database, not the other one
+    short = cli("--config", str(config), "users", "add", "bo", "--role", "operator", stdin="short\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    assert "bo\t" not in cli("--config", str(config), "users", "list").stdout
 
 
 def _leaves(group: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:

@@ -221,10 +221,17 @@ def _line(key: object) -> str | None:
     return line
 
 
-def test_blocklist_search_shows_evidence_and_removal_unblocks_at_once(daemon: DaemonProcess) -> None:
+def test_blocklist_search_shows_evidence_and_removal_unblocks_at_once(daemon: DaemonProcess, tmp_path: Path) -> None:
     raw_id, order = held_notice(daemon, 4)
     alice = WebUser(daemon.web)
     alice.login("alice", PASSWORD)
+    rng = random.Random(9)
+    relay, imported = relay_address(rng), order_id(rng)
+    (tmp_path / "list.csv").write_text(f"order_id,email\n{imported},{relay}\n")
+    daemon.cli("blocklist", "import", str(tmp_path / "list.csv"), "--by", "alice", check=True)
+    by_address = alice.get(f"/blocklist?key={relay.upper()}").text  # as a seller might paste it
+    assert by_address.count('<section class="entry"') == 1 and ": blocked</h2>" in by_address
+    assert "(csv:list.csv, forwarder -" in by_address and "block by alice" in by_address  # its evidence and trail
     alice.post(f"/messages/{raw_id}/approve", {"csrf": alice.get(f"/messages/{raw_id}").csrf()})
     page = alice.get(f"/blocklist?key={order}")
     assert "blocked" in page.text and f'href="/messages/{raw_id}"' in page.text and "block by alice" in page.text
