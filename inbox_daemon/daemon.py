@@ -218,7 +218,7 @@ class Daemon:
         for part in self.parts:
             if hasattr(part, "last_success") and hasattr(part, "account"):
                 last = part.last_success
-                sources.append({"name": f"imap:{part.account.name}", "state": "polling",
+                sources.append({"name": f"imap:{part.account.name}", "state": getattr(part, "state", "polling"),
                                 "last_success": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)) if last else None})
         return {"backlog": self.flow.backlog, "query_connections": self.query.connections, "sources": sources}
 

@@ -82,6 +82,34 @@ def test_config_on_the_group_and_json_on_listings(tmp_path: Path) -> None:
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list", "--config", str(config)).returncode == 0
     assert cli("--config", str(tmp_path / "nope.toml"), "sellers", "list").returncode == 78
     assert cli("users", "list").stdout == ""  # without --config: the embedded database, not the other one
+    short = cli("--config", str(config), "users", "add", "bo", "--role", "operator", stdin="short\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    assert "bo\t" not in cli("--config", str(config), "users", "list").stdout
+
+
+def _leaves(group: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    import click
+
+    if isinstance(group, click.Group):
+        return [leaf for name, command in sorted(group.commands.items()) for leaf in _leaves(command, (*path, name))]
+    return [(path, group)]
+
+
+def test_every_command_takes_config_and_every_list_and_show_command_json() -> None:
+    """``--config`` on each command as on the group; ``--json`` wherever a command lists or
+    shows something (``audit`` lists the trail, ``forwarders pending`` the confirmations)."""
+    import click
+
+    from inbox_daemon.cli import cli
+
+    leaves = _leaves(cli)
+    listing = [path for path, _ in leaves if path[-1] in ("list", "show", "pending") or path == ("audit",)]
+    assert len(listing) >= 12, listing  # the walk found the commands
+    for path, command in leaves:
+        assert isinstance(command, click.Command)
+        options = {o for param in command.params for o in getattr(param, "opts", [])}
+        assert "--config" in options, path
+        assert path not in listing or "--json" in options, path
 
 
 def test_privacy_init_makes_one_key_file_at_0600_and_keeps_it(tmp_path: Path) -> None:

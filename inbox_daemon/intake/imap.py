@@ -99,6 +99,7 @@ class ImapPoller:
         self.stats = {"stored": 0, "sessions": 0, "failures": 0, "idles": 0}
         self.idling = False  # in IDLE right now (the server said "+ idling")
         self.last_success = 0.0  # epoch seconds the mailbox was last drained: the metrics
+        self.state = "connecting"  # in a few words, for the operator's overview; a failure stays until a session works
         self._lease = MailboxLease(
             store, account.name, account.mailbox, self, logger=self._log,
             seconds=self.tuning.lease_seconds, retry_seconds=self.tuning.lease_retry_seconds,
@@ -132,7 +133,9 @@ class ImapPoller:
             await self._sessions()
             return
         while not self._stop.is_set():
+            self.state = "waiting for the mailbox lease (another daemon may hold it)"
             lease = await self._lease.acquire(self._stop)
+            self.state = "connecting"
             if lease is None:
                 break
             try:
@@ -193,12 +196,14 @@ class ImapPoller:
                 failed = False
             except GrantInvalid as exc:  # only the operator can mend it: one line per retry period
                 delay = self.tuning.auth_retry_seconds * random.uniform(0.9, 1.1)
+                self.state = f"authorization needed: {authorize_command(self.account)}"
                 self._log.error(
                     "imap_oauth_grant_invalid", error=str(exc), run=authorize_command(self.account),
                     retry_in=round(delay, 1),
                 )
             except ImapAuthError as exc:
                 delay = self.tuning.auth_retry_seconds * random.uniform(0.9, 1.1)
+                self.state = f"login refused: {exc}"[:200]
                 self._log.error(
                     "imap_auth_failed", host=self.account.host, username=self.account.username,
                     error=str(exc), retry_in=round(delay, 1),
@@ -207,6 +212,7 @@ class ImapPoller:
                 self._failures += 1
                 self.stats["failures"] += 1
                 delay = backoff(self._failures, self.tuning)
+                self.state = f"failing ({self._failures} in a row): {type(exc).__name__}"
                 expected = isinstance(exc, (ImapSessionError, StoreUnavailable, OSError, TimeoutError,
                                             aioimaplib.AioImapException, LeaseLost))
                 self._log.warning(
@@ -240,6 +246,7 @@ class ImapPoller:
         if position is None or position.uidvalidity != uidvalidity:
             position = Position(uidvalidity, 0)  # RFC 3501 2.3.1.1: old UIDs mean nothing now
         use_idle = acct.idle and "IDLE" in conn.capabilities
+        self.state = "connected, waiting with IDLE" if use_idle else f"connected, polling every {acct.poll_seconds:g} s"
         self._log.info(
             "imap_selected", uidvalidity=uidvalidity, last_uid=position.last_uid,
             wait="idle" if use_idle else "poll", move="MOVE" in conn.capabilities,

@@ -188,6 +188,12 @@ class Processor:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.to_thread(functools.partial(self._parsing.close, True, kill=stuck))
 
+    async def parse(self, data: bytes) -> ParseResult | ParseFailed:
+        """What the parser reads in ``data`` now, through the same workers as the flow (a
+        runaway parse is stopped there), changing nothing: for showing a message before a decision."""
+        (result,) = await self._parsing.parse_many([data])
+        return result
+
     async def drain(self) -> None:
         """Until everything queued so far is processed."""
         await self._queue.join()

@@ -77,15 +77,18 @@ async def discard_held(store: Store, raw_id: int, *, who: str, reason: str) -> N
     await store.discard(raw_id, who=who, reason=reason.strip())
 
 
-async def reprocess_one(store: Store, processor: Processor, raw_id: int) -> Processed:
+async def reprocess_one(store: Store, processor: Processor, raw_id: int, *, who: str, note: str = "") -> Processed:
     """Run one kept, unapplied message through the current parser and trust rules (a started
-    processor); what was applied or discarded stays as it is (ValueError), as for ``reprocess``."""
+    processor); what was applied or discarded stays as it is (ValueError), as for ``reprocess``.
+    An audit row names who asked, the outcome and their note."""
     held = await store.get_held(raw_id)
     if held is None:
         raise LookupError(f"no message {raw_id}")
     if held.outcome not in UNAPPLIED:
         raise ValueError(f"message {raw_id} is {held.outcome}: only unapplied messages are reprocessed")
     (done,) = await processor.process([raw_id])
+    detail = f"{held.outcome} -> {done.outcome}" + (f": {note}" if note else "")
+    await store.add_audit(who=who, action="reprocess", raw_message_id=raw_id, detail=detail)
     return done
 
 

@@ -55,10 +55,13 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def same_origin(request: web.Request) -> bool:
     """A state-changing request must come from these pages: its Origin (or, without one, its
-    Sec-Fetch-Site) says so. SameSite=Strict already keeps the cookie off cross-site posts."""
+    Sec-Fetch-Site) says so. SameSite=Strict already keeps the cookie off cross-site posts.
+    Behind a TLS proxy (``web.secure_cookies``) the browser's origin is https:// though this
+    hop is plain HTTP; the scheme is part of the origin (RFC 6454 section 4)."""
     origin = request.headers.get("Origin")
     if origin is not None:
-        return origin == f"{request.scheme}://{request.host}"
+        scheme = "https" if request.app[CONTEXT].config.web.secure_cookies else request.scheme
+        return origin == f"{scheme}://{request.host}"
     return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
 

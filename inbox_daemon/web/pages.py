@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..errors import StoreUnavailable
 from ..log import Throttled, get_logger
+from ..processing.parsers import ParseFailed
 from ..processing.confirmations import dismiss_confirmation, pending_confirmations
 from ..processing.review import approve_held, discard_held, reprocess_one
 from ..store.engine import utcnow
@@ -143,8 +144,10 @@ async def message(request: web.Request, notice: str = "", status: int = 200) -> 
     held = await ctx.store.get_held(record.id)
     trust = await ctx.store.trust_of(record.id) or {}
     shown = mailview.view(record.data)
+    read = await ctx.processor.parse(record.data) if ctx.processor is not None and not record.unreadable else None
+    buyers = None if read is None or isinstance(read, ParseFailed) else read.buyers
     return render(request, "message.html", status, m=record, held=held, trust=trust, mail=shown, notice=notice,
-                  can_reprocess=ctx.processor is not None and record.outcome in UNAPPLIED)
+                  buyers=buyers, can_reprocess=ctx.processor is not None and record.outcome in UNAPPLIED)
 
 
 async def message_body(request: web.Request) -> web.StreamResponse:
@@ -205,8 +208,8 @@ async def reprocess(request: web.Request) -> web.StreamResponse:
     if processor is None:
         raise web.HTTPServiceUnavailable(text="no processor here\n")
 
-    async def act(raw_id: int, _who: str, _note: str) -> str:
-        done = await reprocess_one(request.app[CONTEXT].store, processor, raw_id)
+    async def act(raw_id: int, who: str, note: str) -> str:
+        done = await reprocess_one(request.app[CONTEXT].store, processor, raw_id, who=who, note=note)
         return f"Reprocessed: {done.outcome}" + (f" ({done.reason})" if done.reason else "")
 
     return await _decide(request, act)

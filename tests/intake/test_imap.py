@@ -76,6 +76,7 @@ def test_present_before_start_and_appended_while_idling_are_taken_once(dovecot: 
                 await asyncio.to_thread(dovecot.append, raw)
                 await until(lambda: processed(db_path) == 4 + i, what="appended mail processed")
             await until(lambda: flagged(dovecot.flags()), what="all flagged")
+            assert poller.state == "connected, waiting with IDLE"  # what the web overview shows
             return dict(poller.stats)
 
     stats = run(main())
@@ -218,6 +219,7 @@ def test_wrong_password_is_logged_clearly_and_retried_slowly(dovecot: Dovecot, d
         with structlog.testing.capture_logs() as logs:
             async with running_poller(db_path, acct) as poller:
                 await until(lambda: any(e["event"] == "imap_auth_failed" for e in logs), what="auth failure logged")
+                assert poller.state.startswith("login refused: ") and "wrong" not in poller.state
                 return logs, dict(poller.stats)
 
     logs, stats = run(main())

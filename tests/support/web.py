@@ -36,15 +36,16 @@ class Page:
 
 
 class WebUser:
-    def __init__(self, address: tuple[str, int], source: str = "127.0.0.1") -> None:
+    def __init__(self, address: tuple[str, int], source: str = "127.0.0.1", scheme: str = "http") -> None:
         self.host, self.port = address
         self.source = source
+        self.scheme = scheme  # what the browser sees: https behind a TLS proxy
         self.cookies: dict[str, str] = {}
         self.set_cookie_headers: list[str] = []
 
     @property
     def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Page:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=(self.source, 0))

@@ -225,6 +225,9 @@ def test_the_layout_holds_at_phone_width(daemon: DaemonProcess, shots: Path) -> 
             driver.get(base(daemon) + path)
             assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
             screenshot(driver, name, shots)
+        for path in ("/blocklist?key=" + order_id(random.Random(11)), "/sellers", "/audit"):
+            driver.get(base(daemon) + path)
+            assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         held = [line.split("\t")[0] for line in daemon.cli("quarantine", "list", check=True).stdout.splitlines()]
         if held:
             driver.get(base(daemon) + f"/messages/{held[0]}")

@@ -9,14 +9,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.intake.dovecot import free_port
 from tests.support.daemon import DaemonProcess
 from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with reviewing_daemon(tmp_path_factory.mktemp("edges"), {"web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True}}) as proc:
+    closed = free_port()  # nothing listens: the IMAP account can only fail
+    with reviewing_daemon(tmp_path_factory.mktemp("edges"), {
+        "web": {"trusted_proxy_header": "X-Remote-User", "secure_cookies": True},
+        "imap": {"accounts": [{"name": "shop", "host": "127.0.0.1", "port": closed, "tls": "none",
+                               "username": "seller@shop.example", "password": "not used"}]},
+    }) as proc:
         yield proc
+
+
+def test_the_overview_says_an_imap_account_is_failing_and_has_never_succeeded(daemon: DaemonProcess) -> None:
+    daemon.wait_event("imap_session_failed")
+    page = WebUser(daemon.web).request("GET", "/", headers={"X-Remote-User": "victor"})
+    row = next(line for line in page.text.splitlines() if '"row">imap:shop</th>' in line)
+    assert "failing (" in row and "ConnectionRefusedError" in row and "never" in row, row
 
 
 def test_the_user_a_trusted_proxy_names_is_logged_in_with_that_users_role(daemon: DaemonProcess) -> None:
@@ -33,8 +46,24 @@ def test_the_user_a_trusted_proxy_names_is_logged_in_with_that_users_role(daemon
     assert WebUser(daemon.web).get("/").status == 303  # no header, no session: the login page
 
 
+def test_behind_a_tls_proxy_the_pages_own_https_origin_may_post(daemon: DaemonProcess) -> None:
+    """nginx ends TLS and passes Host on (deploy/README.md): the browser's Origin is https:// while
+    the daemon hears plain HTTP. ``secure_cookies`` says a TLS proxy fronts the pages, so that
+    origin is the pages' own; plain http:// is then another site (RFC 6454: the scheme is part
+    of the origin)."""
+    user = WebUser(daemon.web)
+    form = user.get("/login").csrf()
+    fields = {"csrf": form, "user": "alice", "password": PASSWORD}
+    assert user.post("/login", fields, origin=f"http://{user.host}:{user.port}").status == 403
+    assert user.post("/login", fields, origin=f"https://{user.host}:{user.port}").status == 303
+    page = user.get("/sellers")
+    assert "alice (operator)" in page.text
+    added = user.post("/sellers", {"csrf": page.csrf(), "name": "tls-shop"}, origin=f"https://{user.host}:{user.port}")
+    assert added.status == 303
+
+
 def test_hostile_requests_get_a_status_and_the_daemon_goes_on(daemon: DaemonProcess) -> None:
-    alice = WebUser(daemon.web)
+    alice = WebUser(daemon.web, scheme="https")  # the pages sit behind a TLS proxy (secure_cookies)
     assert alice.login("alice", PASSWORD).status == 303
     assert alice.get("/messages/abc").status == 400
     assert alice.get("/messages/99999999").status == 404
@@ -43,7 +72,7 @@ def test_hostile_requests_get_a_status_and_the_daemon_goes_on(daemon: DaemonProc
     assert alice.get("/queue?page=-5").status == 200
     assert alice.get("/blocklist?key=%00%ff%fe" + "x" * 5000).status == 200
     assert alice.get("/audit?actor=%ff%00&action=" + "y" * 5000).status == 200
-    stranger = WebUser(daemon.web, source="127.0.0.3")
+    stranger = WebUser(daemon.web, source="127.0.0.3", scheme="https")
     form = stranger.get("/login").csrf()
     raw = f"csrf={form}&user=alice%00&password=%ff%fe%00".encode()  # NUL and bytes that are not UTF-8
     assert stranger.request("POST", "/login", raw, {"Content-Type": "application/x-www-form-urlencoded",

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess
+from inbox_daemon.web.mailview import BODY_CSP
+from tests.support.daemon import DaemonProcess, wait_until
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.trust import forwarded_inline
-from tests.support.web import PASSWORD, WebUser, add_token, reviewing_daemon
+from tests.support.web import PASSWORD, WebUser, add_token, add_user, reviewing_daemon
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,11 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     assert f'href="/messages/{raw_id}"' in alice.get("/queue?outcome=quarantined").text
     page = alice.get(f"/messages/{raw_id}")
     assert "unregistered forwarder ops@stranger.example" in page.text and 'id="approve"' in page.text
+    policy = {d.strip() for d in page.headers["Content-Security-Policy"].split(";")}
+    assert {"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} <= policy  # no script-src: none runs
+    assert alice.get(f"/messages/{raw_id}/body.html").headers["Content-Security-Policy"] == BODY_CSP
+    buyers = page.text[page.text.index('id="buyers"'):page.text.index('id="original"')]
+    assert f'<td data-label="Order id">{order}</td>' in buyers  # what approving would apply, read before deciding
     done = alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf(), "note": "known seller, checked by phone"})
     assert done.status == 200 and "Approved: 1 new" in done.text
     assert daemon.query(f"ORDER {order}")[0].startswith("BLOCKED ")  # no wait: the index moved with the commit
@@ -54,6 +61,58 @@ def test_an_operator_approves_a_held_notice_and_the_socket_blocks_the_buyer(daem
     assert again.status == 409 and "only unapplied messages are reprocessed" in again.text  # applied stays applied
     trail = alice.get("/audit?actor=alice&action=approve").text
     assert "known seller, checked by phone" in trail and f'href="/messages/{raw_id}"' in trail
+
+
+def test_an_operator_reprocesses_a_held_notice_with_a_note_and_the_trail_names_them(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 5)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    page = alice.get(f"/messages/{raw_id}")
+    assert 'id="reprocess-note"' in page.text
+    done = alice.post(f"/messages/{raw_id}/reprocess", {"csrf": page.csrf(), "note": "rules changed, try again"})
+    assert done.status == 200 and "Reprocessed: quarantined (unregistered forwarder" in done.text  # still held
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    trail = alice.get("/audit?actor=alice&action=reprocess").text
+    assert "quarantined -&gt; quarantined: rules changed, try again" in trail and f'href="/messages/{raw_id}"' in trail
+
+
+def _overview(user: WebUser) -> tuple[dict[str, tuple[int, int]], int]:
+    """The overview's counts by outcome (today, last 7 days) and its index size."""
+    text = user.get("/").text
+    rows = re.findall(r'<tr><th scope="row">(\w+)</th><td>(\d+)</td><td>(\d+)</td></tr>', text)
+    entries = re.search(r"<dt>Blocklist keys in the index</dt><dd>(\d+)</dd>", text)
+    assert entries, text
+    return {outcome: (int(today), int(week)) for outcome, today, week in rows}, int(entries.group(1))
+
+
+def test_the_overview_counts_outcomes_today_and_over_seven_days_and_the_index_size(daemon: DaemonProcess) -> None:
+    raw_id, _order = held_notice(daemon, 6)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    counts, entries = _overview(alice)
+    kept = [json.loads(line) for line in daemon.cli("messages", "list", "--json", "--limit", "10000", check=True).stdout.splitlines()]
+    expected: dict[str, int] = {}
+    for row in kept:  # every message of this module came today
+        expected[row["outcome"]] = expected.get(row["outcome"], 0) + 1
+    assert counts == {outcome: (n, n) for outcome, n in expected.items()} and counts["quarantined"][0] >= 1
+    alice.post(f"/messages/{raw_id}/approve", {"csrf": alice.get(f"/messages/{raw_id}").csrf()})
+    after, grown = _overview(alice)
+    assert grown == entries + 1  # the notice's order id, in the index with the commit
+    assert after.get("quarantined", (0, 0))[0] == counts["quarantined"][0] - 1  # a row only for what came
+    assert after["opt_out"][0] == counts.get("opt_out", (0, 0))[0] + 1
+
+
+def test_an_operator_discards_a_held_notice_with_a_reason_and_the_trail_names_them(daemon: DaemonProcess) -> None:
+    raw_id, order = held_notice(daemon, 8)
+    alice = WebUser(daemon.web)
+    alice.login("alice", PASSWORD)
+    page = alice.get(f"/messages/{raw_id}")
+    done = alice.post(f"/messages/{raw_id}/discard", {"csrf": page.csrf(), "note": "not our seller's buyer"})
+    assert done.status == 200 and "Discarded." in done.text and 'id="approve"' not in done.text
+    assert alice.post(f"/messages/{raw_id}/approve", {"csrf": page.csrf()}).status == 409  # decided for good
+    assert daemon.query(f"ORDER {order}") == ["OK"]
+    trail = alice.get("/audit?actor=alice&action=discard").text
+    assert "not our seller&#39;s buyer" in trail and f'href="/messages/{raw_id}"' in trail
 
 
 def test_a_viewer_sees_no_approve_button_and_a_forged_post_is_refused(daemon: DaemonProcess) -> None:
@@ -85,6 +144,12 @@ def test_session_cookies_are_httponly_samesite_strict_and_logout_ends_the_sessio
     replay = WebUser(daemon.web)
     replay.cookies = stolen
     assert replay.get("/").status == 303  # the old cookie is worth nothing
+    add_user(daemon, "dora", "viewer", PASSWORD)
+    dora = WebUser(daemon.web)
+    assert dora.login("dora", PASSWORD).status == 303 and dora.get("/").status == 200
+    daemon.cli("users", "disable", "dora", check=True)
+    assert dora.get("/").status == 303  # a disabled user's session ends at the next request
+    assert WebUser(daemon.web).login("dora", PASSWORD).status == 401
 
 
 def test_a_thousand_wrong_passwords_are_slowed_while_the_right_user_logs_in(daemon: DaemonProcess) -> None:
@@ -138,6 +203,8 @@ def test_the_api_answers_as_the_query_socket_does(daemon: DaemonProcess) -> None
     assert api.request("POST", "/v1/check", json.dumps(["a@b.example"] * 10_001).encode(), auth).status == 413
     spec = api.get("/v1/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/v1/check" in spec["paths"]
+    daemon.cli("tokens", "revoke", "shop", check=True)
+    assert api.request("GET", f"/v1/check?key={order}", headers=auth).status == 401  # from the next request on
 
 
 def _line(key: object) -> str | None:
@@ -154,10 +221,17 @@ def _line(key: object) -> str | None:
     return line
 
 
-def test_blocklist_search_shows_evidence_and_removal_unblocks_at_once(daemon: DaemonProcess) -> None:
+def test_blocklist_search_shows_evidence_and_removal_unblocks_at_once(daemon: DaemonProcess, tmp_path: Path) -> None:
     raw_id, order = held_notice(daemon, 4)
     alice = WebUser(daemon.web)
     alice.login("alice", PASSWORD)
+    rng = random.Random(9)
+    relay, imported = relay_address(rng), order_id(rng)
+    (tmp_path / "list.csv").write_text(f"order_id,email\n{imported},{relay}\n")
+    daemon.cli("blocklist", "import", str(tmp_path / "list.csv"), "--by", "alice", check=True)
+    by_address = alice.get(f"/blocklist?key={relay.upper()}").text  # as a seller might paste it
+    assert by_address.count('<section class="entry"') == 1 and ": blocked</h2>" in by_address
+    assert "(csv:list.csv, forwarder -" in by_address and "block by alice" in by_address  # its evidence and trail
     alice.post(f"/messages/{raw_id}/approve", {"csrf": alice.get(f"/messages/{raw_id}").csrf()})
     page = alice.get(f"/blocklist?key={order}")
     assert "blocked" in page.text and f'href="/messages/{raw_id}"' in page.text and "block by alice" in page.text
@@ -225,3 +299,41 @@ def test_a_gmail_forwarding_confirmation_is_shown_until_dealt_with(daemon: Daemo
     assert alice.post(f"/confirmations/{raw_id}/dismiss", {"csrf": alice.get("/").csrf()}).status == 303
     assert daemon.cli("forwarders", "pending", check=True).stdout == ""
     assert "alice\tconfirmation_done" in daemon.cli("audit", check=True).stdout
+    daemon.recent()  # everything logged so far
+    warned = [e for e in daemon.events if e.get("event") == "forwarding_confirmation"]
+    assert [e["requester"] for e in warned] == ["ops.acme@gmail.com", "shop.two@gmail.com"]  # once each, however often shown
+
+
+def test_the_queue_filters_by_outcome_and_pages_fifty_at_a_time(daemon: DaemonProcess) -> None:
+    for i in range(51):
+        plain = (f"From: Someone <s{i}@else.example>\r\nTo: optout@sellers.example\r\nSubject: hello {i}\r\n"
+                 f"Message-ID: <queue-{i}@else.example>\r\n\r\nnot a notice {i}\r\n")
+        assert daemon.send(plain.encode())[0] == 250
+    held_id, _order = held_notice(daemon, 7)
+
+    def listed(outcome: str) -> set[int]:
+        out = daemon.cli("quarantine", "list", "--outcome", outcome, "--limit", "10000", check=True).stdout
+        return {int(line.split("\t")[0]) for line in out.splitlines()}
+
+    wait_until(lambda: len(listed("not_opt_out")) >= 51, 60)
+    alice = WebUser(daemon.web, source="127.0.0.4")  # not the source the password guesses came from
+    assert alice.login("alice", PASSWORD).status == 303
+
+    def shown(outcome: str, page: int) -> tuple[list[int], bool]:
+        text = alice.get(f"/queue?outcome={outcome}&page={page}").text
+        ids = [int(i) for i in re.findall(r'<td data-label="Id"><a href="/messages/(\d+)">', text)]
+        return ids, f"/queue?outcome={outcome}&amp;page={page + 1}" in text
+
+    first, older = shown("not_opt_out", 0)
+    assert len(first) == 50 and older and first == sorted(first, reverse=True)  # newest first
+    pages, page = [first], 0
+    while older:
+        page += 1
+        ids, older = shown("not_opt_out", page)
+        pages.append(ids)
+    every = [i for ids in pages for i in ids]
+    assert len(every) == len(set(every)) and set(every) == listed("not_opt_out") and held_id not in every
+    held, _ = shown("quarantined", 0)
+    assert held_id in held and not set(held) & set(every)
+    both, _ = shown("", 0)
+    assert held_id in both and first[0] in both
