@@ -191,7 +191,7 @@ class Processor:
     async def parse(self, data: bytes) -> ParseResult | ParseFailed:
         """What the parser reads in ``data`` now, through the same workers as the flow (a
         runaway parse is stopped there), changing nothing: for showing a message before a decision."""
-        (result,) = await self._parsing.parse_many([data])
+        (result,), _ = await self._parsing.parse_many([data])
         return result
 
     async def drain(self) -> None:
