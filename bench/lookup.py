@@ -1,6 +1,6 @@
 """Lookup benchmark: the query socket against Redis, like for like: same transport, same load.
 
-    .venv/bin/python bench/lookup.py [--quick] [--runs N] [--python] [--large] [--apply]
+    .venv/bin/python bench/lookup.py [--quick] [--runs N] [--rounds N] [--cells 1x1,...] [--python] [--large] [--apply]
 
 Prints figures, asserts nothing:
   * per cell (connections x pipeline depth: 1x1, 1x16, 50x1, 50x16) and per transport (Unix
@@ -203,11 +203,12 @@ def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes] | None) -> Non
 # -- the parts -------------------------------------------------------------------------------------
 
 
-def throughput(binary: Path, targets: dict[str, dict[str, tuple[str, Path, int, int]]], seconds: float, rounds: int, run: int) -> None:
+def throughput(binary: Path, targets: dict[str, dict[str, tuple[str, Path, int, int]]], seconds: float, rounds: int, run: int,
+               cells: list[tuple[int, ...]] = CELLS) -> None:
     """One table: every cell on both transports, ours and Redis alternating within the cell."""
     print(f"\nrun {run}: mean lookups/s of {rounds} alternating round(s); p50/p99 in us; CPU s per 1M lookups", flush=True)
     print(f"{'cell':>6} {'transport':<5} | {'ours/s':>9} {'p50':>5} {'p99':>5} {'cpu':>5} | {'redis/s':>9} {'p50':>5} {'p99':>5} {'cpu':>5} | ratio")
-    for conns, depth in CELLS:
+    for conns, depth in cells:
         for transport in TRANSPORTS:
             results: dict[str, list[dict[str, float]]] = {"ours": [], "redis": []}
             for round_ in range(rounds):
@@ -292,10 +293,16 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also 50x1 at 10,000,000 entries")
     parser.add_argument("--apply", action="store_true", help="also 50x1 while 1M-row change batches are applied")
     parser.add_argument("--apply-entries", type=int, default=0, help="the index size for --apply (default: the set's)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="alternating rounds per cell and side (default 2; 1 with --quick): the 1x1 cells are"
+                             " round-trip bound and swing ±20%% from round to round on a small VM")
+    parser.add_argument("--cells", type=lambda v: [tuple(int(n) for n in c.split("x")) for c in v.split(",")],
+                        default=CELLS, help="which cells, e.g. 1x1,50x16 (default all four)")
     parser.add_argument("--no-redis-memory", action="store_true", help="skip the 10M-entry memory comparison")
     args = parser.parse_args()
     entries = 100_000 if args.quick else 1_000_000
     seconds, rounds = (1.0, 1) if args.quick else (2.0, 2)
+    rounds = args.rounds or rounds
     workdir = Path(tempfile.mkdtemp(prefix="bench-lookup-"))
     redis_proc = server = None
     try:
@@ -314,7 +321,7 @@ def main() -> None:
             "redis": {"unix": (redis_path, theirs, 7, redis_proc.pid), "tcp": (f"127.0.0.1:{redis_port}", theirs, 7, redis_proc.pid)},
         }
         for run in range(1, args.runs + 1):
-            throughput(binary, targets, seconds, rounds, run)
+            throughput(binary, targets, seconds, rounds, run, args.cells)
         stop(server)
         server = None
         if args.apply:
