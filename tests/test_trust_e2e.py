@@ -9,6 +9,7 @@ upgrade; removal and imports with their audit trail.
 from __future__ import annotations
 
 import os
+import json
 import random
 import threading
 from pathlib import Path
@@ -167,9 +168,12 @@ def test_registering_the_forwarder_then_reprocess_applies_what_was_held(guarded:
     guarded.wait_event("intake_decision", outcome="quarantined")
     assert list(held(guarded).values()) == ["unregistered forwarder new@acme.example (dkim d=acme.example)"]
     guarded.cli("sellers", "add", "acme", "--forwarder", "new@acme.example", check=True)
-    out = guarded.cli("quarantine", "reprocess", check=True).stdout
+    out = guarded.cli("quarantine", "reprocess", "--by", "carol", check=True).stdout
     assert "1 opt_out" in out
     wait_until(lambda: blocked(guarded, order), timeout=2.0)
+    trail = [json.loads(line) for line in guarded.cli("audit", "--json", check=True).stdout.splitlines()]
+    runs = [row for row in trail if row["action"] == "reprocess"]
+    assert len(runs) == 1 and runs[0]["actor"] == "carol" and "1 opt_out" in runs[0]["detail"], runs
 
 
 def test_dkim_verified_failed_and_absent_are_recorded_and_only_verified_applies(tmp_path: Path) -> None:

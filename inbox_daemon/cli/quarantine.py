@@ -83,8 +83,9 @@ async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | 
 @quarantine.command("reprocess")
 @click.option("--all", "every", is_flag=True,
               help="Every unapplied message, not only those an older parser read (held ones are always retried).")
+@by_option
 @with_store
-async def quarantine_reprocess(store: Store, cfg: Config, every: bool) -> None:
+async def quarantine_reprocess(store: Store, cfg: Config, every: bool, who: str | None) -> None:
     """Run the current parser and trust rules over kept, unapplied messages; apply what passes."""
     from ..processing import build_flow
     from ..processing.review import reprocess_kept
@@ -92,7 +93,7 @@ async def quarantine_reprocess(store: Store, cfg: Config, every: bool) -> None:
     flow = build_flow(cfg, store)
     await flow.start()
     try:
-        outcomes = await reprocess_kept(store, flow.processor, every=every)
+        outcomes = await reprocess_kept(store, flow.processor, every=every, who=login(who))
     finally:
         await flow.stop()
     summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"

@@ -92,13 +92,17 @@ async def reprocess_one(store: Store, processor: Processor, raw_id: int, *, who:
     return done
 
 
-async def reprocess_kept(store: Store, processor: Processor, *, every: bool, batch: int = 500) -> Counter[str]:
+async def reprocess_kept(store: Store, processor: Processor, *, every: bool, who: str, batch: int = 500) -> Counter[str]:
     """Every unapplied message an older parser read (``every``: all of them; held ones always),
-    through the current parser and rules; outcomes counted."""
+    through the current parser and rules; outcomes counted. One audit row names who ran it,
+    the parser and the outcomes."""
     outcomes: Counter[str] = Counter()
     after, version = 0, processor.parser.version
     while ids := await store.reprocess_ids(version, every=every, after=after, limit=batch):
         for done in await processor.process(ids):
             outcomes[done.outcome] += 1
         after = ids[-1]
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
+    await store.add_audit(who=who, action="reprocess", detail=f"{'all unapplied' if every else 'older parsers'}, "
+                                                             f"parser {version}: {summary}")
     return outcomes
