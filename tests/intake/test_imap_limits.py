@@ -138,8 +138,9 @@ class OmittingServer:
     whose ``UID FETCH`` of the bodies answers OK and leaves UID 2 out, every time (RFC 3501
     6.4.5 lets a server omit a message it cannot give; some do)."""
 
-    def __init__(self, bodies: dict[int, bytes], omitted: int) -> None:
+    def __init__(self, bodies: dict[int, bytes], omitted: int, announced: dict[int, int] | None = None) -> None:
         self.bodies, self.omitted = bodies, omitted
+        self.announced = announced or {}  # RFC822.SIZE answers that are not the body's size
         self.flagged: set[int] = set()
 
     def uids(self, spec: str) -> list[int]:
@@ -164,7 +165,7 @@ class OmittingServer:
         if verb == "SEARCH":
             out = ("* SEARCH " + " ".join(map(str, self.uids(spec))) + "\r\n").encode()
         elif verb == "FETCH" and "RFC822.SIZE" in " ".join(words[3:]).upper():
-            out = b"".join(b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (uid, uid, len(self.bodies[uid]))
+            out = b"".join(b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (uid, uid, self.announced.get(uid, len(self.bodies[uid])))
                            for uid in self.uids(spec))
         elif verb == "FETCH":
             out = b"".join(b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (uid, uid, len(self.bodies[uid]), self.bodies[uid])
@@ -209,4 +210,33 @@ def test_a_uid_the_server_answers_ok_without_is_given_up(db_path: Path, run: Run
     assert subject == "INBOX uid 2" and f"not given by the server in {FAST.fetch_attempts} fetches" in detail
     attempts = [e["attempts"] for e in logs if e["event"] == "imap_fetch_failed" and e["uid"] == 2]
     assert attempts == list(range(1, FAST.fetch_attempts + 1))
+    assert script.flagged == {1, 2, 3}
+
+
+def test_a_body_over_the_cap_though_its_announced_size_was_not_is_refused_not_stored(db_path: Path, run: Run) -> None:
+    """RFC822.SIZE is the server's word, not the body: a server announcing 900 bytes for a
+    40,000-byte body (Dovecot refuses to serve a Maildir file whose size is wrong, so a
+    scripted one) has the body measured once fetched and refused, as if announced so."""
+    rng = random.Random(65)
+    script = OmittingServer({uid: padded(rng, 40_000 if uid == 2 else 1000, uid) for uid in (1, 2, 3)}, omitted=0,
+                            announced={2: 900})
+
+    async def main() -> list[dict[str, Any]]:
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        acct = ImapAccount(name="shop", host="127.0.0.1", port=server.sockets[0].getsockname()[1], tls="none",
+                           username="u", password="p", poll_seconds=0.05, idle=False)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with running_poller(db_path, acct, max_message_bytes=20_000):
+                    await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(3,)], what="position")
+                    await until(lambda: processed(db_path) == 2, what="the other two processed")
+        finally:
+            server.close()
+        return logs
+
+    logs = run(main(), 60)
+    assert query(db_path, "SELECT count(*), max(size) FROM raw_messages") == [(2, len(script.bodies[1]))]
+    ((actor, subject, detail),) = refused_rows(db_path)
+    assert actor == "intake:imap:shop" and subject == "INBOX uid 2" and f"{len(script.bodies[2])} bytes" in detail
+    assert [e["uid"] for e in logs if e["event"] == "imap_refused"] == [2]
     assert script.flagged == {1, 2, 3}
