@@ -185,9 +185,9 @@ class OmittingServer:
             writer.close()
 
 
-def test_a_uid_the_server_answers_ok_without_is_given_up(db_path: Path, run: Run) -> None:
-    rng = random.Random(64)
-    script = OmittingServer({uid: padded(rng, 1000, uid) for uid in (1, 2, 3)}, omitted=2)
+def poll_until_two_stored(script: OmittingServer, db_path: Path, run: Run, **poller: Any) -> list[dict[str, Any]]:
+    """Poll the scripted mailbox of UIDs 1 to 3 until the position is past UID 3 and two of
+    them are processed; what the poller logged meanwhile."""
 
     async def main() -> list[dict[str, Any]]:
         server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
@@ -195,14 +195,21 @@ def test_a_uid_the_server_answers_ok_without_is_given_up(db_path: Path, run: Run
                            username="u", password="p", poll_seconds=0.05, idle=False)
         try:
             with structlog.testing.capture_logs() as logs:
-                async with running_poller(db_path, acct):
+                async with running_poller(db_path, acct, **poller):
                     await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(3,)], what="position")
                     await until(lambda: processed(db_path) == 2, what="the other two processed")
         finally:
             server.close()
         return logs
 
-    logs = run(main(), 60)
+    return run(main(), 60)
+
+
+def test_a_uid_the_server_answers_ok_without_is_given_up(db_path: Path, run: Run) -> None:
+    rng = random.Random(64)
+    script = OmittingServer({uid: padded(rng, 1000, uid) for uid in (1, 2, 3)}, omitted=2)
+
+    logs = poll_until_two_stored(script, db_path, run)
     # UID 3 is taken again (a no-op: the same bytes) at each poll until UID 2 is given up: a bound, not for ever.
     ((most, count),) = query(db_path, "SELECT max(times_received), count(*) FROM raw_messages")
     assert count == 2 and most <= FAST.fetch_attempts + 1
@@ -221,20 +228,7 @@ def test_a_body_over_the_cap_though_its_announced_size_was_not_is_refused_not_st
     script = OmittingServer({uid: padded(rng, 40_000 if uid == 2 else 1000, uid) for uid in (1, 2, 3)}, omitted=0,
                             announced={2: 900})
 
-    async def main() -> list[dict[str, Any]]:
-        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
-        acct = ImapAccount(name="shop", host="127.0.0.1", port=server.sockets[0].getsockname()[1], tls="none",
-                           username="u", password="p", poll_seconds=0.05, idle=False)
-        try:
-            with structlog.testing.capture_logs() as logs:
-                async with running_poller(db_path, acct, max_message_bytes=20_000):
-                    await until(lambda: query(db_path, "SELECT last_uid FROM imap_state") == [(3,)], what="position")
-                    await until(lambda: processed(db_path) == 2, what="the other two processed")
-        finally:
-            server.close()
-        return logs
-
-    logs = run(main(), 60)
+    logs = poll_until_two_stored(script, db_path, run, max_message_bytes=20_000)
     assert query(db_path, "SELECT count(*), max(size) FROM raw_messages") == [(2, len(script.bodies[1]))]
     ((actor, subject, detail),) = refused_rows(db_path)
     assert actor == "intake:imap:shop" and subject == "INBOX uid 2" and f"{len(script.bodies[2])} bytes" in detail
