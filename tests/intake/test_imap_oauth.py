@@ -24,6 +24,7 @@ from inbox_daemon.intake.oauth import Secret, TokenSource, device_poll
 from tests.intake.dovecot import Dovecot, dovecot_binary, free_port
 from tests.intake.harness import flagged, processed, query, raw_counts, running_poller, until
 from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
+from tests.support.logs import Recorder
 from tests.support.notices import opt_out_notice, order_id, relay_address
 from tests.support.oauth_issuer import Issuer
 
@@ -280,16 +281,6 @@ def small_disk() -> Iterator[Path]:
         path.rmdir()
 
 
-class Events:
-    """A logger that keeps (event, fields) in order."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, _level: str) -> Any:
-        return lambda event, **fields: self.seen.append((event, fields))
-
-
 def test_a_rotated_token_the_disk_cannot_take_is_kept_in_memory_and_saved_later(
         issuer: Issuer, secrets_dir: Path, small_disk: Path) -> None:
     """The issuer voids the old refresh token as it rotates (RFC 6749 6), so the new one must
@@ -306,8 +297,8 @@ def test_a_rotated_token_the_disk_cannot_take_is_kept_in_memory_and_saved_later(
     acct = ImapAccount(name="shop", host="127.0.0.1", username="u@x", tls="none", auth="xoauth2", client_id=CLIENT_ID,
                        client_secret_file=str(secrets_dir / "client_secret"), token_file=str(token_file),
                        token_url=f"{issuer.url}/token")
-    now, events = [0.0], Events()
-    source = TokenSource(acct, logger=events, clock=lambda: now[0])
+    now, log = [0.0], Recorder()
+    source = TokenSource(acct, logger=log, clock=lambda: now[0])
 
     async def main() -> list[str]:
         got = [(await source.token()).reveal()]  # rotated; the save fails
@@ -320,10 +311,10 @@ def test_a_rotated_token_the_disk_cannot_take_is_kept_in_memory_and_saved_later(
 
     tokens = asyncio.run(main())
     assert len(set(tokens)) == 3 and issuer.grants == ["refresh_token"] * 3
-    unsaved = [fields for event, fields in events.seen if event == "imap_oauth_token_unsaved"]
+    unsaved = log.events("imap_oauth_token_unsaved")
     assert len(unsaved) == 2 and all(f["account"] == "shop" and "space" in f["error"] for f in unsaved)
     saved = token_file.read_text().strip()
-    assert saved in issuer.refresh and saved not in str(events.seen)  # the live token, never logged
+    assert saved in issuer.refresh and saved not in str(log.lines)  # the live token, never logged
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 

@@ -12,31 +12,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from inbox_daemon.lookup.limits import derive_limits
 from tests.lookup.test_lookup_server import BLOCKED, Peer, path, run, serving, until  # noqa: F401 (path: autouse, both paths)
+from tests.support.logs import Recorder
 
 FLOOD = str(Path(__file__).with_name("flood.py"))
 TOO_MANY = b"ERR too many connections\n"
 COARSE_CLOCK_S = 0.01  # a kernel tick or two: how far behind the C loop's clock may run
-
-
-class Recorder:
-    """A logger that keeps (event, fields)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        return lambda event, **fields: self.lines.append((event, fields))
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [fields for event, fields in self.lines if event == name]
 
 
 def test_a_trickled_byte_does_not_extend_the_request_deadline(sock_path: str) -> None:
