@@ -178,10 +178,16 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _driver_errors(error: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """The driver's own error and its cause: SQLAlchemy wraps the DB-API error, whose cause is
+    the asyncpg exception under SQLAlchemy's asyncpg adapter."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    return orig, getattr(orig, "__cause__", None)
+
+
 def _sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a PostgreSQL error (wrapped by SQLAlchemy or raised by asyncpg itself)."""
-    orig = error.orig if isinstance(error, exc.DBAPIError) else error
-    for source in (orig, getattr(orig, "__cause__", None)):
+    for source in _driver_errors(error):
         code = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
         if isinstance(code, str):
             return code
@@ -226,10 +232,9 @@ def _protocol_broken(error: BaseException) -> bool:
     FATAL 57P01 unasked; a statement sent while asyncpg still consumes it fails with "cannot
     switch to state 12; another operation (2) is in progress" (seen on LISTEN during a
     PostgreSQL shutdown). A new connection is the cure, so it passes."""
-    orig = error.orig if isinstance(error, exc.DBAPIError) else error
     return any(type(source).__name__ in ("InternalClientError", "ProtocolError")
                and type(source).__module__.startswith("asyncpg")
-               for source in (orig, getattr(orig, "__cause__", None)))
+               for source in _driver_errors(error))
 
 
 # The server answered and refused who we are or what we asked for: class 28 invalid
