@@ -88,7 +88,7 @@ async def quarantine_discard(store: Store, raw_id: int, reason: str, who: str | 
 async def quarantine_reprocess(store: Store, cfg: Config, every: bool, who: str | None) -> None:
     """Run the current parser and trust rules over kept, unapplied messages; apply what passes."""
     from ..processing import build_flow
-    from ..processing.review import reprocess_kept
+    from ..processing.review import outcome_summary, reprocess_kept
 
     flow = build_flow(cfg, store)
     await flow.start()
@@ -96,5 +96,4 @@ async def quarantine_reprocess(store: Store, cfg: Config, every: bool, who: str 
         outcomes = await reprocess_kept(store, flow.processor, every=every, who=login(who))
     finally:
         await flow.stop()
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
-    click.echo(f"reprocessed with parser {flow.processor.parser.version}: {summary}")
+    click.echo(f"reprocessed with parser {flow.processor.parser.version}: {outcome_summary(outcomes)}")

@@ -102,7 +102,12 @@ async def reprocess_kept(store: Store, processor: Processor, *, every: bool, who
         for done in await processor.process(ids):
             outcomes[done.outcome] += 1
         after = ids[-1]
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
     await store.add_audit(who=who, action="reprocess", detail=f"{'all unapplied' if every else 'older parsers'}, "
-                                                             f"parser {version}: {summary}")
+                                                             f"parser {version}: {outcome_summary(outcomes)}")
     return outcomes
+
+
+def outcome_summary(outcomes: Counter[str]) -> str:
+    """``2 opt_out, 1 quarantined``, or ``nothing to do``: what a reprocess run did, for the
+    operator and the audit trail alike."""
+    return ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "nothing to do"
