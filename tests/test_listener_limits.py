@@ -134,15 +134,10 @@ def test_a_trickled_policy_request_is_closed_at_its_deadline(tmp_path: Path) -> 
 
 def listen_backlogs(pid: int) -> dict[str, int]:
     """The kernel's accept-queue limit of each socket ``pid`` listens on (ss(8): Send-Q of a
-    listening socket is its backlog), by local address."""
+    listening socket is its backlog), by local address. With both -t and -x, every line
+    starts with its Netid: Netid, State, Recv-Q, Send-Q, Local, ..."""
     out = subprocess.run(["ss", "-ltnxpH"], capture_output=True, text=True, check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        if f"pid={pid}," in line:
-            fields = line.split()
-            local = fields[4] if fields[0] in ("tcp", "u_str") else fields[3]
-            found[local] = int(fields[3] if fields[0] in ("tcp", "u_str") else fields[2])
-    return found
+    return {fields[4]: int(fields[3]) for fields in map(str.split, out.splitlines()) if f"pid={pid}," in fields[-1]}
 
 
 def test_every_lookup_listener_queues_a_flood_of_connects(tmp_path: Path) -> None:
