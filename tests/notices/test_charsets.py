@@ -9,7 +9,7 @@ import pytest
 
 from inbox_daemon.notices import Kind, parse_notice
 from inbox_daemon.notices.charsets import decode_bytes, lookup
-from inbox_daemon.notices.encoding_labels import CODEC_OF_ENCODING, ENCODING_OF_LABEL
+from inbox_daemon.notices.encoding_labels import ENCODING_OF_LABEL
 
 from .windows_writers import encode_cp50221, encode_cp936, encode_euc_jp_ms
 
@@ -111,6 +111,20 @@ WRITERS: dict[str, tuple[Callable[[str], bytes], str, str]] = {
 }
 REPLACEMENT_WRITERS = {"hz-gb-2312": ("hz", "zh", "买家 卖家"), "iso-2022-kr": ("iso2022_kr", "en", "각하"),
                        "csiso2022kr": ("iso2022_kr", "en", "각하")}
+# The single-byte encodings' writers, by the standard's encoding name alone (windows-NNNN is code
+# page NNNN, ISO-8859-N is Python's iso8859_N), never by the package's codec table: a table row
+# that read "iso-8859-1" as Latin-1 instead of windows-1252 would write, and read back, Latin-1.
+SINGLE_BYTE_WRITERS = {"IBM866": "cp866", "ISO-8859-8-I": "iso8859_8", "KOI8-R": "koi8_r", "KOI8-U": "koi8_u",
+                       "macintosh": "mac_roman", "x-mac-cyrillic": "mac_cyrillic"}
+
+
+def _single_byte_codec(encoding: str) -> str:
+    if encoding in SINGLE_BYTE_WRITERS:
+        return SINGLE_BYTE_WRITERS[encoding]
+    if encoding.startswith("windows-"):
+        return "cp" + encoding.removeprefix("windows-")
+    assert encoding.startswith("ISO-8859-"), encoding
+    return "iso8859_" + encoding.removeprefix("ISO-8859-")
 
 
 def _writer(label: str) -> tuple[Callable[[str], bytes], str, str]:
@@ -121,8 +135,7 @@ def _writer(label: str) -> tuple[Callable[[str], bytes], str, str]:
         return (lambda text: text.encode(codec)), language, extras
     if encoding in WRITERS:
         return WRITERS[encoding]
-    codec = CODEC_OF_ENCODING[encoding]
-    assert codec is not None
+    codec = _single_byte_codec(encoding)
     # A single-byte code page: every printable character above ASCII, spaced out as in prose.
     chars = bytes(range(0x80, 0x100)).decode(codec, errors="ignore")
     extras = " ".join(c for c in chars if c.isprintable() and not c.isspace())
