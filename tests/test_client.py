@@ -14,7 +14,7 @@ import pytest
 
 from inbox_daemon.client import AsyncClient, Client, Key, Reply
 from inbox_daemon.errors import QueryError
-from tests.support.daemon import EXE, DaemonProcess, write_config
+from tests.support.daemon import EXE, DaemonProcess, wait_until, write_config
 from tests.support.seeding import seed_blocklist, unknown_keys
 
 TIMEOUT = 30
@@ -142,6 +142,39 @@ def test_reconnects_once_across_a_daemon_restart(tmp_path: Path) -> None:
             client.close()
             loop.run_until_complete(aclient.close())
             loop.close()
+    finally:
+        daemon.ensure_stopped()
+
+
+def test_digital_orders_imported_from_csv_are_blocked_for_the_client(tmp_path: Path) -> None:
+    """``blocklist import`` of a CSV with digital order ids (D01-..., in either case, alone or
+    with a relay address), then the daemon's index answers the sync and asyncio clients for
+    them: ORDER, CHECK <address> <order> and check_many."""
+    alone, paired, relay = "D01-8203116-4457221", "D02-3390417-6128853", "h3n8v2c6t0y5b1f@marketplace.amazon.de"
+    never = "D01-8203116-4457222"
+    daemon = DaemonProcess(tmp_path / "home")
+    try:
+        daemon.start()
+        csv_file = tmp_path / "digital.csv"
+        csv_file.write_text(f"order_id,email\n{alone.lower()},\n{paired},{relay}\n")
+        out = daemon.cli("blocklist", "import", str(csv_file), "--by", "test")
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: all(r.startswith("BLOCKED") for r in daemon.query(f"ORDER {alone}", f"ORDER {paired}")))
+        with Client(daemon.socket_path, timeout=10) as client:
+            assert client.order(alone).blocked and client.order(alone.lower()).blocked
+            assert client.check("someone-else@marketplace.amazon.com", paired.lower()).blocked
+            assert client.check(relay).blocked
+            assert client.order(never) == Reply(False)
+            keys: list[Key] = [alone, ("nobody@marketplace.amazon.de", paired), never, paired.lower()]
+            assert [r.blocked for r in client.check_many(keys)] == [True, True, False, True]
+
+        async def main() -> None:
+            async with AsyncClient(daemon.socket_path, timeout=10) as client:
+                assert (await client.order(alone.lower())).blocked
+                assert (await client.check("someone-else@marketplace.amazon.com", paired)).blocked
+                assert not (await client.order(never)).blocked
+
+        asyncio.run(asyncio.wait_for(main(), TIMEOUT))
     finally:
         daemon.ensure_stopped()
 

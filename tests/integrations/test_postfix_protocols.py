@@ -118,6 +118,25 @@ def test_socketmap_answers(size: int) -> None:
     assert not session.closing
 
 
+DIGITAL = "D01-5512093-7730148"  # a digital order (Kindle, apps, video)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_socketmap_answers_a_digital_order_in_either_case(size: int) -> None:
+    """A blocked digital order is found as Postfix asks for it, ``D`` or ``d``; its neighbour is not."""
+    index = make_index()
+    index.set_order(DIGITAL.lower(), SINCE, 1)
+    session = SocketmapSession(index, "REJECT", Counters())
+    asked = [DIGITAL, DIGITAL.lower(), "D01-5512093-7730149", "DD1-5512093-7730148"]
+    replies = feed(session, b"".join(query(f"blocklist {key}") for key in asked), size)
+    assert replies == b"".join([
+        encode(f"OK {MAP_REJECT.replace(f'<{RELAY}>', f'<{DIGITAL}>')}"),
+        encode(f"OK {MAP_REJECT.replace(f'<{RELAY}>', f'<{DIGITAL.lower()}>')}"),
+        encode("NOTFOUND "), encode("NOTFOUND "),
+    ])
+    assert not session.closing and session.problems == []
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_socketmap_long_queries_are_refused_cleanly(size: int) -> None:
     session = SocketmapSession(make_index(), "REJECT", Counters())

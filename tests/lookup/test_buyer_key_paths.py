@@ -99,3 +99,13 @@ def test_every_spelling_through_the_socket(native: bool) -> None:
     expected = b"".join(_expected(spelling, canonical) for spelling, canonical in CASES) * 2
 
     assert serve_lines(_index(), lines, len(expected), native=native) == expected
+
+
+@pytest.mark.parametrize(("spelling", "canonical"), [case for case in CASES if "@" not in case[0]])
+def test_an_order_id_beside_an_address_in_check(spelling: str, canonical: str | None) -> None:
+    """``CHECK <address> <order-id>`` reads the order id as ORDER does (a digital order too), and
+    the client sends it so."""
+    other = "nobody@marketplace.amazon.com"
+    line = f"CHECK {other} {spelling}".encode()
+    assert Responder(_index()).respond_lines([line]) == _expected(spelling, canonical)
+    assert request_line((other, spelling)) == f"CHECK {other} {canonical or spelling}"

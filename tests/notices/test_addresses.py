@@ -53,6 +53,14 @@ def test_order_ids_are_3_7_7_digits_and_unique() -> None:
     assert find_order_ids(text) == ["113-5663737-4342765"]
 
 
+def test_digital_order_ids_are_d_and_2_7_7_and_the_d_starts_a_word() -> None:
+    """A digital order's ``D`` (either case, stored upper-case) begins the id: ``ID01-...`` or
+    ``XD03-...`` hold no order id, nor does a ``D`` followed by one or three digits."""
+    text = ("Bestellnummer: d01-5512093-7730148, (D02-3390417-6128853) ID01-1111111-2222222 "
+            "XD03-1234567-1234567 DD1-1234567-1234567 D1-1234567-1234567 D01-1234567-12345678 D01-5512093-7730148")
+    assert find_order_ids(text) == ["D01-5512093-7730148", "D02-3390417-6128853"]
+
+
 def test_first_address_and_sender_kind() -> None:
     assert first_address('"Amazon.com" <Auto-Communication@Amazon.com>') == "auto-communication@amazon.com"
     assert first_address("a@b.example c@d.example") == "a@b.example"
