@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import select
@@ -22,9 +23,9 @@ _TABLE = table(AuditRow)
 async def audit(session: AsyncSession, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """Write audit rows (dicts of AuditRow columns; ``at`` defaults to now)."""
     if rows:
-        names = ["at", *dict.fromkeys(k for r in rows for k in r if k != "at")]
-        values = [tuple(r.get(n, now) if n == "at" else r.get(n) for n in names) for r in rows]
-        await bulk.insert_rows(session, _TABLE, names, values)
+        others = [k for k in dict.fromkeys(chain.from_iterable(rows)) if k != "at"]  # every row's keys, in order
+        values = [(r.get("at", now), *map(r.get, others)) for r in rows]
+        await bulk.insert_rows(session, _TABLE, ["at", *others], values)
 
 
 async def audit_rows(

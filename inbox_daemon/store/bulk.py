@@ -2,8 +2,8 @@
 value converted by its column's own type (``SafeString`` cleaning, ``UTCDateTime``) as
 SQLAlchemy would, but once per distinct value in a run instead of once per row and column.
 
-SQLite: the driver's ``executemany`` (one prepared statement, bound in C) or, when ids must
-come back, multi-row ``INSERT ... VALUES ... RETURNING`` in pages under the variable limit.
+SQLite: the driver's ``executemany`` (one prepared statement, bound in C); when ids must come
+back, the rows above the highest rowid before it are read back.
 PostgreSQL: one ``INSERT ... SELECT * FROM unnest($1::type[], ...)`` per table and batch, one
 round trip however many rows (https://www.postgresql.org/docs/current/functions-array.html).
 Both run on the session's connection, inside its transaction. ``select_matching`` is the read
@@ -25,10 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["insert_rows", "insert_returning", "select_matching"]
 
-# Rows per multi-row INSERT on SQLite: a page binds rows x columns variables, well under
-# SQLITE_MAX_VARIABLE_NUMBER (32,766 since SQLite 3.32; https://www.sqlite.org/limits.html).
-SQLITE_PAGE_VARIABLES = 16_000
-
 Processor = Callable[[Any], Any]
 
 
@@ -48,9 +44,13 @@ def _processed(values: Sequence[Any], processor: Processor | None) -> list[Any]:
 
 
 def _columns(dialect: Dialect, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """The rows' values column by column, converted for the database."""
+    """The rows' values column by column, converted for the database as SQLAlchemy converts
+    them for its own statements: by the column type's implementation for this dialect (on
+    SQLite, a datetime becomes the text every other write path stores, microseconds always
+    written, so equal moments compare equal)."""
     by_column = list(zip(*rows)) if rows else [() for _ in names]
-    return [_processed(values, table.c[name].type.bind_processor(dialect)) for name, values in zip(names, by_column)]
+    return [_processed(values, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name, values in zip(names, by_column)]
 
 
 def _names(dialect: Dialect, table: Table, names: Sequence[str]) -> tuple[str, str]:
@@ -97,17 +97,17 @@ async def insert_returning(
         statement = text(f"{_unnest(dialect, table, names)} RETURNING {back}")
         result = await connection.execute(statement, {f"p{n}": c for n, c in enumerate(columns)})
         return [tuple(r) for r in result]
+    # SQLite: one prepared INSERT for every row, then the rows above the highest rowid before it.
+    # The transaction holds the database's write lock from its first write (BEGIN IMMEDIATE,
+    # engine.WRITE) or fails to take it, so no other writer's rows can be among them; a new
+    # rowid is one more than the largest (https://www.sqlite.org/autoinc.html). Multi-row
+    # ``VALUES ... RETURNING`` pages cost three times as much per row (bench/import.py --csv).
     target, listed = _names(dialect, table, names)
-    one = "(" + ", ".join("?" for _ in names) + ")"
-    page = max(1, SQLITE_PAGE_VARIABLES // len(names))
-    values = list(zip(*columns))
-    found: list[tuple[Any, ...]] = []
-    for start in range(0, len(values), page):
-        part = values[start : start + page]
-        sql = f"INSERT INTO {target} ({listed}) VALUES {', '.join([one] * len(part))} RETURNING {back}"
-        result = await connection.exec_driver_sql(sql, tuple(v for row in part for v in row))
-        found += [tuple(r) for r in result]
-    return found
+    marks = ", ".join("?" for _ in names)
+    top = (await connection.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {target}")).scalar()
+    await connection.exec_driver_sql(f"INSERT INTO {target} ({listed}) VALUES ({marks})", list(zip(*columns)))
+    result = await connection.exec_driver_sql(f"SELECT {back} FROM {target} WHERE rowid > ?", (top,))
+    return [tuple(r) for r in result]
 
 
 async def select_matching(

@@ -161,13 +161,27 @@ async def save_import(
     return saved
 
 
-async def import_batch(session: AsyncSession, raw_id: int, buyers: Sequence[Buyer], who: str, now: datetime) -> Applied:
+async def import_batch(
+    session: AsyncSession, raw_id: int, buyers: Sequence[Buyer], who: str, now: datetime,
+    received_at: datetime | None = None,
+) -> Applied:
     """One batch of an imported file's buyers, applied as a notice of the file (``raw_id``):
     evidence and audit rows point at it. Idempotent: a batch applied again (an import run again
-    after a failure) adds no notice and no evidence."""
+    after a failure) adds no notice and no evidence. ``received_at``: when the file was kept,
+    given for the batches after the first, which recorded its verdict (``apply_batch``)."""
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
-    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who, entries=False)
+    received = {raw_id: received_at} if received_at is not None else None
+    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who, entries=False,
+                                            received=received)
     return applied
+
+
+async def received_at(session: AsyncSession, raw_id: int) -> datetime:
+    """When a raw message was first received."""
+    found = await session.scalar(select(RawMessage.received_at).where(RawMessage.id == raw_id))
+    if found is None:
+        raise LookupError(f"no raw message with id {raw_id}")
+    return found
 
 
 async def import_done(

@@ -101,6 +101,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 def clean_text(value: str) -> str:
     """``value`` as every engine can hold it: NUL (PostgreSQL refuses it in text) and lone
     surrogates (bytes that were not UTF-8, kept by ``surrogateescape``) become U+FFFD."""
+    if value.isascii():  # no surrogate: only a NUL to look for (most values, every pseudonym)
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     try:

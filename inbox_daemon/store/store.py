@@ -27,7 +27,7 @@ from inbox_daemon.privacy import KeyRing
 from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, retention, review, sealing, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
-from .engine import WRITE, Listening, listen, make_engine, retrying, unavailable, utcnow
+from .engine import WRITE, Listening, import_page_cache, listen, make_engine, retrying, unavailable, utcnow
 from .records import (
     ApiTokenRow,
     WebUserRow,
@@ -369,11 +369,14 @@ class Store:
         file is the same message and a buyer counts once per message). ``progress`` gets the
         rows done in each batch and the totals so far."""
         saved: SavedRaw | None = None
+        received: datetime | None = None
         total = Imported(0, 0, 0, ())
         reasons: list[str] = []
         async with aclosing(_read_ahead(batches, self.keyring)) as ahead:
             async for buyers, skipped in ahead:
-                saved, applied = await self._import_batch(saved, data, name, buyers, who)
+                if saved is not None and received is None:
+                    received = await self._reading(partial(review.received_at, raw_id=saved.id))
+                saved, applied = await self._import_batch(saved, received, data, name, buyers, who)
                 reasons += skipped
                 total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
                                  total.updated + applied.buyers_updated, ())
@@ -383,17 +386,27 @@ class Store:
             saved = (await self._transaction(partial(self._first_import_batch, data, name, (), who, self.keyring)))[0]
         done = partial(review.import_done, raw_id=saved.id, sha256=saved.sha256, name=name, rows=total.rows,
                        skipped=len(reasons), who=who, now=utcnow())
-        await self._transaction(done)
+
+        async def finish(session: AsyncSession) -> None:
+            await done(session)
+            await import_page_cache(session, False)
+
+        await self._transaction(finish)
         return Imported(total.rows, total.new, total.updated, tuple(reasons))
 
     async def _import_batch(
-        self, saved: SavedRaw | None, data: bytes, name: str, buyers: Sequence[Buyer], who: str
+        self, saved: SavedRaw | None, received: datetime | None, data: bytes, name: str, buyers: Sequence[Buyer],
+        who: str,
     ) -> tuple[SavedRaw, Applied]:
-        """One batch in its own transaction; the first one saves the file too."""
-        if saved is None:
-            return await self._transaction(partial(self._first_import_batch, data, name, buyers, who, self.keyring))
-        return saved, await self._transaction(partial(review.import_batch, raw_id=saved.id, buyers=buyers,
-                                                      who=who, now=utcnow()))
+        """One batch in its own transaction, with a page cache sized for imports; the first one
+        saves the file too."""
+        async def batch(session: AsyncSession) -> tuple[SavedRaw, Applied]:
+            await import_page_cache(session, True)
+            if saved is None:
+                return await self._first_import_batch(data, name, buyers, who, self.keyring, session)
+            return saved, await review.import_batch(session, saved.id, buyers, who, utcnow(), received)
+
+        return await self._transaction(batch)
 
     @staticmethod
     async def _first_import_batch(
