@@ -136,9 +136,7 @@ async def blocklist_import(store: Store, file: str, who: str | None) -> None:
     them): plain order ids and addresses, or pseudonyms made with this database's key.
     The file is kept as the evidence of its rows; the audit trail names it, who and when.
     Rows are read and applied in batches (one transaction each) with a progress bar."""
-    import io
-
-    from ..processing.csvfile import batches, check
+    from ..processing.csvfile import DigestingReader, check
     from ..progress import ListProgress
 
     data = Path(file).read_bytes()
@@ -146,15 +144,14 @@ async def blocklist_import(store: Store, file: str, who: str | None) -> None:
         check(data)  # before anything is written: a bad header or bad UTF-8 applies nothing
     except ValueError as exc:
         fail(f"{file}: {exc}")
-    source = io.BytesIO(data)
+    key_id = _key_id(store)
+    assert store.keyring is not None  # _key_id has checked
     bar = ListProgress(len(data))
-    # Held open here until the import returns: the batches are read ahead of the progress
-    # reports, and a text stream dropped by its finished reader closes the bytes under it.
-    with io.TextIOWrapper(source, encoding="utf-8-sig", newline="") as stream:
+    with DigestingReader(data, store.keyring.pseudonym_key, key_id) as reader:
         try:
             done = await store.import_batches(
-                data, Path(file).name, batches(stream, key_id=_key_id(store)),
-                who=login(who), progress=lambda _, so_far: bar.at(source.tell(), so_far.rows, so_far.new),
+                data, Path(file).name, reader,
+                who=login(who), progress=lambda _, so_far: bar.at(reader.position, so_far.rows, so_far.new), digested=True,
             )
         finally:
             bar.finish()

@@ -24,7 +24,7 @@ from ..notices import PARSER_VERSION, ParseResult, parse_notice
 
 T = TypeVar("T")
 
-__all__ = ["Parser", "BUILTIN", "load_parser", "ParsePool", "ParseFailed", "PARSE_TIMEOUT", "auto_workers"]
+__all__ = ["Parser", "BUILTIN", "load_parser", "ParsePool", "ParseFailed", "PARSE_TIMEOUT", "auto_workers", "worker_init"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def auto_workers(configured: int) -> int:
     return configured if configured >= 0 else 1
 
 
-def _worker_init(parent: int) -> None:
+def worker_init(parent: int) -> None:
     """Die with the daemon: a SIGKILLed parent must not leave parsers behind (Linux prctl)."""
     try:
         import ctypes
@@ -169,7 +169,7 @@ class ParsePool:
         """The pool, started and with the parser imported: a worker's start is not parse time."""
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-            pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
+            pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
             loop = asyncio.get_running_loop()
             await asyncio.wait_for(loop.run_in_executor(pool, _warm, self.parser.module), START_LIMIT_S)
             self._pool = pool

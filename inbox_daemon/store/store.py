@@ -358,7 +358,7 @@ class Store:
 
     async def import_batches(
         self, data: bytes, name: str, batches: Iterable[tuple[Sequence[Buyer], Sequence[str]]], *, who: str,
-        progress: Callable[[int, Imported], None] | None = None,
+        progress: Callable[[int, Imported], None] | None = None, digested: bool = False,
     ) -> Imported:
         """Apply a file's buyers batch by batch, one transaction each, keeping the file as their
         evidence (saved with the first batch) and auditing the whole import at the end.
@@ -367,12 +367,13 @@ class Store:
         intake on the same database never waits long behind an import. A failure part way
         leaves the batches before it applied; running the import again is harmless (the same
         file is the same message and a buyer counts once per message). ``progress`` gets the
-        rows done in each batch and the totals so far."""
+        rows done in each batch and the totals so far. ``digested``: the batches' keys are in
+        stored form already (``processing.csvfile.DigestingReader``)."""
         saved: SavedRaw | None = None
         received: datetime | None = None
         total = Imported(0, 0, 0, ())
         reasons: list[str] = []
-        async with aclosing(_read_ahead(batches, self.keyring)) as ahead:
+        async with aclosing(_read_ahead(batches, None if digested else self.keyring)) as ahead:
             async for buyers, skipped in ahead:
                 if saved is not None and received is None:
                     received = await self._reading(partial(review.received_at, raw_id=saved.id))
