@@ -32,7 +32,11 @@ MAX_SPLIT_DEPTH = 40
 # Possessive: a line is a field or a fold one way only, so a block that fails fails in one pass.
 _FIELD = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
 _BLOCK = re.compile(f"(?:{_FIELD}\n)++")  # the header block ends with its last line's break
-_FIELDS = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.MULTILINE)
+# The value stops short of its last line's CR (``split`` leaves no CR outside a CRLF), as
+# ``header_source_parse`` strips it, so the fields come out of one C-level pass.
+_FIELDS = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.MULTILINE)
+# The blank line that ends a header block (RFC 5322 section 2.1), LF or CRLF, whichever comes first.
+_BLANK_LINE = re.compile(r"\n\r?\n")
 # Characters FeedParser breaks lines at (it splits with str.splitlines) besides CR and LF.
 _ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e"
 _ENCODINGS_OF_MULTIPART = frozenset({"", "7bit", "8bit", "binary"})
@@ -67,6 +71,11 @@ class _Message(Message):
     def get_content_type(self) -> str:
         """``Message.get_content_type``, worked out once while the fields stay as they are
         (asked for about five times per part)."""
+        fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
+        if self._indexed is fields and self._length == len(fields):  # as worked out before
+            known = self._fetched.get(_CONTENT_TYPE)
+            if known is not None:
+                return str(known)
         if self.get("content-type") is None:  # the default type, which a caller may set
             return super().get_content_type()
         fetched = self._fetched  # just validated by ``get``
@@ -124,13 +133,13 @@ def _cut(text: str) -> tuple[str, str]:
     """Header block and body, at the first empty line (RFC 5322 section 2.1)."""
     if text.startswith(("\n", "\r\n")):
         return "", text[text.index("\n") + 1:]
-    lf = text.find("\n\n")
-    # A CRLF blank line only counts before the first LF one: not looked for in the body.
-    crlf = text.find("\n\r\n", 0, len(text) if lf < 0 else lf + 2)
-    if lf < 0 and crlf < 0:
+    # One search for both line ends: a CRLF mail holds no LF blank line, and looking for one
+    # first read the whole text, once per part of a nested forward.
+    blank = _BLANK_LINE.search(text)
+    if blank is None:
         raise _Irregular  # no header/body separator: FeedParser's defects apply
-    at = (crlf if crlf >= 0 else lf) + 1
-    return text[:at], text[text.index("\n", at) + 1:]
+    at = blank.start() + 1
+    return text[:at], text[blank.end():]
 
 
 def _headers(block: str) -> list[tuple[str, str]]:
@@ -138,7 +147,7 @@ def _headers(block: str) -> list[tuple[str, str]]:
     leading blanks, folds kept, the final line break removed."""
     if _BLOCK.fullmatch(block) is None:
         raise _Irregular  # a "From " line, a first line folded, a line that is no header field
-    return [(name, value.rstrip("\r\n")) for name, value in _FIELDS.findall(block)]
+    return _FIELDS.findall(block)
 
 
 def _drop_last_break(part: Message) -> None:
