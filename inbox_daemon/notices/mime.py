@@ -23,6 +23,8 @@ from urllib.parse import unquote
 
 from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
+from .mimesplit import MISSING as _MISSING
+from .mimesplit import param as _param
 from .mimesplit import split
 
 __all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
@@ -392,38 +394,12 @@ def _text(part: Message, node: MailNode) -> str:
     return text[:MAX_TEXT]
 
 
-# A quoted parameter value holding ";" or an escape, or an RFC 2231 parameter: compat32's own
-# parameter parser reads those.
-_HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
-
-
-def _param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
-    """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
-    at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
-    value = part.get("content-type")
-    if not isinstance(value, str) or _HARD_PARAMS.search(value):
-        return part.get_param(name, default)  # type: ignore[return-value]
-    wanted = name.lower()
-    for piece in value.split(";")[1:]:
-        key, sep, found = piece.partition("=")
-        if key.strip().lower() != wanted:
-            continue
-        found = found.strip()
-        if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
-            found = found[1:-1]
-        return found if sep else ""
-    return default
-
-
 def _charset(part: Message) -> str | None:
-    """``part.get_content_charset()`` (see ``_param``)."""
+    """``part.get_content_charset()`` (see ``mimesplit.param``)."""
     found = _param(part, "charset", _MISSING)
     if not isinstance(found, str):
         return part.get_content_charset()
     return found.lower() if found is not _MISSING and found.isascii() else None
-
-
-_MISSING = "\0missing"  # a default no header value can be (str identity tells it apart)
 
 
 def _plain(part: Message, text: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from itertools import pairwise
 from email.policy import compat32
 
-__all__ = ["split"]
+__all__ = ["MISSING", "boundary_of", "param", "split"]
 
 MAX_SPLIT_PARTS = 1000  # beyond this, FeedParser (and the walk's own bounds) take over
 MAX_SPLIT_DEPTH = 40
@@ -161,6 +161,45 @@ def _drop_last_break(part: Message) -> None:
         part._payload = payload[:-2] if payload.endswith("\r\n") else payload.removesuffix("\n")  # type: ignore[attr-defined]
 
 
+# A quoted parameter value holding ";" or an escape, or an RFC 2231 parameter: compat32's own
+# parameter parser reads those.
+_HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
+
+
+def param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
+    """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
+    at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
+    value = part.get("content-type")
+    if not isinstance(value, str) or _HARD_PARAMS.search(value):
+        return part.get_param(name, default)  # type: ignore[return-value]
+    wanted = name.lower()
+    for piece in value.split(";")[1:]:
+        key, sep, found = piece.partition("=")
+        if key.strip().lower() != wanted:
+            continue
+        found = found.strip()
+        if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
+            found = found[1:-1]
+        return found if sep else ""
+    return default
+
+
+def boundary_of(part: Message) -> str | None:
+    """``part.get_boundary()`` (see ``param``): compat32 unquotes the value a second time
+    (``collapse_rfc2231_value``) and strips trailing blanks."""
+    found = param(part, "boundary", MISSING)
+    if found is MISSING:
+        return None
+    if not isinstance(found, str):
+        return part.get_boundary()
+    if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
+        found = found[1:-1]
+    return found.rstrip()
+
+
+MISSING = "\0missing"  # a default no header value can be (str identity tells it apart)
+
+
 def _boundary_lines(boundary: str) -> re.Pattern[str]:
     # FeedParser's boundary line: "--" boundary, "--" when it closes, blanks, the line end. Not
     # anchored with "^" (which leaves the regex engine no literal to skip ahead to): callers
@@ -171,7 +210,7 @@ def _boundary_lines(boundary: str) -> re.Pattern[str]:
 def _parts(msg: Message, ctype: str, body: str, depth: int, count: list[int]) -> list[Message]:
     """The parts of a multipart body (RFC 2046 section 5.1.1), preamble and epilogue dropped."""
     cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
-    boundary = msg.get_boundary()
+    boundary = boundary_of(msg)
     raw_type = str(msg.get("content-type", ""))
     if ctype == "multipart/digest" or cte not in _ENCODINGS_OF_MULTIPART or not boundary or "*" in raw_type:
         raise _Irregular

@@ -67,13 +67,17 @@ CONTENT_TYPES = [
     'text/plain; charset=""', 'text/plain; charset="a;b"', "text/plain; charset*=utf-8''x",
     'text/plain; charset=\\"x', "text/plain; charset=u\udcff8", "text/plain; charset=utf-8; charset=latin1",
     'text/plain; name="a b.txt"; charset = " utf-8 "', "text/plain; charset", "text/plain",
+    'multipart/mixed; boundary="<b1> "', "multipart/mixed; boundary=<\"b2\">", 'multipart/mixed; boundary="b3 "',
+    "multipart/mixed; BOUNDARY = b4 ; boundary=b5", "multipart/mixed; boundary", 'multipart/mixed; boundary=""',
+    "multipart/mixed; boundary*0=b6", 'multipart/mixed; boundary="b;7"',
 ]
 
 
 def test_parameter_reader_agrees_with_compat32() -> None:
-    """mime's own Content-Type parameter reader gives what Message.get_param and
-    get_content_charset give, on crafted values and every part of every sample."""
-    from inbox_daemon.notices.mime import _charset, _param
+    """The splitter's own Content-Type parameter reader gives what Message.get_param,
+    get_boundary and get_content_charset give, on crafted values and every part of every sample."""
+    from inbox_daemon.notices.mime import _charset
+    from inbox_daemon.notices.mimesplit import boundary_of, param
 
     parts: list[Message] = []
     for value in CONTENT_TYPES:
@@ -84,7 +88,8 @@ def test_parameter_reader_agrees_with_compat32() -> None:
         parts.extend(email.message_from_bytes(path.read_bytes(), policy=compat32).walk())
     for part in parts:
         for name, default in (("charset", ""), ("format", ""), ("delsp", "no")):
-            assert _param(part, name, default) == part.get_param(name, default), part.get("content-type")
+            assert param(part, name, default) == part.get_param(name, default), part.get("content-type")
+        assert boundary_of(part) == part.get_boundary(), part.get("content-type")
         assert _charset(part) == part.get_content_charset(), part.get("content-type")
 
 
