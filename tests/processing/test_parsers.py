@@ -4,12 +4,14 @@ real worker process in one call, and a runaway or a failing companion costs only
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import time
 from collections.abc import Sequence
 
 import pytest
 
 from inbox_daemon.notices import Kind
-from inbox_daemon.processing.parsers import PARSE_TIMEOUT, ParsePool, Parser
+from inbox_daemon.processing.parsers import HARD_STOP_GRACE_S, PARSE_TIMEOUT, ParsePool, Parser, _parse_many
 from inbox_daemon.trust.identity import claims_of, header_claims
 from tests.support import slow_parser
 from tests.support.notices import opt_out_notice
@@ -60,3 +62,36 @@ def test_a_runaway_leaves_the_companion_to_the_caller() -> None:
     results, extra, replaced = run_pool(1, [FORWARDED, HANG], sizes, timeout=1.0)
     assert results[1] == PARSE_TIMEOUT and results[0].kind is Kind.OPT_OUT  # type: ignore[attr-defined]
     assert extra is None and replaced == 1
+
+
+def _batch_in_a_process(raws: list[bytes], timeout: float) -> tuple[int | None, float]:
+    """``_parse_many`` as a worker runs it, in a process of its own: its exit code (0 when the
+    batch was parsed) and the seconds it took."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_parse_many, args=("tests.support.slow_parser", raws, timeout))
+    started = time.monotonic()
+    process.start()
+    process.join(timeout + len(raws) * (timeout + HARD_STOP_GRACE_S) + 30)
+    elapsed = time.monotonic() - started
+    if process.is_alive():
+        process.kill()
+        process.join()
+    return process.exitcode, elapsed
+
+
+def test_a_parse_deaf_to_sigalrm_is_ended_by_the_hard_stop() -> None:
+    """A parse stuck where SIGALRM never reaches it (C code; here the signal is blocked) ends
+    the worker at its deadline plus the grace, after quick ones before it in the batch."""
+    deaf = b"X-Test-Hang: deaf\r\n" + opt_out_notice("111-2222222-6666666", None)
+    code, elapsed = _batch_in_a_process([opt_out_notice("111-2222222-7777777", None)] * 3 + [deaf], timeout=0.5)
+    assert code not in (0, None), code
+    assert elapsed < 0.5 + HARD_STOP_GRACE_S + 10, elapsed  # spawning and importing included
+
+
+def test_a_batch_longer_than_the_hard_stop_is_not_cut() -> None:
+    """Slow but honest parses that together outlast ``timeout + HARD_STOP_GRACE_S``: the hard
+    stop is armed again as the batch goes on, so the worker finishes the batch."""
+    slow = [b"X-Test-Sleep: 0.4\r\n" + opt_out_notice(f"111-2222222-{n:07d}", None) for n in range(20)]
+    code, elapsed = _batch_in_a_process(slow, timeout=1.0)
+    assert elapsed > 1.0 + HARD_STOP_GRACE_S  # the batch did outlast one arming
+    assert code == 0
