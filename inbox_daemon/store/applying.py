@@ -256,8 +256,8 @@ async def _verdicts(
     held: Mapping[int, str],
     received: Mapping[int, datetime],
 ) -> list[_Notice]:
-    """Lock the raw rows, record each verdict (when it differs), return the notices. The raw
-    rows in ``received`` are neither read nor recorded (see ``apply_batch``)."""
+    """Lock the raw rows, record each verdict (when it differs), return the notices. When every
+    raw row is in ``received``, none is read or recorded (see ``apply_batch``)."""
     ring = pseudonyms.ring(session)
     if received and all(raw_id in received for raw_id, _ in items):
         return [_notice(ring, raw_id, received[raw_id], result) for raw_id, result in items]

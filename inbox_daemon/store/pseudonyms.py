@@ -20,7 +20,7 @@ from inbox_daemon.notices.result import Buyer
 
 from .. import keys
 
-__all__ = ["INFO", "ring", "stored", "stored_given", "given_form", "stored_buyers", "stored_text", "stored_raw"]
+__all__ = ["INFO", "ring", "stored", "given_form", "stored_buyers", "stored_text", "stored_raw"]
 
 INFO = "inbox_daemon.pseudonyms"
 
@@ -38,17 +38,12 @@ def stored(session: AsyncSession, key: keys.BuyerKey) -> str:
     return key.stored(ring(session))
 
 
-def stored_given(session: AsyncSession, kind: keys.Kind, given: str | None) -> str | None:
+def given_form(keyring: keys.Pseudonyms, kind: keys.Kind, given: str | None) -> str | None:
     """The stored form of a buyer's key as a notice or an import gives it: a plain key
     (``keys``), or a pseudonym already (an import of ``blocklist export``, whose key id the CSV
     reader checked); None when it is neither. A notice never yields 32 hex digits: an address has
-    an "@", an order id dashes."""
-    return given_form(ring(session), kind, given)
-
-
-def given_form(keyring: keys.Pseudonyms, kind: keys.Kind, given: str | None) -> str | None:
-    """``stored_given`` with the key ring at hand (no session: an import digests its next batch
-    in a thread while the current one is written)."""
+    an "@", an order id dashes. The key ring is given, not a session's: an import digests its
+    batches in another process (``processing.csvfile.DigestingReader``)."""
     if not given:
         return None
     if keys.is_stored(given):
