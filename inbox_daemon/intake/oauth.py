@@ -219,7 +219,6 @@ class TokenSource:
             self._log.info("imap_oauth_token", grant=acct.grant, expires_in=round(lifetime), rotated=rotated)
         return _Access(Secret(token["access_token"]), now + lifetime, now + lifetime - min(REFRESH_AHEAD, lifetime / 4))
 
-
     async def _save_unsaved(self) -> None:
         """Save a rotated refresh token held in memory; on failure keep holding it and say so
         (the reason and the path, never the token): a restart before a save succeeds needs

@@ -53,14 +53,18 @@ class _Message(Message):
     _index: dict[str, tuple[str, str]]  # lower-case name -> its first field
     _fetched: dict[str, Any]  # name as asked -> what ``get`` returned (None for no field)
 
-    def get(self, name: str, failobj: Any = None) -> Any:
+    def _current(self) -> dict[str, Any]:
+        """What ``get`` fetched, emptied (and the index made again) when the fields changed since."""
         fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
         if self._indexed is not fields or self._length != len(fields):
             # The first field of each name: inserted last, reading the fields backwards.
             self._index = dict(zip(map(str.lower, map(itemgetter(0), reversed(fields))), reversed(fields)))
             self._fetched = {}
             self._indexed, self._length = fields, len(fields)
-        fetched = self._fetched
+        return self._fetched
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        fetched = self._current()
         if name in fetched:
             value = fetched[name]
         else:
@@ -71,17 +75,13 @@ class _Message(Message):
     def get_content_type(self) -> str:
         """``Message.get_content_type``, worked out once while the fields stay as they are
         (asked for about five times per part)."""
-        fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
-        if self._indexed is fields and self._length == len(fields):  # as worked out before
-            known = self._fetched.get(_CONTENT_TYPE)
-            if known is not None:
-                return str(known)
+        fetched = self._current()
+        known = fetched.get(_CONTENT_TYPE)
+        if known is not None:
+            return str(known)
         if self.get("content-type") is None:  # the default type, which a caller may set
             return super().get_content_type()
-        fetched = self._fetched  # just validated by ``get``
-        found = fetched.get(_CONTENT_TYPE)
-        if found is None:
-            found = fetched[_CONTENT_TYPE] = super().get_content_type()
+        found = fetched[_CONTENT_TYPE] = super().get_content_type()
         return str(found)
 
     def replace_header(self, name: str, value: Any) -> None:

@@ -208,8 +208,8 @@ def _digest_batches(conn: Connection, data: bytes, secret: bytes, key_id: str | 
                 stored = pseudonyms.stored_buyers(ring, buyers)
                 conn.send(([(b.email, b.order_id, b.marketplace) for b in stored], skipped, source.tell()))
         conn.send(None)
-    except (BrokenPipeError, OSError):
-        pass  # the importer stopped reading (it failed or was interrupted): nothing to tell
+    except OSError:  # a broken pipe: the importer stopped reading (it failed or was interrupted)
+        pass
     except Exception as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
     finally:

@@ -250,6 +250,7 @@ def _audit_row(row: _Row, notice: _Notice, action: str, actor: str) -> dict[str,
 
 async def _verdicts(
     session: AsyncSession,
+    ring: keys.Pseudonyms,
     items: Sequence[tuple[int, ParseResult]],
     parser_version: str,
     now: datetime,
@@ -258,7 +259,6 @@ async def _verdicts(
 ) -> list[_Notice]:
     """Lock the raw rows, record each verdict (when it differs), return the notices. When every
     raw row is in ``received``, none is read or recorded (see ``apply_batch``)."""
-    ring = pseudonyms.ring(session)
     if received and all(raw_id in received for raw_id, _ in items):
         return [_notice(ring, raw_id, received[raw_id], result) for raw_id, result in items]
     raws: dict[int, Any] = {}
@@ -313,8 +313,8 @@ async def apply_batch(
     (an imported file's later batches: its row holds the whole file, and SQLite reaches a column
     stored after it by walking the file's overflow pages, ~50 ms for a file of 70 MB)."""
     held = held or {}
-    notices = await _verdicts(session, items, parser_version, now, held, received or {})
     ring = pseudonyms.ring(session)
+    notices = await _verdicts(session, ring, items, parser_version, now, held, received or {})
     opting = [(n, [(_keys(ring, b), b.marketplace) for b in r.buyers])
               for n, (_, r) in zip(notices, items) if r.kind is Kind.OPT_OUT and n.raw_id not in held]
     batch = _Batch(session, actor)
