@@ -123,3 +123,12 @@ def test_privacy_init_makes_one_key_file_at_0600_and_keeps_it(tmp_path: Path) ->
     key.chmod(0o644)
     refused = run("privacy", "init", home=tmp_path / "home")
     assert refused.returncode == 1 and "open to others" in refused.stderr and content.decode() not in refused.stderr
+
+
+def test_a_list_with_a_row_that_is_no_csv_ends_with_its_line_not_a_traceback(tmp_path: Path) -> None:
+    assert run("db", "upgrade", home=tmp_path).returncode == 0
+    listed = tmp_path / "list.csv"
+    listed.write_bytes(b"order_id,email\n111-2222222-3333333,\n" + b"x" * (10 * 2**20) + b",\n")
+    done = run("blocklist", "import", str(listed), "--by", "test", home=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "line 3: field larger than field limit" in done.stderr and "Traceback" not in done.stderr

@@ -149,12 +149,16 @@ async def blocklist_import(store: Store, file: str, who: str | None) -> None:
     bar = ListProgress(len(data))
     with DigestingReader(data, store.keyring.pseudonym_key, key_id) as reader:
         try:
-            done = await store.import_batches(
-                data, Path(file).name, reader,
-                who=login(who), progress=lambda _, so_far: bar.at(reader.position, so_far.rows, so_far.new), digested=True,
-            )
-        finally:
-            bar.finish()
+            try:
+                done = await store.import_batches(
+                    data, Path(file).name, reader,
+                    who=login(who), progress=lambda _, so_far: bar.at(reader.position, so_far.rows, so_far.new),
+                    digested=True,
+                )
+            finally:
+                bar.finish()
+        except (ValueError, RuntimeError) as exc:  # the reader's: a row that is no CSV, or its process gone
+            fail(f"{file}: {exc}; the batches before it are applied, and importing the file again is harmless")
     for why in done.skipped:
         click.echo(f"skipped {why}", err=True)
     click.echo(f"imported {done.rows} rows from {file}: {done.new} new, {done.updated} updated, {len(done.skipped)} skipped")

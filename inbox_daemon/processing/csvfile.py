@@ -35,14 +35,18 @@ _PIECE = 1 << 20
 def rows(stream: IO[str], key_id: str | None = None) -> Iterator[Buyer | str]:
     """Each data row as a buyer, or why it was skipped (line numbers count the header as line 1).
     ``key_id``: the check value of this database's privacy key, which a row's pseudonyms must
-    carry. ValueError before the first row when the file has neither key column."""
+    carry. ValueError before the first row when the file has neither key column, and where a
+    row cannot be read as CSV at all (the rows before it were given)."""
     reader = csv.reader(stream)
     header = next(reader, None)
     if not header or not {"order_id", "email"} & set(header):
         raise ValueError("needs an order_id or email column")
     field = _cells(header)
-    for line, row in enumerate((row for row in reader if row), start=2):  # blank lines skipped, uncounted
-        yield buyer(line, field(row), key_id)
+    try:
+        for line, row in enumerate((row for row in reader if row), start=2):  # blank lines skipped, uncounted
+            yield buyer(line, field(row), key_id)
+    except csv.Error as exc:  # a cell over csv's field limit (128 KiB), a NUL in a quoted cell
+        raise ValueError(f"line {reader.line_num}: {exc}") from None
 
 
 def buyer(line: int, cells: tuple[str, str, str, str], key_id: str | None) -> Buyer | str:
@@ -210,6 +214,8 @@ def _digest_batches(conn: Connection, data: bytes, secret: bytes, key_id: str | 
         conn.send(None)
     except OSError:  # a broken pipe: the importer stopped reading (it failed or was interrupted)
         pass
+    except ValueError as exc:  # what ``rows`` says of the file
+        conn.send(str(exc))
     except Exception as exc:
         conn.send(f"{type(exc).__name__}: {exc}")
     finally:

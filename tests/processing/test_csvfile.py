@@ -101,3 +101,17 @@ def test_closing_a_digesting_reader_early_ends_its_child() -> None:
     child = reader._child
     reader.close()
     assert not child.is_alive() and child.exitcode is not None
+
+
+def test_a_row_that_is_no_csv_is_an_error_naming_its_line() -> None:
+    """A cell over csv's field limit (a 10 MB line): the rows before it are given, then an error
+    that names the line; through the child process the same error reaches the importer."""
+    data = b"order_id,email\n111-2222222-3333333,\n" + b"x" * (10 * 2**20) + b",\n444-5555555-6666666,\n"
+    read = rows(text(data))
+    assert isinstance(next(read), Buyer)
+    with pytest.raises(ValueError, match=r"^line 3: field larger than field limit"):
+        next(read)
+    with DigestingReader(data, TEST_KEYRING.pseudonym_key, size=1) as reader:
+        assert len(next(reader)[0]) == 1
+        with pytest.raises(ValueError, match=r"^line 3: field larger than field limit"):
+            next(reader)
