@@ -375,9 +375,7 @@ class Store:
         reasons: list[str] = []
         async with aclosing(_read_ahead(batches, None if digested else self.keyring)) as ahead:
             async for buyers, skipped in ahead:
-                if saved is not None and received is None:
-                    received = await self._reading(partial(review.received_at, raw_id=saved.id))
-                saved, applied = await self._import_batch(saved, received, data, name, buyers, who)
+                saved, received, applied = await self._import_batch(saved, received, data, name, buyers, who)
                 reasons += skipped
                 total = Imported(total.rows + len(buyers), total.new + applied.buyers_new,
                                  total.updated + applied.buyers_updated, ())
@@ -398,24 +396,25 @@ class Store:
     async def _import_batch(
         self, saved: SavedRaw | None, received: datetime | None, data: bytes, name: str, buyers: Sequence[Buyer],
         who: str,
-    ) -> tuple[SavedRaw, Applied]:
+    ) -> tuple[SavedRaw, datetime, Applied]:
         """One batch in its own transaction, with a page cache sized for imports; the first one
-        saves the file too."""
-        async def batch(session: AsyncSession) -> tuple[SavedRaw, Applied]:
+        saves the file too and reads when it was received, which the later ones are given."""
+        async def batch(session: AsyncSession) -> tuple[SavedRaw, datetime, Applied]:
             await import_page_cache(session, True)
-            if saved is None:
+            if saved is None or received is None:
                 return await self._first_import_batch(data, name, buyers, who, self.keyring, session)
-            return saved, await review.import_batch(session, saved.id, buyers, who, utcnow(), received)
+            return saved, received, await review.import_batch(session, saved.id, buyers, who, utcnow(), received)
 
         return await self._transaction(batch)
 
     @staticmethod
     async def _first_import_batch(
         data: bytes, name: str, buyers: Sequence[Buyer], who: str, ring: KeyRing | None, session: AsyncSession
-    ) -> tuple[SavedRaw, Applied]:
+    ) -> tuple[SavedRaw, datetime, Applied]:
         now = utcnow()
         saved = await review.save_import(session, data, name, who, now, ring)
-        return saved, await review.import_batch(session, saved.id, buyers, who, now)
+        applied = await review.import_batch(session, saved.id, buyers, who, now)
+        return saved, await review.received_at(session, saved.id), applied
 
     # -- privacy: sealing again and retention (docs/privacy.md) ---------------------------------
 
