@@ -14,12 +14,14 @@ The client declares each message's SIZE= with MAIL FROM (RFC 1870) as Postfix do
 byte budget is a 451 before the transfer; ``--no-size`` sends without it, and the budget then
 cuts transfers off with 421 once it is spent.
 
-Prints the daemon's peak RSS (VmHWM) and its RSS after each burst, the 4xx replies seen, and
+Prints the peak RSS (VmHWM) and the RSS after each burst of the daemon and of its SMTP process
+(``[smtp] own_process``, which holds the DATA buffers), the 4xx replies seen, and
 checks that every acknowledged message was processed exactly once (``intake_decision`` events,
 one per raw id). Asserts nothing. ``--notices 0`` is allowed (the first burst is then empty).
 
-What holds (the daemon process only; parser workers are separate processes): peak RSS under
-baseline + 3 x ``[intake] bytes_in_flight``, and after a burst RSS back under baseline + 96 MiB.
+What holds (each of the daemon and its SMTP process; parser workers are separate processes):
+peak RSS under baseline + 3 x ``[intake] bytes_in_flight``, and after a burst RSS back under
+baseline + 96 MiB.
 Measured on 2 cores with ``--notices 2000 --big 128 --big-mib 10`` and the default 128 MiB
 budget, 0 lost and each message processed once in every run:
 
@@ -120,6 +122,12 @@ async def burst(smtp: tuple[str, int], raws: list[bytes], connections: int, decl
     return sum(acked), replies
 
 
+def memory(pids: dict[str, int]) -> str:
+    """RSS now and peak of each named process."""
+    return "; ".join(f"{name} RSS {now} MiB, peak {peak} MiB" for name, (now, peak) in
+                     ((name, rss(pid)) for name, pid in pids.items()))
+
+
 def settle(daemon: DaemonProcess, expected: int, pid: int, timeout: float = 600) -> tuple[int, int]:
     """Wait until ``expected`` decisions are logged; (decisions, distinct raw ids)."""
     decisions = daemon.wait_count("intake_decision", expected, timeout=timeout)
@@ -147,19 +155,20 @@ def main() -> None:
         daemon.start()
         assert daemon.proc is not None
         pid = daemon.proc.pid
+        ready = daemon.wait_event("ready")
+        pids = {"daemon": pid} | ({"smtp process": ready["smtp_pid"]} if ready.get("smtp_pid") else {})
         try:
-            base, _ = rss(pid)
-            print(f"flood: daemon pid {pid}, baseline RSS {base} MiB")
+            print(f"flood: {pids}; baseline {memory(pids)}")
             raws = [opt_out_notice(order_id(rng), None, seq=n) for n in range(args.notices)]
             t0 = time.perf_counter()
             acked, replies = asyncio.run(burst(daemon.smtp, raws, args.connections, not args.no_size))
             t_ack = time.perf_counter() - t0
             done, distinct = settle(daemon, acked, pid)
-            after, peak = rss(pid)
+            after = memory(pids)
             print(f"1. {args.notices} notices, {args.connections} connections, parser sleeping {args.parse_sleep}s each:")
             print(f"   acknowledged {acked} in {t_ack:.1f}s; replies {replies}")
             print(f"   processed {done} decisions for {distinct} distinct messages (each once: {done == distinct == acked})")
-            print(f"   RSS peak {peak} MiB, after the burst {after} MiB")
+            print(f"   after the burst: {after}")
             padding = b"X-Padding: " + b"p" * 900 + b"\r\n"  # under RFC 5321's 1000-octet line
             lines = args.big_mib * 2**20 // len(padding)
             bigs = [padding * lines + opt_out_notice(order_id(rng), None, seq=n) for n in range(args.big)]
@@ -168,11 +177,11 @@ def main() -> None:
             t_big = time.perf_counter() - t0
             del bigs
             done_big, distinct_big = settle(daemon, acked + acked_big, pid)
-            after_big, peak_big = rss(pid)
+            after_big = memory(pids)
             print(f"2. {args.big} concurrent messages of {args.big_mib} MiB:")
             print(f"   acknowledged {acked_big} in {t_big:.1f}s; replies {replies_big}")
             print(f"   processed {done_big - done} (each once: {done_big == distinct_big == acked + acked_big})")
-            print(f"   RSS peak {peak_big} MiB, after the burst {after_big} MiB (baseline {base} MiB)")
+            print(f"   after the burst: {after_big}")
         finally:
             daemon.stop()
 

@@ -72,6 +72,9 @@ class SmtpConfig:
     transaction_seconds: float = 900.0  # MAIL to the end of DATA, however steadily the bytes come
     max_recipients: int = 100
     max_connections: int = 256
+    # The listener and the write before each 250 in a process of their own (intake/smtp_process.py);
+    # false: on the daemon's own loop, beside processing and lookups (one process fewer).
+    own_process: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from .lookup.limits import Limits, share_descriptors
 from .metrics import POLICY as METRICS_POLICY
 from .metrics import DaemonCollector, MetricsServer
 from .intake.smtp import SmtpListener
+from .intake.smtp_process import SmtpProcess
 from .privacy import KeyRing, load_keyring
 from .processing import build_flow
 from .processing.admission import gatekeeper
@@ -150,7 +151,7 @@ class Daemon:
         for mta in self.mta:
             await self._start_part(EDGE, mta)
         if cfg.smtp.enabled:
-            self.smtp = SmtpListener(self.flow, cfg.smtp, sock=self._inherited("smtp"))
+            self.smtp = self._smtp_intake()
             await self._start_part(EDGE, self.smtp)
         await self._start_imap()
         await self._start_web()
@@ -183,6 +184,13 @@ class Daemon:
             raise StoreUnavailable(f"{exc} (database.url {_safe_url(cfg.database_url)})") from None
         self._parts.append((STORE, self.store))
 
+    def _smtp_intake(self) -> SmtpListener | SmtpProcess:
+        """The SMTP listener: in a process of its own unless ``smtp.own_process`` is false."""
+        sock = self._inherited("smtp")
+        if self.config.smtp.own_process:
+            return SmtpProcess(self.flow, self.config, self.store.spec, sock=sock)
+        return SmtpListener(self.flow, self.config.smtp, sock=sock)
+
     async def _start_imap(self) -> None:
         if not self.config.imap.accounts:
             return
@@ -212,7 +220,7 @@ class Daemon:
         """What the overview page shows of the running parts."""
         sources: list[dict[str, Any]] = []
         if self.config.smtp.enabled:
-            last = self.smtp.handler.last_success
+            last = self.smtp.last_success
             sources.append({"name": "smtp", "state": "listening {}:{}".format(*self.smtp.address),
                             "last_success": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)) if last else None})
         for part in self.parts:
@@ -232,6 +240,7 @@ class Daemon:
             query_socket=self._query_socket_name(), query_tcp=tcp, socket_activated=sorted(self.listening),
             web="{}:{}".format(*self.web.address) if self.web else "off",
             imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),
+            smtp_pid=self.smtp.pid if isinstance(getattr(self, "smtp", None), SmtpProcess) else None,
         )
         notify("READY=1")
 
@@ -410,6 +419,9 @@ class Daemon:
                 return
             before, self.config = self.config, plan.config  # from here on nothing can fail
             set_level(plan.config.log.level)
+            smtp = getattr(self, "smtp", None)
+            if isinstance(smtp, SmtpProcess):  # its own process: told the level too
+                smtp.set_level(plan.config.log.level)
             self.flow.processor.use_gate(gate)
             self.learner.use_relay_domains(plan.config.security.relay_domains)
             secure_state(plan.config)  # security.group may have changed

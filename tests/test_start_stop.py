@@ -172,6 +172,8 @@ async def _started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Daemon:
     monkeypatch.setenv("INBOX_DAEMON_HOME", str(tmp_path))
     monkeypatch.setenv("INBOX_DAEMON_SMTP_PORT", "0")
     monkeypatch.setenv("INBOX_DAEMON_WEB_LISTEN", "127.0.0.1:0")  # not the embedded 8025 another daemon may hold
+    # SMTP on this loop: these tests look into the flow that SMTP writes through.
+    monkeypatch.setenv("INBOX_DAEMON_SMTP_OWN_PROCESS", "false")
     daemon = Daemon(load_config())
     await daemon.start()
     return daemon

@@ -51,6 +51,8 @@ def test_a_task_that_dies_ends_the_daemon_non_zero_and_a_restart_recovers(
     monkeypatch.setenv("INBOX_DAEMON_HOME", str(tmp_path))
     monkeypatch.setenv("INBOX_DAEMON_SMTP_PORT", "0")
     monkeypatch.setenv("INBOX_DAEMON_WEB_LISTEN", "127.0.0.1:0")
+    # SMTP on this loop: these tests look into the flow that SMTP writes through.
+    monkeypatch.setenv("INBOX_DAEMON_SMTP_OWN_PROCESS", "false")
     monkeypatch.setenv("INBOX_DAEMON_PARSER_WORKERS", "0")
     # Both lives run in this one process, so the first life's claims cannot be seen dead by
     # their pid as after a real restart: a short lease lets them run out instead.

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -18,7 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from ..config import SmtpConfig
 from ..errors import Busy, MessageRejected, StoreUnavailable
 from ..log import Throttled, get_logger
-from ..processing import Flow
+from ..processing.flow import Intake
 from ..store import Delivery
 from .smtp_data import DataBody, read_body
 from .smuggling import BareLfWatch
@@ -51,7 +52,7 @@ OK_250_DATA = "250 2.0.0 OK: stored as {}"
 class OptOutHandler:
     """aiosmtpd handler: accept the opt-out recipients, persist DATA, answer."""
 
-    def __init__(self, flow: Flow, config: SmtpConfig) -> None:
+    def __init__(self, flow: Intake, config: SmtpConfig) -> None:
         self._flow = flow
         self._recipients = frozenset(r.strip().lower() for r in config.recipients)
         self._max_rcpts = config.max_recipients
@@ -168,6 +169,8 @@ class _CappedSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         self._listener.replies[str(status)[:3]] += 1  # SMTP replies by code, for the metrics
+        if self._listener.on_reply is not None:
+            self._listener.on_reply()
         self._in_data, self._data_tail, self._data_flagged = str(status).startswith("354"), b"", False
         await super().push(status)
 
@@ -280,7 +283,7 @@ class _CappedSMTP(SMTP):
 class SmtpListener:
     """Binds the SMTP port on the daemon's own loop; start()/stop() like every component."""
 
-    def __init__(self, flow: Flow, config: SmtpConfig, hostname: str = "inbox-daemon",
+    def __init__(self, flow: Intake, config: SmtpConfig, hostname: str = "inbox-daemon",
                  sock: socket.socket | None = None) -> None:
         self.config = config
         self.flow = flow
@@ -288,6 +291,7 @@ class SmtpListener:
         self.handler = OptOutHandler(flow, config)
         self.connections: set[_CappedSMTP] = set()
         self.replies: Counter[str] = Counter()  # by reply code
+        self.on_reply: Callable[[], None] | None = None  # told after each reply is counted
         self.bare_lf = BareLfWatch(get_logger(component="smtp"))
         self._hostname = hostname  # given, so aiosmtpd does not call getfqdn() (slow without DNS)
         self._server: asyncio.Server | None = None
@@ -305,6 +309,11 @@ class SmtpListener:
             self._server = await loop.create_server(self._factory, sock=self._sock)
         else:
             self._server = await loop.create_server(self._factory, self.config.host, self.config.port)
+
+    @property
+    def last_success(self) -> float:
+        """Epoch seconds of the last 250 for DATA (0: none yet)."""
+        return self.handler.last_success
 
     @property
     def address(self) -> tuple[str, int]:

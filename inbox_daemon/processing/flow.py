@@ -21,24 +21,82 @@ from .admission import gatekeeper
 from .parsers import auto_workers, load_parser
 from .processor import RECOVER_BATCH, Processed, Processor
 
-__all__ = ["Flow", "build_flow"]
+__all__ = ["Flow", "Intake", "build_flow"]
 
 STOP_FLOOR_S = 0.1  # the least time processing gets at a stop, however late the writer ended
 RECOVER_PAUSE_S = (0.5, 30.0)  # after the store went away: first and longest pause before asking again
 
 
-class Flow:
+class Intake:
+    """What an intake edge calls: the durable write (``accept``) and the backpressure in front
+    of it. ``Flow`` is one with processing behind it in this process; SMTP in a process of its
+    own (``intake.smtp_process``) runs one whose stored messages are processed by its parent."""
+
+    def __init__(self, writer: RawWriter, limits: IntakeConfig) -> None:
+        self.limits = limits
+        self.bytes_in_flight = 0  # being received (SMTP DATA) or written
+        self._writer = writer
+
+    @property
+    def waiting(self) -> int:
+        """Messages stored and not processed yet, as far as this intake knows."""
+        raise NotImplementedError
+
+    def _released(self) -> None:
+        """Bytes left the budget (room for who waits on it)."""
+
+    def busy(self, incoming: int = 0) -> str | None:
+        """Why no more mail should come in now, or None. ``incoming``: the size of the message
+        about to come, when known (SMTP SIZE): it must fit in the budget too, unless nothing
+        else is in flight (one message alone always fits)."""
+        if self.waiting >= self.limits.backlog:
+            return f"{self.waiting} messages wait for processing"
+        if self.bytes_in_flight >= self.limits.bytes_in_flight or (
+            self.bytes_in_flight and self.bytes_in_flight + incoming > self.limits.bytes_in_flight
+        ):
+            return f"{self.bytes_in_flight} message bytes in flight"
+        return None
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` bytes as in flight; False when that passes the budget (the caller
+        then releases them and refuses). One message alone always fits."""
+        self.bytes_in_flight += size
+        return self.bytes_in_flight <= self.limits.bytes_in_flight or self.bytes_in_flight == size
+
+    def release(self, size: int) -> None:
+        self.bytes_in_flight -= size
+        self._released()
+
+    async def accept(self, delivery: Delivery, *, reserved: int = 0) -> SavedRaw:
+        """Commit the raw bytes; on return the message is queued for processing.
+        ``reserved``: bytes the caller already counted in flight (SMTP during DATA).
+        Busy past the backlog or the byte budget; StoreUnavailable when the database cannot
+        commit (the sender should retry)."""
+        counted = reserved
+        try:
+            if not reserved:
+                reason = self.busy()
+                if reason is None:
+                    counted = len(delivery.raw)
+                    if not self.reserve(counted):
+                        reason = f"{self.bytes_in_flight} message bytes in flight"
+                if reason is not None:
+                    raise Busy(reason)
+            return await self._writer.accept(delivery)
+        finally:
+            self.release(counted)
+
+
+class Flow(Intake):
     """Durable write, then processing; start()/stop() like every component."""
 
     def __init__(
         self, store: Store, processor: Processor, *, recover: bool = False, limits: IntakeConfig | None = None
     ) -> None:
+        super().__init__(RawWriter(store, self._stored, owner=processor.owner), limits or IntakeConfig())
         self.processor = processor
-        self.limits = limits or IntakeConfig()
-        self.bytes_in_flight = 0  # being received (SMTP DATA) or written
         self.counters = processor.counters
         self.outcomes = processor.outcomes
-        self._writer = RawWriter(store, self._stored, owner=processor.owner)
         self._recover = recover
         self._tasks: list[asyncio.Task[None]] = []
         self._log = get_logger(component="intake")
@@ -73,28 +131,11 @@ class Flow:
         """Messages accepted and not yet processed (in this process's queues)."""
         return self._writer.queued + self.processor.backlog
 
-    # -- backpressure ----------------------------------------------------------------------
+    @property
+    def waiting(self) -> int:
+        return self.processor.backlog
 
-    def busy(self, incoming: int = 0) -> str | None:
-        """Why no more mail should come in now, or None. ``incoming``: the size of the message
-        about to come, when known (SMTP SIZE): it must fit in the budget too, unless nothing
-        else is in flight (one message alone always fits)."""
-        if self.processor.backlog >= self.limits.backlog:
-            return f"{self.processor.backlog} messages wait for processing"
-        if self.bytes_in_flight >= self.limits.bytes_in_flight or (
-            self.bytes_in_flight and self.bytes_in_flight + incoming > self.limits.bytes_in_flight
-        ):
-            return f"{self.bytes_in_flight} message bytes in flight"
-        return None
-
-    def reserve(self, size: int) -> bool:
-        """Count ``size`` bytes as in flight; False when that passes the budget (the caller
-        then releases them and refuses). One message alone always fits."""
-        self.bytes_in_flight += size
-        return self.bytes_in_flight <= self.limits.bytes_in_flight or self.bytes_in_flight == size
-
-    def release(self, size: int) -> None:
-        self.bytes_in_flight -= size
+    def _released(self) -> None:
         self.processor.progress.set()
 
     async def room(self) -> None:
@@ -127,27 +168,6 @@ class Flow:
         return each new message is queued for processing."""
         return await self._writer.accept_many(deliveries)
 
-    # -- the durable write -------------------------------------------------------------------
-
-    async def accept(self, delivery: Delivery, *, reserved: int = 0) -> SavedRaw:
-        """Commit the raw bytes; on return the message is queued for processing.
-        ``reserved``: bytes the caller already counted in flight (SMTP during DATA).
-        Busy past the backlog or the byte budget; StoreUnavailable when the database cannot
-        commit (the sender should retry)."""
-        counted = reserved
-        try:
-            if not reserved:
-                reason = self.busy()
-                if reason is None:
-                    counted = len(delivery.raw)
-                    if not self.reserve(counted):
-                        reason = f"{self.bytes_in_flight} message bytes in flight"
-                if reason is not None:
-                    raise Busy(reason)
-            return await self._writer.accept(delivery)
-        finally:
-            self.release(counted)
-
     async def accept_and_wait(self, deliveries: Sequence[Delivery]) -> list[Processed]:
         """Commit, then wait until each new message is processed (imports, which wait for
         room instead of being refused)."""
@@ -166,15 +186,19 @@ class Flow:
         return await self.processor.submit(saved.id)
 
     def _stored(self, delivery: Delivery, saved: SavedRaw) -> None:
+        self.stored(saved, len(delivery.raw), delivery.source)
+
+    def stored(self, saved: SavedRaw, size: int, source: str) -> None:
+        """A message was committed (here, or by the SMTP process for this one): process it."""
         self.counters["accepted"] += 1
         if saved.is_new:  # the writer claimed it for this process as it stored it
-            self.processor.submit(saved.id, len(delivery.raw), held=True)
+            self.processor.submit(saved.id, size, held=True)
             return
         self.counters["duplicates"] += 1
-        self._log.info("intake_duplicate", sha256=saved.sha256, source=delivery.source, raw_id=saved.id,
+        self._log.info("intake_duplicate", sha256=saved.sha256, source=source, raw_id=saved.id,
                        pending=saved.pending)
         if saved.pending:  # sent again before it was processed: process it (the claim decides who)
-            self.processor.submit(saved.id, len(delivery.raw))
+            self.processor.submit(saved.id, size)
 
     async def _recover_loop(self) -> None:
         """On start, after processing was deferred, and once per claim lease, queue the

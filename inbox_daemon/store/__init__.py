@@ -31,9 +31,10 @@ from .records import (
     SavedRaw,
     SellerRow,
 )
-from .store import Admit, Store
+from .store import Admit, Store, StoreSpec
 
 __all__ = [
+    "StoreSpec",
     "ApiTokenRow",
     "WebUserRow",
     "Admission",

@@ -10,13 +10,15 @@ with SQLITE_BUSY when its read snapshot turns out stale. PostgreSQL goes through
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import event, exc, func, select, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, exc, func, select, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -37,6 +39,7 @@ __all__ = [
     "listen",
     "LISTEN_APPLICATION",
     "import_page_cache",
+    "WriteLane",
 ]
 
 T = TypeVar("T")
@@ -150,7 +153,7 @@ def make_engine(url: str | URL, *, pool_size: int = 5, **kwargs: Any) -> AsyncEn
         # copy of its last batch: 300+ MiB after a burst of 10 MiB messages (bench/flood.py).
         kwargs["connect_args"] = {"cached_statements": 0, **kwargs.get("connect_args", {})}
         engine = create_async_engine(target, **kwargs)
-        _sqlite_events(engine)
+        _sqlite_events(engine.sync_engine)
         return engine
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", pool_size)
@@ -167,8 +170,60 @@ async def import_page_cache(session: AsyncSession, importing: bool) -> None:
         await session.execute(text(f"PRAGMA cache_size = -{kib}"))
 
 
-def _sqlite_events(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+class WriteLane:
+    """SQLite write transactions run whole in one thread, on a connection of their own: one
+    hand-off to the thread per transaction. Through aiosqlite every statement, BEGIN and COMMIT
+    included, is a hand-off and back through the event loop: the transaction holds SQLite's one
+    write lock for all those turns, and the SMTP process's writes wait behind it
+    (bench/ingest.py).
+
+    The lock is asked for every LOCK_POLL_S instead of through ``busy_timeout``, whose sleeps
+    grow to 100 ms: writes of a few milliseconds, from two processes, take turns as soon as
+    the lock is free."""
+
+    def __init__(self, url: URL) -> None:
+        self._engine = create_engine(
+            url.set(drivername="sqlite+pysqlite"), hide_parameters=True,
+            connect_args={"cached_statements": 0, "check_same_thread": False},  # see make_engine
+        )
+        _sqlite_events(self._engine, busy_timeout_ms=0)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one write transaction (BEGIN IMMEDIATE), committed; StoreUnavailable
+        when the database cannot commit, or its lock is not free within the busy timeout."""
+
+        def transaction() -> T:
+            with self._engine.connect().execution_options(**{WRITE: True}) as conn, _locked(conn):
+                return work(conn)
+
+        async with unavailable():
+            return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._engine.dispose()
+
+
+LOCK_POLL_S = 0.0005
+
+
+def _locked(conn: Connection) -> Any:
+    """``conn.begin()`` (BEGIN IMMEDIATE), asked again every LOCK_POLL_S while another
+    connection holds the write lock, for up to SQLITE_BUSY_TIMEOUT_MS."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return conn.begin()
+        except exc.OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                raise
+        conn.rollback()  # the failed BEGIN left SQLAlchemy's transaction object begun
+        time.sleep(LOCK_POLL_S)
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take BEGIN away from the sqlite3 module so that _on_begin decides its kind
         # (SQLAlchemy docs, "Enabling Non-Legacy SQLite Transactional Modes").
@@ -177,7 +232,7 @@ def _sqlite_events(engine: AsyncEngine) -> None:
         for pragma in (
             "journal_mode=WAL",
             "synchronous=FULL",
-            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            f"busy_timeout={busy_timeout_ms}",
             "foreign_keys=ON",
             # Deleted and rewritten content is overwritten with zeros, not left in free space:
             # purged or newly sealed buyer data must not linger in the file
@@ -187,7 +242,7 @@ def _sqlite_events(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -10,14 +10,16 @@ opening a store never creates it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, cast
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,7 +29,8 @@ from inbox_daemon.privacy import KeyRing
 from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, retention, review, sealing, sellers
 from .admission import AdmissionView
 from .audit import audit, audit_rows
-from .engine import WRITE, Listening, import_page_cache, listen, make_engine, retrying, unavailable, utcnow
+from .immediate import ImmediateSession, run_now
+from .engine import WRITE, Listening, WriteLane, import_page_cache, listen, make_engine, retrying, unavailable, utcnow
 from .records import (
     ApiTokenRow,
     WebUserRow,
@@ -52,7 +55,7 @@ from .records import (
 )
 from .schema import MessageTrust
 
-__all__ = ["Store", "Admit"]
+__all__ = ["Store", "StoreSpec", "Admit"]
 
 T = TypeVar("T")
 STREAM_ROWS = 10_000  # rows per fetch when streaming the index or an export
@@ -60,6 +63,15 @@ CHANGES_PER_READ = 10_000
 
 #: The admission decision, asked inside the applying transaction: one ``Admission`` per item.
 Admit = Callable[[AdmissionView], Awaitable[Sequence[Admission]]]
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A store's URL and key ring: all another process needs to open the same store (it
+    travels over multiprocessing's pipe, never in a command line)."""
+
+    url: str
+    keyring: KeyRing | None = field(repr=False)
 
 
 class Store:
@@ -78,6 +90,7 @@ class Store:
         # round trips around them), so a change reaches the index as soon as it is read.
         following = engine.execution_options(isolation_level="AUTOCOMMIT") if self.notifies else engine
         self._follow = async_sessionmaker(following, expire_on_commit=False)
+        self._lane: WriteLane | None = None  # SQLite: the raw write's own thread, made on first use
 
     @classmethod
     async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
@@ -87,7 +100,20 @@ class Store:
         """
         return cls(make_engine(url, pool_size=pool_size, **engine_options), keyring)
 
+    @property
+    def spec(self) -> StoreSpec:
+        """What opens this store again in another process (``Store.open_spec``)."""
+        return StoreSpec(self.engine.url.render_as_string(hide_password=False), self.keyring)
+
+    @classmethod
+    async def open_spec(cls, spec: StoreSpec) -> Self:
+        """The store ``spec`` names, with its key ring, as ``open`` would make it."""
+        return await cls.open(spec.url, keyring=spec.keyring)
+
     async def close(self) -> None:
+        if self._lane is not None:
+            await asyncio.to_thread(self._lane.close)
+            self._lane = None
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -108,6 +134,26 @@ class Store:
 
         return await retrying(attempt)
 
+    async def _transaction_now(self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
+        """``_transaction`` for ``work`` that awaits only its session: on SQLite run whole in
+        the write lane's thread (``WriteLane``, ``immediate``), one hand-off for the transaction."""
+        if self.engine.dialect.name != "sqlite":
+            return await self._transaction(work)
+        if self._lane is None:
+            self._lane = WriteLane(self.engine.url)
+        keyring = self.keyring
+
+        def in_thread(connection: Connection) -> T:
+            session = ImmediateSession(connection, {pseudonyms.INFO: keyring})
+            try:
+                done: T = run_now(work(cast(AsyncSession, session)))  # it answers what work awaits
+                session.flush_now()
+                return done
+            finally:
+                session.close()
+
+        return await self._lane.run(in_thread)
+
     async def _reading(
         self, work: Callable[[AsyncSession], Awaitable[T]], sessions: async_sessionmaker[AsyncSession] | None = None
     ) -> T:
@@ -126,7 +172,7 @@ class Store:
         bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
         metadata is kept. New messages are claimed by ``owner``, the process that will
         process them."""
-        return await self._transaction(lambda s: raw.save_many(s, deliveries, utcnow(), owner, self.keyring))
+        return await self._transaction_now(lambda s: raw.save_many(s, deliveries, utcnow(), owner, self.keyring))
 
     async def pending_raw(self, limit: int = 1000, *, lease: timedelta = timedelta(0)) -> list[PendingRow]:
         """Messages stored but not processed, oldest first, with their claims (recovery); a
@@ -229,7 +275,7 @@ class Store:
             applied = iter(await applying.apply_batch(session, kept, parser_version, now, held))
             return [None if raw_id in lost else next(applied) for raw_id, _ in items]
 
-        return await self._transaction(work)
+        return await self._transaction_now(work)
 
     # -- the index -------------------------------------------------------------------------------
 
