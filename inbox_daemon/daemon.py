@@ -235,12 +235,13 @@ class Daemon:
         smtp = "{}:{}".format(*self.smtp.address) if cfg.smtp.enabled else "off"
         bound = self.query.tcp_address
         tcp = f"{bound[0]}:{bound[1]}" if bound else "off"
+        intake = getattr(self, "smtp", None)
         self.log.info(
             "ready", config=cfg.source, database=_safe_url(cfg.database_url), smtp=smtp,
             query_socket=self._query_socket_name(), query_tcp=tcp, socket_activated=sorted(self.listening),
             web="{}:{}".format(*self.web.address) if self.web else "off",
             imap_accounts=len(cfg.imap.accounts), pid=os.getpid(),
-            smtp_pid=self.smtp.pid if isinstance(getattr(self, "smtp", None), SmtpProcess) else None,
+            smtp_pid=intake.pid if isinstance(intake, SmtpProcess) else None,  # its own process
         )
         notify("READY=1")
 

@@ -158,22 +158,25 @@ class SmtpProcess:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """The child stops its listener (transactions in flight get their answer) and its
-        writer, reports, and exits; past ``timeout`` it is killed."""
+        writer, reports, and exits; past ``timeout``, or when this stop is cancelled (the
+        daemon's own deadline), it is killed."""
         if self._process is None:
             return
         self._stopping = True
         self._tell({"stop": timeout})
-        reading = [t for t in self._tasks if t.get_name() == "smtp-process"]
-        if reading:
-            await asyncio.wait(reading, timeout=timeout + 1.0)
-        for task in self._tasks:
-            task.cancel()
+        try:
+            reading = [t for t in self._tasks if t.get_name() == "smtp-process"]
+            if reading:  # ends once the child has reported its last stored messages and exited
+                await asyncio.wait(reading, timeout=timeout + 1.0)
+            await asyncio.to_thread(self._process.join, 1.0)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if self._writer is not None:
+                self._writer.close()
+            self._kill()
+            self._process = None
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._writer is not None:
-            self._writer.close()
-        await asyncio.to_thread(self._process.join, 1.0)
-        self._kill()
-        self._process = None
 
     def _exit_code(self) -> int | None:
         self._process.join(1.0)
