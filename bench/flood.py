@@ -25,10 +25,10 @@ baseline + 96 MiB.
 Measured on 2 cores with ``--notices 2000 --big 128 --big-mib 10`` and the default 128 MiB
 budget, 0 lost and each message processed once in every run:
 
-- with SIZE=: baseline 77 MiB, peak 338 MiB, after the burst 101 MiB; 128 accepted in 35.5 s
-  with 8,193 x 451 before DATA and no 421;
-- ``--no-size``: peak 417 MiB, after the burst 142 MiB; 128 accepted in 133 s with 5,402 x 421
-  (transfers cut off once the budget was spent) and 19 x 451.
+- with SIZE=: SMTP process baseline 73 MiB, peak 309 MiB, after the burst 110 MiB; daemon
+  99 / 213 / 121 MiB; 128 accepted in 41.4 s with 3,692 x 451 before DATA and no 421;
+- ``--no-size``: SMTP process peak 357 MiB, after the burst 111 MiB; daemon 100 / 220 / 129
+  MiB; 128 accepted in 60.4 s with 405 x 421 (transfers cut off once the budget was spent).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from typing import Any
 from ..config import Config
 from ..log import configure_logging, get_logger, set_level
 from ..processing.flow import Flow, Intake
+from ..processing.processor import TRIM_AFTER_BYTES, trim_memory, tune_allocator
 from ..store import Delivery, SavedRaw, Store, StoreSpec
 from ..store.writer import RawWriter
 from .smtp import SmtpListener
@@ -197,6 +198,22 @@ class _ChildIntake(Intake):
         self._send = send
         self.parent_waiting = 0  # the parent's backlog as it last said
         self.stored_since = 0  # stored and reported since then
+        self._since_trim = 0  # bytes taken into the budget since the heap was last trimmed
+        self._trims: set[asyncio.Task[None]] = set()
+
+    def reserve(self, size: int) -> bool:
+        self._since_trim += size
+        return super().reserve(size)
+
+    def _released(self) -> None:
+        """Idle after a burst of large messages: the heap back to the system, as the parent's
+        processor does (``trim_memory``); a DATA buffer that grew piece by piece (no SIZE=)
+        leaves freed heap behind it (bench/flood.py --no-size)."""
+        if not self.bytes_in_flight and self._since_trim > TRIM_AFTER_BYTES:
+            self._since_trim = 0
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(trim_memory))
+            self._trims.add(task)
+            task.add_done_callback(self._trims.discard)
 
     @property
     def waiting(self) -> int:
@@ -219,6 +236,7 @@ def _child(sock: socket.socket, channel: socket.socket, config: Config, store: S
     process stops when the parent tells it, or when the parent's end of the channel closes."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    tune_allocator()  # DATA buffers of up to 10 MiB: back to the system once freed, as in the parent
     configure_logging(config.log.level, config.log.format, repeat_seconds=config.log.repeat_seconds)
     try:
         import uvloop  # as the daemon's own loop

@@ -191,3 +191,23 @@ def test_a_slow_sender_is_not_idle_but_a_transaction_has_a_total_limit(tmp_path:
         assert _trickle(proc.smtp, opt_out_notice(order_id(rng), None), step // 4, 0.2).startswith(b"421 4.4.2")
     finally:
         proc.ensure_stopped()
+
+
+PATHS = ["<Fwd.Seller@Seller.Example>", "<>", "fwd@seller.example", "<fwd@seller.example> SIZE=1000 BODY=8BITMIME", "",
+         "<fwd@seller.example", '<"quoted local"@seller.example>', "<@relay.example:fwd@seller.example>",
+         "<fwd@[127.0.0.1]>", "<fwd\x00@seller.example>", "<f\udcffwd@seller.example>", "< fwd @ seller.example >",
+         "<" + "l" * 80 + "@seller.example>", "not an address at all", "<a@b>>", "<<a@b>"]
+
+
+@pytest.mark.parametrize("limit", [0, 64])
+@pytest.mark.parametrize("arg", PATHS)
+def test_mail_and_rcpt_paths_are_read_as_aiosmtpd_reads_them(arg: str, limit: int) -> None:
+    """The listener's ``_getaddr`` (without the class aiosmtpd makes per call) answers as
+    aiosmtpd's own, including the local-part limit."""
+    from aiosmtpd.smtp import SMTP
+
+    from inbox_daemon.intake.smtp import _CappedSMTP
+
+    ours, theirs = object.__new__(_CappedSMTP), object.__new__(SMTP)
+    ours.local_part_limit = theirs.local_part_limit = limit
+    assert ours._getaddr(arg) == theirs._getaddr(arg)
