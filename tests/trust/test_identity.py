@@ -100,3 +100,25 @@ def test_an_8bit_display_name_keeps_its_address() -> None:
     raw = from_header(FORWARD, "José Núñez <ops@acme.example>")  # raw UTF-8 (RFC 6532)
     assert "José".encode() in raw
     assert claims(sign(raw, b"acme.example")) == [Claim("ops@acme.example", "from", "dkim d=acme.example")]
+
+
+def test_the_header_block_reads_as_the_default_email_policy_reads_it() -> None:
+    """Every sample's headers, parsed the cheap way (``identity._headers``), give the header
+    objects, values and defects that ``email.policy.default`` gives."""
+    from email import policy
+    from email.parser import BytesHeaderParser
+    from pathlib import Path
+
+    from inbox_daemon.trust import identity
+
+    samples = sorted((Path(__file__).parents[1] / "data").rglob("*.eml"))
+    assert len(samples) > 100
+    for path in samples:
+        raw = path.read_bytes()
+        end = raw.find(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.find(b"\n\n")
+        block = raw[: end if end >= 0 else identity.HEADER_BYTES]
+        ours = identity._headers(block)
+        reference = BytesHeaderParser(policy=policy.default).parsebytes(block)
+        assert [(k, type(v).__name__, str(v), [type(d) for d in getattr(v, "defects", ())]) for k, v in ours.items()] == [
+            (k, type(v).__name__, str(v), [type(d) for d in getattr(v, "defects", ())]) for k, v in reference.items()
+        ], path.name
