@@ -1,6 +1,6 @@
 """Notices per second acknowledged (SMTP 250) and applied, through a real daemon on durable SQLite.
 
-usage: python bench/ingest.py [--messages 5000] [--connections 32] [--processes 2]
+usage: python bench/ingest.py [--messages 5000] [--connections 32] [--processes 2] [--smtp-inline]
        python bench/ingest.py --privacy-anchor [--rounds 2] [--messages ...]
 
 Starts `inbox-daemon serve` on the embedded defaults in a temporary directory and sends
@@ -14,6 +14,9 @@ The anchor, from the same run with the same client and the same notices: a bare 
 (its own process) that INSERTs each message into SQLite (WAL, synchronous=FULL, one commit per
 message) before its 250, and nothing else; the daemon's acknowledged rate is printed as a ratio
 of it.
+
+``--smtp-inline`` runs the daemon with ``[smtp] own_process = false`` (SMTP on the daemon's own
+loop, as before the SMTP process), to compare the two in one session.
 
 ``--privacy-anchor`` runs the daemon instead with its key ring and with one that seals nothing and
 digests without a key (bench/_privacy.py), alternating for ``--rounds`` each, and prints the
@@ -193,6 +196,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--smtp-inline", action="store_true", help="[smtp] own_process = false")
     ap.add_argument("--privacy-anchor", action="store_true", help="privacy on vs a key ring that protects nothing")
     ap.add_argument("--rounds", type=int, default=2, help="with --privacy-anchor: daemon runs of each")
     args = ap.parse_args()
@@ -202,7 +206,7 @@ def main() -> None:
         privacy_anchor(notices, args)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        daemon = DaemonProcess(Path(tmp))
+        daemon = DaemonProcess(Path(tmp), env={"INBOX_DAEMON_SMTP_OWN_PROCESS": "false"} if args.smtp_inline else None)
         daemon.start()
         try:
             acked, t_ack, t_applied = drive(daemon, notices, args)
@@ -210,7 +214,8 @@ def main() -> None:
         finally:
             daemon.stop()
     print(f"ingest: {acked}/{args.messages} notices acknowledged over SMTP, {args.connections} connections "
-          f"from {args.processes} client processes, SQLite durable (WAL, synchronous=FULL)")
+          f"from {args.processes} client processes, SQLite durable (WAL, synchronous=FULL), SMTP "
+          f"{'on the daemon loop' if args.smtp_inline else 'in its own process'}")
     print(f"  acknowledged (250): {acked / t_ack:8.0f} notices/s  ({t_ack:.2f} s)")
     print(f"  applied (indexed):  {acked / t_applied:8.0f} notices/s  ({t_applied:.2f} s)")
     print(f"  last order: {last}")
