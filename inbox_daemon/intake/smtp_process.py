@@ -29,6 +29,7 @@ import multiprocessing
 import signal
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
@@ -193,7 +194,7 @@ class _ChildIntake(Intake):
     """The child's intake: the group-committing writer and the budget; what it stores is
     reported to the parent before the 250 goes out."""
 
-    def __init__(self, store: Store, owner: str, config: Config, send: Any) -> None:
+    def __init__(self, store: Store, owner: str, config: Config, send: Callable[[dict[str, Any]], None]) -> None:
         super().__init__(RawWriter(store, self._stored, owner=owner), config.intake)
         self._send = send
         self.parent_waiting = 0  # the parent's backlog as it last said

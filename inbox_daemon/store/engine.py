@@ -55,6 +55,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_IMPORT_CACHE_KIB = 256 * 1024
 SQLITE_DEFAULT_CACHE_KIB = 2000  # SQLITE_DEFAULT_CACHE_SIZE (https://www.sqlite.org/pragma.html#pragma_cache_size)
 PG_CONNECT_TIMEOUT_S = 5.0
+# No statement cache: a cached sqlite3 statement keeps the values last bound to it
+# (sqlite3_reset does not clear bindings, and the module never calls sqlite3_clear_bindings), so
+# each cached multi-row INSERT of raw messages held a copy of its last batch: 300+ MiB after a
+# burst of 10 MiB messages (bench/flood.py).
+SQLITE_CONNECT_ARGS = {"cached_statements": 0}
 
 # PostgreSQL SQLSTATEs worth one more try: serialization failure, deadlock, unique violation
 # (two daemons inserting the same order id at once; the retry finds the other's row).
@@ -147,11 +152,7 @@ def make_engine(url: str | URL, *, pool_size: int = 5, **kwargs: Any) -> AsyncEn
     # which reaches log lines, names the statement but never its parameters.
     kwargs.setdefault("hide_parameters", True)
     if target.get_backend_name() == "sqlite":
-        # No statement cache: a cached sqlite3 statement keeps the values last bound to it
-        # (sqlite3_reset does not clear bindings, and the module never calls
-        # sqlite3_clear_bindings), so each cached multi-row INSERT of raw messages held a
-        # copy of its last batch: 300+ MiB after a burst of 10 MiB messages (bench/flood.py).
-        kwargs["connect_args"] = {"cached_statements": 0, **kwargs.get("connect_args", {})}
+        kwargs["connect_args"] = {**SQLITE_CONNECT_ARGS, **kwargs.get("connect_args", {})}
         engine = create_async_engine(target, **kwargs)
         _sqlite_events(engine.sync_engine)
         return engine
@@ -184,7 +185,7 @@ class WriteLane:
     def __init__(self, url: URL) -> None:
         self._engine = create_engine(
             url.set(drivername="sqlite+pysqlite"), hide_parameters=True,
-            connect_args={"cached_statements": 0, "check_same_thread": False},  # see make_engine
+            connect_args={**SQLITE_CONNECT_ARGS, "check_same_thread": False},
         )
         _sqlite_events(self._engine, busy_timeout_ms=0)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")

@@ -58,37 +58,24 @@ async def save_many(
     refuses to update a row twice in one statement); the first of them is the new one. The
     bytes are sealed under the ring's current data key (``sealing``).
     """
-    batch = _RawBatch(items, now, owner, await database_clock(session) if owner else None, ring)
-    if batch.rows:
-        batch.found(await session.execute(_upsert(session.get_bind().dialect.name), batch.rows))
-    return batch.saved()
-
-
-class _RawBatch:
-    """One batch of deliveries folded by digest: the rows to upsert, then what each became."""
-
-    def __init__(self, items: Sequence[Delivery], now: datetime, owner: str | None, claimed_at: datetime | None,
-                 ring: KeyRing | None) -> None:
-        self.digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
-        self.repeats = Counter(self.digests)
-        firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
-        for digest, item in zip(self.digests, items):
-            firsts.setdefault(digest, item)
-        claim = {"claimed_by": owner, "claimed_at": claimed_at}
-        self.rows = [{**_values(firsts[d], d, self.repeats[d], now, ring), **claim} for d in firsts]
-        self.totals: dict[str, tuple[int, int, str]] = {}
-
-    def found(self, returned: Any) -> None:
-        self.totals.update({d: (i, t, o) for i, d, t, o in returned})
-
-    def saved(self) -> list[SavedRaw]:
-        saved, seen = [], set()
-        for digest in self.digests:
-            raw_id, times, outcome = self.totals[digest]
-            first = times == self.repeats[digest] and digest not in seen  # inserted by this batch
-            saved.append(SavedRaw(raw_id, digest, is_new=first, pending=outcome == "pending"))
-            seen.add(digest)
-        return saved
+    digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
+    repeats = Counter(digests)
+    firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
+    for digest, item in zip(digests, items):
+        firsts.setdefault(digest, item)
+    totals: dict[str, tuple[int, int, str]] = {}
+    claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
+    rows = [{**_values(firsts[d], d, repeats[d], now, ring), **claim} for d in firsts]
+    if rows:
+        found = await session.execute(_upsert(session.get_bind().dialect.name), rows)
+        totals.update({d: (i, t, o) for i, d, t, o in found})
+    saved, seen = [], set()
+    for digest in digests:
+        raw_id, times, outcome = totals[digest]
+        first = times == repeats[digest] and digest not in seen  # inserted by this batch
+        saved.append(SavedRaw(raw_id, digest, is_new=first, pending=outcome == "pending"))
+        seen.add(digest)
+    return saved
 
 
 def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyRing | None) -> dict[str, object]:

@@ -90,7 +90,7 @@ class Store:
         # round trips around them), so a change reaches the index as soon as it is read.
         following = engine.execution_options(isolation_level="AUTOCOMMIT") if self.notifies else engine
         self._follow = async_sessionmaker(following, expire_on_commit=False)
-        self._lane: WriteLane | None = None  # SQLite: the raw write's own thread, made on first use
+        self._lane: WriteLane | None = None  # SQLite: the write transactions' own thread, made on first use
 
     @classmethod
     async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
