@@ -202,7 +202,9 @@ class WriteLane:
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        """Let the transaction under way end; those still queued are not started (their
+        callers are told they were cancelled: nothing of them was written)."""
+        self._thread.shutdown(wait=True, cancel_futures=True)
         self._engine.dispose()
 
 

@@ -111,9 +111,9 @@ class Store:
         return await cls.open(spec.url, keyring=spec.keyring)
 
     async def close(self) -> None:
-        if self._lane is not None:
-            await asyncio.to_thread(self._lane.close)
-            self._lane = None
+        lane, self._lane = self._lane, None  # taken first: a close cut short by a stop's deadline is not redone
+        if lane is not None:
+            await asyncio.to_thread(lane.close)
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:
