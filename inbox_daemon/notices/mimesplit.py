@@ -22,7 +22,7 @@ from typing import Any
 from itertools import pairwise
 from email.policy import compat32
 
-__all__ = ["MISSING", "boundary_of", "param", "split"]
+__all__ = ["MISSING", "boundary_of", "header_fields", "param", "split"]
 
 MAX_SPLIT_PARTS = 1000  # beyond this, FeedParser (and the walk's own bounds) take over
 MAX_SPLIT_DEPTH = 40
@@ -101,12 +101,29 @@ class _Irregular(Exception):
 def split(text: str) -> Message | None:
     """The compat32 message tree of ``text`` (bytes decoded as ASCII with surrogateescape, as
     ``email.message_from_bytes`` does), or None when FeedParser must read it."""
-    if ("\r" in text and text.count("\r") != text.count("\r\n")) or any(c in text for c in _ODD_BREAKS):
+    if _odd_line_breaks(text):
         return None
     try:
         return _message(text, 0, [0])
     except _Irregular:
         return None
+
+
+def header_fields(block: str) -> list[tuple[str, str]] | None:
+    """The fields of a header block (decoded as ``split`` takes text, its last line's break
+    included, no blank line) as FeedParser holds them, or None when FeedParser must read it."""
+    if _odd_line_breaks(block):
+        return None
+    try:
+        return _headers(block)
+    except _Irregular:
+        return None
+
+
+def _odd_line_breaks(text: str) -> bool:
+    """Whether FeedParser would break lines where this module does not: a CR outside a CRLF,
+    or a character str.splitlines breaks at (``_ODD_BREAKS``)."""
+    return ("\r" in text and text.count("\r") != text.count("\r\n")) or any(c in text for c in _ODD_BREAKS)
 
 
 def _message(text: str, depth: int, count: list[int]) -> Message:

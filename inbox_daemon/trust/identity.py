@@ -33,6 +33,7 @@ from email import errors, policy
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 
 from ..notices.addresses import is_amazon_host
+from ..notices.mimesplit import header_fields
 from .dkim import DNS_TIMEOUT_S, DnsFunc, cached_dns
 
 __all__ = ["Claim", "Identify", "claims_of", "header_claims", "aligned", "is_trusted_relay", "EVIDENCE_ONLY"]
@@ -68,28 +69,70 @@ class Claim:
 
 
 def _header_block(raw: bytes) -> Message:
-    end = raw.find(b"\r\n\r\n", 0, HEADER_BYTES)
-    end = raw.find(b"\n\n", 0, HEADER_BYTES) if end < 0 else end
-    return _headers(raw[: end if end >= 0 else HEADER_BYTES])
+    crlf = raw.find(b"\r\n\r\n", 0, HEADER_BYTES)
+    end = crlf + 2 if crlf >= 0 else raw.find(b"\n\n", 0, HEADER_BYTES) + 1
+    return _headers(raw[:end] if end > 0 else raw[:HEADER_BYTES])
 
 
 def _headers(block: bytes) -> Message:
-    """A header block as ``email.policy.default`` reads it. Parsed under compat32, then given
-    the default policy: both store each header's source value alike (``header_source_parse``),
-    and header objects are made when fetched, under the message's policy. What differs is the
-    parser's closing check for multipart, which under the default policy parses Content-Type
-    through the header registry: a quarter of this module's cost per message, for a body it
-    never reads."""
-    message = BytesHeaderParser(policy=policy.compat32).parsebytes(block)
+    """A header block as ``email.policy.default`` reads it. Split as compat32 splits it, then
+    given the default policy: both store each header's source value alike
+    (``header_source_parse``), and header objects are made when fetched, under the message's
+    policy. A regular block is split by ``mimesplit`` (FeedParser cost a third of this module's
+    time per message); others by compat32's parser, whose closing check for multipart does not
+    parse Content-Type through the header registry, as the default policy's does."""
+    fields = header_fields(block.decode("ascii", "surrogateescape"))
+    if fields is None:
+        message = BytesHeaderParser(policy=policy.compat32).parsebytes(block)
+    else:
+        message = Message(policy=policy.compat32)
+        message._headers = fields  # type: ignore[attr-defined]  # what FeedParser sets
     message.policy = policy.default
     return message
+
+
+# A mailbox ``_mailbox`` reads without the header registry: ASCII, no encoded word ("=?"), one
+# mailbox as ``a@b.example``, ``Plain Words <a@b.example>``, ``"Quoted name" <a@b.example>`` or
+# ``<a@b.example>``, every part a dot-atom (RFC 5322 sections 3.2.3, 3.4). The registry reads
+# each such value to that addr-spec with no defect; tests/trust/test_identity.py holds the two
+# to each other. Anything else (comments, several addresses, dots in a display name: an
+# obsolete phrase, a defect) is the registry's to read: its parse cost half a message's trust
+# and parse work together.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = rf"{_ATEXT}++(?:\.{_ATEXT}++)*+"
+_PLAIN_MAILBOX = re.compile(
+    rf"[ \t]*+(?:(?P<bare>{_DOT_ATOM}@{_DOT_ATOM})"
+    rf'|(?:{_ATEXT}++(?:[ \t]++{_ATEXT}++)*+|"[\x20\x21\x23-\x5b\x5d-\x7e\t]*+")?+[ \t]*+<(?P<angle>{_DOT_ATOM}@{_DOT_ATOM})>)'
+    r"[ \t]*+"
+)
+_UNREAD = "\0unread"  # ``_plain_mailbox``: not a plain mailbox, for the registry to read
+
+
+def _plain_mailbox(value: str) -> str | None:
+    """The addr-spec of a plain mailbox (``_PLAIN_MAILBOX``) as ``_mailbox`` gives it, or
+    ``_UNREAD``. ``value`` is the header's source value."""
+    value = value.replace("\r", "").replace("\n", "")  # unfolded, as policy.default fetches it
+    found = _PLAIN_MAILBOX.fullmatch(value) if "=?" not in value else None
+    if found is None:
+        return _UNREAD
+    spec = (found.group("bare") or found.group("angle")).lower()
+    return spec if "." in spec.rpartition("@")[2] else None
 
 
 def _mailbox(headers: Message, name: str, only: bool = True) -> str | None:
     """The one addr-spec of an address header (the first of several instances when not
     ``only``); None when absent, ambiguous or defective."""
-    values = headers.get_all(name) or []
+    values = [value for key, value in headers.raw_items() if key.lower() == name]
     if not values or (only and len(values) > 1):
+        return None
+    plain = _plain_mailbox(values[0])
+    return _registry_mailbox(headers, name) if plain is _UNREAD else plain
+
+
+def _registry_mailbox(headers: Message, name: str) -> str | None:
+    """``_mailbox`` of the first instance of ``name`` through ``email.headerregistry``."""
+    values = headers.get_all(name) or []
+    if not values:
         return None
     header = cast(AddressHeader, values[0])  # what email.policy.default makes of these names
     try:
@@ -114,8 +157,11 @@ def _loose(headers: Message, name: str) -> str | None:
     first = str(values[0 if name != "delivered-to" else -1]).strip().split()
     if not first:
         return None
-    probe = _headers(b"To: " + first[0].encode("ascii", "replace") + b"\r\n\r\n")
-    return _mailbox(probe, "to")
+    word = first[0].encode("ascii", "replace")
+    plain = _plain_mailbox(word.decode("ascii"))
+    if plain is not _UNREAD:
+        return plain
+    return _mailbox(_headers(b"To: " + word + b"\r\n\r\n"), "to")
 
 
 def claims_of(raw: bytes) -> tuple[Message, list[Claim]]:
