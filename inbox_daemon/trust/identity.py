@@ -32,7 +32,7 @@ from email import errors, policy
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
 
-from ..notices.addresses import is_amazon_host
+from ..notices.addresses import ATEXT, DOT_ATOM, is_amazon_host
 from ..notices.mimesplit import header_fields
 from .dkim import DNS_TIMEOUT_S, DnsFunc, cached_dns
 
@@ -98,11 +98,9 @@ def _headers(block: bytes) -> Message:
 # to each other. Anything else (comments, several addresses, dots in a display name: an
 # obsolete phrase, a defect) is the registry's to read: its parse cost half a message's trust
 # and parse work together.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_DOT_ATOM = rf"{_ATEXT}++(?:\.{_ATEXT}++)*+"
 _PLAIN_MAILBOX = re.compile(
-    rf"[ \t]*+(?:(?P<bare>{_DOT_ATOM}@{_DOT_ATOM})"
-    rf'|(?:{_ATEXT}++(?:[ \t]++{_ATEXT}++)*+|"[\x20\x21\x23-\x5b\x5d-\x7e\t]*+")?+[ \t]*+<(?P<angle>{_DOT_ATOM}@{_DOT_ATOM})>)'
+    rf"[ \t]*+(?:(?P<bare>{DOT_ATOM}@{DOT_ATOM})"
+    rf'|(?:{ATEXT}++(?:[ \t]++{ATEXT}++)*+|"[\x20\x21\x23-\x5b\x5d-\x7e\t]*+")?+[ \t]*+<(?P<angle>{DOT_ATOM}@{DOT_ATOM})>)'
     r"[ \t]*+"
 )
 _UNREAD = "\0unread"  # ``_plain_mailbox``: not a plain mailbox, for the registry to read

@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 import smtplib
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.notices import content_policy_notice, opt_out_notice, order_id, relay_address
@@ -211,3 +214,35 @@ def test_mail_and_rcpt_paths_are_read_as_aiosmtpd_reads_them(arg: str, limit: in
     ours, theirs = object.__new__(_CappedSMTP), object.__new__(SMTP)
     ours.local_part_limit = theirs.local_part_limit = limit
     assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
+_ATOM = st.text("abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=4)
+_DOT_ATOM = st.lists(_ATOM, min_size=1, max_size=3).map(".".join)
+_BLANKS = st.sampled_from(["", " ", "\t", "  ", "\r", " \r", "\x1c"])
+_REST = st.sampled_from(["", "SIZE=1000", "SIZE=1000 BODY=8BITMIME", "(comment) SIZE=1", ">", "\r", "x y", " \r\n x", "\x1c",
+                         "\t(comment)"])
+_PIECES = st.sampled_from(["<", ">", "@", ".", "..", " ", "\t", '"', "\\", "(", ")", ":", ",", "[", "]", "fwd",
+                           "seller", "example", "\x00", "\udcff", "é", "SIZE=1", "\r\n", "l" * 70])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(
+    st.builds("{}<{}@{}>{}{}".format, _BLANKS, _DOT_ATOM, _DOT_ATOM, _BLANKS, _REST),
+    st.lists(_PIECES, max_size=10).map("".join),
+), st.sampled_from([0, 8, 64]))
+def test_any_path_is_read_as_aiosmtpd_reads_it(arg: str, limit: int) -> None:
+    """Plain paths take the listener's regex, the rest aiosmtpd's parser: both answer alike."""
+    from aiosmtpd.smtp import SMTP
+
+    from inbox_daemon.intake.smtp import _CappedSMTP
+
+    ours, theirs = object.__new__(_CappedSMTP), object.__new__(SMTP)
+    ours.local_part_limit = theirs.local_part_limit = limit
+    assert _outcome(ours._getaddr, arg) == _outcome(theirs._getaddr, arg)
+
+
+def _outcome(getaddr: Callable[[str], object], arg: str) -> object:
+    try:
+        return getaddr(arg)
+    except Exception as exc:  # aiosmtpd's parser raises on some paths ('<', '"'): alike
+        return type(exc)
