@@ -40,6 +40,8 @@ from collections.abc import Callable
 from typing import Final, Literal, Protocol
 
 __all__ = [
+    "ATEXT",
+    "DOT_ATOM",
     "BuyerKey",
     "Pseudonyms",
     "digest",
@@ -57,6 +59,12 @@ __all__ = [
     "ORDER_ID_PATTERN",
     "RELAY_DOMAIN_PREFIX",
 ]
+
+# RFC 5322 section 3.2.3, ASCII only, as regex source: atext, and a dot-atom of it (possessive:
+# it matches one way only). The plain address forms read without the stdlib's parsers (SMTP
+# paths in ``intake.smtp``, mailboxes in ``trust.identity``) are built from these.
+ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+DOT_ATOM: Final = rf"{ATEXT}++(?:\.{ATEXT}++)*+"
 
 Kind = Literal["email", "order"]
 

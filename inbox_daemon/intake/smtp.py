@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ..config import SmtpConfig
 from ..errors import Busy, MessageRejected, StoreUnavailable
-from ..notices.addresses import DOT_ATOM
+from ..keys import DOT_ATOM
 from ..log import Throttled, get_logger
 from ..processing.flow import Intake
 from ..store import Delivery

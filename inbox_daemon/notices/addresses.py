@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .. import keys
+from ..keys import ATEXT, DOT_ATOM  # for trust, which reads addresses through this module
 
 __all__ = [
     "ATEXT",
@@ -36,12 +37,6 @@ MARKETPLACE_TLDS: tuple[str, ...] = (
 )
 AMAZON_SENDER_DOMAINS = frozenset(f"amazon.{tld}" for tld in MARKETPLACE_TLDS)
 RELAY_DOMAINS = frozenset(f"marketplace.amazon.{tld}" for tld in MARKETPLACE_TLDS)
-
-# RFC 5322 section 3.2.3, ASCII only, as regex source: atext, and a dot-atom of it (possessive:
-# it matches one way only). The plain address forms that skip the stdlib's header parser
-# (``trust.identity``, ``intake.smtp``) are built from these.
-ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-DOT_ATOM = rf"{ATEXT}++(?:\.{ATEXT}++)*+"
 
 # Matching runs on lower-cased text (the output is lower-case anyway) and starts from the literal
 # "@marketplace.amazon." so the regex engine can skip ahead; the 15-character local part is then

@@ -3,7 +3,8 @@ a throwaway passwd-file user and a Maildir in a temporary directory, and nothing
 system Dovecot. Mail goes in and is inspected through real IMAP (imaplib), as a seller's mail
 client would.
 
-Dovecot cannot listen on port 0, so a free port is found by binding one and closing it. When
+Dovecot cannot listen on port 0, so a free port is found by binding one and closing it (and
+Dovecot started again on new ports if another process takes one before Dovecot binds it). When
 the tests run as root the mail user is ``nobody`` (Dovecot refuses mail access as UID 0) and the
 files live in a directory ``nobody`` can reach; otherwise every Dovecot user is the current one.
 """
@@ -35,6 +36,9 @@ def dovecot_binary() -> str | None:
     return shutil.which("dovecot") or next(
         (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)), None
     )
+
+
+PORT_ATTEMPTS = 3  # Dovecot starts again on new ports when a found port was taken meanwhile
 
 
 def free_port() -> int:
@@ -163,12 +167,23 @@ class Dovecot:
     @contextmanager
     def running(cls, *, capability: str | None = None, tls: bool = False,
                 introspection_url: str | None = None) -> Iterator[Dovecot]:
-        # Not under pytest's tmp_path: that is mode 0700 and the mail user must reach the Maildir.
-        root = Path(tempfile.mkdtemp(prefix="inbox-dovecot-"))
-        root.chmod(0o755)
-        server = cls(root, capability=capability, tls=tls, introspection_url=introspection_url)
+        for attempt in range(PORT_ATTEMPTS):
+            # Not under pytest's tmp_path: that is mode 0700 and the mail user must reach the Maildir.
+            root = Path(tempfile.mkdtemp(prefix="inbox-dovecot-"))
+            root.chmod(0o755)
+            server = cls(root, capability=capability, tls=tls, introspection_url=introspection_url)
+            try:
+                server.start()
+            except RuntimeError as exc:
+                server.kill()
+                shutil.rmtree(root, ignore_errors=True)
+                # The free port was taken between finding it and Dovecot binding it (another
+                # test's process): new ports, new files.
+                if "Address already in use" in str(exc) and attempt + 1 < PORT_ATTEMPTS:
+                    continue
+                raise
+            break
         try:
-            server.start()
             yield server
         finally:
             server.kill()
