@@ -8,7 +8,9 @@ distinct opt-out notices over SMTP from a lean asyncio client (each connection s
 messages, as an MTA with a connection cache does; plain RFC 5321 commands, no PIPELINING),
 then waits until the daemon reports every notice applied and the last order answers
 BLOCKED. The client shares the machine's two cores with the daemon. Prints figures; asserts
-nothing.
+nothing. Beside the rates, the CPU each of the daemon's processes (the daemon, the SMTP process,
+the parser worker) spent per notice from the first send until all were applied, read from /proc
+(Linux; left out elsewhere): where a notice's cost goes.
 
 The anchor, from the same run with the same client and the same notices: a bare aiosmtpd server
 (its own process) that INSERTs each message into SQLite (WAL, synchronous=FULL, one commit per
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import random
 import sqlite3
 import sys
@@ -156,12 +159,44 @@ def drive(daemon: DaemonProcess, notices: list[tuple[str, str]], args: argparse.
     per = max(1, args.connections // args.processes)
     chunks = [(daemon.smtp, notices[i::args.processes], per) for i in range(args.processes)]
     with mp.get_context("spawn").Pool(args.processes) as pool:
+        before = cpu_by_process(daemon)
         t0 = time.perf_counter()
         acked = sum(pool.map(_client, chunks))
         t_ack = time.perf_counter() - t0
         while json.loads(daemon.query("STATS")[0].split(" ", 1)[1]).get("notices", 0) < acked:
             time.sleep(0.02)
-        return acked, t_ack, time.perf_counter() - t0
+        t_applied = time.perf_counter() - t0
+        after = cpu_by_process(daemon)
+    if before and after and acked:
+        spent = {role: after.get(role, 0.0) - before.get(role, 0.0) for role in after}
+        shares = ", ".join(f"{role} {seconds / acked * 1000:.2f}" for role, seconds in spent.items())
+        print(f"  CPU per notice (ms, from the first send until applied): {shares}; "
+              f"daemon in all {sum(spent.values()) / acked * 1000:.2f}")
+    return acked, t_ack, t_applied
+
+
+def cpu_by_process(daemon: DaemonProcess) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the daemon and each of its processes, by role, from
+    /proc (empty where there is none): where a notice's cost goes, beside the rates."""
+    assert daemon.proc is not None
+    ready = next((e for e in daemon.events if e.get("event") == "ready"), {})
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    pids = [daemon.proc.pid]
+    try:
+        for task in Path(f"/proc/{daemon.proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"resource_tracker" in command:
+                continue
+            role = ("daemon" if pid == daemon.proc.pid else "SMTP process" if pid == ready.get("smtp_pid")
+                    else "parser worker")
+            found[role] = found.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    except OSError:  # not Linux, or a process ended between the listing and the read
+        return {}
+    return found
 
 
 def daemon_rates(notices: list[tuple[str, str]], args: argparse.Namespace, home: Path, exe: str) -> tuple[float, float]:
