@@ -251,18 +251,16 @@ class _CappedSMTP(SMTP):
         plain = _PLAIN_PATH.fullmatch(arg)
         if plain is not None and not plain.group(2).startswith("("):
             addr, rest = plain.group(1), plain.group(2)
-            if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+        else:
+            try:
+                if arg.lstrip().startswith("<"):
+                    angle, rest = get_angle_addr(arg)
+                    addr = angle.addr_spec
+                else:
+                    spec, rest = get_addr_spec(arg)
+                    addr = spec.addr_spec
+            except HeaderParseError:
                 return None, None
-            return addr, rest
-        try:
-            if arg.lstrip().startswith("<"):
-                angle, rest = get_angle_addr(arg)
-                addr = angle.addr_spec
-            else:
-                spec, rest = get_addr_spec(arg)
-                addr = spec.addr_spec
-        except HeaderParseError:
-            return None, None
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest

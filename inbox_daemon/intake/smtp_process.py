@@ -309,5 +309,5 @@ async def _line(reader: asyncio.StreamReader) -> bytes:
 
 
 def _figures(listener: SmtpListener) -> dict[str, Any]:
-    return {"replies": dict(listener.replies), "last_success": listener.handler.last_success}
+    return {"replies": dict(listener.replies), "last_success": listener.last_success}
 

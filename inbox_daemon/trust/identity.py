@@ -123,16 +123,20 @@ def _mailbox(headers: Message, name: str, only: bool = True) -> str | None:
     values = [value for key, value in headers.raw_items() if key.lower() == name]
     if not values or (only and len(values) > 1):
         return None
-    plain = _plain_mailbox(values[0])
-    return _registry_mailbox(headers, name) if plain is _UNREAD else plain
+    return _addr_spec(name, values[0])
 
 
-def _registry_mailbox(headers: Message, name: str) -> str | None:
-    """``_mailbox`` of the first instance of ``name`` through ``email.headerregistry``."""
-    values = headers.get_all(name) or []
-    if not values:
-        return None
-    header = cast(AddressHeader, values[0])  # what email.policy.default makes of these names
+def _addr_spec(name: str, value: str) -> str | None:
+    """The one addr-spec of address header ``name`` whose source value is ``value``: a plain
+    mailbox read the cheap way, any other through ``email.headerregistry``."""
+    plain = _plain_mailbox(value)
+    return _registry_mailbox(name, value) if plain is _UNREAD else plain
+
+
+def _registry_mailbox(name: str, value: str) -> str | None:
+    """``_addr_spec`` through ``email.headerregistry``, as ``email.policy.default`` fetches
+    the header (``Message.get_all``)."""
+    header = cast(AddressHeader, policy.default.header_fetch_parse(name, value))
     try:
         addresses, defects = header.addresses, cast(BaseHeader, header).defects
     except (AttributeError, IndexError, ValueError):  # the header parser gave up on it
@@ -148,18 +152,14 @@ def _registry_mailbox(headers: Message, name: str) -> str | None:
 
 def _loose(headers: Message, name: str) -> str | None:
     """The first addr-spec in an evidence header (Gmail's ``X-Forwarded-For: a@b c@d`` is no
-    address list, so its first word is parsed alone)."""
+    address list, so its first word is read alone, as the value of a To header)."""
     values = headers.get_all(name) or []
     if not values:
         return None
     first = str(values[0 if name != "delivered-to" else -1]).strip().split()
     if not first:
         return None
-    word = first[0].encode("ascii", "replace")
-    plain = _plain_mailbox(word.decode("ascii"))
-    if plain is not _UNREAD:
-        return plain
-    return _mailbox(_headers(b"To: " + word + b"\r\n\r\n"), "to")
+    return _addr_spec("to", first[0].encode("ascii", "replace").decode("ascii"))
 
 
 def claims_of(raw: bytes) -> tuple[Message, list[Claim]]:
