@@ -1,7 +1,10 @@
 """Notices parsed per second on one core, beside the stdlib ``email`` doing a full extraction of
 the same files in the same run, and the share of the parser's time inside ``email``.
 
-Prints figures, asserts nothing. Run: ``.venv/bin/python bench/parse.py [SAMPLE_DIR]``.
+Prints figures, asserts nothing. Run: ``.venv/bin/python bench/parse.py [SAMPLE_DIR]``; it
+measures the ``inbox_daemon`` its interpreter imports and says how that was built. Users run
+the parser compiled (a built wheel); measure that with a venv holding the wheel
+(``python -m build``, then ``pip install dist/*.whl``), e.g. ``/tmp/venv/bin/python bench/parse.py``.
 Targets: at least 4,000 notices/s per core over the repository's own samples
 (tests/data/notices, every folder, unless another folder of .eml files is named; nothing
 outside the repository is read by default), and at least 0.7x the stdlib anchor: for each file
@@ -25,6 +28,7 @@ from email.policy import compat32
 from pathlib import Path
 
 from inbox_daemon.notices import parse_notice
+from inbox_daemon.notices import parser as notices_parser
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "notices"
 FORWARD = SAMPLES / "fwd_gmail_4k.eml"
@@ -101,8 +105,17 @@ def _print_rates(messages: list[bytes]) -> None:
           f" the parser runs at {ours / anchor:.2f}x of it")
 
 
+def parser_build() -> str:
+    """How the measured parser was built: setup.py compiles it with mypyc for a wheel or
+    ``pip install .``, never for an editable install."""
+    if str(notices_parser.__file__).endswith(".py"):
+        return "pure Python (an editable install; a built wheel compiles it with mypyc)"
+    return "compiled by mypyc (as a built wheel installs it)"
+
+
 def main() -> int:
     corpus_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else SAMPLES
+    print(f"parser: {parser_build()}, from {Path(str(notices_parser.__file__)).parent}")
     forward = FORWARD.read_bytes()
     print(f"forwarded notice: {FORWARD.name}, {len(forward)} bytes")
     _print_rates([forward])

@@ -19,6 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from inbox_daemon.store import migrate
+from tests.support import parsed
 from tests.support.installed import EXAMPLE_KEYS, REPO, Dists, build, make_venv, smoke, unpack
 
 pytestmark = pytest.mark.timeout(600)  # a cold pip cache downloads every dependency
@@ -46,6 +47,36 @@ def test_wheel_ships_migrations_license_and_accelerator(dists: Dists) -> None:
     metadata = email.message_from_bytes(zipfile.ZipFile(dists.wheel).read(info))
     assert metadata["License-Expression"] == "MIT"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+def test_wheel_holds_the_parser_compiled(dists: Dists) -> None:
+    """Every module under inbox_daemon/notices but result.py (its types cross to the parser
+    worker by pickle) compiled by mypyc (setup.py), beside its source, and the library they
+    share; all or none, and all wherever there is a compiler."""
+    names = set(zipfile.ZipFile(dists.wheel).namelist())
+    sources = {p.relative_to(REPO).with_suffix("").as_posix() for p in (REPO / "inbox_daemon" / "notices").rglob("*.py")}
+    sources.remove("inbox_daemon/notices/result")
+    compiled = {n.split(".")[0] for n in names if n.startswith("inbox_daemon/notices/") and n.endswith(".so")}
+    library = [n for n in names if n.startswith("inbox_daemon_parser__mypyc.") and n.endswith(".so")]
+    assert {f"{s}.py" for s in sources} | {"inbox_daemon/notices/result.py"} <= names
+    assert (compiled, len(library)) in ((sources, 1), (set(), 0))
+    assert compiled or not shutil.which("cc")
+
+
+def test_installed_parser_reads_every_sample_as_the_checkout_does(wheel_python: Path) -> None:
+    """The wheel's compiled parser against the checkout's pure Python (an editable install is
+    never compiled): every sample under tests/data and damaged copies of each, whole results.
+    mypyc checks types at run time, so a value typeshed did not foresee (a compat32 ``Header``
+    where it says ``str``) would turn into "parser error: TypeError" here."""
+    assert parsed.build() == "pure"
+    ran = subprocess.run([str(wheel_python), str(REPO / "tests" / "support" / "parsed.py")],
+                         capture_output=True, text=True, cwd=wheel_python.parents[2], timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    build, *lines = ran.stdout.splitlines()
+    assert build == ("compiled" if shutil.which("cc") else "pure")
+    expected = list(parsed.results())
+    assert len(lines) == len(expected) > 4000
+    assert [pair for pair in zip(lines, expected) if pair[0] != pair[1]][:3] == []
 
 
 def test_sdist_holds_every_tracked_file(dists: Dists) -> None:

@@ -14,16 +14,18 @@ import email
 import email.header
 import quopri
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 from email.policy import compat32
+from typing import cast
 from urllib.parse import unquote
 
 from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
 from .mimesplit import MISSING as _MISSING
+from .mimesplit import Part
 from .mimesplit import param as _param
 from .mimesplit import split
 
@@ -79,8 +81,9 @@ class Headers:
         self._decoded: dict[str, list[str]] = {}
 
     @classmethod
-    def of(cls, msg: Message) -> Headers:
-        return cls(msg.raw_items())
+    def of(cls, msg: Part) -> Headers:
+        # The raw values compat32 keeps are the source text (``header_source_parse``): str.
+        return cls(cast("Iterator[tuple[str, str]]", msg.raw_items()))
 
     def get(self, name: str) -> str | None:
         """The first value of a header, decoded and unfolded, or None."""
@@ -189,14 +192,14 @@ def read_message(raw: bytes) -> MailNode:
     return node
 
 
-def _parse_bytes(data: bytes) -> Message:
+def _parse_bytes(data: bytes) -> Part:
     """compat32's message tree: ``mimesplit`` for well-formed mail, FeedParser for the rest
     (``email.message_from_bytes`` decodes the bytes the same way first)."""
     text = data.decode("ascii", "surrogateescape")
     return split(text) or email.message_from_string(text, policy=compat32)
 
 
-def _walk(msg: Message, level: int, budget: _Budget) -> MailNode:
+def _walk(msg: Part, level: int, budget: _Budget) -> MailNode:
     """The node of one message at forwarding ``level`` (0: the mail as received)."""
     node = MailNode(Headers.of(msg))
     if level > MAX_LEVELS:
@@ -212,7 +215,7 @@ def _exhaust(budget: _Budget, node: MailNode, why: str) -> None:
         node.notes.append(why)
 
 
-def _collect(part: Message, node: MailNode, level: int, nesting: int, budget: _Budget) -> None:
+def _collect(part: Part, node: MailNode, level: int, nesting: int, budget: _Budget) -> None:
     """Add the part's text to ``node`` and its attached messages as children, within bounds."""
     budget.parts += 1
     if budget.parts > MAX_PARTS:
@@ -253,7 +256,7 @@ def _collect(part: Message, node: MailNode, level: int, nesting: int, budget: _B
             node.children.append(_walk(inner, level + 1, budget))
 
 
-def _tidy_transfer_encoding(part: Message) -> None:
+def _tidy_transfer_encoding(part: Part) -> None:
     """Strip stray whitespace from Content-Transfer-Encoding: ``email`` compares the value as
     written, so "Base64 " would leave the body undecoded
     (wrappings_marketplaces_lookalikes/jp_subject_split_multibyte_cte_trailing_space.eml); and from the ends of
@@ -274,7 +277,7 @@ def _tidy_transfer_encoding(part: Message) -> None:
         part.set_payload(_QP_TRAILING_BLANKS.sub("", payload))
 
 
-def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
+def _attached_message(part: Part, inner: Part, node: MailNode) -> Part:
     """The message inside a message/rfc822 part, decoded first when the part was itself base64 or
     quoted-printable (RFC 2046 section 5.2.1 forbids it; some clients do it anyway,
     wrappings_marketplaces_lookalikes/attachment_nested_outer_rfc822_base64.eml). ``email`` then parsed the encoded text
@@ -295,7 +298,7 @@ def _attached_message(part: Message, inner: Message, node: MailNode) -> Message:
 
 
 def _alternative(
-    payload: list[Message], node: MailNode, level: int, nesting: int, budget: _Budget
+    payload: list[Part], node: MailNode, level: int, nesting: int, budget: _Budget
 ) -> Body:
     """The plain and HTML views among the alternatives (RFC 2046 section 5.1.4). The views
     show the same content, so an HTML part is only read (tokenized: the costliest step of a
@@ -372,13 +375,13 @@ def _html_adds_to(plain: str | None, markup: str) -> bool:
     return False
 
 
-def _is_eml_attachment(part: Message) -> bool:
+def _is_eml_attachment(part: Part) -> bool:
     """A forwarded .eml sent as application/octet-stream (some webmail clients do that)."""
     filename = part.get_filename()
     return isinstance(filename, str) and filename.lower().endswith(".eml")
 
 
-def _text(part: Message, node: MailNode) -> str:
+def _text(part: Part, node: MailNode) -> str:
     """Decoded text of a text/* part, cut to MAX_TEXT."""
     before = len(part.defects)
     data = part.get_payload(decode=True)
@@ -394,7 +397,7 @@ def _text(part: Message, node: MailNode) -> str:
     return text[:MAX_TEXT]
 
 
-def _charset(part: Message) -> str | None:
+def _charset(part: Part) -> str | None:
     """``part.get_content_charset()`` (see ``mimesplit.param``)."""
     found = _param(part, "charset", _MISSING)
     if not isinstance(found, str):
@@ -402,7 +405,7 @@ def _charset(part: Message) -> str | None:
     return found.lower() if found is not _MISSING and found.isascii() else None
 
 
-def _plain(part: Message, text: str) -> str:
+def _plain(part: Part, text: str) -> str:
     """A text/plain body with RFC 3676 soft breaks joined and line ends made "\n"."""
     if str(_param(part, "format", "")).lower() == "flowed":
         text = _unflow(text, str(_param(part, "delsp", "no")).lower() == "yes")
@@ -420,7 +423,7 @@ def _unflow(text: str, delsp: bool) -> str:
     return "\n".join(out)
 
 
-def _note_defects(part: Message, node: MailNode) -> None:
+def _note_defects(part: Part, node: MailNode) -> None:
     harmful = [d for d in part.defects if not isinstance(d, _HARMLESS)]
     harmless = [d for d in part.defects if isinstance(d, _HARMLESS)]
     if harmful:

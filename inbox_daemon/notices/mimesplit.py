@@ -16,13 +16,19 @@ tests/notices/test_mimesplit.py holds every sample's tree against FeedParser's.
 from __future__ import annotations
 
 import re
+from email.header import Header
 from email.message import Message
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeAlias
 from itertools import pairwise
 from email.policy import compat32
 
-__all__ = ["MISSING", "boundary_of", "header_fields", "param", "split"]
+__all__ = ["MISSING", "Part", "boundary_of", "header_fields", "param", "split"]
+
+# A part as compat32 holds it. Its fields read back as ``str``, or as ``email.header.Header``
+# when a value holds bytes that are not ASCII (``Compat32.header_fetch_parse``), whatever
+# typeshed's default ``Message`` says.
+Part: TypeAlias = "Message[str | Header, str]"
 
 MAX_SPLIT_PARTS = 1000  # beyond this, FeedParser (and the walk's own bounds) take over
 MAX_SPLIT_DEPTH = 40
@@ -69,7 +75,10 @@ class _Message(Message):
             value = fetched[name]
         else:
             found = self._index.get(name.lower())
-            value = fetched[name] = None if found is None else self.policy.header_fetch_parse(*found)
+            # compat32 returns an ``email.header.Header`` for a value holding undecodable bytes,
+            # though typeshed says ``str``: read through ``Any`` so compiled code takes either.
+            policy: Any = self.policy
+            value = fetched[name] = None if found is None else policy.header_fetch_parse(*found)
         return failobj if value is None else value
 
     def get_content_type(self) -> str:
@@ -98,7 +107,7 @@ class _Irregular(Exception):
     """The mail is not one this splitter reads exactly as FeedParser does."""
 
 
-def split(text: str) -> Message | None:
+def split(text: str) -> Part | None:
     """The compat32 message tree of ``text`` (bytes decoded as ASCII with surrogateescape, as
     ``email.message_from_bytes`` does), or None when FeedParser must read it."""
     if _odd_line_breaks(text):
@@ -126,7 +135,7 @@ def _odd_line_breaks(text: str) -> bool:
     return ("\r" in text and text.count("\r") != text.count("\r\n")) or any(c in text for c in _ODD_BREAKS)
 
 
-def _message(text: str, depth: int, count: list[int]) -> Message:
+def _message(text: str, depth: int, count: list[int]) -> Part:
     count[0] += 1
     if depth > MAX_SPLIT_DEPTH or count[0] > MAX_SPLIT_PARTS:
         raise _Irregular
@@ -140,7 +149,7 @@ def _message(text: str, depth: int, count: list[int]) -> Message:
     elif ctype.startswith("message/"):
         if ctype == "message/delivery-status":
             raise _Irregular  # FeedParser reads its header blocks as parts of their own
-        msg.set_payload([_message(body, depth + 1, count)])
+        msg.set_payload([_message(body, depth + 1, count)])  # type: ignore[list-item]
     else:
         msg.set_payload(body)
     return msg
@@ -167,7 +176,7 @@ def _headers(block: str) -> list[tuple[str, str]]:
     return _FIELDS.findall(block)
 
 
-def _drop_last_break(part: Message) -> None:
+def _drop_last_break(part: Part) -> None:
     """The line break before a boundary line belongs to the boundary (RFC 2046 section 5.1.1).
     FeedParser takes it from the last message it began in the part: the innermost of nested
     message/* parts, and from a multipart's epilogue (which is not kept here)."""
@@ -183,7 +192,7 @@ def _drop_last_break(part: Message) -> None:
 _HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
 
 
-def param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
+def param(part: Part, name: str, default: str) -> str | tuple[str, str, str]:
     """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
     at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
     value = part.get("content-type")
@@ -201,7 +210,7 @@ def param(part: Message, name: str, default: str) -> str | tuple[str, str, str]:
     return default
 
 
-def boundary_of(part: Message) -> str | None:
+def boundary_of(part: Part) -> str | None:
     """``part.get_boundary()`` (see ``param``): compat32 unquotes the value a second time
     (``collapse_rfc2231_value``) and strips trailing blanks."""
     found = param(part, "boundary", MISSING)
@@ -224,7 +233,7 @@ def _boundary_lines(boundary: str) -> re.Pattern[str]:
     return re.compile("--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r?\n|\Z)")
 
 
-def _parts(msg: Message, ctype: str, body: str, depth: int, count: list[int]) -> list[Message]:
+def _parts(msg: Part, ctype: str, body: str, depth: int, count: list[int]) -> list[Part]:
     """The parts of a multipart body (RFC 2046 section 5.1.1), preamble and epilogue dropped."""
     cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
     boundary = boundary_of(msg)
@@ -234,7 +243,7 @@ def _parts(msg: Message, ctype: str, body: str, depth: int, count: list[int]) ->
     found = [m for m in _boundary_lines(boundary).finditer(body) if not m.start() or body[m.start() - 1] == "\n"]
     if not found or found[-1].group(1) is None:
         raise _Irregular  # no start or no closing boundary: FeedParser's defects apply
-    parts: list[Message] = []
+    parts: list[Part] = []
     for before, after in pairwise(found):
         if before.group(1) is not None:
             raise _Irregular  # a part after the closing boundary

@@ -85,7 +85,9 @@ def main() -> int:
         print(f"built {dists.sdist.name} and {dists.wheel.name}", flush=True)
         python = make_venv(work / "venv", str(dists.wheel))
         print(smoke(str(python.with_name("inbox-daemon")), work), end="", flush=True)
-        print("wheel smoke: BLOCKED from the installed wheel")
+        parser = subprocess.run([str(python), str(REPO / "tests" / "support" / "parsed.py"), "0"], cwd=work,
+                                capture_output=True, text=True, check=True).stdout.split("\n", 1)[0]
+        print(f"wheel smoke: BLOCKED from the installed wheel (its parser: {parser})")
     return 0
 
 
