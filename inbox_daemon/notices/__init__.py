@@ -12,6 +12,8 @@ identity from ``forwarder``). ``report`` prints results for the CLI.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .addresses import normalise_relay_address
 from .parser import parse_notice
 from .report import format_result_line, result_to_json, run_parse_cli
@@ -30,4 +32,4 @@ __all__ = [
 ]
 
 # Bump when a change alters any result for the same input (stored results can be re-derived).
-PARSER_VERSION = "2.1"
+PARSER_VERSION: Final = "2.1"

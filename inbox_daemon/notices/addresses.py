@@ -9,6 +9,7 @@ routing variant of the same anonymised buyer, and the blocklist keys on the buye
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from .. import keys
 from ..keys import ATEXT, DOT_ATOM  # for trust, which reads addresses through this module
@@ -35,40 +36,40 @@ MARKETPLACE_TLDS: tuple[str, ...] = (
     "com", "co.uk", "de", "fr", "it", "es", "ca", "com.mx", "co.jp", "in", "com.au", "nl",
     "se", "pl", "com.tr", "com.br", "sg", "ae", "sa", "com.be", "eg", "ie", "co.za", "cn",
 )
-AMAZON_SENDER_DOMAINS = frozenset(f"amazon.{tld}" for tld in MARKETPLACE_TLDS)
-RELAY_DOMAINS = frozenset(f"marketplace.amazon.{tld}" for tld in MARKETPLACE_TLDS)
+AMAZON_SENDER_DOMAINS: Final = frozenset(f"amazon.{tld}" for tld in MARKETPLACE_TLDS)
+RELAY_DOMAINS: Final = frozenset(f"marketplace.amazon.{tld}" for tld in MARKETPLACE_TLDS)
 
 # Matching runs on lower-cased text (the output is lower-case anyway) and starts from the literal
 # "@marketplace.amazon." so the regex engine can skip ahead; the 15-character local part is then
 # checked on the few characters before the "@". Right edge: the domain must end there — not
 # continue into ".relay-notify.example" (the forged s23) or a longer label.
-_RELAY_DOMAIN_RE = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?)(?![\w-]|\.[a-z0-9])")
+_RELAY_DOMAIN_RE: Final = re.compile(r"@(marketplace\.amazon\.[a-z]{2,3}(?:\.[a-z]{2})?)(?![\w-]|\.[a-z0-9])")
 # Left edge: not inside a longer local part; an optional +tag between the id and the "@".
-_RELAY_LOCAL_RE = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
-_ANY_MARKETPLACE_RE = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
+_RELAY_LOCAL_RE: Final = re.compile(r"(?<![\w.%+=-])([a-z0-9]{15})(?:\+[a-z0-9._=-]{0,64})?$")
+_ANY_MARKETPLACE_RE: Final = re.compile(r"@(marketplace\.amazon\.[a-z0-9.-]*[a-z0-9])")
 # keys.ORDER_ID_PATTERN (3-7-7 ASCII digits, or a digital order's D + 2-7-7); not part of a longer
 # run of digits or dashes: a cut id is no id
 # (wrappings_marketplaces_lookalikes/damaged_order_id_3_7_6_only.eml), and a longer tracking or
 # phone number may hold the pattern. A digital order's "D" must not end a word ("ID01-...").
 # The left edge is looked at from the id's end (an id is 19 characters): edge checks in front
 # ran at every position of the text, a tenth of the parse of tests/data/notices/fwd_gmail_4k.eml.
-_ORDER_RE = re.compile(
+_ORDER_RE: Final = re.compile(
     rf"{keys.ORDER_ID_PATTERN}(?<![0-9-].{{19}})(?<![A-Za-z][Dd].{{18}})(?![0-9-]|-[0-9])", re.DOTALL
 )
 # Amazon writes order ids in ASCII, but Japanese text uses full-width digits and hyphens
 # (replies_mime_oddities_bulk_mail/jp_utf8_fullwidth_digits_order_id.eml) and editors turn hyphens into dashes
 # (replies_mime_oddities_bulk_mail/outlookcom_html_order_id_en_dashes.eml). Digits and dashes are folded one to one
 # before matching, so the stored id is always ASCII; Arabic-Indic digits likewise.
-_ORDER_FOLD = str.maketrans(
+_ORDER_FOLD: Final = str.maketrans(
     {**{chr(base + n): str(n) for base in (0xFF10, 0x0660, 0x06F0) for n in range(10)},
      **{dash: "-" for dash in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"}}
 )
 # Any character the fold changes: str.translate looks every character up one by one, a regex
 # finds in one C-level scan whether there is anything to fold at all.
-_FOLDED = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ORDER_FOLD)) + "]")
-_ANGLE_ADDR_RE = re.compile(r"<\s*(?:mailto:)?([^<>@\s\"]+@[^<>@\s\"]+?)\s*>")
+_FOLDED: Final = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ORDER_FOLD)) + "]")
+_ANGLE_ADDR_RE: Final = re.compile(r"<\s*(?:mailto:)?([^<>@\s\"]+@[^<>@\s\"]+?)\s*>")
 # A bare address must stand alone: "a@marketplace@amazon.com" is not "marketplace@amazon.com".
-_BARE_ADDR_RE = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~@-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+(?![\w@-])")
+_BARE_ADDR_RE: Final = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~@-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+(?![\w@-])")
 
 
 def normalise_relay_address(address: str) -> str | None:

@@ -12,15 +12,16 @@ nothing (lists set it too) and is not used.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from .addresses import is_amazon_host
 from .mime import Headers
 
 __all__ = ["is_amazon_bulk_mail"]
 
-_LIST_HEADERS = ("list-unsubscribe", "list-id", "list-post")
+_LIST_HEADERS: Final = ("list-unsubscribe", "list-id", "list-post")
 # Hosts in URIs (https://host/…, mailto:x@host) and in a List-Id's <list.host>.
-_HOST = re.compile(r"(?:https?://|mailto:[^@<>\s,]*@|<(?!https?:|mailto:))([a-z0-9.-]+)", re.IGNORECASE)
+_HOST: Final = re.compile(r"(?:https?://|mailto:[^@<>\s,]*@|<(?!https?:|mailto:))([a-z0-9.-]+)", re.IGNORECASE)
 
 
 def is_amazon_bulk_mail(headers: Headers) -> bool:

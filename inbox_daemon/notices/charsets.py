@@ -12,13 +12,14 @@ import re
 from functools import lru_cache
 
 import charset_normalizer
+from typing import Final
 
 from .encoding_labels import CODEC_OF_ENCODING, ENCODING_OF_LABEL, REPLACEMENT_CODECS
 from .jis import decode_euc_jp_ms, decode_iso2022_jp_ms
 
 __all__ = ["decode_bytes", "lookup"]
 
-_GBK_ERRORS = "inbox-daemon-gbk-euro"
+_GBK_ERRORS: Final = "inbox-daemon-gbk-euro"
 
 
 def _gbk_euro(exc: UnicodeError) -> tuple[str, int]:
@@ -38,8 +39,8 @@ def _decode_gbk(data: bytes) -> str:
 
 # Decoders that are functions of this package, not Python codecs (``jis``), by the name
 # ``encoding_labels.CODEC_OF_ENCODING`` gives them.
-_OWN_DECODERS = {"iso-2022-jp-ms": decode_iso2022_jp_ms, "euc-jp-ms": decode_euc_jp_ms, "gbk-ms": _decode_gbk}
-_SINGLE_BYTE_WESTERN = frozenset({"cp1252", "latin_1", "iso8859_15", "ascii"})
+_OWN_DECODERS: Final = {"iso-2022-jp-ms": decode_iso2022_jp_ms, "euc-jp-ms": decode_euc_jp_ms, "gbk-ms": _decode_gbk}
+_SINGLE_BYTE_WESTERN: Final = frozenset({"cp1252", "latin_1", "iso8859_15", "ascii"})
 
 
 @lru_cache(maxsize=512)
@@ -85,8 +86,8 @@ def _kana_share(text: str) -> float:
 
 # ISO-2022-JP is 7-bit: its escape sequences (RFC 1468; ESC ( I of CP50221) identify it
 # whatever the label says.
-_ISO2022JP_ESCAPES = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b(B", b"\x1b(I")
-_ISO2022JP = "iso-2022-jp-ms"
+_ISO2022JP_ESCAPES: Final = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b(B", b"\x1b(I")
+_ISO2022JP: Final = "iso-2022-jp-ms"
 
 
 def _strict(data: bytes, codec: str) -> str | None:
@@ -112,7 +113,7 @@ def _lenient(data: bytes, codec: str) -> str | None:
     return text if lost <= max(2, high // 20) else None
 
 
-_HIGH_BYTES = bytes(range(0x80, 0x100))
+_HIGH_BYTES: Final = bytes(range(0x80, 0x100))
 
 
 def _guess(data: bytes) -> tuple[str, str]:
@@ -147,18 +148,18 @@ def _guess(data: bytes) -> tuple[str, str]:
 # sample re-encoded without a declaration (tests/notices/test_charsets.py): it recovers GB18030
 # and EUC-JP text the kana heuristic below misses, but reads Western single-byte text worse
 # than the cp1252 fallback, so its other answers are not used.
-_EAST_ASIAN = frozenset({
+_EAST_ASIAN: Final = frozenset({
     "gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "euc_jp", "cp932", "shift_jis",
     "euc_jis_2004", "shift_jis_2004", "euc_kr", "cp949", "johab", "hz",
 })
 # A sniffed East Asian codec is read as the Windows superset a mail client would use (WHATWG).
-_SUPERSET = {"euc_jp": "euc-jp-ms", "shift_jis": "cp932", "gb2312": "gbk-ms", "gbk": "gbk-ms", "gb18030": "gbk-ms",
+_SUPERSET: Final = {"euc_jp": "euc-jp-ms", "shift_jis": "cp932", "gb2312": "gbk-ms", "gbk": "gbk-ms", "gb18030": "gbk-ms",
              "big5": "big5hkscs", "cp950": "big5hkscs", "euc_kr": "cp949"}
-_SNIFF_BYTES = 64 * 1024  # charset-normalizer reads samples of the bytes; more adds nothing
+_SNIFF_BYTES: Final = 64 * 1024  # charset-normalizer reads samples of the bytes; more adds nothing
 
 
-_HIGH_RUN = re.compile(rb"[\x80-\xff]{2,}")
-_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+_HIGH_RUN: Final = re.compile(rb"[\x80-\xff]{2,}")
+_HIGH_BYTE: Final = re.compile(rb"[\x80-\xff]")
 
 
 def _mostly_byte_runs(data: bytes) -> bool:

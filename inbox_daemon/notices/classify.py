@@ -11,6 +11,7 @@ the reason is ``malformed``. In doubt, never an opt-out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
 from .bulk import is_amazon_bulk_mail
@@ -29,11 +30,11 @@ from .unwrap import Candidate
 
 __all__ = ["MAX_BUYERS", "NOT_A_NOTICE", "UNKNOWN_REJECTION", "Verdict", "classify", "is_notice"]
 
-NOT_A_NOTICE = "not an Amazon notice"
-UNKNOWN_REJECTION = "rejection for a reason not recognised"
+NOT_A_NOTICE: Final = "not an Amazon notice"
+UNKNOWN_REJECTION: Final = "rejection for a reason not recognised"
 # A notice is about one message to one buyer (an address, an order, at most a few orders of that
 # buyer). A "notice" naming more is not one Amazon wrote, and must not block a crowd.
-MAX_BUYERS = 50
+MAX_BUYERS: Final = 50
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,16 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["Confirmation", "forwarding_confirmation", "REASON_PREFIX"]
 
-REASON_PREFIX = "forwarding confirmation"
-_GMAIL_SENDER = b"forwarding-noreply@google.com"
-_CODE = re.compile(r"\(#(\d{6,12})\)")
-_BODY_CODE = re.compile(r"(?<!\d)(\d{6,12})(?!\d)")
-_LINK = re.compile(r"https://mail(?:-settings)?\.google\.com/mail/(?:u/\d+/)?vf-[A-Za-z0-9%_\-.\[\]]+")
-_ADDRESS = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+REASON_PREFIX: Final = "forwarding confirmation"
+_GMAIL_SENDER: Final = b"forwarding-noreply@google.com"
+_CODE: Final = re.compile(r"\(#(\d{6,12})\)")
+_BODY_CODE: Final = re.compile(r"(?<!\d)(\d{6,12})(?!\d)")
+_LINK: Final = re.compile(r"https://mail(?:-settings)?\.google\.com/mail/(?:u/\d+/)?vf-[A-Za-z0-9%_\-.\[\]]+")
+_ADDRESS: Final = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,14 @@ Trust keys on it (who may add to the blocklist). Sources, most specific first:
 
 from __future__ import annotations
 
+from typing import Final
+
 from .addresses import first_address
 from .mime import Headers
 
 __all__ = ["identify"]
 
-_REDIRECT_HEADERS = (
+_REDIRECT_HEADERS: Final = (
     ("resent-from", "resent"),
     ("x-forwarded-for", "x-forwarded-for"),
     ("x-sieve-redirected-from", "sieve"),

@@ -20,20 +20,21 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Final
 
 from .addresses import is_amazon_host
 
 __all__ = ["HtmlText", "amazon_link", "html_to_text", "read_html"]
 
-_BLOCK = frozenset(
+_BLOCK: Final = frozenset(
     "br p div tr li ul ol table blockquote hr h1 h2 h3 h4 h5 h6 pre dt dd section article "
     "header footer center".split()
 )
-_CELL = frozenset({"td", "th"})
-_HIDDEN = frozenset({"script", "style", "head", "title", "template"})
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
-_BLANKS = re.compile(r"\n\s*\n\s*\n+")
-MAX_LINKS = 64  # Amazon link targets kept per part: a notice has a handful
+_CELL: Final = frozenset({"td", "th"})
+_HIDDEN: Final = frozenset({"script", "style", "head", "title", "template"})
+_SPACES: Final = re.compile(r"[ \t\r\f\v\u00a0]+")
+_BLANKS: Final = re.compile(r"\n\s*\n\s*\n+")
+MAX_LINKS: Final = 64  # Amazon link targets kept per part: a notice has a handful
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ import codecs
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Final
 
 __all__ = ["decode_euc_jp_ms", "decode_iso2022_jp_ms"]
 
-_ERRORS = "inbox-daemon-jis-via-cp932"
+_ERRORS: Final = "inbox-daemon-jis-via-cp932"
 
 
 @lru_cache(maxsize=2048)
@@ -56,10 +57,10 @@ def decode_euc_jp_ms(data: bytes) -> str:
 
 
 # 7-bit bytes of a double-byte set moved to 8 bits (their EUC form); others (CR, LF) stay.
-_HIGH = bytes(b | 0x80 if 0x21 <= b <= 0x7E else b for b in range(256))
+_HIGH: Final = bytes(b | 0x80 if 0x21 <= b <= 0x7E else b for b in range(256))
 # JIS X 0201 Roman: ASCII but for the yen sign and the overline (WHATWG ISO-2022-JP decoder).
-_ROMAN = {0x5C: "\u00a5", 0x7E: "\u203e"}
-_PAIR = re.compile(rb"[\xa1-\xfe]{2}")
+_ROMAN: Final = {0x5C: "\u00a5", 0x7E: "\u203e"}
+_PAIR: Final = re.compile(rb"[\xa1-\xfe]{2}")
 
 
 def _ascii(segment: bytes) -> str:
@@ -103,7 +104,7 @@ _SETS: dict[bytes, Callable[[bytes], str]] = {
     b"\x1b$(O": _euc("euc_jis_2004"), b"\x1b$(Q": _euc("euc_jis_2004"),
     b"\x1b$(P": _plane2("euc_jis_2004"), b"\x0e": _katakana,
 }
-_SWITCH = re.compile(b"(" + b"|".join(re.escape(k) for k in sorted(_SETS, key=len, reverse=True))
+_SWITCH: Final = re.compile(b"(" + b"|".join(re.escape(k) for k in sorted(_SETS, key=len, reverse=True))
                      + rb"|\x0f)")
 
 

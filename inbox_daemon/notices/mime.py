@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 from email.policy import compat32
-from typing import cast
+from typing import Final, cast
 from urllib.parse import unquote
 
 from .charsets import decode_bytes
@@ -32,27 +32,27 @@ from .mimesplit import split
 __all__ = ["MAX_BYTES", "MAX_PARTS", "MAX_LEVELS", "MAX_NESTING", "Headers", "Body", "MailNode",
            "has_alternatives", "read_message", "read_unread_html"]
 
-MAX_BYTES = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay well below
-MAX_PARTS = 500  # MIME parts visited per message, all levels together
+MAX_BYTES: Final = 8 * 1024 * 1024  # a notice is ~4 KB; forwards with screenshots stay well below
+MAX_PARTS: Final = 500  # MIME parts visited per message, all levels together
 # Forwarding levels: messages attached inside messages. Each forward-as-attachment adds one,
 # however many multipart containers the client wraps around it (a helpdesk escalation nests a
 # notice 20 forwards deep, tests/data/notices/structure/helpdesk_escalation_20_attachment_forwards.eml).
-MAX_LEVELS = 32
+MAX_LEVELS: Final = 32
 # Multipart containers nested inside one message: mixed > related > alternative is 3 in real
 # mail; the bound keeps the walk's recursion shallow (MAX_LEVELS * MAX_NESTING frames at most).
-MAX_NESTING = 12
-MAX_TEXT = 256 * 1024  # characters of text kept per part: notices put the reason up front
+MAX_NESTING: Final = 12
+MAX_TEXT: Final = 256 * 1024  # characters of text kept per part: notices put the reason up front
 
 # RFC 2045 section 6.7 rule 3: trailing blanks on a quoted-printable line were added in transport
 # and must go before decoding, or "=  " stops being a soft break
 # (replies_mime_oddities_bulk_mail/qp_softbreak_after_amazon_dot_trailing_blanks.eml).
 # Only at the start of a run, and possessive: a long run of blanks mid-line is scanned once,
 # not once per blank (200,000 spaces in a QP line hung the parser).
-_QP_TRAILING_BLANKS = re.compile(r"(?<![ \t])[ \t]++(?=\r?$)", re.MULTILINE)
+_QP_TRAILING_BLANKS: Final = re.compile(r"(?<![ \t])[ \t]++(?=\r?$)", re.MULTILINE)
 # Where such a blank can stand: before a line end, or at the very end. Looked for first, in C-level
 # substring scans: the regex above tries its lookbehind at every position of the text.
-_BLANK_AT_LINE_END = (" \n", "\t\n", " \r\n", "\t\r\n")
-_BLANK_AT_END = (" ", "\t", " \r", "\t\r")
+_BLANK_AT_LINE_END: Final = (" \n", "\t\n", " \r\n", "\t\r\n")
+_BLANK_AT_END: Final = (" ", "\t", " \r", "\t\r")
 
 
 def _has_trailing_blanks(text: str) -> bool:
@@ -60,7 +60,7 @@ def _has_trailing_blanks(text: str) -> bool:
     return text.endswith(_BLANK_AT_END) or any(blank in text for blank in _BLANK_AT_LINE_END)
 
 # Defects that keep the text readable: a missing closing boundary (corpus s15) is harmless.
-_HARMLESS = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
+_HARMLESS: Final = (errors.CloseBoundaryNotFoundDefect, errors.MissingHeaderBodySeparatorDefect)
 
 
 class Headers:
@@ -106,7 +106,7 @@ class Headers:
 # A header value is read up to this many characters: the stdlib's RFC 2047 decoder is
 # quadratic in the number of encoded words (200,000 words took 29 s), and no From, Subject or
 # Date we read needs more (RFC 5322 2.1.1 lines are 998 characters; a few folds of them).
-MAX_HEADER_CHARS = 16 * 1024
+MAX_HEADER_CHARS: Final = 16 * 1024
 
 
 def _decode_header(value: str) -> str:
@@ -164,7 +164,7 @@ class _Budget:
 
 
 # A Content-Type or Content-Disposition field (with its folds) in any part, anywhere.
-_PARAM_FIELD = re.compile(rb"^content-(?:type|disposition)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+_PARAM_FIELD: Final = re.compile(rb"^content-(?:type|disposition)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
                           re.IGNORECASE | re.MULTILINE)
 
 
@@ -354,10 +354,10 @@ def has_alternatives(node: MailNode) -> bool:
 
 
 # Link targets in markup; possessive, so a run of blanks after "href" is scanned once.
-_HREF = re.compile(r"""href\s*+=\s*+["']?+\s*+((?:mailto|https?):[^"'\s<>]++)""", re.IGNORECASE)
+_HREF: Final = re.compile(r"""href\s*+=\s*+["']?+\s*+((?:mailto|https?):[^"'\s<>]++)""", re.IGNORECASE)
 # A plain view shorter than this, or than an eighth of the markup, may be a stub ("view this
 # message in HTML"), not the same content.
-_STUB_PLAIN = 200
+_STUB_PLAIN: Final = 200
 
 
 def _html_adds_to(plain: str | None, markup: str) -> bool:

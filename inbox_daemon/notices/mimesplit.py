@@ -19,7 +19,7 @@ import re
 from email.header import Header
 from email.message import Message
 from operator import itemgetter
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 from itertools import pairwise
 from email.policy import compat32
 
@@ -30,22 +30,22 @@ __all__ = ["MISSING", "Part", "boundary_of", "header_fields", "param", "split"]
 # typeshed's default ``Message`` says.
 Part: TypeAlias = "Message[str | Header, str]"
 
-MAX_SPLIT_PARTS = 1000  # beyond this, FeedParser (and the walk's own bounds) take over
-MAX_SPLIT_DEPTH = 40
+MAX_SPLIT_PARTS: Final = 1000  # beyond this, FeedParser (and the walk's own bounds) take over
+MAX_SPLIT_DEPTH: Final = 40
 
 # A header field: a name of printable ASCII but ":" (RFC 5322 section 2.2), ":", the value and
 # its folds (lines starting with a blank).
 # Possessive: a line is a field or a fold one way only, so a block that fails fails in one pass.
-_FIELD = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
-_BLOCK = re.compile(f"(?:{_FIELD}\n)++")  # the header block ends with its last line's break
+_FIELD: Final = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
+_BLOCK: Final = re.compile(f"(?:{_FIELD}\n)++")  # the header block ends with its last line's break
 # The value stops short of its last line's CR (``split`` leaves no CR outside a CRLF), as
 # ``header_source_parse`` strips it, so the fields come out of one C-level pass.
-_FIELDS = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.MULTILINE)
+_FIELDS: Final = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.MULTILINE)
 # The blank line that ends a header block (RFC 5322 section 2.1), LF or CRLF, whichever comes first.
-_BLANK_LINE = re.compile(r"\n\r?\n")
+_BLANK_LINE: Final = re.compile(r"\n\r?\n")
 # Characters FeedParser breaks lines at (it splits with str.splitlines) besides CR and LF.
-_ODD_BREAKS = "\x0b\x0c\x1c\x1d\x1e"
-_ENCODINGS_OF_MULTIPART = frozenset({"", "7bit", "8bit", "binary"})
+_ODD_BREAKS: Final = "\x0b\x0c\x1c\x1d\x1e"
+_ENCODINGS_OF_MULTIPART: Final = frozenset({"", "7bit", "8bit", "binary"})
 
 
 class _Message(Message):
@@ -100,7 +100,7 @@ class _Message(Message):
 
 # The key ``_Message`` keeps its content type under, beside the fields it fetched: no field
 # name holds a NUL.
-_CONTENT_TYPE = "\0content-type"
+_CONTENT_TYPE: Final = "\0content-type"
 
 
 class _Irregular(Exception):
@@ -189,7 +189,7 @@ def _drop_last_break(part: Part) -> None:
 
 # A quoted parameter value holding ";" or an escape, or an RFC 2231 parameter: compat32's own
 # parameter parser reads those.
-_HARD_PARAMS = re.compile(r'"[^"]*;|\\|\*')
+_HARD_PARAMS: Final = re.compile(r'"[^"]*;|\\|\*')
 
 
 def param(part: Part, name: str, default: str) -> str | tuple[str, str, str]:
@@ -223,7 +223,7 @@ def boundary_of(part: Part) -> str | None:
     return found.rstrip()
 
 
-MISSING = "\0missing"  # a default no header value can be (str identity tells it apart)
+MISSING: Final = "\0missing"  # a default no header value can be (str identity tells it apart)
 
 
 def _boundary_lines(boundary: str) -> re.Pattern[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from .classify import NOT_A_NOTICE, Verdict, classify, is_notice
 from .forwarder import identify
@@ -13,7 +14,7 @@ from .unwrap import Candidate, View, candidates
 __all__ = ["MAX_BUYERS_PER_MESSAGE", "parse_notice", "merge_buyers"]
 
 # A digest or a forwarded conversation holds a few notices; each names one buyer.
-MAX_BUYERS_PER_MESSAGE = 200
+MAX_BUYERS_PER_MESSAGE: Final = 200
 
 
 def parse_notice(raw: bytes) -> ParseResult:
@@ -72,7 +73,7 @@ def _read(root: MailNode) -> list[tuple[Candidate, Verdict]]:
 
 # What a candidate that is not a notice contributes when the mail holds a notice: nothing (the
 # result is drawn from the notices alone, see ``_parse`` and ``_verdict_without_opt_out``).
-_UNREAD = Verdict(Kind.NOT_OPT_OUT, "not read: the message holds an Amazon notice")
+_UNREAD: Final = Verdict(Kind.NOT_OPT_OUT, "not read: the message holds an Amazon notice")
 
 
 def _classified(found: list[Candidate]) -> list[tuple[Candidate, Verdict]]:

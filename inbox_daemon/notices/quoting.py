@@ -20,15 +20,16 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Final
 
 from .languages import is_attribution, label_kind
 
 __all__ = ["Block", "split_forwards"]
 
-_QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
+_QUOTE_PREFIX: Final = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 # An attribution wrapped onto a second line by the client (Gmail wraps at 78 characters):
 # "On Mon, May 6, 2024 at 10:00 AM Amazon.com <auto-communication@amazon.com>" / "wrote:".
-_WRAPPED_TAIL = 40
+_WRAPPED_TAIL: Final = 40
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from an address missing here would be missed, not mistaken: adding a row needs a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .addresses import sender_kind
 
@@ -50,7 +51,7 @@ OTHER_AMAZON_SENDERS: dict[str, str] = {
     "seller-support": "Seller Support case updates (false_opt_outs/case_update_quotes_notice.eml)",
 }
 
-_LOCAL_PARTS = frozenset(s.local_part for s in NOTICE_SENDERS)
+_LOCAL_PARTS: Final = frozenset(s.local_part for s in NOTICE_SENDERS)
 
 
 def is_notice_sender(address: str | None) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from .addresses import first_address, sender_kind
 from .mime import Body, Headers, MailNode
@@ -26,8 +26,8 @@ __all__ = ["Candidate", "View", "candidates"]
 # Lists that rewrite From for DMARC name the author in a header of their own. Google Groups:
 # From "'Amazon.com' via Opt-out desk" <group@…> plus X-Original-Sender
 # (wrappings_marketplaces_lookalikes/google_groups_dmarc_rewrite.eml). Only a rewritten From is replaced.
-_VIA_LIST_FROM = re.compile(r"""^\s*"?'[^']*' via """)
-_LIST_AUTHOR_HEADERS = ("x-original-sender",)
+_VIA_LIST_FROM: Final = re.compile(r"""^\s*"?'[^']*' via """)
+_LIST_AUTHOR_HEADERS: Final = ("x-original-sender",)
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inbox_daemon.notices.languages import matcher
 from inbox_daemon.notices.languages import (
     LANGUAGES,
     OPT_OUT,
@@ -116,3 +117,29 @@ def test_one_space_is_the_whitespace_regex(text: str) -> None:
     from inbox_daemon.notices.languages import _SPACE, _one_space
 
     assert _one_space(text) == _SPACE.sub(" ", text)
+
+
+# Pieces that meet the tokenizer's edges: word characters, "_", stops, blanks of every kind, an
+# apostrophe (elision), accents and CJK (the regex path), digits, other punctuation.
+_TOKEN_PIECES = ["a", "Zz", "7", "_", " ", "  ", ".", "!", "?", ";", "\n", "\t", "\r", "\x0b", "\x1c", ",", "-",
+                 "...", ". ", ".\n", "'", "é", "。", "購", "\x00", "e.g.", "amazon.com"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_TOKEN_PIECES), max_size=14).map("".join))
+def test_split_words_and_positions_are_the_token_regex(text: str) -> None:
+    """``split_words`` and ``Positions`` (str methods, for speed) against ``_TOKEN``'s matches:
+    the same words, each starting and ending where its match does."""
+    pattern = matcher._TOKEN if "'" in text else matcher._TOKEN_NO_ELISION
+    matches = list(pattern.finditer(text))
+    words = matcher.split_words(text)
+    assert words == [m.group() for m in matches]
+    positions = matcher.Positions(text, words)
+    for index in reversed(range(len(words))):  # asked out of order too: the scan is cached
+        assert (positions.start(index), positions.end(index)) == matches[index].span()
+
+
+@pytest.mark.parametrize("text", ["Ends here.", "Ends here.\n", "Ends here.\n\n", "x.. y", "?! z", "U.S. ok", "a .\tb",
+                                  "no stop", "a.b. c", ". lone", "end?\n"])
+def test_split_words_at_the_edges_of_a_stop(text: str) -> None:
+    assert matcher.split_words(text) == matcher._TOKEN_NO_ELISION.findall(text)

@@ -15,6 +15,7 @@ import importlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = [
     "LookAlike",
@@ -50,7 +51,7 @@ class LookAlike(str, enum.Enum):
 
 
 # Marker returned by first_reason() when the opt-out reason sentence matched.
-OPT_OUT = "opt_out"
+OPT_OUT: Final = "opt_out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ class Language:
     causes: tuple[str, ...] = ()
 
 
-_MODULES = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
+_MODULES: Final = ("en", "fr", "de", "it", "es", "ja", "pt", "nl", "sv", "pl", "tr", "ar", "zh")
 
 
 def _load() -> tuple[Language, ...]:
@@ -99,15 +100,15 @@ def _load() -> tuple[Language, ...]:
 
 LANGUAGES: tuple[Language, ...] = _load()
 
-_CJK = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
+_CJK: Final = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
 # The space first: a literal lets the regex engine skip to candidates (a leading lookbehind
 # was tried at every position).
-_CJK_GAP = re.compile(f" (?<=[{_CJK}] )(?=[{_CJK}])")
-_SPACE = re.compile(r"\s+")
+_CJK_GAP: Final = re.compile(f" (?<=[{_CJK}] )(?=[{_CJK}])")
+_SPACE: Final = re.compile(r"\s+")
 # Typographic variants of the same words: curly quotes; hyphens NFKC leaves alone (U+2011
 # NON-BREAKING HYPHEN becomes U+2010, not "-": replies_mime_oddities_bulk_mail/sg_html_nonbreaking_hyphen_soft_hyphen_zwsp.eml);
 # and invisible characters that split a word (soft hyphen, zero-width space/joiners, BOM).
-_TYPOGRAPHY = {
+_TYPOGRAPHY: Final = {
     "\u2019": "'", "\u2018": "'", "\u00a0": " ", "\u201c": '"', "\u201d": '"',
     "\u2010": "-", "\u2011": "-", "\u2012": "-",
     "\u201e": '"', "\u201f": '"', "\u00ab": '"', "\u00bb": '"', "\u300c": '"', "\u300d": '"',
@@ -117,7 +118,7 @@ _TYPOGRAPHY = {
 # Any character of that table. str.translate looks every character of the text up in a table
 # (18 us for a 400-character German notice with one pair of quotes); a regex finds in one C-level
 # scan which ones the text holds, and each is replaced in a C-level pass of its own.
-_TYPOGRAPHIC = re.compile("[" + "".join(map(re.escape, sorted(_TYPOGRAPHY))) + "]")
+_TYPOGRAPHIC: Final = re.compile("[" + "".join(map(re.escape, sorted(_TYPOGRAPHY))) + "]")
 
 
 def normalise(text: str) -> str:
@@ -144,7 +145,7 @@ def _one_space(text: str) -> str:
     return joined + " " if text[-1].isspace() else joined
 
 
-_SUBJECTS = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)
+_SUBJECTS: Final = tuple(normalise(s) for lang in LANGUAGES for s in lang.subjects)
 
 
 def is_notice_subject(subject: str) -> bool:
@@ -162,8 +163,8 @@ def _label_table() -> dict[str, str]:
     return table
 
 
-_LABELS = _label_table()
-_LABEL_RE = re.compile(
+_LABELS: Final = _label_table()
+_LABEL_RE: Final = re.compile(
     r"^[\s>*]*(" + "|".join(sorted(map(re.escape, _LABELS), key=len, reverse=True)) + r")"
     r"\s*\*?\s*[:：]\s*\*?[ \t]*(.*)$",
     re.IGNORECASE,
@@ -181,11 +182,11 @@ def label_kind(line: str) -> tuple[str, str] | None:
 
 # Any language: "<date> <name> <address>:" with nothing after the address, as Gmail writes it
 # where its language has no verb there (Japanese: "2024年5月6日(月) 10:00 Amazon.co.jp <…>:").
-_ADDRESS_ATTRIBUTION = r"\d.*<[^<>\s]+@[^<>\s]+>\s*[:：]$"
-_ATTRIBUTION = re.compile(
+_ADDRESS_ATTRIBUTION: Final = r"\d.*<[^<>\s]+@[^<>\s]+>\s*[:：]$"
+_ATTRIBUTION: Final = re.compile(
     "|".join([p for lang in LANGUAGES for p in lang.attribution] + [_ADDRESS_ATTRIBUTION])
 )
-MAX_ATTRIBUTION = 400  # characters: a date, a name and an address, with room to spare
+MAX_ATTRIBUTION: Final = 400  # characters: a date, a name and an address, with room to spare
 
 
 def is_attribution(line: str) -> bool:
@@ -201,11 +202,11 @@ def _causes() -> re.Pattern[str]:
     return re.compile(latin + "|" + "|".join(map(re.escape, cjk)))
 
 
-_CJK_START = "\u2e80"
-_CAUSES = _causes()
+_CJK_START: Final = "\u2e80"
+_CAUSES: Final = _causes()
 # Sentence ends: Latin stops before blanks, CJK stops anywhere, and blank lines (a greeting).
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n[ \t]*\n")
-MAX_CAUSE = 300  # characters of the sentence kept in a reason
+_SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n[ \t]*\n")
+MAX_CAUSE: Final = 300  # characters of the sentence kept in a reason
 
 
 def cause_sentence(text: str) -> str | None:
@@ -222,10 +223,10 @@ def cause_sentence(text: str) -> str | None:
 
 # Addresses and long numbers (orders, phone numbers) in a quoted sentence: the reason is stored
 # and shown to operators, and names no buyer.
-_REDACT = re.compile(r"[^\s<>()\[\]]+@[^\s<>()\[\]]+|\d[\d-]{5,}\d")
+_REDACT: Final = re.compile(r"[^\s<>()\[\]]+@[^\s<>()\[\]]+|\d[\d-]{5,}\d")
 
 
-MAX_TEXT_FOR_CAUSE = 8 * 1024  # Amazon states the cause up front
+MAX_TEXT_FOR_CAUSE: Final = 8 * 1024  # Amazon states the cause up front
 
 
 def first_reason(normalised: str) -> tuple[str | LookAlike, int] | None:

@@ -5,9 +5,11 @@ Before this table an Arabic-only notice was "not a delivery notice": a missed op
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="ar",
     opt_out=(
         r"المشتري (?:قد )?(?:اختار|قرر|فضل) عدم (?:تلقي|استلام) (?:ال)?رسائل (?:ال)?غير (?:المرغوب|مرغوب|المطلوبة|مطلوبة)",

@@ -5,9 +5,11 @@ forward labels ("Anfang der weitergeleiteten E-Mail:", "Von:", "Betreff:") are i
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="de",
     opt_out=(
         r"käufer (?:hat )?den (?:erhalt|empfang) unerwünschter nachrichten (?:von verkäufern )?deaktiviert",

@@ -8,9 +8,11 @@ Central help pages; it is deliberately a little loose because these only ever *r
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="en",
     opt_out=(
         r"buyer has (?:chosen|elected|decided|opted) to opt[- ]?out of receiving (?:unsolicited|proactive)",

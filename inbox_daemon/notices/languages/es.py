@@ -4,9 +4,11 @@ comprador ha elegido no recibir mensajes no solicitados de los vendedores."
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="es",
     opt_out=(
         r"comprador ha (?:elegido|decidido|optado por|seleccionado) no recibir mensajes no solicitados",

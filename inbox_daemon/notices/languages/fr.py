@@ -7,9 +7,11 @@ Look-alike wording is a translation of the English table (RECONSTRUCTED).
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="fr",
     opt_out=(
         r"acheteur a choisi de ne (?:pas|plus) recevoir (?:de |des )?messages non sollicit",

@@ -4,9 +4,11 @@ scelto di non ricevere messaggi non richiesti dai venditori."
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="it",
     opt_out=(r"acquirente ha (?:scelto|deciso) di non ricevere messaggi non (?:richiesti|sollecitati)",),
     look_alikes={

@@ -6,9 +6,11 @@ characters, so a sentence wrapped across lines still matches.
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="ja",
     opt_out=(
         r"購入者が出品者からの未承諾広告メールを受信しない(?:よう)?に?設定",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="pl",
     opt_out=(
         r"kupujący (?:zdecydował|postanowił|wybrał)\w*,? (?:że )?nie (?:chce )?otrzymywać niezamówionych wiadomości",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="pt",
     opt_out=(r"comprador (?:optou|escolheu|decidiu) (?:por )?não receber mensagens não solicitadas",),
     look_alikes={

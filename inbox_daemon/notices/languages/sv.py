@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="sv",
     opt_out=(r"köparen har valt att inte ta emot (?:oönskade|oombedda|oanmodade) meddelanden",),
     look_alikes={

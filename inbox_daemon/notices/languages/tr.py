@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="tr",
     opt_out=(r"alıcı,? satıcılardan (?:gelen )?istenmeyen mesajları almamayı (?:seçti|tercih etti)",),
     look_alikes={

@@ -6,9 +6,11 @@ Forward labels are those of Foxmail/QQ Mail and Chinese Outlook.
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Language, LookAlike
 
-LANGUAGE = Language(
+LANGUAGE: Final = Language(
     code="zh",
     opt_out=(
         r"买家已?选择不(?:接收|接受)(?:来自)?卖家的?(?:未经请求|未经许可|主动发送)的?(?:消息|邮件|信息)",
