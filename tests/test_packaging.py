@@ -20,19 +20,27 @@ from packaging.requirements import Requirement
 
 from inbox_daemon.store import migrate
 from tests.support import parsed
-from tests.support.installed import EXAMPLE_KEYS, REPO, Dists, build, make_venv, smoke, unpack
+from tests.support.installed import EXAMPLE_KEYS, REPO, Dists, build, built, make_venv, smoke, unpack
 
 pytestmark = pytest.mark.timeout(600)  # a cold pip cache downloads every dependency
 
 
 @pytest.fixture(scope="session")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """Built from this checkout: by .ci/run's wheel smoke just before (``built``), else here."""
+    kept = built("dist")
+    if kept is not None:
+        return Dists(next(kept.glob("*.tar.gz")), next(kept.glob("*.whl")))
     return build(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="session")
 def wheel_python(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a fresh venv, outside the checkout, with only the wheel installed."""
+    """The python of a fresh venv, outside the checkout, with only the wheel installed (the
+    smoke's, under .ci/run)."""
+    kept = built("python")
+    if kept is not None and built("dist") is not None:
+        return kept
     return make_venv(tmp_path_factory.mktemp("wheel") / "venv", str(dists.wheel))
 
 

@@ -7,6 +7,7 @@ and the test suite check the same thing.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -77,10 +78,28 @@ def smoke(exe: str, work: Path) -> str:
         daemon.ensure_stopped()
 
 
+# Where .ci/run keeps what main() built (the dists and the venv holding the wheel), so that
+# tests/test_packaging.py, run next from the same checkout, tries those instead of building
+# again. Not an INBOX_DAEMON_ name: the daemon refuses settings it does not know.
+BUILT_ENV = "CI_WHEEL_BUILT"
+
+
+def built(kind: str) -> Path | None:
+    """What main() left under ``$CI_WHEEL_BUILT``: "dist" (the folder of the sdist and
+    wheel) or "python" (the venv's python); None where it is not set or holds nothing."""
+    root = os.environ.get(BUILT_ENV)
+    if not root:
+        return None
+    found = Path(root) / ("dist" if kind == "dist" else "venv/bin/python")
+    return found if found.exists() else None
+
+
 def main() -> int:
-    """What .ci/run calls: build, install the wheel in a temp venv, run the smoke there."""
+    """What .ci/run calls: build, install the wheel in a venv outside the checkout, run the
+    smoke there; kept under ``$CI_WHEEL_BUILT`` where that is set, else in a temp dir."""
+    keep = os.environ.get(BUILT_ENV)
     with tempfile.TemporaryDirectory(prefix="inbox-daemon-wheel-") as tmp:
-        work = Path(tmp)
+        work = Path(keep or tmp)
         dists = build(work / "dist")
         print(f"built {dists.sdist.name} and {dists.wheel.name}", flush=True)
         python = make_venv(work / "venv", str(dists.wheel))
