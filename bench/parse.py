@@ -27,8 +27,8 @@ from collections.abc import Callable
 from email.policy import compat32
 from pathlib import Path
 
+from inbox_daemon import notices
 from inbox_daemon.notices import parse_notice
-from inbox_daemon.notices import parser as notices_parser
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "notices"
 FORWARD = SAMPLES / "fwd_gmail_4k.eml"
@@ -108,14 +108,14 @@ def _print_rates(messages: list[bytes]) -> None:
 def parser_build() -> str:
     """How the measured parser was built: setup.py compiles it with mypyc for a wheel or
     ``pip install .``, never for an editable install."""
-    if str(notices_parser.__file__).endswith(".py"):
+    if not notices.compiled():
         return "pure Python (an editable install; a built wheel compiles it with mypyc)"
     return "compiled by mypyc (as a built wheel installs it)"
 
 
 def main() -> int:
     corpus_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else SAMPLES
-    print(f"parser: {parser_build()}, from {Path(str(notices_parser.__file__)).parent}")
+    print(f"parser: {parser_build()}, from {Path(str(notices.__file__)).parent}")
     forward = FORWARD.read_bytes()
     print(f"forwarded notice: {FORWARD.name}, {len(forward)} bytes")
     _print_rates([forward])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from . import parser as _parser
 from .addresses import normalise_relay_address
 from .parser import parse_notice
 from .report import format_result_line, result_to_json, run_parse_cli
@@ -24,6 +25,7 @@ __all__ = [
     "Buyer",
     "Kind",
     "ParseResult",
+    "compiled",
     "format_result_line",
     "normalise_relay_address",
     "parse_notice",
@@ -33,3 +35,10 @@ __all__ = [
 
 # Bump when a change alters any result for the same input (stored results can be re-derived).
 PARSER_VERSION: Final = "2.1"
+
+
+def compiled() -> bool:
+    """Whether this parser is the build setup.py compiles with mypyc (a wheel, ``pip install .``)
+    rather than the pure Python an editable install runs: the bench and the tests that compare
+    the two say which they have."""
+    return not str(_parser.__file__).endswith(".py")

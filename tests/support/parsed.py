@@ -15,8 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from inbox_daemon.notices import parse_notice
-from inbox_daemon.notices import parser as parser_module
+from inbox_daemon.notices import compiled, parse_notice
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data"
 COPIES = 20  # damaged copies per sample
@@ -56,7 +55,7 @@ def results(copies: int = COPIES) -> Iterator[str]:
 
 def build() -> str:
     """"compiled" where mypyc built the parser (an extension module), else "pure"."""
-    return "pure" if str(parser_module.__file__).endswith(".py") else "compiled"
+    return "compiled" if compiled() else "pure"
 
 
 if __name__ == "__main__":

@@ -40,10 +40,13 @@ LOOK_ALIKE_RULES: tuple[tuple[LookAlike, frozenset[str]], ...] = (
 )
 _RULES: Final = (OPT_OUT_RULE, *(rule for _, rule in LOOK_ALIKE_RULES))
 _IF, _MAY, _NOT = "_if", "_may", "_not"
-_TOKEN: Final = re.compile(r"\w+(?:'\w+)*|[.!?;](?= |$)|[。！？；]")
+# Sentence ends: an ASCII stop before a blank or at the end of the text, a CJK stop anywhere.
+_ASCII_ENDS: Final = ".!?;"
+_CJK_ENDS: Final = "。！？；"
+_TOKEN: Final = re.compile(rf"\w+(?:'\w+)*|[{_ASCII_ENDS}](?= |$)|[{_CJK_ENDS}]")
 # The same words in a text without an apostrophe: no group repeated after each word to try.
-_TOKEN_NO_ELISION: Final = re.compile(r"\w+|[.!?;](?= |$)|[。！？；]")
-_ENDS: Final = frozenset(".!?;。！？；")
+_TOKEN_NO_ELISION: Final = re.compile(rf"\w+|[{_ASCII_ENDS}](?= |$)|[{_CJK_ENDS}]")
+_ENDS: Final = frozenset(_ASCII_ENDS + _CJK_ENDS)
 _CJK_START: Final = "\u2e80"
 _IF_REACH: Final = 4  # words before the buyer where a condition opens
 _MAY_REACH: Final = 3  # words after the buyer where a modal stands
@@ -106,7 +109,6 @@ class _Quotes:
 
 # ASCII characters that are not word characters (``\\w``: letters, digits, "_"), as blanks.
 _NOT_WORD_ASCII: Final = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
-_ASCII_ENDS: Final = ".!?;"
 
 
 def split_words(text: str) -> list[str]:
