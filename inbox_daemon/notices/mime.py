@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from .charsets import decode_bytes
 from .htmltext import amazon_link, read_html
 from .mimesplit import MISSING as _MISSING
-from .mimesplit import Part
+from .mimesplit import Part, decoded_payload
 from .mimesplit import param as _param
 from .mimesplit import split
 
@@ -384,7 +384,7 @@ def _is_eml_attachment(part: Part) -> bool:
 def _text(part: Part, node: MailNode) -> str:
     """Decoded text of a text/* part, cut to MAX_TEXT."""
     before = len(part.defects)
-    data = part.get_payload(decode=True)
+    data = decoded_payload(part)
     if not isinstance(data, bytes):
         data = b""
     if len(part.defects) > before:

@@ -16,6 +16,7 @@ tests/notices/test_mimesplit.py holds every sample's tree against FeedParser's.
 from __future__ import annotations
 
 import re
+from binascii import a2b_qp
 from email.header import Header
 from email.message import Message
 from operator import itemgetter
@@ -23,7 +24,7 @@ from typing import Any, Final, TypeAlias
 from itertools import pairwise
 from email.policy import compat32
 
-__all__ = ["MISSING", "Part", "boundary_of", "header_fields", "param", "split"]
+__all__ = ["MISSING", "Part", "boundary_of", "decoded_payload", "header_fields", "param", "split"]
 
 # A part as compat32 holds it. Its fields read back as ``str``, or as ``email.header.Header``
 # when a value holds bytes that are not ASCII (``Compat32.header_fetch_parse``), whatever
@@ -75,10 +76,17 @@ class _Message(Message):
             value = fetched[name]
         else:
             found = self._index.get(name.lower())
-            # compat32 returns an ``email.header.Header`` for a value holding undecodable bytes,
-            # though typeshed says ``str``: read through ``Any`` so compiled code takes either.
-            policy: Any = self.policy
-            value = fetched[name] = None if found is None else policy.header_fetch_parse(*found)
+            if found is None:
+                value = None
+            elif isinstance(found[1], str) and found[1].isascii():
+                value = found[1]  # as ``Compat32.header_fetch_parse`` returns a value without bytes
+            else:
+                # compat32 returns an ``email.header.Header`` for a value holding undecodable
+                # bytes, though typeshed says ``str``: read through ``Any`` so compiled code
+                # takes either.
+                policy: Any = self.policy
+                value = policy.header_fetch_parse(*found)
+            fetched[name] = value
         return failobj if value is None else value
 
     def get_content_type(self) -> str:
@@ -88,10 +96,16 @@ class _Message(Message):
         known = fetched.get(_CONTENT_TYPE)
         if known is not None:
             return str(known)
-        if self.get("content-type") is None:  # the default type, which a caller may set
+        value = self.get("content-type")
+        if value is None:  # the default type, which a caller may set
             return super().get_content_type()
-        found = fetched[_CONTENT_TYPE] = super().get_content_type()
-        return str(found)
+        # As ``Message.get_content_type``: the value up to ";", stripped, lower case, and
+        # text/plain when it is not one "type/subtype" (RFC 2045 section 5.2).
+        found = str(value).partition(";")[0].strip().lower()
+        if found.count("/") != 1:
+            found = "text/plain"
+        fetched[_CONTENT_TYPE] = found
+        return found
 
     def replace_header(self, name: str, value: Any) -> None:
         self._indexed = None
@@ -223,14 +237,50 @@ def boundary_of(part: Part) -> str | None:
     return found.rstrip()
 
 
+def decoded_payload(part: Part) -> object:
+    """``part.get_payload(decode=True)`` without its cost on a part that is not base64 or
+    uuencoded: the text as bytes (the surrogates of undecodable bytes made bytes again), and
+    quoted-printable decoded as ``quopri.decodestring`` does."""
+    payload = part._payload  # type: ignore[attr-defined]
+    if isinstance(payload, str):
+        cte = str(part.get("content-transfer-encoding", "")).lower()
+        if cte in _DECODED_AS_IS or cte == "quoted-printable":
+            try:
+                data = payload.encode("ascii", "surrogateescape")
+            except UnicodeEncodeError:  # text that was never bytes: compat32's own way
+                return part.get_payload(decode=True)
+            return a2b_qp(data) if cte == "quoted-printable" else data
+    return part.get_payload(decode=True)
+
+
+# Transfer encodings compat32 hands back as they are (any but these and base64, uuencode).
+_DECODED_AS_IS: Final = frozenset({"", "7bit", "8bit", "binary"})
+
 MISSING: Final = "\0missing"  # a default no header value can be (str identity tells it apart)
 
 
-def _boundary_lines(boundary: str) -> re.Pattern[str]:
-    # FeedParser's boundary line: "--" boundary, "--" when it closes, blanks, the line end. Not
-    # anchored with "^" (which leaves the regex engine no literal to skip ahead to): callers
-    # keep the matches that start a line.
-    return re.compile("--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r?\n|\Z)")
+def _boundary_lines(body: str, boundary: str) -> list[tuple[int, int, bool]]:
+    """(start, end, closing) of each of FeedParser's boundary lines in ``body``: at a line start,
+    "--" boundary, "--" when it closes, blanks, the line end (RFC 2046 section 5.1.1). Found by
+    substring search: a regex per boundary is compiled once per part (each mail has its own)."""
+    marker, size = "--" + boundary, len(body)
+    lines: list[tuple[int, int, bool]] = []
+    at = body.find(marker)
+    while at >= 0:
+        end = at + len(marker)
+        closing = body.startswith("--", end)
+        end += 2 * closing
+        while end < size and body[end] in " \t":
+            end += 1
+        if body.startswith("\n", end) or body.startswith("\r\n", end):
+            end = body.index("\n", end) + 1
+        elif end < size:  # no line end after the boundary: a line of text
+            at = body.find(marker, at + 1)
+            continue
+        if at == 0 or body[at - 1] == "\n":
+            lines.append((at, end, closing))
+        at = body.find(marker, end)
+    return lines
 
 
 def _parts(msg: Part, ctype: str, body: str, depth: int, count: list[int]) -> list[Part]:
@@ -240,14 +290,14 @@ def _parts(msg: Part, ctype: str, body: str, depth: int, count: list[int]) -> li
     raw_type = str(msg.get("content-type", ""))
     if ctype == "multipart/digest" or cte not in _ENCODINGS_OF_MULTIPART or not boundary or "*" in raw_type:
         raise _Irregular
-    found = [m for m in _boundary_lines(boundary).finditer(body) if not m.start() or body[m.start() - 1] == "\n"]
-    if not found or found[-1].group(1) is None:
+    found = _boundary_lines(body, boundary)
+    if not found or not found[-1][2]:
         raise _Irregular  # no start or no closing boundary: FeedParser's defects apply
     parts: list[Part] = []
-    for before, after in pairwise(found):
-        if before.group(1) is not None:
+    for (_, start, closing), (end, _, _) in pairwise(found):
+        if closing:
             raise _Irregular  # a part after the closing boundary
-        chunk = body[before.end():after.start()]
+        chunk = body[start:end]
         part = _message(chunk, depth + 1, count)
         _drop_last_break(part)
         parts.append(part)

@@ -4,12 +4,15 @@ to FeedParser every sample FeedParser finds a defect in."""
 from __future__ import annotations
 
 import email
+import re
 from email.message import Message
 from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inbox_daemon.notices.mimesplit import split
 
@@ -110,3 +113,72 @@ def test_split_messages_answer_get_after_any_change_of_fields() -> None:
     assert msg.get("x-added") == "2"
     msg.set_boundary("b")
     assert msg.get_boundary() == "b"
+
+
+ODD_CONTENT_TYPES = ["text", "a/b/c", "TEXT/HTML ; charset=x", " Text/Plain", "text/pl\udcffain; charset=x",
+                     "", ";", "multipart/", "/"]
+
+
+def test_split_messages_answer_content_type_and_fields_as_compat32() -> None:
+    """The split's own ``get_content_type`` and ``get`` give what compat32's Message gives,
+    the default type, a value with undecodable bytes (a ``Header``) and a malformed type included."""
+    read = 0
+    for value in [*CONTENT_TYPES, *ODD_CONTENT_TYPES, None]:
+        field = "" if value is None else f"Content-Type: {value}\n"
+        text = f"{field}Subject: caf\udce9\n\nbody\n"
+        fast, reference = split(text), email.message_from_string(text, policy=compat32)
+        if fast is None:  # a multipart type without its boundary lines: FeedParser's to read
+            assert value is not None and "multipart" in value.lower()
+            continue
+        read += 1
+        assert fast.get_content_type() == reference.get_content_type(), value
+        for name in ("content-type", "Subject", "x-absent"):
+            got, expected = fast.get(name), reference.get(name)
+            assert type(got) is type(expected) and str(got) == str(expected), (value, name)
+    assert read > 20
+
+
+CRAFTED_PAYLOADS = [
+    ("", "caf\udce9 =3D\n"), ("7BIT", "plain\n"), ("8bit", "caf\udcc3\udca9\n"), ("binary", "x\0y\n"),
+    ("quoted-printable", "caf=C3=A9 soft=\nbreak =ZZ\n"), ("Quoted-Printable", "caf\udce9=3D\n"),
+    ("base64", "Y2Fmw6k=\n"), ("base64", "Y2Fmw6k\n"), ("x-uuencode", "begin 644 x\n#8V%F\n`\nend\n"),
+    ("x-unknown", "as =3D is\n"), ("", "caf\u00e9 never bytes\n"),
+]
+
+
+def test_decoded_payload_is_compat32s_decode() -> None:
+    """``decoded_payload`` gives ``get_payload(decode=True)`` and the same defects, on crafted
+    transfer encodings and every part of every sample, split or read by FeedParser."""
+    from inbox_daemon.notices.mimesplit import decoded_payload
+
+    parts: list[tuple[Message, Message]] = []
+    for cte, payload in CRAFTED_PAYLOADS:
+        for make in (split, lambda text: email.message_from_string(text, policy=compat32)):
+            pair = [make(f"Content-Transfer-Encoding: {cte}\n\n{payload}") for _ in range(2)]
+            parts.append((pair[0], pair[1]))  # type: ignore[arg-type]
+    for path in SAMPLES:
+        text = path.read_bytes().decode("ascii", "surrogateescape")
+        for make in (split, lambda text: email.message_from_string(text, policy=compat32)):
+            ours, theirs = make(text), make(text)
+            if ours is not None and theirs is not None:
+                parts.extend(zip(ours.walk(), theirs.walk(), strict=True))
+    assert len(parts) > 500
+    for ours, theirs in parts:
+        if ours.is_multipart():
+            continue
+        assert decoded_payload(ours) == theirs.get_payload(decode=True), ours.get("content-transfer-encoding")
+        assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["--b", "--", "-", "b", " ", "\t", "\r", "\n", "x", "\r\n"]), max_size=30),
+       st.sampled_from(["b", "-b", "b-", "b b"]))
+def test_boundary_lines_are_the_boundary_regex_at_line_starts(pieces: list[str], boundary: str) -> None:
+    """The substring search finds what FeedParser's boundary-line regex finds at line starts."""
+    from inbox_daemon.notices.mimesplit import _boundary_lines
+
+    body = "".join(pieces)
+    regex = re.compile("--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r?\n|\Z)")
+    expected = [(m.start(), m.end(), m.group(1) is not None) for m in regex.finditer(body)
+                if not m.start() or body[m.start() - 1] == "\n"]
+    assert _boundary_lines(body, boundary) == expected
