@@ -1,24 +1,28 @@
-"""HTML to plain text, just enough to read a notice, through the stdlib ``html.parser`` tokenizer.
+"""HTML to plain text, just enough to read a notice: a one-pass tokenizer of its own.
 
-Blocks become line breaks, cells spaces, entities are unescaped, scripts, styles, the head and
-comments vanish; text inside <blockquote> is prefixed with ">" per level, as plain-text replies
-quote (RFC 3676 section 4.5), so ``quoting`` reads both views alike. Links keep what the text may not show: a ``mailto:`` target's address when the
+Blocks become line breaks, cells spaces, entities are unescaped (``html.unescape``, the HTML5
+table), scripts, styles, the head and comments vanish; text inside <blockquote> is prefixed with
+">" per level, as plain-text replies quote (RFC 3676 section 4.5), so ``quoting`` reads both
+views alike. Links keep what the text may not show: a ``mailto:`` target's address when the
 label hides it (Outlook.com forwards are HTML only, corpus s07), and the targets of links to
 Amazon's own sites, where a notice may carry its order id only in a "View order" URL
 (tests/data/notices/structure/html_order_id_only_in_view_order_link.eml).
 
-Linear: ``html.parser`` on CPython 3.11 rescans the rest of the document once per character
-when a construct never ends (512 KB of "<!--" took 82 s, of "</" 23 s, of "<?" 17 s), and only
-then. ``_close_constructs`` makes every construct end before the tokenizer sees it: an unclosed
-comment or marked section runs to the end of the document (as in a browser) and is cut, and a
-"<" after the last ">" is escaped. What remains is consumed construct by construct.
+Markup is split as a browser splits it (the WHATWG HTML tokenizer, in the states a mail's text
+needs): a comment ends at "-->", any other "<!" or "<?" construct at the next ">" (so Outlook's
+``<![if !supportLists]>`` hides nothing), a tag at the ">" outside its quoted values, script and
+style at their end tag. A comment or a script that never ends runs to the end of the document;
+a "<" after the last ">" is text. Each
+character is read once, so hostile markup costs its length. It replaced ``html.parser``, which
+is pure Python, took a tenth of a parse, and rescanned the rest of the document per character
+of an unclosed construct (tests/support/htmlparser_reference.py keeps it as the reference).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
+from html import unescape
 from urllib.parse import parse_qsl, unquote, urlsplit
 from typing import Final
 
@@ -65,34 +69,103 @@ def amazon_link(href: str) -> str | None:
     return None
 
 
-def _close_constructs(markup: str) -> str:
-    """The markup with every comment, marked section and tag closed (see the module doc)."""
-    for opener, closer in (("<!--", "-->"), ("<![", "]]>")):
-        last_close = markup.rfind(closer)
-        unclosed = markup.find(opener, last_close + len(closer) if last_close >= 0 else 0)
-        if unclosed >= 0:
-            markup = markup[:unclosed]
-    last = markup.rfind(">")
-    if markup.find("<", last + 1) >= 0:
-        markup = markup[: last + 1] + markup[last + 1 :].replace("<", "&lt;")
-    return markup
+# A start tag after its "<": the name, then attributes (a name; "=" and a value, quoted or
+# not), up to the ">" outside quotes or the end of the document (WHATWG 13.2.5.6-13.2.5.40).
+# Possessive throughout: each character is taken one way only.
+_ATTRIBUTE: Final = r"""[\s/]*+[^\s/>][^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]*+))?"""
+_START_TAG: Final = re.compile(rf"([a-zA-Z][^\s/>]*+)((?:{_ATTRIBUTE})*+)[\s/]*+>?")
+_ATTRIBUTES: Final = re.compile(r"""([^\s/>][^\s/>=]*+)(?:\s*+=\s*+("[^"]*+"|'[^']*+'|[^\s>]*+))?""")
+_END_TAG: Final = re.compile(r"([a-zA-Z][^\s/>]*+)[^>]*+>?")
+# Script and style hold text that is not markup up to their end tag (WHATWG 13.2.5.3, "raw text").
+_RAW_TEXT_END: Final = {tag: re.compile(rf"</{tag}[\s/>]", re.IGNORECASE) for tag in ("script", "style")}
 
 
-class _Reader(HTMLParser):
+def _past(markup: str, closer: str, at: int) -> int:
+    """The index after the first ``closer`` from ``at``, or the end of the document."""
+    found = markup.find(closer, at)
+    return len(markup) if found < 0 else found + len(closer)
+
+
+class _Reader:
     """Collects text pieces; hidden elements are skipped, anchors remembered until closed."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.pieces: list[str] = []
         self.links: list[str] = []
         self.hidden: str | None = None
         self.anchor: tuple[str, int] | None = None  # href, index of its first text piece
         self.quoted = 0  # <blockquote> levels open: written as ">" the way plain text quotes
 
+    def read(self, markup: str) -> None:
+        """Tokenize ``markup`` once (see the module doc), handing each token on."""
+        at, size = 0, len(markup)
+        # Past the last ">" nothing but a comment can end: a "<" there is text, as the end of
+        # a mail cut short ("contact <buyer@…") is worth reading.
+        last_close = markup.rfind(">")
+        while at < size:
+            lt = markup.find("<", at)
+            if lt < 0 or (lt > last_close and not markup.startswith("<!--", lt)):
+                unclosed_comment = markup.find("<!--", at)
+                self.data(markup[at:] if unclosed_comment < 0 else markup[at:unclosed_comment])
+                return
+            if lt > at:
+                self.data(markup[at:lt])
+            after = markup[lt + 1]
+            if after.isascii() and after.isalpha():
+                at = self._start_tag(markup, lt + 1)
+            elif after == "/":
+                at = self._end_tag(markup, lt + 2)
+            elif markup.startswith("!--", lt + 1):
+                if markup.startswith((">", "->"), lt + 4):  # "<!-->", "<!--->": empty comments
+                    at = markup.index(">", lt + 4) + 1
+                else:
+                    at = _past(markup, "-->", lt + 4)
+            elif after in "!?":
+                at = _past(markup, ">", lt + 2)  # a declaration or a bogus comment
+            else:
+                self.data("<")
+                at = lt + 1
+
+    def _start_tag(self, markup: str, at: int) -> int:
+        tag_match = _START_TAG.match(markup, at)
+        assert tag_match is not None  # a name of one letter at least always matches
+        tag = tag_match.group(1).lower()
+        end = tag_match.end()
+        if not markup.startswith(">", end - 1):
+            return end  # the document ends inside a quoted value: dropped, as a browser does
+        href: str | None = None
+        if tag == "a":
+            for name, value in _ATTRIBUTES.findall(tag_match.group(2)):
+                if name.lower() == "href" and len(value) > 0:
+                    if value[0] in "\"'":
+                        value = value[1:-1]
+                    if value:
+                        href = unescape(value)
+                        break
+        self.start(tag, href)
+        if tag in _RAW_TEXT_END and not tag_match.group(0).endswith("/>"):
+            closing = _RAW_TEXT_END[tag].search(markup, end)
+            if closing is None:
+                return len(markup)  # never closed: the rest is its text
+            self.end(tag)
+            return _past(markup, ">", closing.end() - 1)
+        if tag_match.group(0).endswith("/>"):
+            self.end(tag)
+        return end
+
+    def _end_tag(self, markup: str, at: int) -> int:
+        if markup.startswith(">", at):  # "</>": nothing
+            return at + 1
+        tag_match = _END_TAG.match(markup, at)
+        if tag_match is None:  # "</" and no letter: a bogus comment
+            return _past(markup, ">", at)
+        self.end(tag_match.group(1).lower())
+        return tag_match.end()
+
     def _newline(self) -> None:
         self.pieces.append("\n" + "> " * self.quoted if self.quoted else "\n")
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, tag: str, href: str | None) -> None:
         if self.hidden is not None:
             if tag == "body" and self.hidden == "head":  # a head left open ends at the body
                 self.hidden = None
@@ -106,11 +179,10 @@ class _Reader(HTMLParser):
             self.pieces.append(" ")
         elif tag == "a":
             self._close_anchor()
-            href = next((v for k, v in attrs if k == "href" and v), None)
             if href is not None:
                 self.anchor = (href, len(self.pieces))
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str) -> None:
         if self.hidden is not None:
             if tag == self.hidden:
                 self.hidden = None
@@ -123,9 +195,14 @@ class _Reader(HTMLParser):
         elif tag in _CELL:
             self.pieces.append(" ")
 
-    def handle_data(self, data: str) -> None:
+    def data(self, markup: str) -> None:
+        """Text between tags, its character references still to be read."""
         if self.hidden is None:
-            self.pieces.append(data.replace("\r", " ").replace("\n", " "))
+            self.text(unescape(markup) if "&" in markup else markup)
+
+    def text(self, text: str) -> None:
+        if self.hidden is None:
+            self.pieces.append(text.replace("\r", " ").replace("\n", " "))
 
     def _close_anchor(self) -> None:
         if self.anchor is None:
@@ -144,20 +221,20 @@ class _Reader(HTMLParser):
             if target is not None:
                 self.links.append(target)
 
-    def close(self) -> None:
-        super().close()
+    def page(self) -> HtmlText:
+        """What was read: one line per block, cells separated by spaces, and the links."""
         self._close_anchor()
+        text = _SPACES.sub(" ", "".join(self.pieces))
+        text = _BLANKS.sub("\n\n", "\n".join(line.strip() for line in text.split("\n")))
+        return HtmlText(text, tuple(dict.fromkeys(self.links)))
 
 
 def read_html(markup: str) -> HtmlText:
     """Readable text of an HTML body (one line per block, cells separated by spaces) and the
     Amazon link targets in it."""
     reader = _Reader()
-    reader.feed(_close_constructs(markup))
-    reader.close()
-    text = _SPACES.sub(" ", "".join(reader.pieces))
-    text = _BLANKS.sub("\n\n", "\n".join(line.strip() for line in text.split("\n")))
-    return HtmlText(text, tuple(dict.fromkeys(reader.links)))
+    reader.read(markup)
+    return reader.page()
 
 
 def html_to_text(markup: str) -> str:
