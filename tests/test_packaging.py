@@ -2,7 +2,8 @@
 
 The wheel is built once per session (from the sdist, as ``python -m build`` does) and installed
 into a fresh venv in a temp directory; the smoke is tests/support/installed.py, which .ci/run
-runs too.
+runs too. The sdist's own test run is tests/test_sdist.py, a file of its own so that it runs
+beside these.
 """
 
 from __future__ import annotations
@@ -20,18 +21,11 @@ from packaging.requirements import Requirement
 
 from inbox_daemon.store import migrate
 from tests.support import parsed
-from tests.support.installed import EXAMPLE_KEYS, REPO, Dists, build, built, make_venv, smoke, unpack
+from tests.support.installed import EXAMPLE_KEYS, REPO, Dists, built, dists, make_venv, smoke
+
+__all__ = ["dists"]  # the fixture
 
 pytestmark = pytest.mark.timeout(600)  # a cold pip cache downloads every dependency
-
-
-@pytest.fixture(scope="session")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
-    """Built from this checkout: by .ci/run's wheel smoke just before (``built``), else here."""
-    kept = built("dist")
-    if kept is not None:
-        return Dists(next(kept.glob("*.tar.gz")), next(kept.glob("*.whl")))
-    return build(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="session")
@@ -124,19 +118,6 @@ def test_requirements_admit_what_is_installed_and_cap_aioimaplib() -> None:
             assert req.specifier.contains(importlib.metadata.version(req.name)), req
     (imap,) = [r for r in requirements if r.name == "aioimaplib"]
     assert any(spec.operator == "<" for spec in imap.specifier)
-
-
-def test_tests_run_from_the_unpacked_sdist(dists: Dists, tmp_path: Path) -> None:
-    """A packager's path: unpack the sdist, install it with its test extra, run tests there."""
-    source = unpack(dists.sdist, tmp_path)
-    python = make_venv(tmp_path / "venv", "-e", f"{source}[test]")
-    ran = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/store/test_migrations.py",
-         "tests/test_cli.py", "-k", "not postgresql"],
-        cwd=source, capture_output=True, text=True, timeout=300,
-    )
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
-    assert " passed" in ran.stdout
 
 
 def test_readme_needs_nothing_outside_the_repository() -> None:

@@ -17,6 +17,8 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import DaemonProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +94,16 @@ def built(kind: str) -> Path | None:
         return None
     found = Path(root) / ("dist" if kind == "dist" else "venv/bin/python")
     return found if found.exists() else None
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """The sdist and wheel of this checkout: .ci/run's wheel smoke's (``built``), else built
+    here, once per worker. A fixture for tests/test_packaging.py and tests/test_sdist.py."""
+    kept = built("dist")
+    if kept is not None:
+        return Dists(next(kept.glob("*.tar.gz")), next(kept.glob("*.whl")))
+    return build(tmp_path_factory.mktemp("dist"))
 
 
 def main() -> int:
