@@ -38,14 +38,34 @@ from .store.engine import unavailable
 from .store.migrate import upgrade
 from .systemd import notify
 
-__all__ = ["Daemon", "open_store"]
+__all__ = ["Daemon", "end_leftover_tasks", "open_store"]
 
 DIED_STOP_S = 1.5  # a task died: stop within this, so the process exits within 2 s
 STOP_S = 15.0  # SIGTERM: the whole stop, every part together, within this (TimeoutStopSec=60)
+LEFTOVERS_S = 2.0  # after the stop: tasks a library left behind, cancelled until they end
 
 # Stop order: the edges first (no new mail or queries), then what drains (the flow, the
 # follower, the learner), then the store. The parts of one stage stop together.
 EDGE, CORE, STORE = 2, 1, 0
+
+
+async def end_leftover_tasks(keep: set[asyncio.Task[Any]], within: float = LEFTOVERS_S) -> list[str]:
+    """Cancel every task but ``keep`` and the caller's, again while one goes on, for at most
+    ``within`` seconds; the names of those still running then. Once a stop has cut the store's
+    close short, SQLAlchemy may leave a shielded graceful close of an aiosqlite connection
+    running whose thread its forced close already ended (aiosqlite 0.22): cancelled once, it
+    awaits that thread again in ``Connection.close``'s ``finally``, and the single cancel of
+    ``asyncio.run`` at exit would wait on it for ever."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    keep = keep | {t for t in (asyncio.current_task(),) if t is not None}
+    while True:
+        left = asyncio.all_tasks() - keep
+        if not left or loop.time() >= deadline:
+            return sorted(t.get_name() for t in left)
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=min(0.1, max(0.0, deadline - loop.time())))
 
 
 async def open_store(config: Config, *, migrate: bool = False) -> Store:
@@ -313,6 +333,7 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        before = asyncio.all_tasks()  # the process's main task, or a test's
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload)
@@ -327,6 +348,9 @@ class Daemon:
         code = await self._supervise()
         # A task died: systemd restarts us and recovery takes up what is pending; no long drain.
         await self.stop(DIED_STOP_S if code else STOP_S)
+        left = await end_leftover_tasks(before)  # all the daemon started is over, or cancelled
+        if left:
+            self.log.error("stop_leftover_tasks", tasks=left)
         return code
 
     async def _supervise(self) -> int:

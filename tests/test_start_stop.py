@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from inbox_daemon.config import load_config
-from inbox_daemon.daemon import Daemon
+from inbox_daemon.daemon import Daemon, end_leftover_tasks
 from inbox_daemon.lookup.follow import IndexFollower, load_index
 from inbox_daemon.lookup.index import BlocklistIndex
 from inbox_daemon.store import Store
@@ -180,12 +180,10 @@ async def _started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Daemon:
 
 
 async def _cleanup(daemon: Daemon, before: set[asyncio.Task[Any]]) -> None:
-    """What a process would release on exit: the daemon's parts, then any task left over."""
+    """What ``Daemon.run`` releases before the process exits: the daemon's parts, then any
+    task left over (``end_leftover_tasks``), all of them ended."""
     await daemon.stop()
-    left = asyncio.all_tasks() - before - {asyncio.current_task()}
-    for task in left:
-        task.cancel()
-    await asyncio.gather(*left, return_exceptions=True)
+    assert await end_leftover_tasks(before) == []
 
 
 @pytest.mark.slow  # waits out SQLite's busy timeout (10 s) behind the held lock
