@@ -35,11 +35,8 @@ MAX_SPLIT_PARTS: Final = 1000  # beyond this, FeedParser (and the walk's own bou
 MAX_SPLIT_DEPTH: Final = 40
 
 # A header field: a name of printable ASCII but ":" (RFC 5322 section 2.2), ":", the value and
-# its folds (lines starting with a blank).
-# Possessive: a line is a field or a fold one way only, so a block that fails fails in one pass.
-_FIELD: Final = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
-_BLOCK: Final = re.compile(f"(?:{_FIELD}\n)++")  # the header block ends with its last line's break
-# The value stops short of its last line's CR (``split`` leaves no CR outside a CRLF), as
+# its folds (lines starting with a blank). The value stops short of its last line's CR
+# (``split`` leaves no CR outside a CRLF), as
 # ``header_source_parse`` strips it, so the fields come out of one C-level pass.
 _FIELDS: Final = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.MULTILINE)
 # The blank line that ends a header block (RFC 5322 section 2.1), LF or CRLF, whichever comes first.
@@ -184,10 +181,14 @@ def _cut(text: str) -> tuple[str, str]:
 
 def _headers(block: str) -> list[tuple[str, str]]:
     """(name, value) as ``compat32.header_source_parse``: the value after the colon without
-    leading blanks, folds kept, the final line break removed."""
-    if _BLOCK.fullmatch(block) is None:
+    leading blanks, folds kept, the final line break removed. The block is well formed when
+    every line is a field's first line (one each in the list) or a fold (a line starting with
+    a blank, not the first): counted, not matched again."""
+    fields: list[tuple[str, str]] = _FIELDS.findall(block)
+    folds = block.count("\n ") + block.count("\n\t")
+    if len(fields) + folds != block.count("\n"):
         raise _Irregular  # a "From " line, a first line folded, a line that is no header field
-    return _FIELDS.findall(block)
+    return fields
 
 
 def _drop_last_break(part: Part) -> None:

@@ -182,3 +182,17 @@ def test_boundary_lines_are_the_boundary_regex_at_line_starts(pieces: list[str],
     expected = [(m.start(), m.end(), m.group(1) is not None) for m in regex.finditer(body)
                 if not m.start() or body[m.start() - 1] == "\n"]
     assert _boundary_lines(body, boundary) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["Subject: x", "A:", "X-Y:  y z", " folded", "\tfolded", "not a field", "From x",
+                                 " ", "B :b", ":", "C:c\r", "", "D:\x7f"]), min_size=1, max_size=8))
+def test_header_blocks_are_read_as_the_field_grammar_reads_them(lines: list[str]) -> None:
+    """A block is read (every line a field's first line or a fold, the first no fold) exactly
+    when the grammar of RFC 5322 section 2.2 as one regex matches it whole."""
+    from inbox_daemon.notices.mimesplit import header_fields
+
+    block = "".join(line + "\n" for line in lines)
+    field = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
+    grammar = re.compile(f"(?:{field}\n)++")
+    assert (header_fields(block) is not None) == (grammar.fullmatch(block) is not None), block
