@@ -72,9 +72,10 @@ def amazon_link(href: str) -> str | None:
 # A start tag after its "<": the name, then attributes (a name; "=" and a value, quoted or
 # not), up to the ">" outside quotes or the end of the document (WHATWG 13.2.5.6-13.2.5.40).
 # Possessive throughout: each character is taken one way only.
-_ATTRIBUTE: Final = r"""[\s/]*+[^\s/>][^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]*+))?"""
-_START_TAG: Final = re.compile(rf"([a-zA-Z][^\s/>]*+)((?:{_ATTRIBUTE})*+)[\s/]*+>?")
-_ATTRIBUTES: Final = re.compile(r"""([^\s/>][^\s/>=]*+)(?:\s*+=\s*+("[^"]*+"|'[^']*+'|[^\s>]*+))?""")
+_ATTRIBUTE: Final = r"""([^\s/>][^\s/>=]*+)(?:\s*+=\s*+("[^"]*+"|'[^']*+'|[^\s>]*+))?"""  # name, value
+# Groups 1 and 2: the tag's name and its run of attributes (their own groups follow, unused).
+_START_TAG: Final = re.compile(rf"([a-zA-Z][^\s/>]*+)((?:[\s/]*+{_ATTRIBUTE})*+)[\s/]*+>?")
+_ATTRIBUTES: Final = re.compile(_ATTRIBUTE)
 _END_TAG: Final = re.compile(r"([a-zA-Z][^\s/>]*+)[^>]*+>?")
 # Script and style hold text that is not markup up to their end tag (WHATWG 13.2.5.3, "raw text").
 _RAW_TEXT_END: Final = {tag: re.compile(rf"</{tag}[\s/>]", re.IGNORECASE) for tag in ("script", "style")}
@@ -143,14 +144,14 @@ class _Reader:
                         href = unescape(value)
                         break
         self.start(tag, href)
-        if tag in _RAW_TEXT_END and not tag_match.group(0).endswith("/>"):
+        if tag_match.group(0).endswith("/>"):
+            self.end(tag)
+        elif tag in _RAW_TEXT_END:
             closing = _RAW_TEXT_END[tag].search(markup, end)
             if closing is None:
                 return len(markup)  # never closed: the rest is its text
             self.end(tag)
             return _past(markup, ">", closing.end() - 1)
-        if tag_match.group(0).endswith("/>"):
-            self.end(tag)
         return end
 
     def _end_tag(self, markup: str, at: int) -> int:

@@ -43,7 +43,9 @@ _FIELDS: Final = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[
 _BLANK_LINE: Final = re.compile(r"\n\r?\n")
 # Characters FeedParser breaks lines at (it splits with str.splitlines) besides CR and LF.
 _ODD_BREAKS: Final = "\x0b\x0c\x1c\x1d\x1e"
-_ENCODINGS_OF_MULTIPART: Final = frozenset({"", "7bit", "8bit", "binary"})
+# The identity transfer encodings (RFC 2045 section 6.2): the only ones a multipart may have, and
+# the ones compat32 decodes by handing the text back as bytes.
+_IDENTITY_ENCODINGS: Final = frozenset({"", "7bit", "8bit", "binary"})
 
 
 class _Message(Message):
@@ -245,7 +247,7 @@ def decoded_payload(part: Part) -> object:
     payload = part._payload  # type: ignore[attr-defined]
     if isinstance(payload, str):
         cte = str(part.get("content-transfer-encoding", "")).lower()
-        if cte in _DECODED_AS_IS or cte == "quoted-printable":
+        if cte in _IDENTITY_ENCODINGS or cte == "quoted-printable":
             try:
                 data = payload.encode("ascii", "surrogateescape")
             except UnicodeEncodeError:  # text that was never bytes: compat32's own way
@@ -253,9 +255,6 @@ def decoded_payload(part: Part) -> object:
             return a2b_qp(data) if cte == "quoted-printable" else data
     return part.get_payload(decode=True)
 
-
-# Transfer encodings compat32 hands back as they are (any but these and base64, uuencode).
-_DECODED_AS_IS: Final = frozenset({"", "7bit", "8bit", "binary"})
 
 MISSING: Final = "\0missing"  # a default no header value can be (str identity tells it apart)
 
@@ -289,7 +288,7 @@ def _parts(msg: Part, ctype: str, body: str, depth: int, count: list[int]) -> li
     cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
     boundary = boundary_of(msg)
     raw_type = str(msg.get("content-type", ""))
-    if ctype == "multipart/digest" or cte not in _ENCODINGS_OF_MULTIPART or not boundary or "*" in raw_type:
+    if ctype == "multipart/digest" or cte not in _IDENTITY_ENCODINGS or not boundary or "*" in raw_type:
         raise _Irregular
     found = _boundary_lines(body, boundary)
     if not found or not found[-1][2]:

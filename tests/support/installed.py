@@ -81,8 +81,8 @@ def smoke(exe: str, work: Path) -> str:
 
 
 # Where .ci/run keeps what main() built (the dists and the venv holding the wheel), so that
-# tests/test_packaging.py, run next from the same checkout, tries those instead of building
-# again. Not an INBOX_DAEMON_ name: the daemon refuses settings it does not know.
+# tests/test_packaging.py and tests/test_sdist.py, run next from the same checkout, try those
+# instead of building again. Not an INBOX_DAEMON_ name: the daemon refuses settings it does not know.
 BUILT_ENV = "CI_WHEEL_BUILT"
 
 
