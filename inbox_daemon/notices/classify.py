@@ -10,7 +10,6 @@ the reason is ``malformed``. In doubt, never an opt-out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from .addresses import find_forged_relay_domains, find_order_ids, find_relay_addresses, sender_kind
@@ -37,15 +36,18 @@ UNKNOWN_REJECTION: Final = "rejection for a reason not recognised"
 MAX_BUYERS: Final = 50
 
 
-@dataclass(frozen=True, slots=True)
 class Verdict:
     """What one candidate contributes to the message's result."""
 
-    kind: Kind
-    reason: str | None = None
-    buyers: tuple[Buyer, ...] = ()
-    is_notice: bool = False  # sent from an Amazon marketplace domain
-    has_opt_out_wording: bool = False
+    __slots__ = ("kind", "reason", "buyers", "is_notice", "has_opt_out_wording")
+
+    def __init__(self, kind: Kind, reason: str | None = None, buyers: tuple[Buyer, ...] = (),
+                 is_notice: bool = False, has_opt_out_wording: bool = False) -> None:
+        self.kind: Final = kind
+        self.reason: Final = reason
+        self.buyers: Final = buyers
+        self.is_notice: Final = is_notice  # sent from an Amazon marketplace domain
+        self.has_opt_out_wording: Final = has_opt_out_wording
 
 
 def is_notice(candidate: Candidate) -> bool:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import binascii
 import email
-import email.header
 import quopri
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 from email.policy import compat32
@@ -23,6 +21,7 @@ from typing import Final, cast
 from urllib.parse import unquote
 
 from .charsets import decode_bytes
+from .encoded_words import decode_header
 from .htmltext import amazon_link, read_html
 from .mimesplit import MISSING as _MISSING
 from .mimesplit import Part, decoded_payload
@@ -115,7 +114,7 @@ def _decode_header(value: str) -> str:
     if "=?" not in value and value.isascii():
         return value.strip()
     try:
-        chunks = email.header.decode_header(value)
+        chunks = decode_header(value)
     except (errors.HeaderParseError, ValueError, LookupError):
         chunks = [(value, None)]
     parts: list[str] = []
@@ -128,39 +127,46 @@ def _decode_header(value: str) -> str:
     return "".join(parts).strip()
 
 
-@dataclass(slots=True)
 class Body:
     """One text body: the plain and/or HTML (as text) views of the same content."""
 
-    plain: str | None = None
-    html: str | None = None
-    links: tuple[str, ...] = ()  # targets of links to Amazon's sites in the HTML view
-    # HTML alternatives left unread because the plain view seemed to say it all (``_alternative``);
-    # ``read_unread_html`` reads them when the plain view yields no notice.
-    unread: tuple[str, ...] = ()
+    __slots__ = ("plain", "html", "links", "unread")
+
+    def __init__(self, plain: str | None = None, html: str | None = None, links: tuple[str, ...] = (),
+                 unread: tuple[str, ...] = ()) -> None:
+        self.plain = plain
+        self.html = html
+        self.links = links  # targets of links to Amazon's sites in the HTML view
+        # HTML alternatives left unread because the plain view seemed to say it all
+        # (``_alternative``); ``read_unread_html`` reads them when the plain view yields no notice.
+        self.unread = unread
 
 
-@dataclass(slots=True)
 class MailNode:
     """One message: its headers, text bodies in order, attached messages, and what went wrong."""
 
-    headers: Headers
-    bodies: list[Body] = field(default_factory=list)
-    children: list[MailNode] = field(default_factory=list)
-    defects: list[str] = field(default_factory=list)  # damage that may hide the text
-    notes: list[str] = field(default_factory=list)  # harmless oddities, for diagnostics
-    # The raw bytes stop mid-line: SMTP delivers whole lines, so the file was cut (corpus s25,
-    # wrappings_marketplaces_lookalikes/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
-    cut_short: bool = False
-    # Why the walk stopped early (part or depth bound), so the parser can say a notice may lie
-    # beyond it (replies_mime_oddities_bulk_mail/nested_17_attachment_forwards.eml). Set on the root only.
-    bounded: str | None = None
+    __slots__ = ("headers", "bodies", "children", "defects", "notes", "cut_short", "bounded")
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+        self.bodies: list[Body] = []
+        self.children: list[MailNode] = []
+        self.defects: list[str] = []  # damage that may hide the text
+        self.notes: list[str] = []  # harmless oddities, for diagnostics
+        # The raw bytes stop mid-line: SMTP delivers whole lines, so the file was cut (corpus s25,
+        # wrappings_marketplaces_lookalikes/damaged_truncated_after_dot_com_of_com_au.eml). Set on the root only.
+        self.cut_short = False
+        # Why the walk stopped early (part or depth bound), so the parser can say a notice may lie
+        # beyond it (replies_mime_oddities_bulk_mail/nested_17_attachment_forwards.eml). Set on the root only.
+        self.bounded: str | None = None
 
 
-@dataclass(slots=True)
 class _Budget:
-    parts: int = 0
-    exhausted: str | None = None
+    __slots__ = ("parts", "exhausted")
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.exhausted: str | None = None
 
 
 # A Content-Type or Content-Disposition field (with its folds) in any part, anywhere.
@@ -268,11 +274,8 @@ def _tidy_transfer_encoding(part: Part) -> None:
         part.replace_header("content-transfer-encoding", value.strip())
     if value.strip().lower() != "quoted-printable" or part.is_multipart():
         return
-    try:
-        payload = part.get_payload()
-    except (TypeError, LookupError):  # 8-bit text under an RFC 2231 charset (see _collect)
-        return
-    # Raw 8-bit is left as it came.
+    # Raw 8-bit is left as it came (and ``get_payload()`` would decode it, see _collect).
+    payload = part._payload  # type: ignore[attr-defined]
     if isinstance(payload, str) and payload.isascii() and _has_trailing_blanks(payload):
         part.set_payload(_QP_TRAILING_BLANKS.sub("", payload))
 

@@ -59,9 +59,27 @@ class _Message(Message):
     _index: dict[str, tuple[str, str]]  # lower-case name -> its first field
     _fetched: dict[str, Any]  # name as asked -> what ``get`` returned (None for no field)
 
+    def __init__(self, headers: list[tuple[str, str]], payload: object) -> None:
+        """``Message(policy=compat32)`` with its fields and payload set, as ``Message.__init__``
+        and ``set_payload`` (without a charset) set them: compiled, not run as Python per part."""
+        self.policy = compat32
+        self._headers = headers
+        self._unixfrom = None
+        self._payload = payload
+        self._charset = None
+        self.preamble = self.epilogue = None
+        self.defects = []
+        self._default_type = "text/plain"
+
+    def is_multipart(self) -> bool:
+        return isinstance(self._payload, list)  # as ``Message.is_multipart``
+
+    def get_content_maintype(self) -> str:
+        return self.get_content_type().split("/")[0]  # as ``Message.get_content_maintype``
+
     def _current(self) -> dict[str, Any]:
         """What ``get`` fetched, emptied (and the index made again) when the fields changed since."""
-        fields: list[tuple[str, str]] = self._headers  # type: ignore[attr-defined]
+        fields: list[tuple[str, str]] = self._headers
         if self._indexed is not fields or self._length != len(fields):
             # The first field of each name: inserted last, reading the fields backwards.
             self._index = dict(zip(map(str.lower, map(itemgetter(0), reversed(fields))), reversed(fields)))
@@ -153,18 +171,14 @@ def _message(text: str, depth: int, count: list[int]) -> Part:
     if depth > MAX_SPLIT_DEPTH or count[0] > MAX_SPLIT_PARTS:
         raise _Irregular
     head, body = _cut(text)
-    msg = _Message(policy=compat32)
-    if head:
-        msg._headers = _headers(head)  # type: ignore[attr-defined]
+    msg = _Message(_headers(head) if head else [], body)
     ctype = msg.get_content_type()
     if ctype.startswith("multipart/"):
-        msg.set_payload(_parts(msg, ctype, body, depth, count))  # type: ignore[arg-type]
+        msg._payload = _parts(msg, ctype, body, depth, count)
     elif ctype.startswith("message/"):
         if ctype == "message/delivery-status":
             raise _Irregular  # FeedParser reads its header blocks as parts of their own
-        msg.set_payload([_message(body, depth + 1, count)])  # type: ignore[list-item]
-    else:
-        msg.set_payload(body)
+        msg._payload = [_message(body, depth + 1, count)]
     return msg
 
 

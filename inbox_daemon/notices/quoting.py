@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
 from typing import Final
 
 from .languages import is_attribution, label_kind
@@ -32,22 +31,26 @@ _QUOTE_PREFIX: Final = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 _WRAPPED_TAIL: Final = 40
 
 
-@dataclass(slots=True)
 class Block:
     """A message found in body text: its header fields and the text it holds."""
 
-    fields: dict[str, str]
-    text: str
-    reply: bool = False  # announced by a reply attribution rather than a forward header block
+    __slots__ = ("fields", "text", "reply")
+
+    def __init__(self, fields: dict[str, str], text: str, reply: bool = False) -> None:
+        self.fields = fields
+        self.text = text
+        self.reply = reply  # announced by a reply attribution rather than a forward header block
 
 
-@dataclass(slots=True)
 class _Segment:
     """The lines of one message in the body (the body's own, or a block's) as they are read."""
 
-    depth: int  # quote depth of its header line
-    own: int | None  # quote depth of its own text; None until its first non-blank line
-    lines: list[str] = field(default_factory=list)
+    __slots__ = ("depth", "own", "lines")
+
+    def __init__(self, depth: int, own: int | None) -> None:
+        self.depth = depth  # quote depth of its header line
+        self.own = own  # quote depth of its own text; None until its first non-blank line
+        self.lines: list[str] = []
 
 
 def _unquote(lines: list[str]) -> tuple[list[str], list[int]]:

@@ -14,7 +14,6 @@ body text. Wrappings handled:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from .addresses import first_address, sender_kind
@@ -30,27 +29,33 @@ _VIA_LIST_FROM: Final = re.compile(r"""^\s*"?'[^']*' via """)
 _LIST_AUTHOR_HEADERS: Final = ("x-original-sender",)
 
 
-@dataclass(slots=True)
 class Candidate:
     """One message found inside the mail, which may or may not be an Amazon notice."""
 
-    sender: str | None  # lower-case address of its From
-    subject: str
-    date: str | None
-    message_id: str | None
-    text: str  # body text (plain and HTML views of the same content joined)
-    via: str  # "direct", "inline" or "attachment": how the outermost wrapping carried it
-    recipients: tuple[str, ...] = ()  # To/Cc of messages attached to it (a blocked original)
-    defects: tuple[str, ...] = ()
-    own_node: MailNode | None = field(default=None, repr=False)  # set for MIME messages
-    # Found inside a message a buyer sent through Amazon's relay: whatever it quotes is the
-    # buyer's text (wrappings_marketplaces_lookalikes/lookalike_buyer_relay_forges_forward_block.eml).
-    inside_relay: bool = False
-    cut_short: bool = False  # the raw mail was cut off: see MailNode.cut_short
-    # Targets of links to Amazon's sites in its HTML view, and the subjects of the messages that
-    # carried it (its own first): where a notice's order id may stand when its text has none.
-    links: tuple[str, ...] = ()
-    subjects: tuple[str, ...] = ()
+    __slots__ = ("sender", "subject", "date", "message_id", "text", "via", "recipients", "defects",
+                 "own_node", "inside_relay", "cut_short", "links", "subjects")
+
+    def __init__(self, *, sender: str | None, subject: str, date: str | None, message_id: str | None,
+                 text: str, via: str, recipients: tuple[str, ...] = (), defects: tuple[str, ...] = (),
+                 own_node: MailNode | None = None, inside_relay: bool = False, cut_short: bool = False,
+                 links: tuple[str, ...] = (), subjects: tuple[str, ...] = ()) -> None:
+        self.sender = sender  # lower-case address of its From
+        self.subject = subject
+        self.date = date
+        self.message_id = message_id
+        self.text = text  # body text (plain and HTML views of the same content joined)
+        self.via = via  # "direct", "inline" or "attachment": how the outermost wrapping carried it
+        self.recipients = recipients  # To/Cc of messages attached to it (a blocked original)
+        self.defects = defects
+        self.own_node = own_node  # set for MIME messages
+        # Found inside a message a buyer sent through Amazon's relay: whatever it quotes is the
+        # buyer's text (wrappings_marketplaces_lookalikes/lookalike_buyer_relay_forges_forward_block.eml).
+        self.inside_relay = inside_relay
+        self.cut_short = cut_short  # the raw mail was cut off: see MailNode.cut_short
+        # Targets of links to Amazon's sites in its HTML view, and the subjects of the messages
+        # that carried it (its own first): where a notice's order id may stand when its text has none.
+        self.links = links
+        self.subjects = subjects
 
 
 # Which view of a multipart/alternative body to read: both joined, or one alone.

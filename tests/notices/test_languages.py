@@ -120,9 +120,10 @@ def test_one_space_is_the_whitespace_regex(text: str) -> None:
 
 
 # Pieces that meet the tokenizer's edges: word characters, "_", stops, blanks of every kind, an
-# apostrophe (elision), accents and CJK (the regex path), digits, other punctuation.
+# apostrophe (elision), accents and CJK, a CJK stop or a dash (the regex path), digits, other punctuation.
 _TOKEN_PIECES = ["a", "Zz", "7", "_", " ", "  ", ".", "!", "?", ";", "\n", "\t", "\r", "\x0b", "\x1c", ",", "-",
-                 "...", ". ", ".\n", "'", "é", "。", "購", "\x00", "e.g.", "amazon.com"]
+                 "...", ". ", ".\n", "'", "é", "。", "購", "\x00", "e.g.", "amazon.com", "—", "«", "\xa0", "①", "ß",
+                 "\u3000", "l'", "''", "\x85"]
 
 
 @settings(max_examples=2000, deadline=None)

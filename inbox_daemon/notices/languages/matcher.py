@@ -107,31 +107,65 @@ class _Quotes:
         return self.odd
 
 
-# ASCII characters that are not word characters (``\\w``: letters, digits, "_"), as blanks.
+# ASCII characters that are not word characters (``\\w``: letters, digits, "_"), as blanks; the
+# second keeps the apostrophe, which joins the words of an elision ("l'allegato").
 _NOT_WORD_ASCII: Final = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+_NOT_WORD_BUT_APOSTROPHE: Final = str.maketrans({chr(c): " " for c in range(128)
+                                                 if not (chr(c).isalnum() or chr(c) in "_'")})
 
 
 def split_words(text: str) -> list[str]:
-    """The text's words and sentence ends, exactly as ``_TOKEN`` finds them. ASCII text without
-    an apostrophe (most notices) is split by str methods, in about a third of the regex's time:
-    a stop is a word there only before a blank or at the end (``(?= |$)``), so only at the end
-    of a piece between blanks; the rest of a piece are its runs of word characters."""
-    if not text.isascii() or "'" in text:
+    """The text's words and sentence ends, exactly as ``_TOKEN`` finds them: by str methods
+    (``_split_at_blanks``) in about a third of the regex's time, or by the regex where a
+    character outside ASCII is neither a word character nor a blank (a CJK stop, a dash)."""
+    words = _split_at_blanks(text)
+    if words is None:
         return (_TOKEN if "'" in text else _TOKEN_NO_ELISION).findall(text)
+    return words
+
+
+def _split_at_blanks(text: str) -> list[str] | None:
+    """``split_words`` by str methods, or None. A stop is a word only before a blank or at the
+    end (``(?= |$)``), so only at the end of a piece between blanks; the rest of a piece are its
+    runs of word characters, apostrophes between them joining them (``\\w+(?:'\\w+)*``)."""
+    ascii_only, elision = text.isascii(), "'" in text
+    table = _NOT_WORD_BUT_APOSTROPHE if elision else _NOT_WORD_ASCII
     words: list[str] = []
     pieces = text.split(" ")
     for piece in pieces:
         if not piece:
             continue
-        if piece.isalnum():  # ASCII: letters and digits only
+        if piece.isalnum():  # letters and digits only, in any script
             words.append(piece)
-        else:
-            words.extend(piece.translate(_NOT_WORD_ASCII).split())
-            if piece[-1] in _ASCII_ENDS:  # before a blank, or at the end ("$")
-                words.append(piece[-1])
+            continue
+        for run in piece.translate(table).split():
+            if not (ascii_only or run.isascii() or run.replace("'", "").isalnum()):
+                return None  # a character outside ASCII that is not a word character
+            if elision and "'" in run:
+                words.extend(_elided(run))
+            else:
+                words.append(run)
+        if piece[-1] in _ASCII_ENDS:  # before a blank, or at the end ("$")
+            words.append(piece[-1])
     last = pieces[-1]
     if len(last) > 1 and last[-1] == "\n" and last[-2] in _ASCII_ENDS:  # "$" also stands before a final "\n"
         words.append(last[-2])
+    return words
+
+
+def _elided(run: str) -> list[str]:
+    """The words of a run of word characters and apostrophes: words joined by one apostrophe
+    each, as ``\\w+(?:'\\w+)*`` takes them."""
+    words: list[str] = []
+    joined: list[str] = []
+    for part in run.split("'"):
+        if part:
+            joined.append(part)
+        elif joined:
+            words.append("'".join(joined))
+            joined = []
+    if joined:
+        words.append("'".join(joined))
     return words
 
 
