@@ -124,6 +124,15 @@ class _Message(Message):
         fetched[_CONTENT_TYPE] = found
         return found
 
+    def params(self) -> dict[str, str] | None:
+        """``_plain_params``, read once while the fields stay as they are (asked for the
+        charset, format and delsp of every text part)."""
+        fetched = self._current()
+        if _PARAMS not in fetched:
+            fetched[_PARAMS] = _plain_params(self)
+        params: dict[str, str] | None = fetched[_PARAMS]
+        return params
+
     def replace_header(self, name: str, value: Any) -> None:
         self._indexed = None
         super().replace_header(name, value)
@@ -132,6 +141,7 @@ class _Message(Message):
 # The key ``_Message`` keeps its content type under, beside the fields it fetched: no field
 # name holds a NUL.
 _CONTENT_TYPE: Final = "\0content-type"
+_PARAMS: Final = "\0params"  # and its Content-Type's parameters (``_plain_params``)
 
 
 class _Irregular(Exception):
@@ -224,21 +234,29 @@ _HARD_PARAMS: Final = re.compile(r'"[^"]*;|\\|\*')
 
 
 def param(part: Part, name: str, default: str) -> str | tuple[str, str, str]:
-    """``part.get_param(name, default)`` without its cost on plain Content-Type values (split
-    at ";", name before "=", value stripped and unquoted as ``email.utils.unquote`` does)."""
+    """``part.get_param(name, default)`` without its cost on plain Content-Type values
+    (``_plain_params``), whose parameters a split part reads once."""
+    params = part.params() if isinstance(part, _Message) else _plain_params(part)
+    if params is None:
+        return part.get_param(name, default)  # type: ignore[return-value]
+    return params.get(name.lower(), default)
+
+
+def _plain_params(part: Part) -> dict[str, str] | None:
+    """The parameters of a plain Content-Type value by lower-case name, the first of each name
+    (split at ";", name before "=", value stripped and unquoted as ``email.utils.unquote``
+    does; "" for a name without "="), or None when compat32's own parser must read them."""
     value = part.get("content-type")
     if not isinstance(value, str) or _HARD_PARAMS.search(value):
-        return part.get_param(name, default)  # type: ignore[return-value]
-    wanted = name.lower()
+        return None
+    params: dict[str, str] = {}
     for piece in value.split(";")[1:]:
         key, sep, found = piece.partition("=")
-        if key.strip().lower() != wanted:
-            continue
         found = found.strip()
         if len(found) > 1 and found[0] + found[-1] in ('""', "<>"):
             found = found[1:-1]
-        return found if sep else ""
-    return default
+        params.setdefault(key.strip().lower(), found if sep else "")
+    return params
 
 
 def boundary_of(part: Part) -> str | None:

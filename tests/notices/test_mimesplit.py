@@ -78,7 +78,8 @@ CONTENT_TYPES = [
 
 def test_parameter_reader_agrees_with_compat32() -> None:
     """The splitter's own Content-Type parameter reader gives what Message.get_param,
-    get_boundary and get_content_charset give, on crafted values and every part of every sample."""
+    get_boundary and get_content_charset give, on crafted values and every part of every sample,
+    split by FeedParser and by ``split``."""
     from inbox_daemon.notices.mime import _charset
     from inbox_daemon.notices.mimesplit import boundary_of, param
 
@@ -87,10 +88,18 @@ def test_parameter_reader_agrees_with_compat32() -> None:
         msg = Message()
         msg["Content-Type"] = value
         parts.append(msg)
+    for value in CONTENT_TYPES:  # and as split parts, which read their parameters once
+        fast = split(f"Content-Type: {value}\n\nbody\n")
+        if fast is not None and not fast.is_multipart():
+            parts.append(fast)
     for path in SAMPLES:
-        parts.extend(email.message_from_bytes(path.read_bytes(), policy=compat32).walk())
+        text = path.read_bytes().decode("ascii", "surrogateescape")
+        parts.extend(email.message_from_string(text, policy=compat32).walk())
+        fast = split(text)
+        if fast is not None:
+            parts.extend(fast.walk())
     for part in parts:
-        for name, default in (("charset", ""), ("format", ""), ("delsp", "no")):
+        for name, default in (("charset", ""), ("format", ""), ("delsp", "no"), ("charset", "x")):
             assert param(part, name, default) == part.get_param(name, default), part.get("content-type")
         assert boundary_of(part) == part.get_boundary(), part.get("content-type")
         assert _charset(part) == part.get_content_charset(), part.get("content-type")
