@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inbox_daemon.notices import languages
 from inbox_daemon.notices.languages import matcher
 from inbox_daemon.notices.languages import (
     LANGUAGES,
@@ -15,6 +18,9 @@ from inbox_daemon.notices.languages import (
     is_notice_subject,
     normalise,
 )
+from inbox_daemon.notices.languages.literals import required_literal
+
+from .expectations import OWN_SAMPLES
 
 OPT_OUT_SENTENCES = {
     "en": "because the buyer has chosen to opt out of receiving unsolicited messages from sellers",
@@ -144,3 +150,58 @@ def test_split_words_and_positions_are_the_token_regex(text: str) -> None:
                                   "no stop", "a.b. c", ". lone", "end?\n"])
 def test_split_words_at_the_edges_of_a_stop(text: str) -> None:
     assert matcher.split_words(text) == matcher._TOKEN_NO_ELISION.findall(text)
+
+
+# One reply attribution per attribution pattern, as mail clients write them.
+ATTRIBUTION_LINES = [
+    "On Mon, May 6, 2024 at 10:00 AM Amazon.com <auto-communication@amazon.com> wrote:",
+    "Le lun. 6 mai 2024 à 10:00, Amazon.fr <noreply@amazon.fr> a écrit :",
+    "Am 06.05.2024 um 10:00 schrieb Amazon.de <noreply@amazon.de>:",
+    "Il giorno lun 6 mag 2024 alle ore 10:00 Amazon.it <noreply@amazon.it> ha scritto:",
+    "El lun, 6 may 2024 a las 10:00, Amazon.es (<noreply@amazon.es>) escribió:",
+    "2024年5月6日(月) 10:00 Amazon.co.jp <noreply@amazon.co.jp>のメッセージ:",
+    "Amazon.co.jp さんは書きました:",
+    "Em seg., 6 de mai. de 2024 às 10:00, Amazon.com.br <noreply@amazon.com.br> escreveu:",
+    "Op ma 6 mei 2024 om 10:00 schreef Amazon.nl <noreply@amazon.nl>:",
+    "Den mån 6 maj 2024 kl 10:00 skrev Amazon.se <noreply@amazon.se>:",
+    "W dniu pon., 6 maj 2024 o 10:00 Amazon.pl <noreply@amazon.pl> napisał(a):",
+    "Amazon.com.tr <noreply@amazon.com.tr> şunu yazdı:",
+    "في الاثنين، 6 مايو 2024، Amazon.ae <noreply@amazon.ae> كتب:",
+    "Amazon.cn <noreply@amazon.cn> 写道：",
+    "6 May 2024, 10:00 Amazon.com <auto-communication@amazon.com>:",
+]
+
+
+def _unfiltered_attribution(line: str) -> bool:
+    line = line.strip()
+    return len(line) <= languages.MAX_ATTRIBUTION and languages._ATTRIBUTION.search(line.lower()) is not None
+
+
+def test_every_attribution_pattern_has_a_line_and_its_literal() -> None:
+    """Each pattern matches a line of its own here, and the line holds the pattern's literal."""
+    for pattern in languages._ATTRIBUTIONS:
+        matching = [line for line in ATTRIBUTION_LINES if re.search(pattern, line.lower())]
+        assert matching, pattern
+        literal = required_literal(pattern)
+        assert literal and all(literal in line.lower() for line in matching), (pattern, literal)
+    assert all(languages.is_attribution(line) for line in ATTRIBUTION_LINES)
+
+
+def test_attribution_filter_answers_as_the_search_alone() -> None:
+    """Every line of every sample (and the crafted ones, cut and padded) gets the answer the
+    search alone gives: the literal test only skips lines the search would not match."""
+    lines = list(ATTRIBUTION_LINES)
+    lines += [line[:n] for line in ATTRIBUTION_LINES for n in (10, 30, -1, -5)]
+    lines += [line.replace("<", "") for line in ATTRIBUTION_LINES] + ["x" * 390 + " wrote:", "x" * 401 + " wrote:"]
+    for path in sorted(OWN_SAMPLES.rglob("*.eml")):
+        lines += path.read_bytes().decode("utf-8", "replace").splitlines()
+    assert sum(map(_unfiltered_attribution, lines)) > len(ATTRIBUTION_LINES)  # the samples hold some too
+    for line in lines:
+        assert languages.is_attribution(line) == _unfiltered_attribution(line), line
+
+
+def test_required_literal_reads_the_top_level_only() -> None:
+    assert required_literal(r"\bwrote\s*:$") == "wrote"
+    assert required_literal(r"ab(?:cd)?efg|x") == ""  # an alternation at the top: no literal for all
+    assert required_literal(r"ab(?:cd)?efg") == "efg"
+    assert required_literal(r"(?i)wrote:") == ""  # ignoring case, "WROTE:" matches without "wrote"

@@ -20,13 +20,13 @@ for all languages; the phrase scan then covers only the text up to that sentence
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections import defaultdict
 from itertools import compress, count
-from typing import Any, Final
+from typing import Final
 
 from . import LANGUAGES, OPT_OUT, LookAlike
+from .literals import required_literal
 
 __all__ = ["OPT_OUT_RULE", "LOOK_ALIKE_RULES", "Positions", "find_reason", "mentions_opt_out", "split_words"]
 
@@ -202,19 +202,6 @@ class Positions:
 Phrase = tuple[str, re.Pattern[str], "str | LookAlike"]  # (required literal, pattern, verdict)
 
 
-def _required_literal(pattern: str) -> str:
-    """The longest run of plain characters every match of ``pattern`` contains ("" if none)."""
-    parser: Any = importlib.import_module("re._parser")  # the stdlib's own regex parser
-    literal = parser.LITERAL
-    best, run = "", ""
-    for op, arg in parser.parse(pattern):
-        if op is literal:
-            run += chr(arg)
-            continue
-        best, run = max(best, run, key=len), ""
-    return max(best, run, key=len)
-
-
 def _phrases() -> tuple[Phrase, ...]:
     """The tables' whole-sentence phrases in verdict order (opt-out first, as in the tables), each
     with a literal it requires. Searched one by one after a substring test: one alternation of
@@ -225,7 +212,7 @@ def _phrases() -> tuple[Phrase, ...]:
         groups[OPT_OUT].extend(lang.opt_out)
         for look_alike, patterns in lang.look_alikes.items():
             groups.setdefault(look_alike, []).extend(patterns)
-    return tuple((_required_literal(p), re.compile(p), verdict) for verdict, ps in groups.items() for p in ps)
+    return tuple((required_literal(p), re.compile(p), verdict) for verdict, ps in groups.items() for p in ps)
 
 
 _PHRASES: Final = _phrases()
