@@ -110,6 +110,7 @@ class _Quotes:
 # ASCII characters that are not word characters (``\\w``: letters, digits, "_"), as blanks; the
 # second keeps the apostrophe, which joins the words of an elision ("l'allegato").
 _NOT_WORD_ASCII: Final = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+_NOT_WORD_ASCII_CHARS: Final = "".join(chr(c) for c in range(128) if not (chr(c).isalnum() or chr(c) == "_"))
 _NOT_WORD_BUT_APOSTROPHE: Final = str.maketrans({chr(c): " " for c in range(128)
                                                  if not (chr(c).isalnum() or chr(c) in "_'")})
 
@@ -138,13 +139,17 @@ def _split_at_blanks(text: str) -> list[str] | None:
         if piece.isalnum():  # letters and digits only, in any script
             words.append(piece)
             continue
-        for run in piece.translate(table).split():
-            if not (ascii_only or run.isascii() or run.replace("'", "").isalnum()):
-                return None  # a character outside ASCII that is not a word character
-            if elision and "'" in run:
-                words.extend(_elided(run))
-            else:
-                words.append(run)
+        core = piece.strip(_NOT_WORD_ASCII_CHARS)  # "seller.", "(order", "'quoted'"
+        if core.isalnum():
+            words.append(core)
+        elif core:  # punctuation inside too ("amazon.com", "l'un", "a_b")
+            for run in core.translate(table).split():
+                if not (ascii_only or run.isascii() or run.replace("'", "").isalnum()):
+                    return None  # a character outside ASCII that is not a word character
+                if elision and "'" in run:
+                    words.extend(_elided(run))
+                else:
+                    words.append(run)
         if piece[-1] in _ASCII_ENDS:  # before a blank, or at the end ("$")
             words.append(piece[-1])
     last = pieces[-1]
