@@ -205,3 +205,25 @@ def test_header_blocks_are_read_as_the_field_grammar_reads_them(lines: list[str]
     field = r"[\041-\071\073-\176]++:[^\n]*+(?:\n[ \t][^\n]*+)*+"
     grammar = re.compile(f"(?:{field}\n)++")
     assert (header_fields(block) is not None) == (grammar.fullmatch(block) is not None), block
+
+
+# The field grammar as one regex, as the splitter read fields before (``header_source_parse``'s
+# values: folds kept, leading blanks and the last line's CR dropped).
+_FIELDS = re.compile(r"^([\041-\071\073-\176]+):[ \t]*([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)", re.MULTILINE)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(["Subject: x", "A:", "X-Y:  y z", " folded", "\tfolded", "  ", "\t", "B:\t b ",
+                                 "C:c", "D: d:e", "E:\u00e9", "F\u00e9:f", "G:\udcff", "H\x7f:h", "I\x01:i", "J\tK:j",
+                                 ":l"]), min_size=1, max_size=8),
+       st.lists(st.booleans(), min_size=8, max_size=8))
+def test_header_fields_are_the_field_regex_values(lines: list[str], crlf: list[bool]) -> None:
+    """Every field's name and value, LF or CRLF line by line, are what the field regex finds, and
+    a block is declined exactly when the regex's fields and the folds do not account for every
+    line (how the splitter checked a block before)."""
+    from inbox_daemon.notices.mimesplit import header_fields
+
+    block = "".join(line + ("\r\n" if cr else "\n") for line, cr in zip(lines, crlf))
+    expected = _FIELDS.findall(block)
+    whole = len(expected) + block.count("\n ") + block.count("\n\t") == block.count("\n")
+    assert header_fields(block) == (expected if whole else None), block
