@@ -8,6 +8,11 @@ through ``htmltext``) -> ``unwrap`` (candidate messages out of attachments, and 
 sender from ``senders``, the reason from the ``languages`` tables read by ``languages.matcher``,
 buyers) -> ``parser`` (one result per mail, buyers merged and bounded, with the forwarding
 identity from ``forwarder``). ``report`` prints results for the CLI.
+
+Built as a wheel, these modules (but ``result``) are compiled by mypyc (setup.py). So the
+objects made per part and per candidate are plain classes with an ``__init__`` of their own:
+mypyc compiles that, while a dataclass's generated ``__init__`` runs as interpreted code.
+Likewise ``encoded_words`` stands in for ``email.header.decode_header``.
 """
 
 from __future__ import annotations

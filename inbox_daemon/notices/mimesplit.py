@@ -215,7 +215,7 @@ def _headers(block: str) -> list[tuple[str, str]]:
         ends_cr = line.endswith("\r")
         if ends_cr:
             line = line[:-1]
-        if line[:1] in (" ", "\t") and line:
+        if line[:1] in (" ", "\t"):
             if not name:
                 raise _Irregular  # the first line folded
             value += ("\r\n" if crlf else "\n") + line
