@@ -29,8 +29,9 @@ def decode_header(header: str) -> list[Chunk]:
         return [(header, None)]  # (no word in a line, nor across lines: ".*?" stops at none)
     words: list[tuple[str, str | None, str | None]] = []  # (text, encoding, charset)
     for parts in split:
-        if parts[0].lstrip():
-            words.append((parts[0].lstrip(), None, None))
+        plain = parts[0].lstrip()
+        if plain:
+            words.append((plain, None, None))
         for at in range(1, len(parts), 4):
             words.append((parts[at + 2], parts[at + 1].lower(), parts[at].lower()))
             if parts[at + 3]:

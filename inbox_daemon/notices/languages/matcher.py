@@ -107,12 +107,12 @@ class _Quotes:
         return self.odd
 
 
-# ASCII characters that are not word characters (``\\w``: letters, digits, "_"), as blanks; the
-# second keeps the apostrophe, which joins the words of an elision ("l'allegato").
-_NOT_WORD_ASCII: Final = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+# ASCII characters that are not word characters (``\\w``: letters, digits, "_"); the tables turn
+# them into blanks, the second all but the apostrophe, which joins the words of an elision
+# ("l'allegato").
 _NOT_WORD_ASCII_CHARS: Final = "".join(chr(c) for c in range(128) if not (chr(c).isalnum() or chr(c) == "_"))
-_NOT_WORD_BUT_APOSTROPHE: Final = str.maketrans({chr(c): " " for c in range(128)
-                                                 if not (chr(c).isalnum() or chr(c) in "_'")})
+_NOT_WORD_ASCII: Final = str.maketrans(dict.fromkeys(_NOT_WORD_ASCII_CHARS, " "))
+_NOT_WORD_BUT_APOSTROPHE: Final = str.maketrans(dict.fromkeys(_NOT_WORD_ASCII_CHARS.replace("'", ""), " "))
 
 
 def split_words(text: str) -> list[str]:
