@@ -126,8 +126,9 @@ def _html(markup: bytes) -> bytes:
 
 # Markup and headers that made a regular expression or the stdlib's RFC 2047 decoder
 # quadratic (found by inserting repeated snippets into our samples): 19 s for the first, 29 s
-# for encoded words, minutes for the unclosed ones, the long mailto and many ";". The timeout
-# is a hang guard (each now takes well under a second here), not a measurement.
+# for encoded words, minutes for the unclosed ones, the long mailto and many ";"; and runs the
+# line-by-line header reader and the Q decoder must take in one pass (a million folds, a million
+# "=XX"). The timeout is a hang guard (each now takes well under a second here), not a measurement.
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     "raw",
@@ -141,9 +142,11 @@ def _html(markup: bytes) -> bytes:
         _html(b"<td" + b"\n" * 200_000 + b"x"),
         b"Content-Type: multipart/mixed; boundary=x; " + b"d;" * 1_000_000 + b"\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\na" + b" " * 400_000 + b"b\r\n",
+        b"X-Long: a\r\n" + b" b\r\n" * 1_000_000 + b"\r\nx\r\n",
+        b"Subject: =?utf-8?q?" + b"=41" * 1_000_000 + b"?=\r\n\r\nx\r\n",
     ],
     ids=["lone-angles", "unclosed-anchors", "unclosed-comments", "unclosed-scripts", "encoded-words",
-         "long-mailto", "blank-run-in-tag", "many-params", "qp-blank-run"],
+         "long-mailto", "blank-run-in-tag", "many-params", "qp-blank-run", "million-folds", "q-escape-run"],
 )
 @pytest.mark.slow
 def test_hostile_markup_and_headers_stay_linear(raw: bytes) -> None:
