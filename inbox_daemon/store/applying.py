@@ -52,7 +52,7 @@ from .engine import chunks
 from .records import Applied, IndexEntry
 from .schema import Evidence, OptOut, RawMessage, table
 
-__all__ = ["apply_batch"]
+__all__ = ["apply_batch", "Written"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,15 +303,14 @@ async def apply_batch(
     held: Mapping[int, str] | None = None,
     *,
     actor: str = "intake",
-    entries: bool = True,
     received: Mapping[int, datetime] | None = None,
-) -> list[Applied]:
-    """Record each verdict and, for opt-outs not ``held``, their buyers. Idempotent.
-    ``entries`` False: the results carry no index entries (a CLI import: the daemons follow
-    the change rows), which saves reading them back. ``received``: raw messages whose verdict
-    an earlier transaction recorded, each with when it was received, which are not read again
-    (an imported file's later batches: its row holds the whole file, and SQLite reaches a column
-    stored after it by walking the file's overflow pages, ~50 ms for a file of 70 MB)."""
+) -> Written:
+    """Record each verdict and, for opt-outs not ``held``, their buyers. Idempotent. What it
+    did comes back as ``Written``, whose ``applied`` reads the index entries. ``received``: raw
+    messages whose verdict an earlier transaction recorded, each with when it was received,
+    which are not read again (an imported file's later batches: its row holds the whole file,
+    and SQLite reaches a column stored after it by walking the file's overflow pages, ~50 ms
+    for a file of 70 MB)."""
     held = held or {}
     ring = pseudonyms.ring(session)
     notices = await _verdicts(session, ring, items, parser_version, now, held, received or {})
@@ -324,12 +323,29 @@ async def apply_batch(
         outcome = outcomes.setdefault(notice.raw_id, _Outcome())
         for stored, marketplace in buyers:
             batch.apply_keys(stored, marketplace, notice, outcome)
-    named = [r for o in outcomes.values() for r in o.named.values()]
     changed = [r for o in outcomes.values() for key, r in o.named.items() if key in o.new or key in o.updated]
     await batch.write(now, changed)
-    found = await entries_for(session, {r.id for r in named if r.id is not None}) if entries else []
-    at = {(e.kind, e.value): n for n, e in enumerate(found)}  # one lookup per key, not a scan per message
-    return [_applied(outcomes.get(raw_id), found, at, held.get(raw_id)) for raw_id, _ in items]
+    return Written([raw_id for raw_id, _ in items], outcomes, held)
+
+
+class Written:
+    """What ``apply_batch`` did, to be told as ``Applied`` results with the index entries of
+    every key it named. The entries may be read after the transaction commits (the daemon on
+    SQLite: reading them is then no part of the time its write lock is held; a state read
+    later is the same or newer, as the index followers would deliver it)."""
+
+    def __init__(self, raw_ids: list[int], outcomes: dict[int, _Outcome], held: Mapping[int, str]) -> None:
+        self.raw_ids = raw_ids
+        self.outcomes = outcomes
+        self.held = held
+
+    async def applied(self, session: AsyncSession | None) -> list[Applied]:
+        """The results in the order of the items; ``session`` None: without index entries (a
+        CLI import: the daemons follow the change rows), which saves reading them back."""
+        named = {r.id for o in self.outcomes.values() for r in o.named.values() if r.id is not None}
+        found = await entries_for(session, named) if session is not None else []
+        at = {(e.kind, e.value): n for n, e in enumerate(found)}  # one lookup per key, not a scan per message
+        return [_applied(self.outcomes.get(raw_id), found, at, self.held.get(raw_id)) for raw_id in self.raw_ids]
 
 
 def _applied(outcome: _Outcome | None, entries: list[IndexEntry], at: Mapping[tuple[Any, str], int],

@@ -97,7 +97,8 @@ async def approve(
     trust = await session.get(MessageTrust, raw_id)
     if trust is not None:
         trust.approved_by, trust.approved_at, trust.held = who, now, None
-    (applied,) = await applying.apply_batch(session, [(raw_id, result)], parser_version, now, actor=who)
+    written = await applying.apply_batch(session, [(raw_id, result)], parser_version, now, actor=who)
+    (applied,) = await written.applied(session)
     await audit(session, [{"actor": who, "action": "approve", "raw_message_id": raw_id,
                            "detail": f"{applied.buyers_new} new, {applied.buyers_updated} updated"
                            + (f": {note}" if note else "")}], now)
@@ -171,8 +172,8 @@ async def import_batch(
     given for the batches after the first, which recorded its verdict (``apply_batch``)."""
     result = ParseResult(Kind.OPT_OUT, buyers=tuple(buyers), forwarded_via="csv-import")
     received = {raw_id: received_at} if received_at is not None else None
-    (applied,) = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who, entries=False,
-                                            received=received)
+    written = await applying.apply_batch(session, [(raw_id, result)], "csv-import", now, actor=who, received=received)
+    (applied,) = await written.applied(None)
     return applied
 
 

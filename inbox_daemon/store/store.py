@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from inbox_daemon.notices.result import Buyer, ParseResult
+from inbox_daemon.errors import StoreUnavailable
 from inbox_daemon.privacy import KeyRing
 
 from . import accounts, admission, applying, blocklist, changes, imap, keycheck, leases, pseudonyms, raw, retention, review, sealing, sellers
@@ -260,10 +261,11 @@ class Store:
         ``admit``, when given, is asked first, in the same transaction, what to do with each
         item; what it returns is recorded, and items it holds are quarantined (``Applied.held``).
         Items in ``claimed`` are applied only while ``owner`` still holds their claim; the
-        others come back as None and nothing of them is written (``raw.lost``).
+        others come back as None and nothing of them is written (``raw.lost``). The index
+        entries of the results are read once the transaction has committed (``applying.Written``).
         """
 
-        async def work(session: AsyncSession) -> list[Applied | None]:
+        async def work(session: AsyncSession) -> tuple[set[int], applying.Written]:
             now = utcnow()
             lost = await raw.lost(session, [i for i, _ in items if i in claimed], owner) if owner else set()
             held: dict[int, str] = {}
@@ -272,10 +274,15 @@ class Store:
                 await admission.record(session, decided, now)
                 held = {a.raw_id: a.held for a in decided if a.held}
             kept = [item for item in items if item[0] not in lost]
-            applied = iter(await applying.apply_batch(session, kept, parser_version, now, held))
-            return [None if raw_id in lost else next(applied) for raw_id, _ in items]
+            return lost, await applying.apply_batch(session, kept, parser_version, now, held)
 
-        return await self._transaction_now(work)
+        lost, written = await self._transaction_now(work)
+        try:  # after the commit: see ``applying.Written``
+            results = await self._reading(written.applied)
+        except StoreUnavailable:  # committed all the same: the index follower reads its change rows
+            results = await written.applied(None)
+        applied = iter(results)
+        return [None if raw_id in lost else next(applied) for raw_id, _ in items]
 
     # -- the index -------------------------------------------------------------------------------
 

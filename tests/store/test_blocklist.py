@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from inbox_daemon.errors import StoreUnavailable
 from inbox_daemon.keys import message_id_stored
 from inbox_daemon.store import Delivery, IndexEntry, Store
 from tests.conftest import TEST_KEYRING, stored
@@ -247,5 +248,30 @@ def test_identity_rules_hold_within_one_batch(with_store: Any) -> None:
         assert len(await store.evidence_details(row.id)) == 4
         # entries are the state after the batch, of every key the named opt-outs have by then
         assert keys(applied[0].entries) == {("email", SE1): 3, ("order", SO1): 3}
+
+    with_store(body)
+
+
+def test_applied_when_the_entries_cannot_be_read_after_the_commit(with_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entries are read after the applying transaction commits; when that read fails, the
+    notice is applied all the same, its results carry no entries, and its change rows are there
+    for the index followers."""
+
+    async def body(store: Store) -> None:
+        (saved,) = await store.save_raw_many([Delivery(b"a", "smtp")])
+        before = await last_change_seq(store)
+        reading = store._reading
+
+        async def refused(work: Any, *args: Any) -> Any:
+            if getattr(work, "__name__", "") == "applied":
+                raise StoreUnavailable("database is locked")
+            return await reading(work, *args)
+
+        monkeypatch.setattr(store, "_reading", refused)
+        (applied,) = await store.apply_many([(saved.id, notice(buyer(E1, O1)))], parser_version="p")
+        monkeypatch.setattr(store, "_reading", reading)
+        assert (applied.buyers_new, applied.entries, applied.held) == (1, [], None)
+        assert await last_change_seq(store) > before
+        assert {(e.kind, e.value) async for e in store.iter_index()} == {("order", SO1), ("email", SE1)}
 
     with_store(body)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from inbox_daemon.errors import StoreUnavailable
@@ -49,6 +49,33 @@ def test_a_write_waits_for_anothers_lock_and_takes_it_once_free(tmp_path: Path, 
 
     waited, count = run(main())
     assert waited >= 0.25 and count == 2  # it waited for the other's commit, and both rows are in
+
+
+def test_a_waiting_write_asks_the_driver_not_sqlalchemy(tmp_path: Path, run: Any) -> None:
+    """While another connection holds the lock, the lane asks for it again and again on the
+    driver's connection: no BEGIN goes through SQLAlchemy (each refusal there is an event, a
+    wrapped error and a rollback: CPU a waiting writer burns)."""
+    db = tmp_path / "x.db"
+
+    async def main() -> tuple[int, int]:
+        lane = _lane(db)
+        begins = []
+        event.listen(lane._engine, "before_cursor_execute", lambda *a: begins.append(a[2]) if "BEGIN" in a[2] else None)
+        try:
+            await lane.run(lambda c: c.execute(text("CREATE TABLE t (x)")))
+            other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+            release.start()
+            await lane.run(lambda c: c.execute(text("INSERT INTO t VALUES (1)")))
+            release.join()
+            other.close()
+            return len(begins), int(await lane.run(lambda c: c.execute(text("SELECT count(*) FROM t")).scalar_one()))
+        finally:
+            lane.close()
+
+    begins, count = run(main())
+    assert (begins, count) == (0, 1)
 
 
 def test_a_lock_held_past_the_busy_timeout_is_store_unavailable(
