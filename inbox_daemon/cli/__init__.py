@@ -7,6 +7,9 @@ runtime error; 78 (EX_CONFIG) an invalid configuration.
 from __future__ import annotations
 
 from . import _early  # noqa: F401  first: `serve` outlives a SIGHUP while the rest is imported
+import importlib.util
+import sys
+
 import click
 
 from .. import __version__
@@ -40,4 +43,21 @@ for _command in (serve, parse, check, db, blocklist, messages, import_, sellers,
 
 
 def main() -> None:
+    _children_skip_this_script()
     cli(prog_name="inbox-daemon")
+
+
+def _children_skip_this_script() -> None:
+    """The processes the daemon spawns (the SMTP process, parser workers, CSV readers) start
+    without running the ``inbox-daemon`` script again.
+
+    multiprocessing's spawn runs the parent's main script once more in each child, as
+    ``__mp_main__``, so that what the script defines can be unpickled there
+    (https://docs.python.org/3/library/multiprocessing.html#the-spawn-and-forkserver-start-methods).
+    This script only imports ``main``: every child imported the whole command package (the
+    store, the web app…), about 0.5 s of CPU and 45 MB a process, the parser worker for nothing.
+    Naming the script's module ``inbox_daemon.__main__``, as ``python -m inbox_daemon`` does,
+    makes spawn leave it alone: it reruns no package's ``__main__``."""
+    script = sys.modules["__main__"]
+    if getattr(script, "__spec__", None) is None:
+        script.__spec__ = importlib.util.find_spec("inbox_daemon.__main__")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,7 @@ from inbox_daemon.trust.identity import claims_of, header_claims
 from tests.support import slow_parser
 from tests.support.notices import opt_out_notice
 
+ROOT = Path(__file__).resolve().parents[2]
 SLOW = Parser(slow_parser.parse_notice, slow_parser.PARSER_VERSION, module="tests.support.slow_parser")
 FORWARDED = (b"X-Forwarded-For: fwd@example.net\r\n"  # a redirect's trace: one forwarding claim
              + opt_out_notice("111-2222222-3333333", "abcdefghij12345@marketplace.amazon.com"))
@@ -95,3 +99,39 @@ def test_a_batch_longer_than_the_hard_stop_is_not_cut() -> None:
     code, elapsed = _batch_in_a_process(slow, timeout=1.0)
     assert elapsed > 1.0 + HARD_STOP_GRACE_S  # the batch did outlast one arming
     assert code == 0
+
+
+_SCRIPT = """import sys
+sys.path[:0] = [{root!r}]
+from inbox_daemon.cli import main  # what the console script pip writes imports
+if __name__ == "__main__":
+    import asyncio
+    from inbox_daemon.cli import _children_skip_this_script
+    from inbox_daemon.processing.parsers import BUILTIN, ParsePool
+    from tests.support.worker_modules import heavy_modules
+    if sys.argv[1:] == ["skip"]:
+        _children_skip_this_script()
+
+    async def ask():
+        pool = ParsePool(BUILTIN, 1)
+        try:
+            return (await pool.parse_many([b"x"], heavy_modules))[1]
+        finally:
+            pool.close(wait=True)
+
+    print(asyncio.run(ask()))
+"""
+
+
+@pytest.mark.parametrize(("argument", "imported"), [("skip", "['']"), ("", "['sqlalchemy ")])
+def test_a_worker_spawned_from_the_console_script_imports_only_the_parser(
+        tmp_path: Path, argument: str, imported: str) -> None:
+    """spawn runs the parent's main script again in each child; under ``inbox-daemon`` that
+    imported the whole command package into every parser worker. With the script's module
+    named as ``python -m inbox_daemon`` names it, the worker imports the parser and no more."""
+    script = tmp_path / "inbox-daemon"
+    script.write_text(_SCRIPT.format(root=str(ROOT)))
+    done = subprocess.run([sys.executable, str(script), *([argument] if argument else [])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(imported)  # without the skip, the worker has the store
