@@ -14,11 +14,12 @@ PostgreSQL's ``= ANY``), one statement however many values, each found through t
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Row, Table, any_, bindparam, func, select, text
+from sqlalchemy import Column, Row, Select, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,8 +66,11 @@ def _unnest(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
     return f"INSERT INTO {target} ({columns}) SELECT * FROM unnest({arrays})"
 
 
-async def insert_rows(session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """INSERT ``rows`` (tuples in the order of ``names``) into ``table``."""
+async def insert_rows(session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]],
+                      on_conflict: str = "") -> None:
+    """INSERT ``rows`` (tuples in the order of ``names``) into ``table``. ``on_conflict``: an
+    upsert clause both dialects read alike (``ON CONFLICT (key) DO UPDATE SET ...``; PostgreSQL
+    refuses one that reaches a row twice in a statement, so the rows' keys must differ)."""
     if not rows:
         return
     await session.flush()  # as ``session.execute`` would: rows these point at are written first
@@ -74,11 +78,12 @@ async def insert_rows(session: AsyncSession, table: Table, names: Sequence[str],
     dialect = connection.dialect
     columns = _columns(dialect, table, names, rows)
     if dialect.name == "postgresql":
-        await connection.execute(text(_unnest(dialect, table, names)), {f"p{n}": c for n, c in enumerate(columns)})
+        statement = text(f"{_unnest(dialect, table, names)} {on_conflict}")
+        await connection.execute(statement, {f"p{n}": c for n, c in enumerate(columns)})
         return
     target, listed = _names(dialect, table, names)
     marks = ", ".join("?" for _ in names)
-    await connection.exec_driver_sql(f"INSERT INTO {target} ({listed}) VALUES ({marks})", list(zip(*columns)))
+    await connection.exec_driver_sql(f"INSERT INTO {target} ({listed}) VALUES ({marks}) {on_conflict}", list(zip(*columns)))
 
 
 async def insert_returning(
@@ -117,13 +122,19 @@ async def select_matching(
     ``lock``: locked against concurrent change of their keys (PostgreSQL FOR NO KEY UPDATE)."""
     if not values:
         return []
-    dialect = (await session.connection()).dialect
-    if dialect.name == "postgresql":
-        array = bindparam("matching", list(values), type_=ARRAY(key.type))
-        statement = select(*columns).where(key == any_(array))
+    dialect = (await session.connection()).dialect.name
+    given = list(values) if dialect == "postgresql" else json.dumps(list(values))
+    return list(await session.execute(_matching(tuple(columns), key, dialect, lock), {"matching": given}))
+
+
+@functools.cache
+def _matching(columns: tuple[Column[Any], ...], key: Column[Any], dialect: str, lock: bool) -> Select[Any]:
+    """The statement of ``select_matching``, built once: building a select with its join and
+    working out its cache key cost more than running it (the SMTP process reads its batch back
+    with it under SQLite's write lock)."""
+    if dialect == "postgresql":
+        statement = select(*columns).where(key == any_(bindparam("matching", type_=ARRAY(key.type))))
     else:
-        given = func.json_each(bindparam("matching", json.dumps(list(values)))).table_valued("value").alias("given")
+        given = func.json_each(bindparam("matching")).table_valued("value").alias("given")
         statement = select(*columns).join_from(given, key.table, key == given.c.value)
-    if lock:
-        statement = statement.with_for_update(key_share=True)
-    return list(await session.execute(statement))
+    return statement.with_for_update(key_share=True) if lock else statement

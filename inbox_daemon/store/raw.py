@@ -5,7 +5,6 @@ Functions take an open session and never commit; ``Store`` owns the transactions
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections import Counter
@@ -14,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.keys import message_id_stored
 from inbox_daemon.privacy import KeyRing
 
+from . import bulk
 from .engine import chunks, database_clock
 from .records import Delivery, PendingRow, RawRecord, RawRow, SavedRaw
 from .schema import OUTCOMES, RawMessage
@@ -27,6 +26,7 @@ from .schema import table as schema_table
 from .sealing import open_raw, seal_raw
 
 __all__ = [
+    "Sealed",
     "save_many",
     "pending",
     "claim",
@@ -43,36 +43,46 @@ __all__ = [
 
 
 
-async def save_many(
-    session: AsyncSession, items: Sequence[Delivery], now: datetime, owner: str | None = None,
-    ring: KeyRing | None = None,
-) -> list[SavedRaw]:
+class Sealed:
+    """A batch of deliveries made ready to store: digests, repeats folded, bytes sealed.
+    Made before the transaction (``Store.save_raw_many``): sealing and hashing are no part of
+    the time SQLite's write lock is held."""
+
+    def __init__(self, items: Sequence[Delivery], now: datetime, ring: KeyRing | None) -> None:
+        self.digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
+        self.repeats = Counter(self.digests)
+        firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
+        for digest, item in zip(self.digests, items):
+            firsts.setdefault(digest, item)
+        self.rows = [_values(item, digest, self.repeats[digest], now, ring) for digest, item in firsts.items()]
+
+
+async def save_many(session: AsyncSession, batch: Sealed, owner: str | None = None) -> list[SavedRaw]:
     """Insert the bytes, or count one more delivery of bytes already stored. A new message is
     claimed by ``owner`` from the start (see ``claim``), so that it is never without an owner
     while it waits in that process's queue; bytes already stored keep their claim.
 
-    One ``INSERT … ON CONFLICT (sha256) DO UPDATE … RETURNING`` statement, compiled once per
-    engine and given the batch's rows as parameter sets (SQLAlchemy's "insertmanyvalues" sends
-    them as multi-row VALUES): no race between two deliveries of the same bytes, one round trip
-    for a batch, no SQL built per batch. Repeats within the batch are folded first (PostgreSQL
-    refuses to update a row twice in one statement); the first of them is the new one. The
-    bytes are sealed under the ring's current data key (``sealing``).
+    One ``INSERT … ON CONFLICT (sha256) DO UPDATE`` for the batch (``bulk.insert_rows``: each
+    value converted once, bound by the driver), then one read of the batch's rows by sha256:
+    no race between two deliveries of the same bytes. On SQLite this runs under the write lock
+    the daemon's applying transactions wait for; SQLAlchemy's per-row work for a multi-row
+    ``RETURNING`` cost that lock about 0.1 ms a message (bench/ingest.py). Repeats within the
+    batch are folded first (PostgreSQL refuses to update a row twice in one statement); the
+    first of them is the new one. The bytes are sealed under the ring's current data key
+    (``sealing``).
     """
-    digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
-    repeats = Counter(digests)
-    firsts: dict[str, Delivery] = {}  # in arrival order: ids follow it
-    for digest, item in zip(digests, items):
-        firsts.setdefault(digest, item)
     totals: dict[str, tuple[int, int, str]] = {}
-    claim = {"claimed_by": owner, "claimed_at": await database_clock(session) if owner else None}
-    rows = [{**_values(firsts[d], d, repeats[d], now, ring), **claim} for d in firsts]
-    if rows:
-        found = await session.execute(_upsert(session.get_bind().dialect.name), rows)
-        totals.update({d: (i, t, o) for i, d, t, o in found})
+    if batch.rows:
+        claim = (owner, await database_clock(session) if owner else None)
+        names = (*batch.rows[0], "claimed_by", "claimed_at")  # every row of a batch has the same columns
+        rows = [(*row.values(), *claim) for row in batch.rows]
+        await bulk.insert_rows(session, _TABLE, names, rows, on_conflict=_REPEAT)
+        found = await bulk.select_matching(session, _SAVED_COLUMNS, _TABLE.c.sha256, set(batch.repeats))
+        totals.update({r.sha256: (r.id, r.times_received, r.outcome) for r in found})
     saved, seen = [], set()
-    for digest in digests:
+    for digest in batch.digests:
         raw_id, times, outcome = totals[digest]
-        first = times == repeats[digest] and digest not in seen  # inserted by this batch
+        first = times == batch.repeats[digest] and digest not in seen  # inserted by this batch
         saved.append(SavedRaw(raw_id, digest, is_new=first, pending=outcome == "pending"))
         seen.add(digest)
     return saved
@@ -97,17 +107,10 @@ def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyR
     }
 
 
-@functools.cache
-def _upsert(dialect: str) -> Any:
-    """The upsert of one raw row, built once per dialect so that its compiled form is cached
-    (a statement built per batch with multi-row ``.values()`` is compiled anew each time)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = schema_table(RawMessage)
-    statement = insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.sha256],
-        set_={"times_received": table.c.times_received + statement.excluded.times_received},
-    ).returning(table.c.id, table.c.sha256, table.c.times_received, table.c.outcome)
+_TABLE = schema_table(RawMessage)
+_SAVED_COLUMNS = (_TABLE.c.id, _TABLE.c.sha256, _TABLE.c.times_received, _TABLE.c.outcome)
+# The same bytes again: one delivery more, the first delivery's row and metadata kept.
+_REPEAT = "ON CONFLICT (sha256) DO UPDATE SET times_received = raw_messages.times_received + excluded.times_received"
 
 
 async def pending(session: AsyncSession, limit: int, lease: timedelta) -> list[PendingRow]:

@@ -158,7 +158,7 @@ async def save_import(
 ) -> SavedRaw:
     """Keep an imported file whole as a raw message, its provenance (name, sha256, who, when):
     the evidence its rows point at. The same file again is the same message."""
-    (saved,) = await raw.save_many(session, [Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now, ring=ring)
+    (saved,) = await raw.save_many(session, raw.Sealed([Delivery(data, f"csv:{name}"[:200], envelope_from=who)], now, ring))
     return saved
 
 

@@ -173,7 +173,8 @@ class Store:
         bytes again: ``is_new`` False and ``times_received`` one higher; the first delivery's
         metadata is kept. New messages are claimed by ``owner``, the process that will
         process them."""
-        return await self._transaction_now(lambda s: raw.save_many(s, deliveries, utcnow(), owner, self.keyring))
+        batch = raw.Sealed(deliveries, utcnow(), self.keyring)  # before the lock: see ``raw.Sealed``
+        return await self._transaction_now(lambda s: raw.save_many(s, batch, owner))
 
     async def pending_raw(self, limit: int = 1000, *, lease: timedelta = timedelta(0)) -> list[PendingRow]:
         """Messages stored but not processed, oldest first, with their claims (recovery); a
