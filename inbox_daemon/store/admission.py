@@ -15,10 +15,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import sellers
+from . import bulk, sellers
 from .engine import chunks
 from .records import Admission
 from .schema import MessageTrust, OptOut, table
@@ -77,29 +77,34 @@ class AdmissionView:
 
 
 async def record(session: AsyncSession, decided: Sequence[Admission], now: datetime) -> None:
-    """Write what was decided per message; a message seen before (reprocess) keeps its approval."""
+    """Write what was decided per message; a message seen before (reprocess) keeps its approval.
+    New messages, nearly all of them, take one bulk insert (``bulk.insert_rows``: each value
+    converted once, bound by the driver): this runs inside the applying transaction, which on
+    SQLite holds the write lock the SMTP process's 250s wait for."""
     ids = [a.raw_id for a in decided]
+    seen_before = {i for chunk in chunks(ids) for i in await session.scalars(select(_TABLE.c.raw_message_id).where(
+        _TABLE.c.raw_message_id.in_(chunk)))}
     existing = {
         t.raw_message_id: t
-        for chunk in chunks(ids)
+        for chunk in chunks(sorted(seen_before))
         for t in await session.scalars(select(MessageTrust).where(MessageTrust.raw_message_id.in_(chunk)))
     }
-    fresh: list[dict[str, object]] = []
+    fresh: list[tuple[object, ...]] = []
     for admission in decided:
         values = _columns(admission, now)
         before = existing.get(admission.raw_id)
         if before is None:
-            fresh.append({"raw_message_id": admission.raw_id, "approved_by": None, "approved_at": None, **values})
+            fresh.append((admission.raw_id, *values.values()))
         else:
             for name, value in values.items():
                 setattr(before, name, value)
-    if fresh:  # one bulk INSERT, not an ORM object per message
-        await session.execute(_INSERT, fresh)
     await session.flush()
+    await bulk.insert_rows(session, _TABLE, _FRESH_COLUMNS, fresh)
 
 
-_INSERT = insert(table(MessageTrust))  # built once: see ``schema.table``
+_TABLE = table(MessageTrust)
 _COLUMNS = tuple(f.name for f in fields(Admission) if f.name != "raw_id")
+_FRESH_COLUMNS = ("raw_message_id", *_COLUMNS, "decided_at")  # approved_by and approved_at: NULL
 
 
 def _columns(admission: Admission, now: datetime) -> dict[str, object]:

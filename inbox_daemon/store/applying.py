@@ -261,11 +261,10 @@ async def _verdicts(
     raw row is in ``received``, none is read or recorded (see ``apply_batch``)."""
     if received and all(raw_id in received for raw_id, _ in items):
         return [_notice(ring, raw_id, received[raw_id], result) for raw_id, result in items]
-    raws: dict[int, Any] = {}
-    for chunk in chunks({raw_id for raw_id, _ in items}):
-        statement = select(*_VERDICT_COLUMNS).where(_RAW.c.id.in_(chunk)).with_for_update(key_share=True)
-        raws.update((r.id, r) for r in await session.execute(statement))
-    notices, changed = [], []
+    found = await bulk.select_matching(session, _VERDICT_COLUMNS, _RAW.c.id, {raw_id for raw_id, _ in items}, lock=True)
+    raws = {r.id: r for r in found}
+    notices: list[_Notice] = []
+    changed: list[tuple[object, ...]] = []
     for raw_id, result in items:
         raw = raws.get(raw_id)
         if raw is None:
@@ -274,11 +273,9 @@ async def _verdicts(
         if raw_id in held:
             verdict = ("quarantined", held[raw_id], parser_version, result.forwarder)
         if (raw.outcome, raw.reason, raw.parser_version, raw.forwarder) != verdict:
-            changed.append(dict(zip(("v_id", "v_outcome", "v_reason", "v_parser", "v_forwarder"), (raw_id, *verdict)),
-                               v_at=now))
+            changed.append((raw_id, *verdict, now))
         notices.append(_notice(ring, raw_id, raw.received_at, result))
-    if changed:
-        await session.execute(_SET_VERDICT, changed)
+    await bulk.update_rows(session, _RAW, "id", _VERDICT_SET, changed)
     return notices
 
 
@@ -289,10 +286,7 @@ def _notice(ring: keys.Pseudonyms, raw_id: int, received_at: datetime, result: P
 
 _RAW = table(RawMessage)
 _VERDICT_COLUMNS = (_RAW.c.id, _RAW.c.outcome, _RAW.c.reason, _RAW.c.parser_version, _RAW.c.forwarder, _RAW.c.received_at)
-_SET_VERDICT = update(_RAW).where(_RAW.c.id == bindparam("v_id")).values(
-    outcome=bindparam("v_outcome"), reason=bindparam("v_reason"), parser_version=bindparam("v_parser"),
-    forwarder=bindparam("v_forwarder"), processed_at=bindparam("v_at"),
-)
+_VERDICT_SET = ("outcome", "reason", "parser_version", "forwarder", "processed_at")
 
 
 async def apply_batch(

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["insert_rows", "insert_returning", "select_matching"]
+__all__ = ["insert_rows", "insert_returning", "select_matching", "update_rows"]
 
 Processor = Callable[[Any], Any]
 
@@ -86,6 +86,32 @@ async def insert_rows(session: AsyncSession, table: Table, names: Sequence[str],
     await connection.exec_driver_sql(f"INSERT INTO {target} ({listed}) VALUES ({marks}) {on_conflict}", list(zip(*columns)))
 
 
+async def update_rows(session: AsyncSession, table: Table, key: str, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """UPDATE the rows of ``table`` whose ``key`` is each row's first value, setting ``names`` to
+    the rest (tuples: the key, then the values in the order of ``names``). SQLite: one prepared
+    UPDATE, bound by the driver for each row; PostgreSQL: ``UPDATE ... FROM unnest(...)``, one
+    statement (the keys must differ)."""
+    if not rows:
+        return
+    await session.flush()
+    connection = await session.connection()
+    dialect = connection.dialect
+    every = (key, *names)
+    columns = _columns(dialect, table, every, rows)
+    target, _ = _names(dialect, table, every)
+    quote = dialect.identifier_preparer.quote
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:p{n} AS {table.c[name].type.compile(dialect=dialect)}[])" for n, name in enumerate(every))
+        given = ", ".join(f"v{n}" for n in range(len(every)))
+        sets = ", ".join(f"{quote(name)} = v{n + 1}" for n, name in enumerate(names))
+        statement = text(f"UPDATE {target} SET {sets} FROM unnest({arrays}) AS given({given}) WHERE {quote(key)} = v0")
+        await connection.execute(statement, {f"p{n}": c for n, c in enumerate(columns)})
+        return
+    sets = ", ".join(f"{quote(name)} = ?" for name in names)
+    ordered = list(zip(*columns[1:], columns[0]))  # the key binds last, in WHERE
+    await connection.exec_driver_sql(f"UPDATE {target} SET {sets} WHERE {quote(key)} = ?", ordered)
+
+
 async def insert_returning(
     session: AsyncSession, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
@@ -116,7 +142,7 @@ async def insert_returning(
 
 
 async def select_matching(
-    session: AsyncSession, columns: Sequence[Column[Any]], key: Column[Any], values: Collection[str], *, lock: bool = False
+    session: AsyncSession, columns: Sequence[Column[Any]], key: Column[Any], values: Collection[Any], *, lock: bool = False
 ) -> list[Row[Any]]:
     """``columns`` of the rows of ``key``'s table whose ``key`` is one of ``values``;
     ``lock``: locked against concurrent change of their keys (PostgreSQL FOR NO KEY UPDATE)."""

@@ -59,3 +59,26 @@ def test_datetimes_written_in_bulk_read_as_the_orm_writes_them(with_store: Calla
             assert back == moments + moments
 
     with_store(body)
+
+
+def test_update_rows_sets_each_row_by_its_key_and_no_other(with_store: Callable[..., Any]) -> None:
+    """Each row's values land on the row its key names, converted as the column's type
+    converts them (a NUL in text replaced, which PostgreSQL would refuse; a datetime as every
+    write path stores it); rows
+    not named, and keys no row has, change nothing."""
+    at = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
+    later = datetime(2026, 12, 8, 6, 30, 0, 250000, tzinfo=UTC)
+
+    async def body(store: Store) -> None:
+        async with store._write() as session, session.begin():
+            ids = [i for i, in await bulk.insert_returning(session, OPT_OUTS, COLUMNS, [_row(n, at) for n in range(4)], ("id",))]
+            ids.sort()
+            await bulk.update_rows(session, OPT_OUTS, "id", ("marketplace", "last_seen", "notice_count"), [
+                (ids[1], "www.amazon\x00.de", later, 7), (ids[3], None, later, 9), (10**9, "nowhere", later, 1)])
+            rows = {r.id: (r.marketplace, r.last_seen, r.notice_count) for r in await session.execute(
+                select(OPT_OUTS.c.id, OPT_OUTS.c.marketplace, OPT_OUTS.c.last_seen, OPT_OUTS.c.notice_count))}
+            assert rows == {ids[0]: ("www.amazon.com", at, 1), ids[1]: ("www.amazon\ufffd.de", later, 7),
+                            ids[2]: ("www.amazon.com", at, 1), ids[3]: (None, later, 9)}
+            assert await session.scalar(select(OPT_OUTS.c.id).where(OPT_OUTS.c.last_seen > at).order_by(OPT_OUTS.c.id)) == ids[1]
+
+    with_store(body)
