@@ -67,13 +67,8 @@ class AdmissionView:
 
     async def approved(self, raw_ids: Collection[int]) -> set[int]:
         """The messages an operator approved (``quarantine approve``): later passes admit them."""
-        found: set[int] = set()
-        for chunk in chunks(raw_ids):
-            statement = select(MessageTrust.raw_message_id).where(
-                MessageTrust.raw_message_id.in_(chunk), MessageTrust.approved_by.is_not(None)
-            )
-            found.update(await self._session.scalars(statement))
-        return found
+        found = await bulk.select_matching(self._session, _APPROVAL_COLUMNS, _TABLE.c.raw_message_id, raw_ids)
+        return {r.raw_message_id for r in found if r.approved_by is not None}
 
 
 async def record(session: AsyncSession, decided: Sequence[Admission], now: datetime) -> None:
@@ -82,8 +77,7 @@ async def record(session: AsyncSession, decided: Sequence[Admission], now: datet
     converted once, bound by the driver): this runs inside the applying transaction, which on
     SQLite holds the write lock the SMTP process's 250s wait for."""
     ids = [a.raw_id for a in decided]
-    seen_before = {i for chunk in chunks(ids) for i in await session.scalars(select(_TABLE.c.raw_message_id).where(
-        _TABLE.c.raw_message_id.in_(chunk)))}
+    seen_before = {r.raw_message_id for r in await bulk.select_matching(session, _APPROVAL_COLUMNS, _TABLE.c.raw_message_id, ids)}
     existing = {
         t.raw_message_id: t
         for chunk in chunks(sorted(seen_before))
@@ -103,6 +97,7 @@ async def record(session: AsyncSession, decided: Sequence[Admission], now: datet
 
 
 _TABLE = table(MessageTrust)
+_APPROVAL_COLUMNS = (_TABLE.c.raw_message_id, _TABLE.c.approved_by)
 _COLUMNS = tuple(f.name for f in fields(Admission) if f.name != "raw_id")
 _FRESH_COLUMNS = ("raw_message_id", *_COLUMNS, "decided_at")  # approved_by and approved_at: NULL
 

@@ -109,6 +109,7 @@ def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyR
 
 _TABLE = schema_table(RawMessage)
 _SAVED_COLUMNS = (_TABLE.c.id, _TABLE.c.sha256, _TABLE.c.times_received, _TABLE.c.outcome)
+_CLAIM_COLUMNS = (_TABLE.c.id, _TABLE.c.outcome, _TABLE.c.claimed_by)
 # The same bytes again: one delivery more, the first delivery's row and metadata kept.
 _REPEAT = "ON CONFLICT (sha256) DO UPDATE SET times_received = raw_messages.times_received + excluded.times_received"
 
@@ -184,14 +185,8 @@ async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set
     another daemon after its claim ran out), with the rows locked for the rest of the
     transaction: the fence that keeps an owner who stalled past its lease from deciding a
     message a second time."""
-    holding: set[int] = set()
-    for chunk in chunks(raw_ids):
-        statement = (
-            select(RawMessage.id)
-            .where(RawMessage.id.in_(chunk), _held_by(owner))
-            .with_for_update(key_share=True)
-        )
-        holding.update(int(i) for i in await session.scalars(statement))
+    found = await bulk.select_matching(session, _CLAIM_COLUMNS, _TABLE.c.id, set(raw_ids), lock=True)
+    holding = {r.id for r in found if r.outcome == "pending" and r.claimed_by == owner}  # as ``_held_by``
     return set(raw_ids) - holding
 
 

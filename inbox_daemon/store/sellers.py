@@ -22,11 +22,14 @@ __all__ = ["registry", "add_seller", "remove_seller", "rotate_token", "sellers",
 
 
 async def registry(session: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
-    """(token -> seller id, forwarder address -> seller id) of the sellers not removed."""
-    live = Seller.removed_at.is_(None)
-    tokens = {token: seller for token, seller in await session.execute(select(Seller.token, Seller.id).where(live))}
-    statement = select(Forwarder.address, Forwarder.seller_id).join(Seller).where(live)
-    return tokens, {address: seller for address, seller in await session.execute(statement)}
+    """(token -> seller id, forwarder address -> seller id) of the sellers not removed. Read in
+    every applying transaction: its statements are built once."""
+    tokens = {token: seller for token, seller in await session.execute(_LIVE_TOKENS)}
+    return tokens, {address: seller for address, seller in await session.execute(_LIVE_FORWARDERS)}
+
+
+_LIVE_TOKENS = select(Seller.token, Seller.id).where(Seller.removed_at.is_(None))
+_LIVE_FORWARDERS = select(Forwarder.address, Forwarder.seller_id).join(Seller).where(Seller.removed_at.is_(None))
 
 
 async def _seller(session: AsyncSession, name: str, *, live: bool = True) -> Seller:
