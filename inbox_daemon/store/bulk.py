@@ -50,8 +50,15 @@ def _columns(dialect: Dialect, table: Table, names: Sequence[str], rows: Sequenc
     SQLite, a datetime becomes the text every other write path stores, microseconds always
     written, so equal moments compare equal)."""
     by_column = list(zip(*rows)) if rows else [() for _ in names]
-    return [_processed(values, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name, values in zip(names, by_column)]
+    return [_processed(values, _bind_processor(dialect, table, name)) for name, values in zip(names, by_column)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _bind_processor(dialect: Dialect, table: Table, name: str) -> Processor | None:
+    """The column type's converter for this dialect, made once: making it (the type's dialect
+    implementation, then its processor) cost more than converting a small batch's values."""
+    processor: Processor | None = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
 
 
 def _names(dialect: Dialect, table: Table, names: Sequence[str]) -> tuple[str, str]:
