@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import os
 import stat
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,10 +111,6 @@ def stores_with(ring: KeyRing) -> Iterator[None]:
 
 def ratio_line(what: str, on: list[float], off: list[float], unit: str) -> str:
     """Rounds of the same run, privacy on and off alternating; the ratio of their medians."""
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        return ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1:][:2]) / 2
-
     rounds = ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in zip(on, off))
-    return (f"  {what}: privacy on {median(on):,.0f} {unit}, off {median(off):,.0f} {unit} (medians; rounds on/off: "
-            f"{rounds}); on/off = {median(on) / median(off):.2f}x (target >= 0.9x)")
+    return (f"  {what}: privacy on {statistics.median(on):,.0f} {unit}, off {statistics.median(off):,.0f} {unit} (medians; rounds on/off: "
+            f"{rounds}); on/off = {statistics.median(on) / statistics.median(off):.2f}x (target >= 0.9x)")

@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -249,12 +250,6 @@ def anchor_rates(notices: list[tuple[str, str]], args: argparse.Namespace) -> tu
         return bare_rate(notices, args, tmp, group=False), bare_rate(notices, args, tmp, group=True)
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=5000)
@@ -289,10 +284,10 @@ def main() -> None:
         print(f"  round {n + 1}: acknowledged (250) {ack:,.0f}/s, applied (indexed) {done:,.0f}/s; bare: one commit "
               f"per message {one:,.0f}/s, group commit {group:,.0f}/s; acknowledged = {ack / one:.2f}x / "
               f"{ack / group:.2f}x; last order: {last}")
-    print(f"  medians: acknowledged {median(acked):,.0f}/s, applied {median(applied):,.0f}/s; bare one commit per "
-          f"message {median(single):,.0f}/s, group commit {median(grouped):,.0f}/s")
-    print(f"  daemon acknowledged = {median(acked) / median(single):.2f}x one commit per message, "
-          f"{median(acked) / median(grouped):.2f}x group commit (target >= 0.9x)")
+    print(f"  medians: acknowledged {statistics.median(acked):,.0f}/s, applied {statistics.median(applied):,.0f}/s; bare one commit per "
+          f"message {statistics.median(single):,.0f}/s, group commit {statistics.median(grouped):,.0f}/s")
+    print(f"  daemon acknowledged = {statistics.median(acked) / statistics.median(single):.2f}x one commit per message, "
+          f"{statistics.median(acked) / statistics.median(grouped):.2f}x group commit (target >= 0.9x)")
 
 
 if __name__ == "__main__":

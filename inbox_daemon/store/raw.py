@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox_daemon.keys import message_id_stored
@@ -109,7 +109,6 @@ def _values(item: Delivery, digest: str, repeats: int, now: datetime, ring: KeyR
 
 _TABLE = schema_table(RawMessage)
 _SAVED_COLUMNS = (_TABLE.c.id, _TABLE.c.sha256, _TABLE.c.times_received, _TABLE.c.outcome)
-_CLAIM_COLUMNS = (_TABLE.c.id, _TABLE.c.outcome, _TABLE.c.claimed_by)
 # The same bytes again: one delivery more, the first delivery's row and metadata kept.
 _REPEAT = "ON CONFLICT (sha256) DO UPDATE SET times_received = raw_messages.times_received + excluded.times_received"
 
@@ -153,9 +152,15 @@ async def claim(
     return await load_many(session, [i for i in raw_ids if i in holding], ring)
 
 
-def _held_by(owner: str) -> ColumnElement[bool]:
+def _held_by(owner: str | BindParameter[str]) -> ColumnElement[bool]:
     """``owner`` still holds the message's claim: not processed yet, and not taken over."""
     return and_(RawMessage.outcome == "pending", RawMessage.claimed_by == owner)
+
+
+# ``lost``'s read, run inside every applying transaction: built once, its ids and owner bound.
+_HOLDING = select(RawMessage.id).where(
+    RawMessage.id.in_(bindparam("ids", expanding=True)), _held_by(bindparam("owner"))
+).with_for_update(key_share=True)
 
 
 async def claimers(session: AsyncSession, raw_ids: Sequence[int]) -> set[str]:
@@ -185,8 +190,9 @@ async def lost(session: AsyncSession, raw_ids: Sequence[int], owner: str) -> set
     another daemon after its claim ran out), with the rows locked for the rest of the
     transaction: the fence that keeps an owner who stalled past its lease from deciding a
     message a second time."""
-    found = await bulk.select_matching(session, _CLAIM_COLUMNS, _TABLE.c.id, set(raw_ids), lock=True)
-    holding = {r.id for r in found if r.outcome == "pending" and r.claimed_by == owner}  # as ``_held_by``
+    holding: set[int] = set()
+    for chunk in chunks(raw_ids):
+        holding.update(await session.scalars(_HOLDING, {"ids": chunk, "owner": owner}))
     return set(raw_ids) - holding
 
 
