@@ -40,6 +40,8 @@ __all__ = [
     "listen",
     "LISTEN_APPLICATION",
     "import_page_cache",
+    "Lane",
+    "ReadLane",
     "WriteLane",
 ]
 
@@ -172,41 +174,58 @@ async def import_page_cache(session: AsyncSession, importing: bool) -> None:
         await session.execute(text(f"PRAGMA cache_size = -{kib}"))
 
 
-class WriteLane:
-    """SQLite write transactions run whole in one thread, on a connection of their own: one
-    hand-off to the thread per transaction. Through aiosqlite every statement, BEGIN and COMMIT
-    included, is a hand-off and back through the event loop: the transaction holds SQLite's one
-    write lock for all those turns, and the SMTP process's writes wait behind it
-    (bench/ingest.py).
+class Lane:
+    """SQLite transactions run whole in a thread, on a connection of their own: one hand-off to
+    a thread per transaction. Through aiosqlite every statement, BEGIN and COMMIT included, is a
+    hand-off and back through the event loop (bench/ingest.py): a write holds SQLite's one write
+    lock for all those turns, and the SMTP process's writes wait behind it; a read costs the
+    daemon's loop about twice what the statements themselves take."""
 
-    The lock is asked for every LOCK_POLL_S instead of through ``busy_timeout``, whose sleeps
-    grow to 100 ms: writes of a few milliseconds, from two processes, take turns as soon as
-    the lock is free."""
-
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, write: bool, threads: int) -> None:
+        self._write = write
         self._engine = create_engine(
-            url.set(drivername="sqlite+pysqlite"), hide_parameters=True,
+            url.set(drivername="sqlite+pysqlite"), hide_parameters=True, pool_size=threads,
             connect_args={**SQLITE_CONNECT_ARGS, "check_same_thread": False},
         )
-        _sqlite_events(self._engine, busy_timeout_ms=0)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        _sqlite_events(self._engine, busy_timeout_ms=0 if write else SQLITE_BUSY_TIMEOUT_MS)
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="sqlite-write" if write else "sqlite-read")
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        """``work`` in one write transaction (BEGIN IMMEDIATE), committed; StoreUnavailable
-        when the database cannot commit, or its lock is not free within the busy timeout."""
+        """``work`` in one transaction (a write: BEGIN IMMEDIATE, committed); StoreUnavailable
+        when the database cannot be read or cannot commit, or its write lock is not free within
+        the busy timeout."""
 
         def transaction() -> T:
-            with self._engine.connect().execution_options(**{WRITE: True}) as conn, _locked(conn):
+            with self._engine.connect().execution_options(**{WRITE: self._write}) as conn, self._begun(conn):
                 return work(conn)
 
         async with unavailable():
-            return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, transaction)
+
+    def _begun(self, conn: Connection) -> Any:
+        return _locked(conn) if self._write else conn.begin()
 
     def close(self) -> None:
-        """Let the transaction under way end; those still queued are not started (their
+        """Let the transactions under way end; those still queued are not started (their
         callers are told they were cancelled: nothing of them was written)."""
-        self._thread.shutdown(wait=True, cancel_futures=True)
+        self._threads.shutdown(wait=True, cancel_futures=True)
         self._engine.dispose()
+
+
+class WriteLane(Lane):
+    """The write transactions, one at a time. The lock is asked for every LOCK_POLL_S instead
+    of through ``busy_timeout``, whose sleeps grow to 100 ms: writes of a few milliseconds, from
+    two processes, take turns as soon as the lock is free."""
+
+    def __init__(self, url: URL) -> None:
+        super().__init__(url, write=True, threads=1)
+
+
+class ReadLane(Lane):
+    """The read transactions, ``threads`` at once (WAL: a read never waits for the writer)."""
+
+    def __init__(self, url: URL, threads: int = 4) -> None:
+        super().__init__(url, write=False, threads=threads)
 
 
 LOCK_POLL_S = 0.0005

@@ -2,9 +2,9 @@
 
 The functions of this package take an ``AsyncSession`` and await only the database. Given an
 ``ImmediateSession`` instead, every await completes at once, so ``run_now`` runs such a
-coroutine to its end without an event loop: on SQLite the applying transaction runs in the
-``WriteLane``'s thread as one hand-off, where through aiosqlite each of its statements took
-several turns of the event loop while holding the database's one write lock.
+coroutine to its end without an event loop: on SQLite a transaction runs in a lane's thread
+(``engine.Lane``) as one hand-off, where through aiosqlite each of its statements took several
+turns of the event loop, and a write held the database's one write lock all the while.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class ImmediateSession:
 
     async def scalar(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.scalar(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.get(*args, **kwargs)
 
     async def flush(self, *args: Any, **kwargs: Any) -> None:
         self._session.flush(*args, **kwargs)

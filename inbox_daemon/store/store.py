@@ -31,7 +31,9 @@ from . import accounts, admission, applying, blocklist, changes, imap, keycheck,
 from .admission import AdmissionView
 from .audit import audit, audit_rows
 from .immediate import ImmediateSession, run_now
-from .engine import WRITE, Listening, WriteLane, import_page_cache, listen, make_engine, retrying, unavailable, utcnow
+from .engine import (
+    WRITE, Lane, Listening, ReadLane, WriteLane, import_page_cache, listen, make_engine, retrying, unavailable, utcnow,
+)
 from .records import (
     ApiTokenRow,
     WebUserRow,
@@ -91,7 +93,9 @@ class Store:
         # round trips around them), so a change reaches the index as soon as it is read.
         following = engine.execution_options(isolation_level="AUTOCOMMIT") if self.notifies else engine
         self._follow = async_sessionmaker(following, expire_on_commit=False)
-        self._lane: WriteLane | None = None  # SQLite: the write transactions' own thread, made on first use
+        # SQLite: the transactions' own threads (``engine.Lane``), made on first use.
+        self._lane: WriteLane | None = None
+        self._read_lane: ReadLane | None = None
 
     @classmethod
     async def open(cls, url: str, *, keyring: KeyRing | None = None, pool_size: int = 5, **engine_options: Any) -> Self:
@@ -112,9 +116,11 @@ class Store:
         return await cls.open(spec.url, keyring=spec.keyring)
 
     async def close(self) -> None:
-        lane, self._lane = self._lane, None  # taken first: a close cut short by a stop's deadline is not redone
-        if lane is not None:
-            await asyncio.to_thread(lane.close)
+        lanes = (self._lane, self._read_lane)
+        self._lane = self._read_lane = None  # taken first: a close cut short by a stop's deadline is not redone
+        for lane in lanes:
+            if lane is not None:
+                await asyncio.to_thread(lane.close)
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -142,6 +148,24 @@ class Store:
             return await self._transaction(work)
         if self._lane is None:
             self._lane = WriteLane(self.engine.url)
+        return await self._in_lane(self._lane, work)
+
+    async def _reading(
+        self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]], sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> T:
+        """``work`` in one read transaction; on SQLite run whole in a read lane's thread
+        (``ReadLane``): the daemon's loop hands it off once, not once per statement."""
+        if self.engine.dialect.name == "sqlite":
+            if self._read_lane is None:
+                self._read_lane = ReadLane(self.engine.url)
+            return await self._in_lane(self._read_lane, work)
+        async with unavailable(), (sessions or self._read)() as session, session.begin():
+            session.info[pseudonyms.INFO] = self.keyring
+            return await work(session)
+
+    async def _in_lane(self, lane: Lane, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
+        """``work`` on a synchronous session in ``lane``'s thread (it awaits only the session:
+        ``immediate.run_now``)."""
         keyring = self.keyring
 
         def in_thread(connection: Connection) -> T:
@@ -153,14 +177,7 @@ class Store:
             finally:
                 session.close()
 
-        return await self._lane.run(in_thread)
-
-    async def _reading(
-        self, work: Callable[[AsyncSession], Awaitable[T]], sessions: async_sessionmaker[AsyncSession] | None = None
-    ) -> T:
-        async with unavailable(), (sessions or self._read)() as session, session.begin():
-            session.info[pseudonyms.INFO] = self.keyring
-            return await work(session)
+        return await lane.run(in_thread)
 
     async def ping(self) -> None:
         async with unavailable(), self.engine.connect() as conn:

@@ -1,6 +1,7 @@
-"""SQLite writes whole in one thread (``WriteLane``) and store code run on a synchronous session
-(``immediate``): a lock held by another process is waited for and taken once free, one held
-too long is StoreUnavailable, and a coroutine that awaits anything but its session is refused."""
+"""SQLite transactions whole in a thread (``engine.Lane``) and store code run on a synchronous
+session (``immediate``): a write lock held by another process is waited for and taken once free,
+one held too long is StoreUnavailable, the store's reads take one hand-off each, a database that
+cannot be read is StoreUnavailable, and a coroutine that awaits anything but its session is refused."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from inbox_daemon.errors import StoreUnavailable
-from inbox_daemon.store import engine
-from inbox_daemon.store.engine import WriteLane
+from inbox_daemon.store import Delivery, Store, engine
+from inbox_daemon.store.engine import ReadLane, WriteLane
 from inbox_daemon.store.immediate import run_now
+from tests.conftest import TEST_KEYRING
 
 
 def _lane(path: Path) -> WriteLane:
@@ -134,3 +136,65 @@ def test_run_now_refuses_a_coroutine_that_awaits_anything_but_its_session() -> N
     assert run_now(immediate()) == 7
     with pytest.raises(RuntimeError, match="other than its session"):
         run_now(suspends())
+
+
+def test_the_stores_reads_on_sqlite_run_whole_in_a_read_lane(db_path: Path, run: Any) -> None:
+    """The reads the daemon makes per batch (the bytes to parse, the index entries after a
+    commit, the follower's changes) take one hand-off to a read thread each: none of their
+    statements goes through aiosqlite, which costs the loop a hand-off per statement."""
+
+    async def main() -> tuple[list[str], set[str], bytes, int]:
+        async with await Store.open(f"sqlite:///{db_path}", keyring=TEST_KEYRING) as store:
+            cursor = await store.change_cursor()
+            (saved,) = await store.save_raw_many([Delivery(b"Subject: x\r\n\r\nbody", "smtp")])
+            through_loop: list[str] = []
+            event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: through_loop.append(a[2]))
+            threads: set[str] = set()
+            assert store._read_lane is not None
+            event.listen(store._read_lane._engine, "before_cursor_execute",
+                         lambda *a: threads.add(threading.current_thread().name))
+            (record,) = await store.load_raw_many([saved.id])
+            followed = await store.changes_since(cursor)
+            return through_loop, threads, record.data, len(followed)
+
+    through_loop, threads, data, followed = run(main())
+    assert data == b"Subject: x\r\n\r\nbody" and followed == 0
+    assert through_loop == []
+    assert threads and all(name.startswith("sqlite-read") for name in threads)
+
+
+def test_a_read_of_a_database_that_cannot_be_opened_is_store_unavailable(tmp_path: Path, run: Any) -> None:
+    async def main() -> None:
+        lane = ReadLane(make_url(f"sqlite:///{tmp_path / 'gone' / 'x.db'}"))
+        try:
+            with pytest.raises(StoreUnavailable):
+                await lane.run(lambda c: c.execute(text("SELECT 1")).scalar_one())
+        finally:
+            lane.close()
+
+    run(main())
+
+
+def test_a_read_waits_for_no_writer(tmp_path: Path, run: Any) -> None:
+    """WAL: a write transaction held open by another process does not hold a read up."""
+    db = tmp_path / "x.db"
+
+    async def main() -> int:
+        writes, reads = _lane(db), ReadLane(make_url(f"sqlite:///{db}"))
+        try:
+            await writes.run(lambda c: c.execute(text("CREATE TABLE t (x)")))
+            await writes.run(lambda c: c.execute(text("INSERT INTO t VALUES (1)")))
+            other = sqlite3.connect(db, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO t VALUES (2)")
+            try:
+                return int(await asyncio.wait_for(
+                    reads.run(lambda c: c.execute(text("SELECT count(*) FROM t")).scalar_one()), 2))
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+        finally:
+            writes.close()
+            reads.close()
+
+    assert run(main()) == 1  # what was committed, not the other's open write
