@@ -145,11 +145,17 @@ def test_a_bug_in_the_follower_ends_its_task_for_supervision(db_path: Path, run:
 # -- stop ----------------------------------------------------------------------------------------
 
 
-def _hold_write_lock(db: Path) -> sqlite3.Connection:
-    """Another process's long write transaction: the daemon's writer waits on it."""
-    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN IMMEDIATE")
-    return conn
+async def _hold_write_lock(db: Path) -> sqlite3.Connection:
+    """Another process's long write transaction: the daemon's writer waits on it. Taken off
+    the loop, as another process would: a write of the daemon's own under way when it is asked
+    for (it starts tasks that write) finishes on the loop, which a busy wait here would block."""
+
+    def take() -> sqlite3.Connection:
+        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+        return conn
+
+    return await asyncio.to_thread(take)
 
 
 def _send_in_background(address: tuple[str, int], raws: list[bytes]) -> threading.Thread:
@@ -193,7 +199,7 @@ def test_a_flow_stop_past_its_timeout_leaves_no_writer_running(
     async def main() -> tuple[bool, list[str]]:
         before = asyncio.all_tasks()
         daemon = await _started(tmp_path, monkeypatch)
-        lock = _hold_write_lock(Path(daemon.config.database_url.removeprefix("sqlite:///")))
+        lock = await _hold_write_lock(Path(daemon.config.database_url.removeprefix("sqlite:///")))
         try:
             _send_in_background(daemon.smtp.address, [opt_out_notice(f"113-5663737-43427{n:02d}", None) for n in range(4)])
             while not daemon.flow._writer.queued and not daemon.flow.bytes_in_flight:
@@ -218,7 +224,7 @@ def test_stop_ends_every_part_within_one_deadline(tmp_path: Path, monkeypatch: p
     async def main() -> tuple[float, list[str]]:
         before = asyncio.all_tasks()
         daemon = await _started(tmp_path, monkeypatch)
-        lock = _hold_write_lock(Path(daemon.config.database_url.removeprefix("sqlite:///")))
+        lock = await _hold_write_lock(Path(daemon.config.database_url.removeprefix("sqlite:///")))
         try:
             _send_in_background(daemon.smtp.address, [opt_out_notice(f"113-5663737-43427{n:02d}", None) for n in range(4)])
             while not daemon.flow.bytes_in_flight:
