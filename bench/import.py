@@ -122,7 +122,7 @@ async def run_import(db: Path, mbox: Path) -> tuple[ImportSummary, float]:
     buyers kept as pseudonyms), one parser worker process, the collector tuned."""
     tune_collector()
     store = await Store.open(f"sqlite:///{db}", keyring=new_keyring())
-    flow = Flow(store, Processor(store, lambda _entries: None, workers=auto_workers(-1)), recover=True)
+    flow = Flow(store, Processor(store, workers=auto_workers(-1)), recover=True)
     await flow.start()
     try:
         started = time.perf_counter()

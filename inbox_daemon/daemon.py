@@ -151,7 +151,7 @@ class Daemon:
         cursor = await self.store.change_cursor()  # taken before the load: nothing slips by
         self.index = await self._load_index()
         self.follower = IndexFollower(self.store, self.index, cursor, cfg.query.sync_seconds)
-        self.flow = build_flow(cfg, self.store, self.index.apply, recover=True)
+        self.flow = build_flow(cfg, self.store, self.follower.catch_up, recover=True)
         self.learner = AddressLearner(self.store, self.index, cfg.security.relay_domains, keyring=self.store.keyring)
         shares = listener_limits(cfg)
         self.log.info("listener_limits", descriptor_limit=shares["query"].descriptor_limit,

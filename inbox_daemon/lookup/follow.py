@@ -1,9 +1,10 @@
 """Keeps the in-memory index in step with the database.
 
-Changes this daemon commits are applied to the index in the same step (the intake calls
-``index.apply`` after each commit). Changes other processes commit (a CLI removal, a second
-daemon on the same PostgreSQL) arrive through the ``blocklist_changes`` sequence: only the rows
-changed since the cursor, never a full reload. On PostgreSQL a LISTEN connection wakes the
+Every change reaches the index through the ``blocklist_changes`` sequence: only the rows changed
+since the cursor, never a full reload. Changes other processes commit (a CLI removal, a second
+daemon on the same PostgreSQL) are pulled as below; after each commit of its own the intake asks
+for a poll at once (``catch_up``) and waits for it, so a notice counts as processed once the
+index blocks its buyers, and each change is read back once. On PostgreSQL a LISTEN connection wakes the
 follower as soon as such a transaction commits (``changes.record`` sends the NOTIFY in it);
 pulling every ``interval`` seconds stays, so a notification lost with its connection costs at
 most one interval, and each (re)connect pulls at once for what came while nobody listened.
@@ -125,6 +126,8 @@ class IndexFollower:
         self.applied = 0
         self.listens = 0  # LISTEN connections made (a reconnect adds one)
         self.caught_up = time.monotonic()  # when a poll last succeeded: the metrics' follow lag
+        self._polls = 0  # polls begun
+        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []  # (the poll awaited, its waiter)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -140,6 +143,7 @@ class IndexFollower:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self._release(self._polls + 1)
         self._deferred.flush()
         self._listen_failed.flush()
 
@@ -155,18 +159,49 @@ class IndexFollower:
         self.caught_up = time.monotonic()
         return len(entries)
 
+    async def catch_up(self) -> None:
+        """Return once a poll that begins after this call has read to the end of the sequence:
+        what was committed before the call is then in the index. Also when that poll fails
+        (the store is away: a later poll brings it) or the follower stops; at once when it is
+        not running."""
+        if self._task is None or self._task.done():
+            return
+        caught = asyncio.get_running_loop().create_future()
+        self._catching_up.append((self._polls + 1, caught))
+        self._wake.set()
+        await caught
+
+    def _release(self, poll: int) -> None:
+        """Answer the callers of ``catch_up`` waiting for ``poll`` or an earlier one."""
+        waiting, self._catching_up = self._catching_up, []
+        for awaited, caught in waiting:
+            if awaited > poll:
+                self._catching_up.append((awaited, caught))
+            elif not caught.done():
+                caught.set_result(None)
+
     async def _run(self) -> None:
-        """Poll until stopped. The database being away is waited out; anything else is a bug
+        """Poll until stopped; at once again while a read stopped short of the end
+        (``cursor.more``). The database being away is waited out; anything else is a bug
         and ends the task, which ends the daemon (``Daemon._supervise``): an index that has
         stopped following would answer OK for buyers who opted out since."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()  # before the read: a NOTIFY during it wakes the next one
-            try:
-                await self.poll_once()
-            except StoreUnavailable as exc:
-                self._deferred(error=str(exc))
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                self._wake.clear()  # before the read: a NOTIFY during it wakes the next one
+                self._polls += 1
+                try:
+                    await self.poll_once()
+                except StoreUnavailable as exc:
+                    self._deferred(error=str(exc))
+                else:
+                    if self._cursor.more:
+                        self._wake.set()
+                        continue
+                self._release(self._polls)
+        finally:
+            self._release(self._polls + 1)
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection whose notifications wake ``_run``; when it is lost, connect

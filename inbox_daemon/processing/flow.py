@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from ..config import Config, IntakeConfig
 from ..errors import Busy, StoreUnavailable
 from ..log import get_logger
-from ..store import Delivery, IndexEntry, SavedRaw, Store
+from ..store import Delivery, SavedRaw, Store
 from ..store.writer import RawWriter
 from .admission import gatekeeper
 from .parsers import auto_workers, load_parser
@@ -231,21 +231,17 @@ class Flow(Intake):
 def build_flow(
     config: Config,
     store: Store,
-    on_applied: Callable[[Sequence[IndexEntry]], None] | None = None,
+    index_sync: Callable[[], Awaitable[None]] | None = None,
     *,
     recover: bool = False,
 ) -> Flow:
-    """The flow as ``[parser]`` and ``[security]`` configure it. ``recover``: also process
-    what a crash left pending (the daemon; never a CLI verb beside a running daemon)."""
+    """The flow as ``[parser]`` and ``[security]`` configure it. ``index_sync``: the daemon's
+    index catching up after each commit (``Processor``). ``recover``: also process what a crash
+    left pending (the daemon; never a CLI verb beside a running daemon)."""
     processor = Processor(
-        store, on_applied or _ignore, gate=gatekeeper(config.security),
+        store, index_sync=index_sync, gate=gatekeeper(config.security),
         parser=load_parser(config.parser.module), workers=auto_workers(config.parser.workers),
         parse_timeout=config.parser.timeout_seconds, claim_seconds=config.intake.claim_seconds,
         counters=Counter(),
     )
     return Flow(store, processor, recover=recover, limits=config.intake)
-
-
-def _ignore(_entries: Sequence[IndexEntry]) -> None:
-    """A CLI verb has no index: a running daemon learns of the change through the change
-    sequence (``inbox_daemon.lookup.follow``)."""

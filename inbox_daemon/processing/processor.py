@@ -2,10 +2,11 @@
 
 ``submit(raw_id)`` queues a stored message; a task takes batches, loads their bytes, parses
 batch k+1 (in a worker process when configured) while batch k is assessed and applied in one
-transaction, then hands the changed index entries on. One message's fault stays with it: a
-batch that fails for any reason but the store being down is applied again one by one, and the
-message that fails alone is marked ``error`` with its reason. A store that goes away leaves the
-batch ``pending`` in the database; ``recover`` queues it again once the store is back.
+transaction, then waits until the index has read back what it changed (``index_sync``). One
+message's fault stays with it: a batch that fails for any reason but the store being down is
+applied again one by one, and the message that fails alone is marked ``error`` with its reason.
+A store that goes away leaves the batch ``pending`` in the database; ``recover`` queues it again
+once the store is back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import secrets
 import socket
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -26,7 +27,7 @@ from .. import keys
 from ..errors import StoreUnavailable
 from ..log import get_logger
 from ..notices import ParseResult
-from ..store import Applied, IndexEntry, PendingRow, RawRecord, Store
+from ..store import Applied, PendingRow, RawRecord, Store
 from ..store.engine import is_transient
 from ..trust import Claim, Gatekeeper, header_claims
 from .admission import admitter
@@ -131,8 +132,8 @@ class Processor:
     def __init__(
         self,
         store: Store,
-        on_applied: Callable[[Sequence[IndexEntry]], None],
         *,
+        index_sync: Callable[[], Awaitable[None]] | None = None,
         gate: Gatekeeper | None = None,
         parser: Parser = BUILTIN,
         workers: int = 0,
@@ -141,7 +142,9 @@ class Processor:
         counters: Counter[str] | None = None,
     ) -> None:
         self._store = store
-        self._on_applied = on_applied  # updates the in-memory index after each commit
+        # The daemon's index follower catching up after each commit (``IndexFollower.catch_up``);
+        # None: no index here (a CLI verb), whose daemons follow the change rows.
+        self._index_sync = index_sync
         self._gate = gate  # None: no admission step (every notice applies, nothing recorded)
         self.parser = parser
         self._parsing = ParsePool(parser, workers, parse_timeout)
@@ -352,12 +355,19 @@ class Processor:
                 self._queue.task_done()
 
     async def _apply(self, parsed: list[_Parsed]) -> list[Applied | None]:
+        """``_commit``, then (with an index) until the index has what it committed."""
+        applied = await self._commit(parsed)
+        if self._index_sync is not None:
+            await self._index_sync()
+        return applied
+
+    async def _commit(self, parsed: list[_Parsed]) -> list[Applied | None]:
         """One transaction: the admission step (with a gate), then apply; None for a message
         whose claim this process lost meanwhile."""
         items = [(p.record.id, p.result) for p in parsed]
         version, owner, claimed = self.parser.version, self.owner, set(self._held)
         if self._gate is None:
-            return await self._store.apply_many(items, parser_version=version, owner=owner, claimed=claimed)
+            return await self._store.apply_many(items, parser_version=version, owner=owner, claimed=claimed, entries=False)
         assessed = [
             (p.record.id, p.result, await self._gate.assess(p.record.data, p.result, p.record.envelope_to,
                                                              p.record.source, p.record.peer, read=p.claims))
@@ -367,7 +377,9 @@ class Processor:
         # (the addr-spec), not the parser's guess.
         items = [(i, replace(r, forwarder=a.who.forwarder)) for i, r, a in assessed]
         admit = admitter(self._gate.policy, assessed)
-        return await self._store.apply_many(items, parser_version=version, admit=admit, owner=owner, claimed=claimed)
+        return await self._store.apply_many(
+            items, parser_version=version, admit=admit, owner=owner, claimed=claimed, entries=False
+        )
 
     async def _process(self, parsed: list[_Parsed]) -> None:
         if not parsed:
@@ -427,7 +439,6 @@ class Processor:
         if app is None:
             self._lost(one)
             return
-        self._on_applied(app.entries)
         outcome, reason = ("quarantined", app.held) if app.held else (one.result.kind.value, one.result.reason)
         self._decided(one, outcome, reason, app.buyers_new)
 

@@ -271,7 +271,7 @@ class Store:
 
     async def apply_many(
         self, items: Sequence[tuple[int, ParseResult]], *, parser_version: str, admit: Admit | None = None,
-        owner: str | None = None, claimed: Collection[int] = (),
+        owner: str | None = None, claimed: Collection[int] = (), entries: bool = True,
     ) -> list[Applied | None]:
         """Record each verdict and apply the buyers of each opt-out, in one transaction (see
         ``applying`` for the identity rules); applying the same message again changes nothing.
@@ -280,7 +280,8 @@ class Store:
         item; what it returns is recorded, and items it holds are quarantined (``Applied.held``).
         Items in ``claimed`` are applied only while ``owner`` still holds their claim; the
         others come back as None and nothing of them is written (``raw.lost``). The index
-        entries of the results are read once the transaction has committed (``applying.Written``).
+        entries of the results are read once the transaction has committed (``applying.Written``);
+        ``entries`` False: not read (the caller's index follows the change rows).
         """
 
         async def work(session: AsyncSession) -> tuple[set[int], applying.Written]:
@@ -296,7 +297,7 @@ class Store:
 
         lost, written = await self._transaction_now(work)
         try:  # after the commit: see ``applying.Written``
-            results = await self._reading(written.applied)
+            results = await (self._reading(written.applied) if entries else written.applied(None))
         except StoreUnavailable:  # committed all the same: the index follower reads its change rows
             results = await written.applied(None)
         applied = iter(results)

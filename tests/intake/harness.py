@@ -43,7 +43,7 @@ async def running_flow(
 ) -> AsyncIterator[tuple[Store, Flow]]:
     """The built-in parser, no admission step, recovery of pending mail on."""
     store = await Store.open(f"sqlite:///{db}")
-    flow = Flow(store, Processor(store, lambda _entries: None, workers=parse_workers), recover=True, limits=limits)
+    flow = Flow(store, Processor(store, workers=parse_workers), recover=True, limits=limits)
     await flow.start()
     try:
         yield store, flow

@@ -63,7 +63,7 @@ def test_line_and_message_limits(size: int) -> None:
 @asynccontextmanager
 async def listening(db: Path, budget: int = 128 * 2**20, **smtp: Any) -> AsyncIterator[tuple[SmtpListener, Flow]]:
     store = await Store.open(f"sqlite:///{db}")
-    flow = Flow(store, Processor(store, lambda _entries: None), limits=IntakeConfig(bytes_in_flight=budget))
+    flow = Flow(store, Processor(store), limits=IntakeConfig(bytes_in_flight=budget))
     await flow.start()
     listener = SmtpListener(flow, SmtpConfig(port=0, **smtp))
     await listener.start()

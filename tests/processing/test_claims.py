@@ -31,7 +31,7 @@ def deliveries(seed: int, n: int) -> list[Delivery]:
 def test_two_processors_handed_the_same_messages_process_each_once(with_store: Any) -> None:
     async def body(store: Store) -> None:
         saved = await store.save_raw_many(deliveries(1, 40))
-        first, second = (Processor(store, lambda _e: None) for _ in range(2))
+        first, second = (Processor(store) for _ in range(2))
         for p in (first, second):
             await p.start()
         try:
@@ -52,7 +52,7 @@ def test_a_resend_of_a_pending_message_is_processed_and_a_cli_flow_leaves_the_ba
     async def body(store: Store) -> None:
         left, resent = deliveries(2, 2)
         left_id = (await store.save_raw_many([left, resent]))[0].id  # stored, then the process died
-        flow = Flow(store, Processor(store, lambda _e: None))  # no recovery, as a CLI verb has
+        flow = Flow(store, Processor(store))  # no recovery, as a CLI verb has
         await flow.start()
         try:
             again = await flow.accept(resent)  # the MTA did not get our 250 and sends it again
@@ -85,7 +85,7 @@ def test_the_store_going_away_mid_batch_leaves_no_caller_waiting(with_store: Any
             return await real(*args, **kwargs)
 
         store.apply_many = failing  # type: ignore[method-assign]
-        processor = Processor(store, lambda _e: None)
+        processor = Processor(store)
         await processor.start()
         try:
             results = await asyncio.wait_for(asyncio.gather(*(processor.submit(s.id) for s in saved)), 20)
@@ -126,8 +126,8 @@ async def _until(predicate: Any, timeout: float = 20.0) -> None:
 async def two_owners(store: Store, first_lease: float, second_lease: float) -> AsyncIterator[tuple[Stalled, Processor, Processor]]:
     """A first owner whose parses stall until released, and a second with a working parser."""
     stalled = Stalled()
-    first = Processor(store, lambda _e: None, parser=stalled.parser, claim_seconds=first_lease, parse_timeout=120)
-    second = Processor(store, lambda _e: None, claim_seconds=second_lease)
+    first = Processor(store, parser=stalled.parser, claim_seconds=first_lease, parse_timeout=120)
+    second = Processor(store, claim_seconds=second_lease)
     for p in (first, second):
         await p.start()
     try:
@@ -219,7 +219,7 @@ def test_a_stored_message_is_claimed_by_the_process_that_stored_it(with_store: A
         assert again.id == saved.id and not again.is_new
         (row,) = await store.pending_raw(lease=timedelta(hours=1))
         assert (row.claimed_by, row.claim_expired) == ("one", False)
-        other = Processor(store, lambda _e: None)
+        other = Processor(store)
         assert await other.recover() == 0
         assert await store.claim_raw([saved.id], "two", lease=timedelta(hours=1)) == []
         assert await store.renew_claims("one") == 1
@@ -237,7 +237,7 @@ def test_messages_stored_by_a_process_gone_from_this_host_are_taken_at_once(with
 
     async def body(store: Store) -> None:
         saved = await store.save_raw_many(deliveries(8, 3), owner=owner)
-        processor = Processor(store, lambda _e: None)  # a lease of 30 s: not waited for
+        processor = Processor(store)  # a lease of 30 s: not waited for
         await processor.start()
         try:
             results = await asyncio.wait_for(asyncio.gather(*(processor.submit(s.id) for s in saved)), 20)
@@ -264,7 +264,7 @@ def test_a_database_error_while_renewing_is_logged_and_work_goes_on(with_store: 
 
         store.renew_claims = away  # type: ignore[method-assign]
         stalled = Stalled()
-        processor = Processor(store, lambda _e: None, parser=stalled.parser, claim_seconds=0.3, parse_timeout=60)
+        processor = Processor(store, parser=stalled.parser, claim_seconds=0.3, parse_timeout=60)
         await processor.start()
         try:
             decided = processor.submit(saved.id)
