@@ -1,13 +1,15 @@
 """Keeps the in-memory index in step with the database.
 
-Every change reaches the index through the ``blocklist_changes`` sequence: only the rows changed
-since the cursor, never a full reload. Changes other processes commit (a CLI removal, a second
-daemon on the same PostgreSQL) are pulled as below; after each commit of its own the intake asks
-for a poll at once (``catch_up``) and waits for it, so a notice counts as processed once the
-index blocks its buyers, and each change is read back once. On PostgreSQL a LISTEN connection wakes the
-follower as soon as such a transaction commits (``changes.record`` sends the NOTIFY in it);
-pulling every ``interval`` seconds stays, so a notification lost with its connection costs at
-most one interval, and each (re)connect pulls at once for what came while nobody listened.
+Changes reach the index through the ``blocklist_changes`` sequence: only the rows changed since
+the cursor, never a full reload. After each commit of its own the intake asks for a poll at once
+(``catch_up``) and waits for it, so a notice counts as processed once the index blocks its
+buyers. The web pages' removals and approvals, and CHECK's learning, apply the entries their own
+transaction read at once, and the sequence brings them again (harmless: the index takes the
+latest). Changes other processes commit (a CLI removal, a second daemon on the same PostgreSQL)
+are pulled: on PostgreSQL a LISTEN connection wakes the follower as soon as such a transaction
+commits (``changes.record`` sends the NOTIFY in it); pulling every ``interval`` seconds stays, so
+a notification lost with its connection costs at most one interval, and each (re)connect pulls
+at once for what came while nobody listened.
 SQLite has no notification between processes: there the follower pulls every ``interval``.
 """
 
